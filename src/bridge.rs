@@ -1,0 +1,569 @@
+//! The event loop: poll Connect -> diff -> publish; MQTT messages in -> act.
+//!
+//! One `GET /app/printers` per tick watches the whole fleet. Per-printer requests are made
+//! only when something changed: a job started or ended (job detail), or the printer's state
+//! moved (the events feed, from the cursor kept in the state directory).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+use crate::config::Config;
+use crate::connect::client::{ConnectClient, ConnectError};
+use crate::connect::model::{Job, Printer, PrinterState};
+use crate::discovery::{Discovery, PrinterDevice};
+use crate::mqtt::{Incoming, Link};
+use crate::outbox::{Kind, Outbox};
+use crate::payloads::{self, iso, now_unix};
+use crate::store::{Memory, PrinterMemory, Store};
+use crate::topics::{Topics, assign_ids};
+
+/// A printer missing from this many successful list polls in a row is gone: its discovery
+/// and retained topics are removed. More than one, so a glitch in Connect's list does not
+/// wipe a farm's entities.
+pub const REMOVE_AFTER_MISSING_POLLS: u32 = 3;
+/// Polls after a job ended during which Connect may still report it running.
+const JOB_END_ATTEMPTS: u32 = 20;
+/// Longest wait between polls while Connect fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+struct Tracked {
+    id: String,
+    printer: Printer,
+    job_detail: Option<Job>,
+    /// The published state without `updated`.
+    state: Option<Value>,
+    /// What, when it changes, calls for a look at the events feed.
+    signature: Option<String>,
+    events_due: bool,
+    device: Option<PrinterDevice>,
+    end_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Health {
+    reachable: bool,
+    since: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    failures: u32,
+}
+
+pub struct Bridge {
+    config: Config,
+    connect: ConnectClient,
+    topics: Topics,
+    discovery: Option<Discovery>,
+    outbox: Outbox,
+    store: Store,
+    memory: Memory,
+    printers: BTreeMap<String, Tracked>,
+    missing: HashMap<String, u32>,
+    health: Health,
+    rejected: Vec<String>,
+    link: Link,
+}
+
+impl Bridge {
+    pub fn new(
+        config: Config,
+        connect: ConnectClient,
+        outbox: Outbox,
+        store: Store,
+        memory: Memory,
+    ) -> Self {
+        let topics = Topics::new(&config.mqtt.base_topic);
+        let discovery = config.homeassistant.enabled.then(|| Discovery {
+            prefix: config.homeassistant.discovery_prefix.clone(),
+            mode: config.homeassistant.mode,
+            topics: topics.clone(),
+        });
+        Self {
+            config,
+            connect,
+            topics,
+            discovery,
+            outbox,
+            store,
+            memory,
+            printers: BTreeMap::new(),
+            missing: HashMap::new(),
+            health: Health {
+                reachable: false,
+                since: None,
+                last_error: None,
+                last_error_at: None,
+                failures: 0,
+            },
+            rejected: Vec::new(),
+            link: Link::default(),
+        }
+    }
+
+    /// MQTT subscriptions the bridge needs on every connection.
+    pub fn subscriptions(config: &Config) -> Vec<String> {
+        let topics = Topics::new(&config.mqtt.base_topic);
+        let mut subs = vec![topics.command_filter()];
+        if config.homeassistant.enabled {
+            subs.push(config.homeassistant.status_topic.clone());
+        }
+        subs
+    }
+
+    /// Runs until `shutdown` resolves, then publishes `offline`.
+    pub async fn run(
+        mut self,
+        mut link: watch::Receiver<Link>,
+        mut incoming: mpsc::Receiver<Incoming>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<Outbox> {
+        tokio::pin!(shutdown);
+        if let Some(d) = &self.discovery {
+            for (topic, payload) in d.bridge() {
+                self.outbox
+                    .retain(Kind::Discovery, &topic, payload.to_string().into_bytes())
+                    .await;
+            }
+        }
+        let mut next_poll = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        anyhow::bail!("the MQTT session ended unexpectedly");
+                    }
+                    let now = *link.borrow_and_update();
+                    self.on_link(now).await;
+                }
+                Some(msg) = incoming.recv() => self.on_message(msg).await,
+                _ = sleep_until(next_poll) => {
+                    let wait = self.tick().await;
+                    next_poll = Instant::now() + wait;
+                }
+            }
+        }
+        let state = self.topics.bridge_state();
+        self.outbox.retain(Kind::Data, &state, b"offline".to_vec()).await;
+        self.save_memory();
+        Ok(self.outbox)
+    }
+
+    async fn on_link(&mut self, now: Link) {
+        let reconnected = now.connected && now.generation != self.link.generation;
+        self.link = now;
+        if reconnected {
+            let state = self.topics.bridge_state();
+            self.outbox.on_connected((&state, b"online")).await;
+        } else if !now.connected {
+            self.outbox.set_disconnected();
+        }
+    }
+
+    async fn on_message(&mut self, msg: Incoming) {
+        if msg.topic == self.config.homeassistant.status_topic {
+            if msg.payload.as_ref() == b"online" {
+                tracing::info!("Home Assistant is online: republishing discovery and state");
+                self.outbox.republish().await;
+            }
+            return;
+        }
+        if let Some(printer_id) = self.topics.parse_command(&msg.topic) {
+            if msg.retain {
+                tracing::warn!(
+                    "ignoring a retained message on {}: commands are never replayed (publish without retain)",
+                    msg.topic
+                );
+                return;
+            }
+            tracing::debug!("command for {printer_id} received; commands are not handled yet");
+        }
+    }
+
+    /// One poll of the fleet; returns how long to wait before the next.
+    async fn tick(&mut self) -> Duration {
+        let printers = match self.connect.printers().await {
+            Ok((printers, rejected)) => {
+                if rejected != self.rejected {
+                    for r in &rejected {
+                        tracing::warn!("Connect sent a printer that cannot be read: {r}");
+                    }
+                    self.rejected = rejected;
+                }
+                printers
+            }
+            Err(e) => return self.on_connect_failure(e).await,
+        };
+        self.on_connect_success();
+        let wanted = &self.config.connect.printers;
+        let printers: Vec<Printer> = printers
+            .into_iter()
+            .filter(|p| {
+                wanted.is_empty()
+                    || wanted.contains(&p.uuid)
+                    || p.name.as_ref().is_some_and(|n| wanted.contains(n))
+            })
+            .collect();
+        let ids = assign_ids(
+            &printers.iter().collect::<Vec<_>>(),
+            &self.config.mqtt.printer_ids,
+        );
+        let now = now_unix();
+        let mut active = false;
+        for printer in printers {
+            active |= printer.effective_state().is_active();
+            let id = ids[&printer.uuid].clone();
+            self.missing.remove(&printer.uuid);
+            self.update_printer(printer, id, now).await;
+        }
+        self.forget_missing(&ids).await;
+        self.publish_info().await;
+        self.save_memory();
+        if active {
+            self.config.connect.active_poll_interval
+        } else {
+            self.config.connect.poll_interval
+        }
+    }
+
+    async fn on_connect_failure(&mut self, e: ConnectError) -> Duration {
+        let text = e.to_string();
+        self.health.failures += 1;
+        if self.health.reachable || self.health.since.is_none() || self.health.last_error.as_deref() != Some(&text) {
+            tracing::warn!("Prusa Connect: {text}; marking printers unavailable and retrying");
+        } else {
+            tracing::debug!("Prusa Connect still failing: {text}");
+        }
+        if self.health.reachable || self.health.since.is_none() {
+            self.health.since = iso(now_unix());
+        }
+        self.health.reachable = false;
+        self.health.last_error = Some(text);
+        self.health.last_error_at = iso(now_unix());
+        let ids: Vec<String> = self.printers.values().map(|t| t.id.clone()).collect();
+        for id in ids {
+            let topic = self.topics.availability(&id);
+            self.outbox.retain(Kind::Data, &topic, b"offline".to_vec()).await;
+        }
+        self.publish_info().await;
+        let base = self.config.connect.active_poll_interval;
+        let exp = base.saturating_mul(1u32 << self.health.failures.min(10)).min(MAX_BACKOFF);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let wait = exp.mul_f64(jitter).max(base);
+        wait.max(e.retry_after().unwrap_or_default())
+    }
+
+    fn on_connect_success(&mut self) {
+        if !self.health.reachable {
+            if self.health.failures > 0 {
+                tracing::info!(
+                    "Prusa Connect reachable again after {} failed polls",
+                    self.health.failures
+                );
+            }
+            self.health.reachable = true;
+            self.health.since = iso(now_unix());
+        }
+        self.health.failures = 0;
+    }
+
+    async fn update_printer(&mut self, printer: Printer, id: String, now: f64) {
+        let uuid = printer.uuid.clone();
+        let first_seen = !self.memory.printers.contains_key(&uuid);
+        if let Some(old) = self.printers.get(&uuid)
+            && old.id != id
+        {
+            // Renamed: the old topics would be stale retained values.
+            let old_id = old.id.clone();
+            tracing::info!("printer {} now publishes as {id} (was {old_id})", printer.display_name());
+            for topic in [self.topics.state(&old_id), self.topics.job(&old_id), self.topics.availability(&old_id)] {
+                self.outbox.clear(&topic).await;
+            }
+        }
+        let mut tracked = self.printers.remove(&uuid).unwrap_or_else(|| Tracked {
+            id: id.clone(),
+            printer: printer.clone(),
+            job_detail: None,
+            state: None,
+            signature: None,
+            // Catch up with the feed from the stored cursor on the first look.
+            events_due: true,
+            device: None,
+            end_attempts: 0,
+        });
+        tracked.id = id.clone();
+        let mut memory = self.memory.printers.remove(&uuid).unwrap_or_default();
+        if first_seen {
+            // Never announce the end of a job that ended before this gateway first saw it.
+            if !payloads::job_running(&printer) {
+                memory.announced_job = printer.job_info.as_ref().and_then(|j| j.id);
+            }
+            tracing::info!("bridging printer {} as {}", printer.display_name(), id);
+        }
+
+        self.publish_discovery(&mut tracked, &printer).await;
+
+        let state = payloads::state(&printer, now);
+        if tracked.state.as_ref() != Some(&state) {
+            let mut with_time = state.clone();
+            with_time["updated"] = json!(iso(now));
+            self.outbox
+                .retain(Kind::Data, &self.topics.state(&id), with_time.to_string().into_bytes())
+                .await;
+            tracked.state = Some(state);
+        }
+        let online = self.health.reachable && printer.effective_state() != PrinterState::Offline;
+        self.outbox
+            .retain(
+                Kind::Data,
+                &self.topics.availability(&id),
+                if online { b"online".to_vec() } else { b"offline".to_vec() },
+            )
+            .await;
+
+        let signature = feed_signature(&printer);
+        if tracked.signature.as_ref() != Some(&signature) {
+            if tracked.signature.is_some() {
+                tracked.events_due = true;
+            }
+            tracked.signature = Some(signature);
+        }
+
+        self.follow_job(&printer, &mut tracked, &mut memory).await;
+        if tracked.events_due {
+            match self.publish_events(&uuid, &id, &mut memory).await {
+                Ok(()) => tracked.events_due = false,
+                Err(e) => tracing::warn!("events of {}: {e}", printer.display_name()),
+            }
+        }
+        if let Some(job) = payloads::job(printer.job_info.as_ref(), tracked.job_detail.as_ref()) {
+            self.outbox
+                .retain(Kind::Data, &self.topics.job(&id), job.to_string().into_bytes())
+                .await;
+        }
+        tracked.printer = printer;
+        self.printers.insert(uuid.clone(), tracked);
+        self.memory.printers.insert(uuid, memory);
+    }
+
+    async fn publish_discovery(&mut self, tracked: &mut Tracked, printer: &Printer) {
+        let Some(discovery) = &self.discovery else { return };
+        let device = PrinterDevice {
+            uuid: printer.uuid.clone(),
+            id: tracked.id.clone(),
+            name: printer.display_name().to_string(),
+            model: printer
+                .printer_type_name
+                .clone()
+                .or_else(|| printer.printer_model.clone()),
+            serial: printer.sn.clone(),
+            firmware: printer.firmware.clone(),
+            configuration_url: self
+                .connect
+                .base_url()
+                .join(&format!("/printer/{}/dashboard", printer.uuid))
+                .ok()
+                .map(|u| u.to_string()),
+        };
+        if tracked.device.as_ref() == Some(&device) {
+            return;
+        }
+        for (topic, payload) in discovery.printer(&device) {
+            self.outbox
+                .retain(Kind::Discovery, &topic, payload.to_string().into_bytes())
+                .await;
+        }
+        tracked.device = Some(device);
+    }
+
+    /// Notices jobs starting and ending; publishes `job/finished` once per ended job.
+    async fn follow_job(&mut self, printer: &Printer, tracked: &mut Tracked, memory: &mut PrinterMemory) {
+        let uuid = &printer.uuid;
+        let current = printer.job_info.as_ref().and_then(|j| j.id);
+        let running = payloads::job_running(printer);
+        if let Some(active) = memory.active_job
+            && (current != Some(active) || !running)
+        {
+            match self.connect.job(uuid, active).await {
+                Ok(job) if job.state.as_ref().is_some_and(|s| s.is_final()) => {
+                    if memory.announced_job != Some(active)
+                        && let Some(payload) = payloads::job_finished(printer, &tracked.id, &job)
+                    {
+                        tracing::info!(
+                            "{}: job {active} ended {}",
+                            printer.display_name(),
+                            payload["event_type"].as_str().unwrap_or("?")
+                        );
+                        self.outbox
+                            .event(&self.topics.job_finished(&tracked.id), payload.to_string().into_bytes())
+                            .await;
+                        memory.announced_job = Some(active);
+                    }
+                    memory.active_job = None;
+                    tracked.end_attempts = 0;
+                    if current == Some(active) {
+                        tracked.job_detail = Some(job);
+                    }
+                }
+                Ok(job) if job.state.as_ref().is_some_and(|s| s.is_running()) && tracked.end_attempts < JOB_END_ATTEMPTS => {
+                    // Connect's job record lags the printer: look again next tick.
+                    tracked.end_attempts += 1;
+                }
+                Ok(job) => {
+                    tracing::info!(
+                        "{}: job {active} ended in state {} (not announced)",
+                        printer.display_name(),
+                        job.state.as_ref().map(|s| s.as_str()).unwrap_or("none")
+                    );
+                    memory.active_job = None;
+                    tracked.end_attempts = 0;
+                }
+                Err(ConnectError::Api { status: 404, .. }) => {
+                    tracing::warn!("{}: job {active} vanished from Connect", printer.display_name());
+                    memory.active_job = None;
+                }
+                Err(e) => tracing::warn!("{}: cannot read job {active}: {e}", printer.display_name()),
+            }
+        }
+        if running
+            && let Some(id) = current
+            && memory.active_job != Some(id)
+        {
+            memory.active_job = Some(id);
+            tracked.end_attempts = 0;
+        }
+        if let Some(id) = current
+            && tracked.job_detail.as_ref().map(|j| j.id) != Some(id)
+        {
+            match self.connect.job(uuid, id).await {
+                Ok(job) => tracked.job_detail = Some(job),
+                Err(e) => tracing::warn!("{}: cannot read job {id}: {e}", printer.display_name()),
+            }
+        }
+    }
+
+    /// Publishes the feed events newer than the printer's cursor, oldest first, each once.
+    async fn publish_events(
+        &mut self,
+        uuid: &str,
+        id: &str,
+        memory: &mut PrinterMemory,
+    ) -> Result<(), ConnectError> {
+        let (events, server_now) = self.connect.events_since(uuid, memory.events_after).await?;
+        let Some(after) = memory.events_after else {
+            // First look at this printer ever: start from now, do not replay history.
+            let newest = events.last().map(|e| e.created);
+            memory.events_after = Some(newest.or(server_now).unwrap_or_else(now_unix));
+            memory.events_seen = events
+                .iter()
+                .filter(|e| Some(e.created) == newest)
+                .map(|e| e.key())
+                .collect();
+            return Ok(());
+        };
+        let topic = self.topics.event(id);
+        let mut after = after;
+        for event in events {
+            let key = event.key();
+            let new = event.created > after
+                || (event.created == after && !memory.events_seen.contains(&key));
+            if !new {
+                continue;
+            }
+            if event.created > after {
+                after = event.created;
+                memory.events_seen.clear();
+            }
+            memory.events_seen.push(key);
+            memory.events_after = Some(after);
+            self.outbox
+                .event(&topic, Value::Object(event.raw).to_string().into_bytes())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Printers gone from the (filtered) list for long enough lose their topics and discovery.
+    async fn forget_missing(&mut self, present: &BTreeMap<String, String>) {
+        let known: Vec<String> = self
+            .memory
+            .printers
+            .keys()
+            .chain(self.printers.keys())
+            .filter(|u| !present.contains_key(*u))
+            .cloned()
+            .collect();
+        for uuid in known {
+            let count = self.missing.entry(uuid.clone()).or_insert(0);
+            *count += 1;
+            if *count < REMOVE_AFTER_MISSING_POLLS {
+                continue;
+            }
+            self.missing.remove(&uuid);
+            self.memory.printers.remove(&uuid);
+            if let Some(discovery) = &self.discovery {
+                for topic in discovery.printer_topics(&uuid) {
+                    self.outbox.clear(&topic).await;
+                }
+            }
+            if let Some(tracked) = self.printers.remove(&uuid) {
+                tracing::info!("printer {} is gone from Connect: removing it", tracked.printer.display_name());
+                for topic in [
+                    self.topics.state(&tracked.id),
+                    self.topics.job(&tracked.id),
+                    self.topics.availability(&tracked.id),
+                ] {
+                    self.outbox.clear(&topic).await;
+                }
+            } else {
+                tracing::info!("printer {uuid} is no longer bridged: removing its discovery");
+            }
+        }
+    }
+
+    async fn publish_info(&mut self) {
+        let printers: Vec<Value> = self
+            .printers
+            .iter()
+            .map(|(uuid, t)| json!({"uuid": uuid, "id": t.id, "name": t.printer.name}))
+            .collect();
+        let info = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "printers": printers,
+            "connect": {
+                "url": self.connect.base_url().as_str(),
+                "reachable": self.health.reachable,
+                "since": self.health.since,
+                "last_error": self.health.last_error,
+                "last_error_at": self.health.last_error_at,
+            },
+            "rejected_printers": self.rejected,
+        });
+        let topic = self.topics.bridge_info();
+        self.outbox.retain(Kind::Data, &topic, info.to_string().into_bytes()).await;
+    }
+
+    fn save_memory(&mut self) {
+        if let Err(e) = self.store.save(&self.memory) {
+            tracing::warn!("cannot save the state file: {e:#}");
+        }
+    }
+}
+
+/// The parts of a printer whose change means the events feed has something new.
+fn feed_signature(p: &Printer) -> String {
+    let job = p.job_info.as_ref();
+    format!(
+        "{}|{}|{:?}|{:?}|{}",
+        p.effective_state(),
+        p.printer_state.as_ref().map(|s| s.as_str()).unwrap_or(""),
+        job.and_then(|j| j.id),
+        job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
+        p.dialog_info.is_some()
+    )
+}

@@ -1,0 +1,446 @@
+//! Configuration: built-in defaults < TOML file < `PRUSA_CONNECT_MQTT__SECTION__KEY`.
+//!
+//! Every struct denies unknown fields so a typo is an error that names the key instead of a
+//! setting silently ignored. Secrets are `SecretString`s: their `Debug` prints `[REDACTED]`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Where `run` and `check` look when no `--config` is given (used only when the file exists).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/prusa-connect-mqtt/config.toml";
+pub const ENV_PREFIX: &str = "PRUSA_CONNECT_MQTT__";
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub connect: ConnectConfig,
+    pub mqtt: MqttConfig,
+    pub homeassistant: HomeAssistantConfig,
+    pub commands: CommandsConfig,
+    pub camera: CameraConfig,
+    pub state: StateConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectConfig {
+    pub url: String,
+    pub auth_url: String,
+    pub access_token: Option<SecretString>,
+    pub access_token_file: Option<PathBuf>,
+    pub refresh_token: Option<SecretString>,
+    pub refresh_token_file: Option<PathBuf>,
+    /// A file holding an access token that something else keeps fresh; re-read after a 401.
+    pub token_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub active_poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Uuids or names of the printers to bridge; empty bridges all.
+    pub printers: Vec<String>,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://connect.prusa3d.com".into(),
+            auth_url: "https://account.prusa3d.com".into(),
+            access_token: None,
+            access_token_file: None,
+            refresh_token: None,
+            refresh_token_file: None,
+            token_file: None,
+            poll_interval: Duration::from_secs(30),
+            active_poll_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            printers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub client_id: String,
+    pub base_topic: String,
+    /// Topic id per printer, keyed by uuid or Connect name: overrides the slug of the name.
+    pub printer_ids: BTreeMap<String, String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://localhost:1883".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            client_id: "prusa-connect-mqtt".into(),
+            base_topic: "prusa_connect".into(),
+            printer_ids: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryMode {
+    /// One device-based discovery message per printer (Home Assistant 2024.11+).
+    Device,
+    /// One discovery message per entity (older Home Assistant, other consumers).
+    Entity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HomeAssistantConfig {
+    pub enabled: bool,
+    pub discovery_prefix: String,
+    pub mode: DiscoveryMode,
+    pub status_topic: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+            mode: DiscoveryMode::Device,
+            status_topic: "homeassistant/status".into(),
+        }
+    }
+}
+
+pub const DEFAULT_ALLOWED_COMMANDS: &[&str] = &[
+    "PAUSE_PRINT",
+    "RESUME_PRINT",
+    "STOP_PRINT",
+    "SET_PRINTER_READY",
+    "CANCEL_PRINTER_READY",
+    "CANCEL_OBJECT",
+    "MOVE",
+    "MOVE_Z",
+    "HOME",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandsConfig {
+    pub allow: Vec<String>,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            allow: DEFAULT_ALLOWED_COMMANDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CameraConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/prusa-connect-mqtt"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `path` (when given, it must exist; otherwise the default path is used
+    /// when present) < environment, then resolves `*_file` secrets and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut figment = Figment::new();
+        match path {
+            Some(p) => {
+                if !p.is_file() {
+                    bail!(
+                        "config file {} does not exist (copy config.example.toml there, or drop --config to use the defaults)",
+                        p.display()
+                    );
+                }
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None => {
+                if Path::new(DEFAULT_CONFIG_PATH).is_file() {
+                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Parses a TOML document (no environment): used by tests and `demo`.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config> {
+        let mut config: Config = figment.extract().map_err(|e| {
+            // figment's message names the key ("unknown field `x` ... for key `connect.x`").
+            anyhow::anyhow!("invalid configuration: {}", explain_figment_error(e))
+        })?;
+        config.resolve_secret_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<()> {
+        let c = &mut self.connect;
+        if let Some(path) = &c.access_token_file {
+            c.access_token = Some(read_secret(path, "connect.access_token_file")?);
+        }
+        if let Some(path) = &c.refresh_token_file {
+            c.refresh_token = Some(read_secret(path, "connect.refresh_token_file")?);
+        }
+        if let Some(path) = &self.mqtt.password_file {
+            self.mqtt.password = Some(read_secret(path, "mqtt.password_file")?);
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (key, url) in [
+            ("connect.url", &self.connect.url),
+            ("connect.auth_url", &self.connect.auth_url),
+        ] {
+            let parsed = reqwest::Url::parse(url)
+                .with_context(|| format!("{key} = {url:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("{key} = {url:?} must start with https:// (or http://)");
+            }
+        }
+        crate::mqtt::BrokerAddress::parse(&self.mqtt.url)
+            .with_context(|| format!("mqtt.url = {:?}", self.mqtt.url))?;
+        for (key, d) in [
+            ("connect.poll_interval", self.connect.poll_interval),
+            ("connect.active_poll_interval", self.connect.active_poll_interval),
+            ("connect.request_timeout", self.connect.request_timeout),
+            ("camera.interval", self.camera.interval),
+        ] {
+            if d.is_zero() {
+                bail!("{key} must be longer than 0s (for example \"30s\")");
+            }
+        }
+        check_topic_segment("mqtt.base_topic", &self.mqtt.base_topic, true)?;
+        check_topic_segment(
+            "homeassistant.discovery_prefix",
+            &self.homeassistant.discovery_prefix,
+            true,
+        )?;
+        check_topic_segment(
+            "homeassistant.status_topic",
+            &self.homeassistant.status_topic,
+            true,
+        )?;
+        for (printer, id) in &self.mqtt.printer_ids {
+            check_topic_segment(&format!("mqtt.printer_ids.{printer:?}"), id, false)?;
+        }
+        if self.mqtt.client_id.is_empty() {
+            bail!("mqtt.client_id must not be empty");
+        }
+        let level_ok = self.log.level.split(',').all(|directive| {
+            let level = directive.rsplit('=').next().unwrap_or("").trim();
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        });
+        if !level_ok || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bail!(
+                "log.level = {:?} is not a level (use error, warn, info, debug or trace)",
+                self.log.level
+            );
+        }
+        Ok(())
+    }
+
+    /// The access token configured directly (not the refresh flow), if any.
+    pub fn static_access_token(&self) -> Option<String> {
+        self.connect
+            .access_token
+            .as_ref()
+            .map(|s| s.expose_secret().trim().to_string())
+    }
+}
+
+fn explain_figment_error(e: figment::Error) -> String {
+    let mut parts = Vec::new();
+    for err in e {
+        let key = err.path.join(".");
+        let what = err.kind.to_string();
+        if key.is_empty() {
+            parts.push(what);
+        } else {
+            parts.push(format!("key `{key}`: {what}"));
+        }
+    }
+    parts.join("; ")
+}
+
+fn read_secret(path: &Path, key: &str) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("{key}: {} is empty", path.display());
+    }
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+fn check_topic_segment(key: &str, value: &str, allow_slash: bool) -> Result<()> {
+    if value.is_empty() {
+        bail!("{key} must not be empty");
+    }
+    if value.contains(['+', '#', '\0']) {
+        bail!("{key} = {value:?} must not contain MQTT wildcards (+ or #)");
+    }
+    if !allow_slash && value.contains('/') {
+        bail!("{key} = {value:?} must not contain '/'");
+    }
+    if value.starts_with('/') || value.ends_with('/') {
+        bail!("{key} = {value:?} must not start or end with '/'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let parsed = Config::from_toml(text).expect("config.example.toml parses");
+        let defaults = Config::from_toml("").unwrap();
+        // The example documents every key with its default value.
+        assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[connect]\npoll_intervall = \"5s\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("poll_intervall"), "{msg}");
+        assert!(msg.contains("connect"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = Config::from_toml("[connect]\npoll_interval = \"soon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("connect.poll_interval"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for (toml, needle) in [
+            ("[mqtt]\nurl = \"http://x\"\n", "mqtt.url"),
+            ("[mqtt]\nbase_topic = \"a/#\"\n", "mqtt.base_topic"),
+            ("[connect]\nurl = \"not a url\"\n", "connect.url"),
+            ("[connect]\npoll_interval = \"0s\"\n", "connect.poll_interval"),
+            ("[homeassistant]\nmode = \"both\"\n", "homeassistant.mode"),
+            ("[log]\nlevel = \"loud!!\"\n", "log.level"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err();
+            assert!(format!("{err:#}").contains(needle), "{toml}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        let toml = format!(
+            "[mqtt]\npassword_file = {:?}\n[connect]\naccess_token = \"tok-secret\"\n",
+            path
+        );
+        let config = Config::from_toml(&toml).unwrap();
+        assert_eq!(
+            config.mqtt.password.as_ref().unwrap().expose_secret(),
+            "hunter2"
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("tok-secret"), "{debug}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[connect]\npoll_interval = \"10s\"\n")?;
+            jail.set_env("PRUSA_CONNECT_MQTT__CONNECT__POLL_INTERVAL", "7s");
+            jail.set_env("PRUSA_CONNECT_MQTT__MQTT__BASE_TOPIC", "farm");
+            let config = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.connect.poll_interval, Duration::from_secs(7));
+            assert_eq!(config.mqtt.base_topic, "farm");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,507 @@
+//! HTTP client for Prusa Connect's `/app` API: bearer auth, size-bounded bodies, typed errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url, header};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::model::*;
+
+/// Responses larger than this are refused instead of being buffered.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Printers asked for per list request; a farm larger than this takes more than one request.
+pub const PRINTERS_PAGE: u64 = 100;
+/// Event feed page size and the most pages read in one catch-up.
+pub const EVENTS_PAGE: u64 = 100;
+pub const EVENTS_MAX_PAGES: u64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("Connect refused the access token (401: {message})")]
+    Unauthorized { message: String },
+    #[error("Connect answered {status}{}: {message}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+        body: Option<Value>,
+    },
+    #[error("cannot reach Connect ({0})")]
+    Transport(String),
+    #[error("Connect sent a response that could not be read ({what}): {detail}")]
+    Decode { what: String, detail: String },
+    #[error(
+        "no Connect credentials: set connect.access_token, connect.refresh_token or connect.token_file"
+    )]
+    NoCredentials,
+}
+
+impl ConnectError {
+    /// How long Connect asked us to wait (429/503 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A fault of the service or the network rather than of this request.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Transport(_) | Self::Decode { .. } => true,
+            Self::Api { status, .. } => *status == 429 || *status >= 500,
+            Self::Unauthorized { .. } | Self::NoCredentials => false,
+        }
+    }
+}
+
+/// Where the bearer token comes from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// Fixed for the life of the process.
+    Static(String),
+    /// A file that something else keeps fresh: re-read before each request burst and after a 401.
+    File(PathBuf),
+    None,
+}
+
+impl TokenSource {
+    fn read(&self) -> Result<String, ConnectError> {
+        match self {
+            Self::Static(t) => Ok(t.clone()),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or(ConnectError::NoCredentials),
+            Self::None => Err(ConnectError::NoCredentials),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ConnectClient {
+    http: reqwest::Client,
+    base: Url,
+    tokens: TokenSource,
+    token: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for ConnectClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful snapshot fetch: new bytes, or "not modified".
+#[derive(Debug, Clone)]
+pub enum Snapshot {
+    Image { bytes: Vec<u8>, etag: Option<String> },
+    NotModified,
+}
+
+impl ConnectClient {
+    pub fn new(
+        base: &str,
+        tokens: TokenSource,
+        timeout: Duration,
+    ) -> Result<Self, ConnectError> {
+        let base = Url::parse(base)
+            .map_err(|e| ConnectError::Transport(format!("bad Connect URL {base:?}: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("prusa-connect-mqtt/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            tokens,
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    async fn bearer(&self, refresh: bool) -> Result<String, ConnectError> {
+        let mut cached = self.token.lock().await;
+        if refresh || cached.is_none() {
+            *cached = Some(self.tokens.read()?);
+        }
+        cached.clone().ok_or(ConnectError::NoCredentials)
+    }
+
+    fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ConnectError> {
+        let mut url = self
+            .base
+            .join(path)
+            .map_err(|e| ConnectError::Transport(format!("bad path {path}: {e}")))?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+
+    /// Sends one request; on a 401 re-reads the token once and retries (for a token file).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> Result<reqwest::Response, ConnectError> {
+        let url = self.url(path, query)?;
+        let mut refreshed = false;
+        loop {
+            let token = self.bearer(refreshed).await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(&token);
+            for (name, value) in headers {
+                req = req.header(name, value);
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                let message = error_body(resp)
+                    .await
+                    .and_then(|e| e.message)
+                    .unwrap_or_else(|| "no reason given".into());
+                if !refreshed && matches!(self.tokens, TokenSource::File(_)) {
+                    refreshed = true;
+                    continue;
+                }
+                return Err(ConnectError::Unauthorized { message });
+            }
+            return Ok(resp);
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ConnectError> {
+        let resp = self.send(Method::GET, path, query, None, &[]).await?;
+        let bytes = check_and_read(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
+            what: path.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every printer of the account, paging when there are more than [`PRINTERS_PAGE`].
+    /// A printer whose JSON cannot be read is returned in the second list, not fatal.
+    pub async fn printers(&self) -> Result<(Vec<Printer>, Vec<String>), ConnectError> {
+        let mut printers = Vec::new();
+        let mut bad = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            #[derive(serde::Deserialize)]
+            struct Page {
+                printers: Vec<Value>,
+                #[serde(default)]
+                pager: Pager,
+            }
+            let page: Page = self
+                .get_json(
+                    "/app/printers",
+                    &[
+                        ("limit", PRINTERS_PAGE.to_string()),
+                        ("offset", offset.to_string()),
+                    ],
+                )
+                .await?;
+            let n = page.printers.len() as u64;
+            for value in page.printers {
+                match serde_json::from_value::<Printer>(value.clone()) {
+                    Ok(p) => printers.push(p),
+                    Err(e) => {
+                        let id = value
+                            .get("uuid")
+                            .and_then(Value::as_str)
+                            .unwrap_or("<no uuid>")
+                            .to_string();
+                        bad.push(format!("printer {id}: {e}"));
+                    }
+                }
+            }
+            offset += n;
+            let total = page.pager.total.unwrap_or(offset);
+            if n == 0 || offset >= total || offset >= 100_000 {
+                break;
+            }
+        }
+        Ok((printers, bad))
+    }
+
+    pub async fn printer(&self, uuid: &str) -> Result<Printer, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}"), &[]).await
+    }
+
+    pub async fn jobs(&self, uuid: &str, limit: u64) -> Result<JobList, ConnectError> {
+        self.get_json(
+            &format!("/app/printers/{uuid}/jobs"),
+            &[("limit", limit.to_string()), ("offset", "0".into())],
+        )
+        .await
+    }
+
+    pub async fn job(&self, uuid: &str, job_id: i64) -> Result<Job, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/jobs/{job_id}"), &[])
+            .await
+    }
+
+    /// Feed events created at or after `from` (Unix seconds), oldest first, paging through
+    /// newest-first pages, with the server's idea of "now" (`pager.to`) when it says.
+    /// Entries without an event name or time are skipped.
+    pub async fn events_since(
+        &self,
+        uuid: &str,
+        from: Option<f64>,
+    ) -> Result<(Vec<FeedEvent>, Option<f64>), ConnectError> {
+        let mut all = Vec::new();
+        let mut server_now = None;
+        let path = format!("/app/printers/{uuid}/events");
+        for page_no in 0..EVENTS_MAX_PAGES {
+            let mut query = vec![
+                ("limit", EVENTS_PAGE.to_string()),
+                ("offset", (page_no * EVENTS_PAGE).to_string()),
+            ];
+            if let Some(from) = from {
+                query.push(("from", format!("{}", from.floor() as i64)));
+            }
+            let page: EventPage = self.get_json(&path, &query).await?;
+            let n = page.events.len() as u64;
+            server_now = server_now.or(page.pager.to);
+            all.extend(page.events.into_iter().filter_map(FeedEvent::from_value));
+            if n < EVENTS_PAGE {
+                break;
+            }
+        }
+        all.sort_by(|a, b| a.created.total_cmp(&b.created));
+        Ok((all, server_now))
+    }
+
+    pub async fn queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
+        self.get_json(
+            &format!("/app/printers/{uuid}/queue"),
+            &[("limit", "20".into()), ("offset", "0".into())],
+        )
+        .await
+    }
+
+    pub async fn download_queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/download-queue"), &[])
+            .await
+    }
+
+    pub async fn files(&self, uuid: &str) -> Result<Opaque, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/files"), &[])
+            .await
+    }
+
+    pub async fn storages(&self, uuid: &str) -> Result<Opaque, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/storages"), &[])
+            .await
+    }
+
+    pub async fn cameras(&self, uuid: &str) -> Result<CameraList, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/cameras"), &[])
+            .await
+    }
+
+    /// The last snapshot of a camera; `etag` from the previous fetch makes an unchanged
+    /// image cost a 304 and no body.
+    pub async fn snapshot(
+        &self,
+        camera_id: &str,
+        printer_uuid: &str,
+        etag: Option<&str>,
+    ) -> Result<Snapshot, ConnectError> {
+        let headers: Vec<_> = etag
+            .map(|e| (header::IF_NONE_MATCH, e.to_string()))
+            .into_iter()
+            .collect();
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/app/cameras/{camera_id}/snapshots/last"),
+                &[("printer_uuid", printer_uuid.to_string())],
+                None,
+                &headers,
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Snapshot::NotModified);
+        }
+        let etag = resp
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = check_and_read(resp).await?;
+        Ok(Snapshot::Image { bytes, etag })
+    }
+
+    pub async fn supported_commands(&self, uuid: &str) -> Result<SupportedCommands, ConnectError> {
+        self.get_json(&format!("/app/printers/{uuid}/supported-commands"), &[])
+            .await
+    }
+
+    pub async fn printer_types(&self) -> Result<PrinterTypes, ConnectError> {
+        self.get_json("/app/printer-types", &[]).await
+    }
+
+    pub async fn unseen_notifications(&self) -> Result<Unseen, ConnectError> {
+        self.get_json("/app/notifications/unseen", &[]).await
+    }
+
+    pub async fn version(&self) -> Result<ServerVersion, ConnectError> {
+        let resp = self
+            .http
+            .get(self.url("/version.json", &[])?)
+            .send()
+            .await
+            .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+        let bytes = check_and_read(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
+            what: "/version.json".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Runs one command. Never retried here: MOVE twice moves twice.
+    pub async fn execute(
+        &self,
+        uuid: &str,
+        command: &str,
+        kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<CommandResult, ConnectError> {
+        let body = serde_json::json!({"command": command, "kwargs": kwargs});
+        let path = format!("/app/printers/{uuid}/commands/sync");
+        let resp = self.send(Method::POST, &path, &[], Some(&body), &[]).await?;
+        let bytes = check_and_read(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
+            what: path,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Sets the failure reason of a finished job (`PATCH /jobs/{id}`).
+    pub async fn set_job_reason(
+        &self,
+        uuid: &str,
+        job_id: i64,
+        reason: &Value,
+    ) -> Result<(), ConnectError> {
+        let body = serde_json::json!({ "reason": reason });
+        let path = format!("/app/printers/{uuid}/jobs/{job_id}");
+        let resp = self
+            .send(Method::PATCH, &path, &[], Some(&body), &[])
+            .await?;
+        check_and_read(resp).await.map(|_| ())
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    // reqwest's Display hides the cause ("error sending request"); the chain says why.
+    let mut text = if e.is_timeout() {
+        "request timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn error_body(resp: reqwest::Response) -> Option<ApiError> {
+    let bytes = read_limited(resp, 64 * 1024).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Turns a non-success status into [`ConnectError::Api`], otherwise reads the body.
+async fn check_and_read(resp: reqwest::Response) -> Result<Vec<u8>, ConnectError> {
+    let status = resp.status();
+    if status.is_success() {
+        return read_limited(resp, MAX_BODY_BYTES).await;
+    }
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let parsed: Option<ApiError> = body
+        .as_ref()
+        .and_then(|b| serde_json::from_value(b.clone()).ok());
+    let message = parsed
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_string()
+        });
+    Err(ConnectError::Api {
+        status: status.as_u16(),
+        code: parsed.and_then(|e| e.code),
+        message,
+        retry_after,
+        body,
+    })
+}
+
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ConnectError> {
+    if let Some(len) = resp.content_length()
+        && len as usize > limit
+    {
+        return Err(ConnectError::Decode {
+            what: resp.url().path().to_string(),
+            detail: format!("response of {len} bytes exceeds the {limit}-byte limit"),
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(ConnectError::Decode {
+                what: resp.url().path().to_string(),
+                detail: format!("response exceeds the {limit}-byte limit"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}

@@ -1,0 +1,675 @@
+//! Serde types for Prusa Connect's `/app` API, parsed tolerantly: every field is optional
+//! unless a response is useless without it, unknown fields are ignored, and unknown enum
+//! values are kept as `Other(String)` instead of failing the whole response.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// An enum of Connect strings that keeps values it does not know.
+macro_rules! connect_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version does not know; kept as Connect sent it.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Other(s) => s,
+                }
+            }
+
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $($text => Self::$variant,)+
+                    other => Self::Other(other.to_string()),
+                }
+            }
+
+            /// Every known value, in declaration order.
+            pub const KNOWN: &'static [&'static str] = &[$($text),+];
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok(Self::parse(&s))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+connect_enum!(
+    /// `printer_state` and `connect_state` of a printer.
+    PrinterState {
+        Idle = "IDLE",
+        Ready = "READY",
+        Busy = "BUSY",
+        Printing = "PRINTING",
+        Paused = "PAUSED",
+        Finished = "FINISHED",
+        Stopped = "STOPPED",
+        Attention = "ATTENTION",
+        Error = "ERROR",
+        Manipulating = "MANIPULATING",
+        Offline = "OFFLINE",
+        Unknown = "UNKNOWN",
+    }
+);
+
+impl PrinterState {
+    /// States in which the fleet is polled fast: something is happening or someone is needed.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            Self::Printing | Self::Paused | Self::Attention | Self::Busy | Self::Manipulating
+        )
+    }
+}
+
+connect_enum!(
+    /// State of a job.
+    JobState {
+        Printing = "PRINTING",
+        Paused = "PAUSED",
+        FinOk = "FIN_OK",
+        FinError = "FIN_ERROR",
+        FinStopped = "FIN_STOPPED",
+        FinHarvested = "FIN_HARVESTED",
+        Unknown = "UNKNOWN",
+    }
+);
+
+impl JobState {
+    pub fn is_running(&self) -> bool {
+        matches!(self, Self::Printing | Self::Paused)
+    }
+
+    /// The end states that `job/finished` and the "Print finished" event report.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::FinOk | Self::FinError | Self::FinStopped)
+    }
+}
+
+/// `{"<key>": [...], "pager": {...}}`: every collection has this shape.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Pager {
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+    pub total: Option<u64>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Temperatures {
+    pub temp_nozzle: Option<f64>,
+    pub temp_bed: Option<f64>,
+    pub target_nozzle: Option<f64>,
+    pub target_bed: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Filament {
+    pub material: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct JobInfo {
+    pub id: Option<i64>,
+    pub origin_id: Option<i64>,
+    pub path: Option<String>,
+    pub state: Option<JobState>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub progress: Option<f64>,
+    pub time_printing: Option<f64>,
+    pub time_remaining: Option<f64>,
+    pub display_name: Option<String>,
+    pub preview_url: Option<String>,
+    pub model_weight: Option<f64>,
+    pub weight_remaining: Option<f64>,
+}
+
+/// What the printer shows while it waits for the user.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct DialogInfo {
+    pub id: Option<Value>,
+    pub code: Option<Value>,
+    pub title: Option<String>,
+    pub text: Option<String>,
+    #[serde(default)]
+    pub buttons: Vec<Value>,
+    pub key: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Printer {
+    pub uuid: String,
+    pub name: Option<String>,
+    pub location: Option<String>,
+    pub sn: Option<String>,
+    pub printer_model: Option<String>,
+    pub printer_type: Option<String>,
+    pub printer_type_name: Option<String>,
+    pub team_id: Option<i64>,
+    pub team_name: Option<String>,
+    pub firmware: Option<String>,
+    pub printer_state: Option<PrinterState>,
+    pub connect_state: Option<PrinterState>,
+    pub state_reason: Option<Value>,
+    pub last_online: Option<f64>,
+    pub temp: Option<Temperatures>,
+    pub axis_x: Option<f64>,
+    pub axis_y: Option<f64>,
+    pub axis_z: Option<f64>,
+    pub speed: Option<f64>,
+    pub flow: Option<f64>,
+    pub nozzle_diameter: Option<f64>,
+    pub filament: Option<Filament>,
+    pub job_info: Option<JobInfo>,
+    pub dialog_info: Option<DialogInfo>,
+}
+
+impl Printer {
+    /// OFFLINE when Connect has lost the printer (its `printer_state` is then stale),
+    /// otherwise what the printer says.
+    pub fn effective_state(&self) -> PrinterState {
+        if self.connect_state == Some(PrinterState::Offline) {
+            return PrinterState::Offline;
+        }
+        self.printer_state
+            .clone()
+            .or_else(|| self.connect_state.clone())
+            .unwrap_or(PrinterState::Unknown)
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.uuid)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct JobFile {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub display_name: Option<String>,
+    pub size: Option<u64>,
+    pub m_time: Option<f64>,
+    pub preview_url: Option<String>,
+    pub meta: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct JobData {
+    pub material: Option<String>,
+    pub weight: Option<f64>,
+    pub cost: Option<f64>,
+    pub tool: Option<i64>,
+    pub layer_height: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct CancelableObject {
+    pub id: i64,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub canceled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Cancelable {
+    #[serde(default)]
+    pub objects: Vec<CancelableObject>,
+}
+
+/// A job from `/jobs` or `/jobs/{id}` (the detail adds `file` and `cancelable`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub state: Option<JobState>,
+    pub progress: Option<f64>,
+    pub time_printing: Option<f64>,
+    pub time_remaining: Option<f64>,
+    pub mode: Option<String>,
+    pub source: Option<String>,
+    pub ts_started: Option<f64>,
+    pub ts_ended: Option<f64>,
+    pub file: Option<JobFile>,
+    #[serde(default)]
+    pub files: Vec<JobFile>,
+    pub data: Option<JobData>,
+    pub cancelable: Option<Cancelable>,
+    pub reason: Option<Value>,
+}
+
+impl Job {
+    pub fn file(&self) -> Option<&JobFile> {
+        self.file.as_ref().or_else(|| self.files.first())
+    }
+
+    pub fn file_name(&self) -> Option<&str> {
+        let f = self.file()?;
+        f.display_name.as_deref().or(f.name.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JobList {
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+    #[serde(default)]
+    pub pager: Pager,
+}
+
+/// One entry of a printer's event feed. Kept whole (`raw`) so `P/event` passes on every field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub event: String,
+    pub created: f64,
+    pub raw: serde_json::Map<String, Value>,
+}
+
+impl FeedEvent {
+    /// Events have no id; this key tells two events with the same `created` apart.
+    pub fn key(&self) -> String {
+        let field = |k: &str| self.raw.get(k).map(|v| v.to_string()).unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.created,
+            self.event,
+            field("state"),
+            field("command_id"),
+            field("transfer_id")
+        )
+    }
+
+    /// Parses one feed entry; `None` for entries without an `event` name or `created` time.
+    pub fn from_value(v: Value) -> Option<FeedEvent> {
+        let Value::Object(raw) = v else { return None };
+        let event = raw.get("event")?.as_str()?.to_string();
+        let created = raw.get("created")?.as_f64()?;
+        if !created.is_finite() {
+            return None;
+        }
+        Some(FeedEvent {
+            event,
+            created,
+            raw,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventPage {
+    #[serde(default)]
+    pub events: Vec<Value>,
+    #[serde(default)]
+    pub pager: Pager,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct PlannedJob {
+    pub id: Option<i64>,
+    pub path: Option<String>,
+    pub set_ready: Option<bool>,
+    pub position: Option<i64>,
+    pub file: Option<JobFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Queue {
+    #[serde(default)]
+    pub planned_jobs: Vec<PlannedJob>,
+    #[serde(default)]
+    pub pager: Pager,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Camera {
+    pub id: Value,
+    pub name: Option<String>,
+    pub config: Option<Value>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    pub registered: Option<bool>,
+}
+
+impl Camera {
+    /// Camera ids are numbers in captures; accept strings too.
+    pub fn id_string(&self) -> String {
+        match &self.id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CameraList {
+    #[serde(default)]
+    pub cameras: Vec<Camera>,
+    #[serde(default)]
+    pub pager: Pager,
+}
+
+/// An argument of a supported command: the capture lists bare names, the richer form objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandArg {
+    pub name: String,
+    pub kind: Option<String>,
+    pub required: bool,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub unit: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for CommandArg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Full {
+                name: String,
+                #[serde(rename = "type")]
+                kind: Option<String>,
+                required: Option<bool>,
+                min_limit: Option<f64>,
+                max_limit: Option<f64>,
+                unit: Option<String>,
+            },
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Name(name) => CommandArg {
+                name,
+                kind: None,
+                required: true,
+                min: None,
+                max: None,
+                unit: None,
+            },
+            Form::Full {
+                name,
+                kind,
+                required,
+                min_limit,
+                max_limit,
+                unit,
+            } => CommandArg {
+                name,
+                kind,
+                required: required.unwrap_or(true),
+                min: min_limit,
+                max: max_limit,
+                unit,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct SupportedCommand {
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<CommandArg>,
+    pub executable_from_state: Option<Vec<PrinterState>>,
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SupportedCommands {
+    #[serde(default)]
+    pub commands: Vec<SupportedCommand>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct CommandRecord {
+    pub id: i64,
+    pub state: Option<String>,
+    pub command: Option<String>,
+    pub received: Option<f64>,
+    pub source: Option<String>,
+    pub kwargs: Option<Value>,
+}
+
+/// Answer of `POST /commands/sync`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CommandResult {
+    pub command: CommandRecord,
+    pub event: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct PrinterType {
+    pub id: String,
+    pub name: Option<String>,
+    pub parameters: Option<Value>,
+    pub fw_device_type_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PrinterTypes {
+    #[serde(default)]
+    pub printer_types: Vec<PrinterType>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Unseen {
+    #[serde(default)]
+    pub unseen: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ServerVersion {
+    pub commit: Option<String>,
+    pub version: Option<String>,
+    pub date: Option<String>,
+}
+
+/// `/files` and `/storages` are passed on as they come; their shape is not pinned down.
+pub type Opaque = BTreeMap<String, Value>;
+
+/// Connect's JSON error body: `{"code": "UNAUTHORIZED", "message": "..."}`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ApiError {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub reason: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn printer_from_facts_file_parses() {
+        let v = json!({
+          "uuid": "00000000-0000-4000-8000-000000000004",
+          "name": "Busy MK4", "location": "Workshop", "sn": "SN-TEST-0001",
+          "printer_model": "MK4IS", "printer_type": "7.1.0", "printer_type_name": "Original Prusa MK4",
+          "team_id": 1, "team_name": "Team One", "firmware": "6.5.7+12836",
+          "printer_state": "PRINTING", "connect_state": "PRINTING", "state_reason": null,
+          "last_online": 1786872477.0,
+          "temp": {"temp_nozzle": 175.0, "temp_bed": 68.6, "target_nozzle": 175.0, "target_bed": 85.0},
+          "axis_x": 245.0, "axis_y": 0.0, "axis_z": 40.0, "speed": 100, "flow": 100,
+          "nozzle_diameter": 0.4, "filament": {"material": "PETG"},
+          "tools": {"1": {"temp": 175.0, "active": true, "nozzle_diameter": 0.4, "material": "PETG",
+                          "fan_hotend": 7000, "fan_print": 3200}},
+          "job_info": {"id": 85, "origin_id": 1, "path": "/usb/SHAPE-~1.BGC",
+                       "state": "PRINTING", "start": 1786872360, "progress": 1.0,
+                       "time_printing": 117, "time_remaining": 0,
+                       "display_name": "Shape-Cylinder_0.4n_0.2mm_PETG_MK4IS_45s.bgcode",
+                       "preview_url": "/app/teams/1/files/HASH/preview",
+                       "model_weight": 0.21, "weight_remaining": 0.2079},
+          "dialog_info": null,
+          "rights_r": true, "rights_w": true, "rights_u": true
+        });
+        let p: Printer = serde_json::from_value(v).unwrap();
+        assert_eq!(p.effective_state(), PrinterState::Printing);
+        assert_eq!(p.temp.as_ref().unwrap().target_bed, Some(85.0));
+        let job = p.job_info.unwrap();
+        assert_eq!(job.id, Some(85));
+        assert_eq!(job.state, Some(JobState::Printing));
+        assert_eq!(p.speed, Some(100.0));
+    }
+
+    #[test]
+    fn offline_printer_keeps_stale_state_but_is_offline() {
+        let p: Printer = serde_json::from_value(json!({
+            "uuid": "u", "printer_state": "PRINTING", "connect_state": "OFFLINE"
+        }))
+        .unwrap();
+        assert_eq!(p.effective_state(), PrinterState::Offline);
+    }
+
+    #[test]
+    fn unknown_enum_values_are_kept() {
+        let p: Printer = serde_json::from_value(json!({
+            "uuid": "u", "printer_state": "LEVITATING", "connect_state": "LEVITATING",
+            "brand_new_field": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(
+            p.effective_state(),
+            PrinterState::Other("LEVITATING".into())
+        );
+        assert_eq!(p.effective_state().as_str(), "LEVITATING");
+    }
+
+    #[test]
+    fn job_detail_from_notes_parses() {
+        let v = json!({
+          "id": 319,
+          "state": "FIN_OK",
+          "cancelable": {"objects": [
+              {"id": 0, "name": "Object Name", "polygon": [[126.7, 87.5]], "canceled": false}
+          ]},
+          "file": {"name": "filename.bgcode",
+                   "meta": {"objects_info": {"objects": [{"name": "Object Name", "polygon": []}]}}}
+        });
+        let j: Job = serde_json::from_value(v).unwrap();
+        assert_eq!(j.state, Some(JobState::FinOk));
+        assert_eq!(j.cancelable.unwrap().objects[0].name.as_deref(), Some("Object Name"));
+        assert_eq!(j.file.unwrap().name.as_deref(), Some("filename.bgcode"));
+    }
+
+    #[test]
+    fn jobs_list_from_notes_parses() {
+        let v = json!({
+          "jobs": [{
+              "id": 1690023, "state": "FIN_OK", "progress": 100, "time_printing": 7562,
+              "time_remaining": null, "mode": "MK4S", "source": "connect",
+              "ts_started": 1769805961, "ts_ended": 1769813523,
+              "files": [{"name": "corner-bracket_x2.bgcode", "path": "/usb/corner-bracket_x2.bgcode",
+                         "display_name": "corner-bracket_x2", "size": 42589, "m_time": 1769792040,
+                         "preview_url": "..."}],
+              "data": {"material": "PETG", "weight": 12.34, "cost": 0.5, "tool": 0, "layer_height": 0.2}
+          }],
+          "pager": {"limit": 3, "offset": 0, "total": 5, "from": 1769805961, "to": 1770090594}
+        });
+        let l: JobList = serde_json::from_value(v).unwrap();
+        assert_eq!(l.jobs[0].file_name(), Some("corner-bracket_x2"));
+        assert_eq!(l.jobs[0].data.as_ref().unwrap().weight, Some(12.34));
+        assert_eq!(l.pager.total, Some(5));
+    }
+
+    #[test]
+    fn events_from_notes_parse() {
+        let v = json!({
+          "events": [{"server_time": 1770092716.366299, "event": "STATE_CHANGED", "source": "UNKNOWN",
+                      "transfer_id": 1036477693, "command": "SET_PRINTER_READY", "command_id": 1075307,
+                      "state": "READY", "created": 1770092716.34737}],
+          "pager": {"limit": 5, "offset": 0, "from": 1770006393, "to": 1770092794}
+        });
+        let page: EventPage = serde_json::from_value(v).unwrap();
+        let e = FeedEvent::from_value(page.events[0].clone()).unwrap();
+        assert_eq!(e.event, "STATE_CHANGED");
+        assert_eq!(e.created, 1770092716.34737);
+        assert!(FeedEvent::from_value(json!({"event": "X"})).is_none());
+        assert!(FeedEvent::from_value(json!("nonsense")).is_none());
+    }
+
+    #[test]
+    fn supported_commands_both_forms_parse() {
+        let v = json!({"commands": [
+            {"command": "SEND_GCODE", "args": ["gcode"], "template": "M997 {path}"},
+            {"command": "PAUSE_PRINT", "template": "M25"},
+            {"command": "MOVE", "args": [
+                {"name": "feedrate", "type": "integer", "required": false, "max_limit": 3000, "unit": "mm/min"},
+                {"name": "x", "type": "number", "required": false, "min_limit": 0, "max_limit": 250}],
+             "executable_from_state": ["IDLE", "READY", "SOMETHING_NEW"]}
+        ]});
+        let s: SupportedCommands = serde_json::from_value(v).unwrap();
+        assert_eq!(s.commands[0].args[0].name, "gcode");
+        assert!(s.commands[0].args[0].required);
+        let mv = &s.commands[2];
+        assert_eq!(mv.args[0].max, Some(3000.0));
+        assert!(!mv.args[0].required);
+        assert_eq!(
+            mv.executable_from_state.as_ref().unwrap()[2],
+            PrinterState::Other("SOMETHING_NEW".into())
+        );
+    }
+
+    #[test]
+    fn command_result_from_notes_parses() {
+        let v = json!({
+          "command": {"id": 1075350, "state": "CREATED", "command": "STOP_PRINT",
+                      "received": 1770096073, "source": "CONNECT_USER", "kwargs": {}},
+          "event": {"event": "FINISHED", "command": "STOP_PRINT", "state": "PRINTING",
+                    "created": 1770096074.410354}
+        });
+        let r: CommandResult = serde_json::from_value(v).unwrap();
+        assert_eq!(r.command.id, 1075350);
+    }
+
+    #[test]
+    fn small_endpoints_from_notes_parse() {
+        let q: Queue = serde_json::from_value(json!({"planned_jobs": [],
+            "pager": {"limit": 1, "offset": 0, "total": 0, "from": 1770090594}})).unwrap();
+        assert!(q.planned_jobs.is_empty());
+        let c: CameraList = serde_json::from_value(json!({"cameras": [{
+            "id": 414362, "name": "Buddy3D Camera",
+            "config": {"name": "Buddy3D Camera", "path": "private", "model": "Buddy3D",
+                       "resolution": {"width": 1920, "height": 1080}, "trigger_scheme": "THIRTY_SEC"},
+            "capabilities": ["trigger_scheme"], "features": ["SocketCom", "GetSnapshot"],
+            "token": "...", "registered": true}],
+            "pager": {"limit": 20, "offset": 0, "total": 1}})).unwrap();
+        assert_eq!(c.cameras[0].id_string(), "414362");
+        let v: ServerVersion = serde_json::from_value(json!(
+            {"commit": "baef7db3", "version": "baef7db3", "date": "2026-02-02T11:49:56.846Z"})).unwrap();
+        assert_eq!(v.version.as_deref(), Some("baef7db3"));
+        let u: Unseen = serde_json::from_value(json!({"unseen": 1})).unwrap();
+        assert_eq!(u.unseen, 1);
+        let t: PrinterTypes = serde_json::from_value(json!({"printer_types": [{
+            "id": "1.2.5", "type": 1, "version": 2, "subversion": 5, "name": "Original Prusa i3 MK2.5",
+            "parameters": {"extrusion": {"max": 100, "min": -10, "default": 10}},
+            "fw_device_type_id": "1.2.5", "support": {"stable": "0.8.1"}}]})).unwrap();
+        assert_eq!(t.printer_types[0].name.as_deref(), Some("Original Prusa i3 MK2.5"));
+        let e: ApiError = serde_json::from_value(json!(
+            {"code": "UNAUTHORIZED", "message": "Missing or invalid security token"})).unwrap();
+        assert_eq!(e.code.as_deref(), Some("UNAUTHORIZED"));
+    }
+}

@@ -1,0 +1,364 @@
+//! Home Assistant MQTT discovery: pure functions from printers to `(topic, payload)` pairs.
+//!
+//! Each entity is described once ([`printer_entities`]); mode `device` packs them into one
+//! device-based message per printer, mode `entity` sends one message per entity. Discovery
+//! topics and unique ids are built from the printer uuid, so renaming a printer (which changes
+//! its topic id) updates its entities instead of orphaning them.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::DiscoveryMode;
+use crate::connect::model::{JobState, PrinterState};
+use crate::topics::Topics;
+
+/// What discovery needs to know about a printer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterDevice {
+    pub uuid: String,
+    /// The printer's topic id (`P`).
+    pub id: String,
+    pub name: String,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub firmware: Option<String>,
+    pub configuration_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub prefix: String,
+    pub mode: DiscoveryMode,
+    pub topics: Topics,
+}
+
+/// One entity: its object id, platform and the platform-specific options.
+struct Entity {
+    object: &'static str,
+    component: &'static str,
+    options: Value,
+}
+
+const ORIGIN_URL: &str = "https://github.com/prusa-connect-mqtt/prusa-connect-mqtt";
+
+pub fn node_id(uuid: &str) -> String {
+    format!("prusa_connect_{uuid}")
+}
+
+impl Discovery {
+    fn bridge_node(&self) -> String {
+        format!("{}_bridge", crate::topics::slug(self.topics.base()))
+    }
+
+    fn origin() -> Value {
+        json!({
+            "name": "prusa-connect-mqtt",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+            "support_url": ORIGIN_URL,
+        })
+    }
+
+    fn printer_entities(&self, id: &str) -> Vec<Entity> {
+        let state = self.topics.state(id);
+        let finished = self.topics.job_finished(id);
+        let sensor = |object, name: &str, template: &str, extra: Value| {
+            let mut options = json!({
+                "name": name,
+                "state_topic": state,
+                "value_template": template,
+            });
+            merge(&mut options, extra);
+            Entity {
+                object,
+                component: "sensor",
+                options,
+            }
+        };
+        let temperature = |object, name: &str, field: &str| {
+            sensor(
+                object,
+                name,
+                &format!("{{{{ value_json.{field} }}}}"),
+                json!({"device_class": "temperature", "unit_of_measurement": "°C",
+                       "state_class": "measurement", "suggested_display_precision": 1}),
+            )
+        };
+        let mut states: Vec<&str> = PrinterState::KNOWN.to_vec();
+        states.sort();
+        let known_states = serde_json::to_string(&states).unwrap_or_default();
+        vec![
+            sensor(
+                "state",
+                "State",
+                // An enum sensor rejects values outside its options: map new ones to UNKNOWN.
+                &format!(
+                    "{{{{ value_json.state if value_json.state in {known_states} else 'UNKNOWN' }}}}"
+                ),
+                json!({"device_class": "enum", "options": states, "icon": "mdi:printer-3d"}),
+            ),
+            sensor(
+                "progress",
+                "Progress",
+                "{{ value_json.progress }}",
+                json!({"unit_of_measurement": "%", "state_class": "measurement",
+                       "icon": "mdi:progress-clock", "suggested_display_precision": 0}),
+            ),
+            sensor(
+                "time_remaining",
+                "Time remaining",
+                "{{ value_json.time_remaining }}",
+                json!({"device_class": "duration", "unit_of_measurement": "s"}),
+            ),
+            sensor(
+                "time_printing",
+                "Time printing",
+                "{{ value_json.time_printing }}",
+                json!({"device_class": "duration", "unit_of_measurement": "s"}),
+            ),
+            sensor(
+                "eta",
+                "ETA",
+                "{{ value_json.eta }}",
+                json!({"device_class": "timestamp"}),
+            ),
+            sensor(
+                "job_started",
+                "Job started",
+                "{{ value_json.job_started }}",
+                json!({"device_class": "timestamp"}),
+            ),
+            sensor(
+                "job_name",
+                "Job name",
+                "{{ value_json.job_name }}",
+                json!({"icon": "mdi:file-document-outline"}),
+            ),
+            temperature("temp_nozzle", "Nozzle temperature", "temp_nozzle"),
+            temperature("target_nozzle", "Nozzle target", "target_nozzle"),
+            temperature("temp_bed", "Bed temperature", "temp_bed"),
+            temperature("target_bed", "Bed target", "target_bed"),
+            sensor(
+                "material",
+                "Material",
+                "{{ value_json.material }}",
+                json!({"icon": "mdi:printer-3d-nozzle"}),
+            ),
+            sensor(
+                "speed",
+                "Speed",
+                "{{ value_json.speed }}",
+                json!({"unit_of_measurement": "%", "icon": "mdi:speedometer"}),
+            ),
+            sensor(
+                "z_height",
+                "Z height",
+                "{{ value_json.axis_z }}",
+                json!({"device_class": "distance", "unit_of_measurement": "mm",
+                       "state_class": "measurement", "suggested_display_precision": 1}),
+            ),
+            Entity {
+                object: "printing",
+                component: "binary_sensor",
+                options: json!({
+                    "name": "Printing",
+                    "state_topic": state,
+                    "value_template": "{{ 'ON' if value_json.printing else 'OFF' }}",
+                    "device_class": "running",
+                }),
+            },
+            Entity {
+                object: "attention",
+                component: "binary_sensor",
+                options: json!({
+                    "name": "Needs attention",
+                    "state_topic": state,
+                    "value_template": "{{ 'ON' if value_json.attention else 'OFF' }}",
+                    "device_class": "problem",
+                }),
+            },
+            Entity {
+                object: "print_finished",
+                component: "event",
+                options: json!({
+                    "name": "Print finished",
+                    "state_topic": finished,
+                    "event_types": [
+                        JobState::FinOk.as_str(),
+                        JobState::FinError.as_str(),
+                        JobState::FinStopped.as_str()
+                    ],
+                    "icon": "mdi:printer-3d",
+                }),
+            },
+        ]
+    }
+
+    fn availability(&self, id: Option<&str>) -> Value {
+        let mut list = vec![json!({"topic": self.topics.bridge_state()})];
+        if let Some(id) = id {
+            list.push(json!({"topic": self.topics.availability(id)}));
+        }
+        json!(list)
+    }
+
+    fn printer_device_info(&self, p: &PrinterDevice) -> Value {
+        let mut dev = json!({
+            "identifiers": [node_id(&p.uuid)],
+            "name": p.name,
+            "manufacturer": "Prusa Research",
+            "via_device": self.bridge_node(),
+        });
+        let d = dev.as_object_mut().expect("object literal");
+        for (key, value) in [
+            ("model", &p.model),
+            ("serial_number", &p.serial),
+            ("sw_version", &p.firmware),
+            ("configuration_url", &p.configuration_url),
+        ] {
+            if let Some(v) = value {
+                d.insert(key.into(), json!(v));
+            }
+        }
+        dev
+    }
+
+    /// Discovery messages of one printer.
+    pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
+        let node = node_id(&p.uuid);
+        let entities = self.printer_entities(&p.id);
+        let device = self.printer_device_info(p);
+        self.pack(&node, device, Some(&p.id), entities)
+    }
+
+    /// Discovery topics of a printer, for removing it (empty retained payloads).
+    pub fn printer_topics(&self, uuid: &str) -> Vec<String> {
+        let node = node_id(uuid);
+        match self.mode {
+            DiscoveryMode::Device => vec![self.device_topic(&node)],
+            DiscoveryMode::Entity => self
+                .printer_entities("_")
+                .iter()
+                .map(|e| self.entity_topic(e.component, &node, e.object))
+                .collect(),
+        }
+    }
+
+    /// Discovery of the bridge's own device.
+    pub fn bridge(&self) -> Vec<(String, Value)> {
+        let node = self.bridge_node();
+        let device = json!({
+            "identifiers": [node],
+            "name": "Prusa Connect MQTT bridge",
+            "manufacturer": "prusa-connect-mqtt",
+            "model": "Prusa Connect to MQTT bridge",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        });
+        let info = self.topics.bridge_info();
+        let entities = vec![
+            Entity {
+                object: "connect_reachable",
+                component: "binary_sensor",
+                options: json!({
+                    "name": "Connect reachable",
+                    "state_topic": info,
+                    "value_template": "{{ 'ON' if value_json.connect.reachable else 'OFF' }}",
+                    "device_class": "connectivity",
+                    "entity_category": "diagnostic",
+                }),
+            },
+            Entity {
+                object: "printers",
+                component: "sensor",
+                options: json!({
+                    "name": "Printers",
+                    "state_topic": info,
+                    "value_template": "{{ value_json.printers | count }}",
+                    "icon": "mdi:printer-3d",
+                    "entity_category": "diagnostic",
+                }),
+            },
+            Entity {
+                object: "last_error",
+                component: "sensor",
+                options: json!({
+                    "name": "Last error",
+                    "state_topic": info,
+                    "value_template": "{{ value_json.connect.last_error or 'none' }}",
+                    "icon": "mdi:alert-circle-outline",
+                    "entity_category": "diagnostic",
+                }),
+            },
+        ];
+        self.pack(&node, device, None, entities)
+    }
+
+    fn device_topic(&self, node: &str) -> String {
+        format!("{}/device/{node}/config", self.prefix)
+    }
+
+    fn entity_topic(&self, component: &str, node: &str, object: &str) -> String {
+        format!("{}/{component}/{node}/{object}/config", self.prefix)
+    }
+
+    fn pack(
+        &self,
+        node: &str,
+        device: Value,
+        printer_id: Option<&str>,
+        entities: Vec<Entity>,
+    ) -> Vec<(String, Value)> {
+        let entity_id_prefix = printer_id
+            .map(str::to_string)
+            .unwrap_or_else(|| self.bridge_node());
+        let common = json!({
+            "availability": self.availability(printer_id),
+            "availability_mode": "all",
+        });
+        let component = |e: &Entity| {
+            let mut options = e.options.clone();
+            merge(
+                &mut options,
+                json!({
+                    "unique_id": format!("{node}_{}", e.object),
+                    "object_id": format!("{entity_id_prefix}_{}", e.object),
+                }),
+            );
+            options
+        };
+        match self.mode {
+            DiscoveryMode::Device => {
+                let mut cmps = Map::new();
+                for e in &entities {
+                    let mut c = component(e);
+                    merge(&mut c, json!({"platform": e.component}));
+                    cmps.insert(e.object.to_string(), c);
+                }
+                let mut payload = json!({
+                    "device": device,
+                    "origin": Self::origin(),
+                    "components": cmps,
+                    "qos": 1,
+                });
+                merge(&mut payload, common);
+                vec![(self.device_topic(node), payload)]
+            }
+            DiscoveryMode::Entity => entities
+                .iter()
+                .map(|e| {
+                    let mut payload = component(e);
+                    merge(
+                        &mut payload,
+                        json!({"device": device, "origin": Self::origin(), "qos": 1}),
+                    );
+                    merge(&mut payload, common.clone());
+                    (self.entity_topic(e.component, node, e.object), payload)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}

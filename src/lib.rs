@@ -1,0 +1,63 @@
+//! prusa-connect-mqtt: bridges 3D printers in Prusa Connect to MQTT.
+//!
+//! Data comes in through [`connect`] (Connect's HTTP API), is turned into messages by
+//! [`payloads`] and [`discovery`] (pure functions), and goes out through [`outbox`] and
+//! [`mqtt`]. [`bridge`] is the loop that ties them together.
+
+pub mod bridge;
+pub mod config;
+pub mod connect;
+pub mod discovery;
+pub mod mqtt;
+pub mod outbox;
+pub mod payloads;
+pub mod store;
+pub mod topics;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::connect::{ConnectClient, TokenSource};
+
+/// How long a clean stop may take to flush `offline` to the broker.
+const STOP_FLUSH: Duration = Duration::from_secs(3);
+
+/// The credentials the config names.
+pub fn token_source(config: &Config) -> Result<TokenSource> {
+    if let Some(token) = config.static_access_token() {
+        return Ok(TokenSource::Static(token));
+    }
+    if let Some(path) = &config.connect.token_file {
+        return Ok(TokenSource::File(path.clone()));
+    }
+    if config.connect.refresh_token.is_some() {
+        bail!("connect.refresh_token is not supported yet: set connect.access_token or connect.token_file");
+    }
+    bail!(
+        "no Connect credentials: set connect.access_token (or connect.access_token_file, or connect.token_file)"
+    )
+}
+
+/// Runs the service until `shutdown` resolves, then publishes `offline` and stops.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let tokens = token_source(&config)?;
+    let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
+        .context("cannot set up the Connect client")?;
+    let (store, memory) = store::Store::open(&config.state.dir)?;
+    let topics = topics::Topics::new(&config.mqtt.base_topic);
+    let options = mqtt::options(&config.mqtt, &topics.bridge_state())?;
+    let session = mqtt::start(options, bridge::Bridge::subscriptions(&config));
+    let outbox = outbox::Outbox::new(session.client.clone());
+    let bridge = bridge::Bridge::new(config, connect, outbox, store, memory);
+    let result = bridge.run(session.link, session.incoming, shutdown).await;
+    // `offline` was queued by the bridge; a clean DISCONNECT suppresses the last will, so it
+    // must be flushed before disconnecting.
+    let _ = session.client.disconnect().await;
+    if tokio::time::timeout(STOP_FLUSH, session.task).await.is_err() {
+        tracing::warn!("the MQTT broker did not take the last messages in time");
+    }
+    result.map(|_| ())
+}

@@ -1,0 +1,222 @@
+//! Pure functions from Connect data to the JSON payloads of `P/state`, `P/job` and
+//! `P/job/finished`. No I/O: the bridge decides when to call them and what to publish.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::connect::model::{Job, JobInfo, JobState, Printer, PrinterState};
+
+/// ISO 8601 (RFC 3339, UTC) of Unix seconds; `None` for nonsense values.
+pub fn iso(unix: f64) -> Option<String> {
+    if !unix.is_finite() || unix <= 0.0 {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp(unix.floor() as i64)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
+pub fn now_unix() -> f64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+fn round1(v: Option<f64>) -> Value {
+    match v {
+        Some(v) if v.is_finite() => json!((v * 10.0).round() / 10.0),
+        _ => Value::Null,
+    }
+}
+
+/// Connect says 0 or -1 when it has no estimate yet.
+fn remaining(job: Option<&JobInfo>) -> Option<f64> {
+    job.and_then(|j| j.time_remaining)
+        .filter(|t| t.is_finite() && *t > 0.0)
+}
+
+/// Whether the printer's current job is running (printing or paused).
+pub fn job_running(p: &Printer) -> bool {
+    match p.job_info.as_ref().and_then(|j| j.state.as_ref()) {
+        Some(state) => state.is_running(),
+        None => {
+            p.job_info.as_ref().and_then(|j| j.id).is_some()
+                && matches!(
+                    p.printer_state,
+                    Some(PrinterState::Printing | PrinterState::Paused | PrinterState::Attention)
+                )
+        }
+    }
+}
+
+/// The flat `P/state` snapshot, without `updated` (the bridge adds it when the rest changed).
+/// `now` anchors the ETA; it is rounded to the minute so a steady estimate does not churn.
+pub fn state(p: &Printer, now: f64) -> Value {
+    let effective = p.effective_state();
+    let job = p.job_info.as_ref();
+    let temp = p.temp.clone().unwrap_or_default();
+    let running = job_running(p);
+    let time_remaining = remaining(job).filter(|_| running);
+    let eta = time_remaining.and_then(|r| iso(((now + r) / 60.0).round() * 60.0));
+    let dialog = p
+        .dialog_info
+        .as_ref()
+        .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    let material = p
+        .filament
+        .as_ref()
+        .and_then(|f| f.material.clone())
+        .map(Value::from)
+        .unwrap_or(Value::Null);
+    json!({
+        "state": effective.as_str(),
+        "connect_state": p.connect_state.as_ref().map(|s| s.as_str()),
+        "printer_state": p.printer_state.as_ref().map(|s| s.as_str()),
+        "printing": matches!(effective, PrinterState::Printing),
+        "attention": matches!(effective, PrinterState::Attention | PrinterState::Error)
+            || p.dialog_info.is_some(),
+        "temp_nozzle": round1(temp.temp_nozzle),
+        "target_nozzle": round1(temp.target_nozzle),
+        "temp_bed": round1(temp.temp_bed),
+        "target_bed": round1(temp.target_bed),
+        "axis_x": round1(p.axis_x),
+        "axis_y": round1(p.axis_y),
+        "axis_z": round1(p.axis_z),
+        "speed": round1(p.speed),
+        "flow": round1(p.flow),
+        "material": material,
+        "nozzle_diameter": p.nozzle_diameter,
+        "progress": round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
+        "time_remaining": time_remaining.map(|t| t.round() as i64),
+        "time_printing": job.and_then(|j| j.time_printing).filter(|t| t.is_finite() && *t >= 0.0).map(|t| t.round() as i64),
+        "job_id": job.and_then(|j| j.id),
+        "job_name": job.and_then(|j| j.display_name.clone().or_else(|| j.path.clone())),
+        "job_state": job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
+        "job_started": job.and_then(|j| j.start).and_then(iso),
+        "eta": eta,
+        "dialog": dialog,
+    })
+}
+
+/// The `P/job` payload: the live `job_info` merged with the job's detail (file, material,
+/// cancelable objects) when the detail is of the same job.
+pub fn job(info: Option<&JobInfo>, detail: Option<&Job>) -> Option<Value> {
+    let id = info.and_then(|j| j.id).or(detail.map(|d| d.id))?;
+    let detail = detail.filter(|d| d.id == id);
+    let state = info
+        .and_then(|j| j.state.clone())
+        .or_else(|| detail.and_then(|d| d.state.clone()));
+    let file = detail
+        .and_then(|d| d.file_name().map(str::to_string))
+        .or_else(|| info.and_then(|j| j.display_name.clone()));
+    let path = info
+        .and_then(|j| j.path.clone())
+        .or_else(|| detail.and_then(|d| d.file().and_then(|f| f.path.clone())));
+    let pick = |live: Option<f64>, stored: Option<f64>| live.or(stored).filter(|v| v.is_finite());
+    let objects: Vec<Value> = detail
+        .and_then(|d| d.cancelable.as_ref())
+        .map(|c| {
+            c.objects
+                .iter()
+                .map(|o| json!({"id": o.id, "name": o.name, "canceled": o.canceled}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let data = detail.and_then(|d| d.data.clone()).unwrap_or_default();
+    Some(json!({
+        "id": id,
+        "state": state.as_ref().map(JobState::as_str),
+        "file": file,
+        "path": path,
+        "progress": round1(pick(info.and_then(|j| j.progress), detail.and_then(|d| d.progress))),
+        "time_printing": pick(info.and_then(|j| j.time_printing), detail.and_then(|d| d.time_printing)).map(|t| t.round() as i64),
+        "time_remaining": remaining(info).or_else(|| detail.and_then(|d| d.time_remaining).filter(|t| *t > 0.0)).map(|t| t.round() as i64),
+        "started": pick(info.and_then(|j| j.start), detail.and_then(|d| d.ts_started)).and_then(iso),
+        "ended": pick(info.and_then(|j| j.end), detail.and_then(|d| d.ts_ended)).and_then(iso),
+        "material": data.material,
+        "weight": data.weight.or_else(|| info.and_then(|j| j.model_weight)),
+        "cancelable_objects": objects,
+    }))
+}
+
+/// The `P/job/finished` payload for a job Connect reports in a final state.
+pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Value> {
+    let state = job.state.as_ref().filter(|s| s.is_final())?;
+    let duration = job.time_printing.or_else(|| match (job.ts_started, job.ts_ended) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    });
+    Some(json!({
+        "event_type": state.as_str(),
+        "job_id": job.id,
+        "job_name": job.file_name(),
+        "printer": printer_id,
+        "printer_name": printer.name,
+        "printer_uuid": printer.uuid,
+        "progress": round1(job.progress),
+        "duration": duration.filter(|d| d.is_finite()).map(|d| d.round() as i64),
+        "started": job.ts_started.and_then(iso),
+        "ended": job.ts_ended.and_then(iso),
+        "reason": job.reason,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printing() -> Printer {
+        serde_json::from_value(json!({
+            "uuid": "u1", "name": "Busy MK4", "printer_state": "PRINTING", "connect_state": "PRINTING",
+            "temp": {"temp_nozzle": 214.96, "temp_bed": 59.94, "target_nozzle": 215, "target_bed": 60},
+            "axis_z": 1.2, "speed": 100, "flow": 95, "filament": {"material": "PLA"},
+            "job_info": {"id": 7, "state": "PRINTING", "start": 1_700_000_000, "progress": 42.0,
+                         "time_printing": 600, "time_remaining": 900, "display_name": "cube.bgcode"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn state_of_a_printing_printer() {
+        let s = state(&printing(), 1_700_000_600.0);
+        assert_eq!(s["state"], "PRINTING");
+        assert_eq!(s["printing"], true);
+        assert_eq!(s["temp_nozzle"], 215.0);
+        assert_eq!(s["progress"], 42.0);
+        assert_eq!(s["time_remaining"], 900);
+        assert_eq!(s["job_name"], "cube.bgcode");
+        assert_eq!(s["job_started"], "2023-11-14T22:13:20Z");
+        assert_eq!(s["eta"], "2023-11-14T22:38:00Z");
+        assert_eq!(s["dialog"], Value::Null);
+    }
+
+    #[test]
+    fn no_estimate_means_null_and_offline_wins() {
+        let mut p = printing();
+        p.job_info.as_mut().unwrap().time_remaining = Some(-1.0);
+        p.connect_state = Some(PrinterState::Offline);
+        let s = state(&p, 0.0);
+        assert_eq!(s["state"], "OFFLINE");
+        assert_eq!(s["printer_state"], "PRINTING");
+        assert_eq!(s["time_remaining"], Value::Null);
+        assert_eq!(s["eta"], Value::Null);
+    }
+
+    #[test]
+    fn finished_payload_only_for_final_states() {
+        let p = printing();
+        let mut j = Job {
+            id: 7,
+            state: Some(JobState::FinError),
+            ts_started: Some(100.0),
+            ts_ended: Some(160.0),
+            ..Default::default()
+        };
+        let f = job_finished(&p, "busy_mk4", &j).unwrap();
+        assert_eq!(f["event_type"], "FIN_ERROR");
+        assert_eq!(f["duration"], 60);
+        j.state = Some(JobState::Printing);
+        assert!(job_finished(&p, "busy_mk4", &j).is_none());
+    }
+}
