@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
+use crate::command::{self, CommandError, CommandReply, CommandRequest, ErrorCode};
 use crate::config::Config;
 use crate::connect::client::{ConnectClient, ConnectError};
-use crate::connect::model::{Job, Printer, PrinterState};
+use crate::connect::model::{Job, Printer, PrinterState, SupportedCommand};
 use crate::discovery::{Discovery, PrinterDevice};
 use crate::mqtt::{Incoming, Link};
 use crate::outbox::{Kind, Outbox};
@@ -28,6 +29,10 @@ use crate::topics::{Topics, assign_ids};
 pub const REMOVE_AFTER_MISSING_POLLS: u32 = 3;
 /// Polls after a job ended during which Connect may still report it running.
 const JOB_END_ATTEMPTS: u32 = 20;
+/// How long the fleet is polled fast after a command, so its effect shows within seconds.
+const FAST_AFTER_COMMAND: Duration = Duration::from_secs(30);
+/// The first poll after a command comes this soon.
+const POLL_AFTER_COMMAND: Duration = Duration::from_millis(300);
 /// Longest wait between polls while Connect fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -66,6 +71,10 @@ pub struct Bridge {
     health: Health,
     rejected: Vec<String>,
     link: Link,
+    /// `supported-commands` per printer uuid: fetched once, dropped when Connect refuses one.
+    supported: HashMap<String, Vec<SupportedCommand>>,
+    fast_until: Option<Instant>,
+    next_poll: Instant,
 }
 
 impl Bridge {
@@ -101,13 +110,16 @@ impl Bridge {
             },
             rejected: Vec::new(),
             link: Link::default(),
+            supported: HashMap::new(),
+            fast_until: None,
+            next_poll: Instant::now(),
         }
     }
 
     /// MQTT subscriptions the bridge needs on every connection.
     pub fn subscriptions(config: &Config) -> Vec<String> {
         let topics = Topics::new(&config.mqtt.base_topic);
-        let mut subs = vec![topics.command_filter()];
+        let mut subs = vec![topics.command_filter(), topics.job_reason_filter()];
         if config.homeassistant.enabled {
             subs.push(config.homeassistant.status_topic.clone());
         }
@@ -129,7 +141,6 @@ impl Bridge {
                     .await;
             }
         }
-        let mut next_poll = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -142,14 +153,16 @@ impl Bridge {
                     self.on_link(now).await;
                 }
                 Some(msg) = incoming.recv() => self.on_message(msg).await,
-                _ = sleep_until(next_poll) => {
+                _ = sleep_until(self.next_poll) => {
                     let wait = self.tick().await;
-                    next_poll = Instant::now() + wait;
+                    self.next_poll = Instant::now() + wait;
                 }
             }
         }
         let state = self.topics.bridge_state();
-        self.outbox.retain(Kind::Data, &state, b"offline".to_vec()).await;
+        self.outbox
+            .retain(Kind::Data, &state, b"offline".to_vec())
+            .await;
         self.save_memory();
         Ok(self.outbox)
     }
@@ -173,15 +186,195 @@ impl Bridge {
             }
             return;
         }
-        if let Some(printer_id) = self.topics.parse_command(&msg.topic) {
-            if msg.retain {
-                tracing::warn!(
-                    "ignoring a retained message on {}: commands are never replayed (publish without retain)",
-                    msg.topic
+        let command = self.topics.parse_command(&msg.topic);
+        let reason = self.topics.parse_job_reason(&msg.topic);
+        let Some(printer_id) = command.clone().or(reason) else {
+            return;
+        };
+        if msg.retain {
+            // A broker restart must never pause a print: retained commands are not replayed.
+            tracing::warn!(
+                "ignoring a retained message on {}: commands are never replayed (publish without retain)",
+                msg.topic
+            );
+            return;
+        }
+        let reply = if command.is_some() {
+            self.run_command(&printer_id, &msg.payload).await
+        } else {
+            self.set_job_reason(&printer_id, &msg.payload).await
+        };
+        if let Err(e) = &reply.outcome {
+            tracing::info!(
+                "{printer_id}: command {} refused: {} ({})",
+                reply.command.as_deref().unwrap_or("?"),
+                e.message,
+                e.code.as_str()
+            );
+        }
+        let topic = self.topics.command_response(&printer_id);
+        self.outbox
+            .event(&topic, reply.to_json().to_string().into_bytes())
+            .await;
+    }
+
+    fn printer_by_id(&self, printer_id: &str) -> Result<&Tracked, CommandError> {
+        self.printers
+            .values()
+            .find(|t| t.id == printer_id)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.printers.values().map(|t| t.id.as_str()).collect();
+                CommandError::new(
+                    ErrorCode::UnknownPrinter,
+                    format!(
+                        "no printer {printer_id:?} is bridged (known: {})",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+
+    async fn run_command(&mut self, printer_id: &str, payload: &[u8]) -> CommandReply {
+        let mut req = match command::parse(payload) {
+            Ok(req) => req,
+            Err(reply) => return reply,
+        };
+        match self.try_command(printer_id, &mut req).await {
+            Ok(id) => CommandReply::ok(&req, id),
+            Err(e) => CommandReply::error(&req, e),
+        }
+    }
+
+    async fn try_command(
+        &mut self,
+        printer_id: &str,
+        req: &mut CommandRequest,
+    ) -> Result<Option<i64>, CommandError> {
+        let tracked = self.printer_by_id(printer_id)?;
+        let uuid = tracked.printer.uuid.clone();
+        let state = tracked.printer.effective_state();
+        if req.command == "CANCEL_OBJECT" {
+            resolve_object_name(req, tracked.job_detail.as_ref())?;
+        }
+        let supported = self.supported_commands(&uuid).await?;
+        command::validate(req, &self.config.commands.allow, &supported, &state)?;
+        match self.connect.execute(&uuid, &req.command, &req.kwargs).await {
+            Ok(result) => {
+                tracing::info!(
+                    "{printer_id}: {} accepted by Connect (command id {})",
+                    req.command,
+                    result.command.id
                 );
-                return;
+                // Poll fast until the printer shows the effect.
+                self.fast_until = Some(Instant::now() + FAST_AFTER_COMMAND);
+                self.next_poll = self.next_poll.min(Instant::now() + POLL_AFTER_COMMAND);
+                if let Some(t) = self.printers.get_mut(&uuid) {
+                    // Object states change with CANCEL_OBJECT: read the job again.
+                    t.job_detail = None;
+                }
+                Ok(Some(result.command.id))
             }
-            tracing::debug!("command for {printer_id} received; commands are not handled yet");
+            Err(e) => {
+                let (code, message) = match &e {
+                    ConnectError::Api {
+                        status: 409 | 423,
+                        message,
+                        ..
+                    } => (
+                        ErrorCode::PrinterState,
+                        format!("Connect refused {}: {message}", req.command),
+                    ),
+                    ConnectError::Api {
+                        status: 400 | 422,
+                        message,
+                        ..
+                    } => (
+                        ErrorCode::InvalidArgument,
+                        format!("Connect refused {}: {message}", req.command),
+                    ),
+                    ConnectError::Api { status: 404, .. } => (
+                        ErrorCode::UnknownPrinter,
+                        format!("Connect does not know printer {printer_id} any more"),
+                    ),
+                    other => (
+                        ErrorCode::ConnectError,
+                        format!("{} was not sent: {other}", req.command),
+                    ),
+                };
+                if matches!(code, ErrorCode::PrinterState | ErrorCode::InvalidArgument) {
+                    // The printer may have changed (firmware, limits): ask again next time.
+                    self.supported.remove(&uuid);
+                    self.next_poll = self.next_poll.min(Instant::now() + POLL_AFTER_COMMAND);
+                }
+                Err(CommandError::new(code, message))
+            }
+        }
+    }
+
+    async fn supported_commands(
+        &mut self,
+        uuid: &str,
+    ) -> Result<Vec<SupportedCommand>, CommandError> {
+        if let Some(s) = self.supported.get(uuid) {
+            return Ok(s.clone());
+        }
+        let fetched = self.connect.supported_commands(uuid).await.map_err(|e| {
+            CommandError::new(
+                ErrorCode::ConnectError,
+                format!("cannot read the printer's supported commands: {e}"),
+            )
+        })?;
+        self.supported
+            .insert(uuid.to_string(), fetched.commands.clone());
+        Ok(fetched.commands)
+    }
+
+    async fn set_job_reason(&mut self, printer_id: &str, payload: &[u8]) -> CommandReply {
+        let reason = match command::parse_job_reason(payload) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let req = reason.request.clone();
+        let result = async {
+            let tracked = self.printer_by_id(printer_id)?;
+            let uuid = tracked.printer.uuid.clone();
+            let job_id = reason
+                .job_id
+                .or_else(|| {
+                    self.memory
+                        .printers
+                        .get(&uuid)
+                        .and_then(|m| m.announced_job)
+                })
+                .ok_or_else(|| {
+                    CommandError::new(
+                        ErrorCode::InvalidArgument,
+                        "no job has ended yet: give \"job_id\"",
+                    )
+                })?;
+            self.connect
+                .set_job_reason(&uuid, job_id, &reason.reason)
+                .await
+                .map_err(|e| match e {
+                    ConnectError::Api {
+                        status: 400 | 404 | 422,
+                        message,
+                        ..
+                    } => CommandError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("Connect refused the reason for job {job_id}: {message}"),
+                    ),
+                    other => CommandError::new(
+                        ErrorCode::ConnectError,
+                        format!("the reason was not sent: {other}"),
+                    ),
+                })?;
+            Ok::<_, CommandError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => CommandReply::ok(&req, None),
+            Err(e) => CommandReply::error(&req, e),
         }
     }
 
@@ -224,7 +417,8 @@ impl Bridge {
         self.forget_missing(&ids).await;
         self.publish_info().await;
         self.save_memory();
-        if active {
+        let fast = self.fast_until.is_some_and(|t| Instant::now() < t);
+        if active || fast {
             self.config.connect.active_poll_interval
         } else {
             self.config.connect.poll_interval
@@ -234,7 +428,10 @@ impl Bridge {
     async fn on_connect_failure(&mut self, e: ConnectError) -> Duration {
         let text = e.to_string();
         self.health.failures += 1;
-        if self.health.reachable || self.health.since.is_none() || self.health.last_error.as_deref() != Some(&text) {
+        if self.health.reachable
+            || self.health.since.is_none()
+            || self.health.last_error.as_deref() != Some(&text)
+        {
             tracing::warn!("Prusa Connect: {text}; marking printers unavailable and retrying");
         } else {
             tracing::debug!("Prusa Connect still failing: {text}");
@@ -248,11 +445,15 @@ impl Bridge {
         let ids: Vec<String> = self.printers.values().map(|t| t.id.clone()).collect();
         for id in ids {
             let topic = self.topics.availability(&id);
-            self.outbox.retain(Kind::Data, &topic, b"offline".to_vec()).await;
+            self.outbox
+                .retain(Kind::Data, &topic, b"offline".to_vec())
+                .await;
         }
         self.publish_info().await;
         let base = self.config.connect.active_poll_interval;
-        let exp = base.saturating_mul(1u32 << self.health.failures.min(10)).min(MAX_BACKOFF);
+        let exp = base
+            .saturating_mul(1u32 << self.health.failures.min(10))
+            .min(MAX_BACKOFF);
         let jitter = rand::rng().random_range(0.8..1.2);
         let wait = exp.mul_f64(jitter).max(base);
         wait.max(e.retry_after().unwrap_or_default())
@@ -280,8 +481,15 @@ impl Bridge {
         {
             // Renamed: the old topics would be stale retained values.
             let old_id = old.id.clone();
-            tracing::info!("printer {} now publishes as {id} (was {old_id})", printer.display_name());
-            for topic in [self.topics.state(&old_id), self.topics.job(&old_id), self.topics.availability(&old_id)] {
+            tracing::info!(
+                "printer {} now publishes as {id} (was {old_id})",
+                printer.display_name()
+            );
+            for topic in [
+                self.topics.state(&old_id),
+                self.topics.job(&old_id),
+                self.topics.availability(&old_id),
+            ] {
                 self.outbox.clear(&topic).await;
             }
         }
@@ -306,14 +514,16 @@ impl Bridge {
             tracing::info!("bridging printer {} as {}", printer.display_name(), id);
         }
 
-        self.publish_discovery(&mut tracked, &printer).await;
-
         let state = payloads::state(&printer, now);
         if tracked.state.as_ref() != Some(&state) {
             let mut with_time = state.clone();
             with_time["updated"] = json!(iso(now));
             self.outbox
-                .retain(Kind::Data, &self.topics.state(&id), with_time.to_string().into_bytes())
+                .retain(
+                    Kind::Data,
+                    &self.topics.state(&id),
+                    with_time.to_string().into_bytes(),
+                )
                 .await;
             tracked.state = Some(state);
         }
@@ -322,7 +532,11 @@ impl Bridge {
             .retain(
                 Kind::Data,
                 &self.topics.availability(&id),
-                if online { b"online".to_vec() } else { b"offline".to_vec() },
+                if online {
+                    b"online".to_vec()
+                } else {
+                    b"offline".to_vec()
+                },
             )
             .await;
 
@@ -335,6 +549,7 @@ impl Bridge {
         }
 
         self.follow_job(&printer, &mut tracked, &mut memory).await;
+        self.publish_discovery(&mut tracked, &printer).await;
         if tracked.events_due {
             match self.publish_events(&uuid, &id, &mut memory).await {
                 Ok(()) => tracked.events_due = false,
@@ -343,7 +558,11 @@ impl Bridge {
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), tracked.job_detail.as_ref()) {
             self.outbox
-                .retain(Kind::Data, &self.topics.job(&id), job.to_string().into_bytes())
+                .retain(
+                    Kind::Data,
+                    &self.topics.job(&id),
+                    job.to_string().into_bytes(),
+                )
                 .await;
         }
         tracked.printer = printer;
@@ -352,7 +571,9 @@ impl Bridge {
     }
 
     async fn publish_discovery(&mut self, tracked: &mut Tracked, printer: &Printer) {
-        let Some(discovery) = &self.discovery else { return };
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
         let device = PrinterDevice {
             uuid: printer.uuid.clone(),
             id: tracked.id.clone(),
@@ -369,6 +590,18 @@ impl Bridge {
                 .join(&format!("/printer/{}/dashboard", printer.uuid))
                 .ok()
                 .map(|u| u.to_string()),
+            objects: tracked
+                .job_detail
+                .as_ref()
+                .filter(|_| payloads::job_running(printer))
+                .and_then(|j| j.cancelable.as_ref())
+                .map(|c| {
+                    crate::discovery::object_labels(&c.objects)
+                        .into_iter()
+                        .map(|(_, l)| l)
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         if tracked.device.as_ref() == Some(&device) {
             return;
@@ -382,7 +615,12 @@ impl Bridge {
     }
 
     /// Notices jobs starting and ending; publishes `job/finished` once per ended job.
-    async fn follow_job(&mut self, printer: &Printer, tracked: &mut Tracked, memory: &mut PrinterMemory) {
+    async fn follow_job(
+        &mut self,
+        printer: &Printer,
+        tracked: &mut Tracked,
+        memory: &mut PrinterMemory,
+    ) {
         let uuid = &printer.uuid;
         let current = printer.job_info.as_ref().and_then(|j| j.id);
         let running = payloads::job_running(printer);
@@ -400,7 +638,10 @@ impl Bridge {
                             payload["event_type"].as_str().unwrap_or("?")
                         );
                         self.outbox
-                            .event(&self.topics.job_finished(&tracked.id), payload.to_string().into_bytes())
+                            .event(
+                                &self.topics.job_finished(&tracked.id),
+                                payload.to_string().into_bytes(),
+                            )
                             .await;
                         memory.announced_job = Some(active);
                     }
@@ -410,7 +651,10 @@ impl Bridge {
                         tracked.job_detail = Some(job);
                     }
                 }
-                Ok(job) if job.state.as_ref().is_some_and(|s| s.is_running()) && tracked.end_attempts < JOB_END_ATTEMPTS => {
+                Ok(job)
+                    if job.state.as_ref().is_some_and(|s| s.is_running())
+                        && tracked.end_attempts < JOB_END_ATTEMPTS =>
+                {
                     // Connect's job record lags the printer: look again next tick.
                     tracked.end_attempts += 1;
                 }
@@ -424,10 +668,15 @@ impl Bridge {
                     tracked.end_attempts = 0;
                 }
                 Err(ConnectError::Api { status: 404, .. }) => {
-                    tracing::warn!("{}: job {active} vanished from Connect", printer.display_name());
+                    tracing::warn!(
+                        "{}: job {active} vanished from Connect",
+                        printer.display_name()
+                    );
                     memory.active_job = None;
                 }
-                Err(e) => tracing::warn!("{}: cannot read job {active}: {e}", printer.display_name()),
+                Err(e) => {
+                    tracing::warn!("{}: cannot read job {active}: {e}", printer.display_name())
+                }
             }
         }
         if running
@@ -454,11 +703,13 @@ impl Bridge {
         id: &str,
         memory: &mut PrinterMemory,
     ) -> Result<(), ConnectError> {
-        let (events, server_now) = self.connect.events_since(uuid, memory.events_after).await?;
+        let events = self.connect.events_since(uuid, memory.events_after).await?;
         let Some(after) = memory.events_after else {
-            // First look at this printer ever: start from now, do not replay history.
+            // First look at this printer ever: start after the newest event, do not replay
+            // history. An empty feed means everything that appears later is new (our clock
+            // and Connect's may differ, so "now" would be a guess).
             let newest = events.last().map(|e| e.created);
-            memory.events_after = Some(newest.or(server_now).unwrap_or_else(now_unix));
+            memory.events_after = Some(newest.unwrap_or(0.0));
             memory.events_seen = events
                 .iter()
                 .filter(|e| Some(e.created) == newest)
@@ -512,7 +763,10 @@ impl Bridge {
                 }
             }
             if let Some(tracked) = self.printers.remove(&uuid) {
-                tracing::info!("printer {} is gone from Connect: removing it", tracked.printer.display_name());
+                tracing::info!(
+                    "printer {} is gone from Connect: removing it",
+                    tracked.printer.display_name()
+                );
                 for topic in [
                     self.topics.state(&tracked.id),
                     self.topics.job(&tracked.id),
@@ -545,13 +799,48 @@ impl Bridge {
             "rejected_printers": self.rejected,
         });
         let topic = self.topics.bridge_info();
-        self.outbox.retain(Kind::Data, &topic, info.to_string().into_bytes()).await;
+        self.outbox
+            .retain(Kind::Data, &topic, info.to_string().into_bytes())
+            .await;
     }
 
     fn save_memory(&mut self) {
         if let Err(e) = self.store.save(&self.memory) {
             tracing::warn!("cannot save the state file: {e:#}");
         }
+    }
+}
+
+/// Lets the "Cancel object" select send an object's name: swaps `object_name` for Connect's
+/// `object_id`.
+fn resolve_object_name(req: &mut CommandRequest, job: Option<&Job>) -> Result<(), CommandError> {
+    let Some(name) = req.kwargs.remove("object_name") else {
+        return Ok(());
+    };
+    let objects = job
+        .and_then(|j| j.cancelable.as_ref())
+        .map(|c| c.objects.as_slice())
+        .unwrap_or_default();
+    let labels = crate::discovery::object_labels(objects);
+    match labels
+        .iter()
+        .find(|(_, label)| Some(label.as_str()) == name.as_str())
+    {
+        Some((id, _)) => {
+            req.kwargs.insert("object_id".into(), json!(id));
+            Ok(())
+        }
+        None => Err(CommandError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the current job has no object {name}; it has: {}",
+                labels
+                    .iter()
+                    .map(|(_, l)| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }
 

@@ -283,7 +283,10 @@ impl Config {
             .with_context(|| format!("mqtt.url = {:?}", self.mqtt.url))?;
         for (key, d) in [
             ("connect.poll_interval", self.connect.poll_interval),
-            ("connect.active_poll_interval", self.connect.active_poll_interval),
+            (
+                "connect.active_poll_interval",
+                self.connect.active_poll_interval,
+            ),
             ("connect.request_timeout", self.connect.request_timeout),
             ("camera.interval", self.camera.interval),
         ] {
@@ -394,7 +397,10 @@ mod tests {
     #[test]
     fn bad_duration_is_named() {
         let err = Config::from_toml("[connect]\npoll_interval = \"soon\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("connect.poll_interval"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("connect.poll_interval"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -403,7 +409,10 @@ mod tests {
             ("[mqtt]\nurl = \"http://x\"\n", "mqtt.url"),
             ("[mqtt]\nbase_topic = \"a/#\"\n", "mqtt.base_topic"),
             ("[connect]\nurl = \"not a url\"\n", "connect.url"),
-            ("[connect]\npoll_interval = \"0s\"\n", "connect.poll_interval"),
+            (
+                "[connect]\npoll_interval = \"0s\"\n",
+                "connect.poll_interval",
+            ),
             ("[homeassistant]\nmode = \"both\"\n", "homeassistant.mode"),
             ("[log]\nlevel = \"loud!!\"\n", "log.level"),
         ] {
@@ -432,6 +441,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn environment_overrides_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[connect]\npoll_interval = \"10s\"\n")?;

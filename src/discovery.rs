@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::DiscoveryMode;
-use crate::connect::model::{JobState, PrinterState};
+use crate::connect::model::{CancelableObject, JobState, PrinterState};
 use crate::topics::Topics;
 
 /// What discovery needs to know about a printer.
@@ -22,6 +22,30 @@ pub struct PrinterDevice {
     pub serial: Option<String>,
     pub firmware: Option<String>,
     pub configuration_url: Option<String>,
+    /// Labels of the current job's cancelable objects (the "Cancel object" select's options).
+    pub objects: Vec<String>,
+}
+
+/// Shown as the only option of "Cancel object" when the job has none (HA needs one).
+pub const NO_OBJECTS: &str = "(no cancelable objects)";
+
+/// A label per object, unique even when names repeat: `(object id, label)`.
+pub fn object_labels(objects: &[CancelableObject]) -> Vec<(i64, String)> {
+    objects
+        .iter()
+        .map(|o| {
+            let name = o.name.clone().unwrap_or_else(|| format!("Object {}", o.id));
+            let repeated = objects.iter().filter(|x| x.name == o.name).count() > 1;
+            (
+                o.id,
+                if repeated {
+                    format!("{name} (#{})", o.id)
+                } else {
+                    name
+                },
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -57,8 +81,30 @@ impl Discovery {
         })
     }
 
-    fn printer_entities(&self, id: &str) -> Vec<Entity> {
+    fn printer_entities(&self, id: &str, objects: &[String]) -> Vec<Entity> {
         let state = self.topics.state(id);
+        let command = self.topics.command(id);
+        let button = |object, name: &str, press: &str, icon: &str, states: &[PrinterState]| {
+            let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            Entity {
+                object,
+                component: "button",
+                options: json!({
+                    "name": name,
+                    "command_topic": command,
+                    "payload_press": press,
+                    "icon": icon,
+                    // Available only in the states where Connect accepts the command.
+                    "availability": [{
+                        "topic": state,
+                        "value_template": format!(
+                            "{{{{ 'online' if value_json.state in {} else 'offline' }}}}",
+                            serde_json::to_string(&allowed).unwrap_or_default()
+                        ),
+                    }],
+                }),
+            }
+        };
         let finished = self.topics.job_finished(id);
         let sensor = |object, name: &str, template: &str, extra: Value| {
             let mut options = json!({
@@ -175,6 +221,58 @@ impl Discovery {
                     "device_class": "problem",
                 }),
             },
+            button(
+                "pause",
+                "Pause",
+                "PAUSE_PRINT",
+                "mdi:pause",
+                &[PrinterState::Printing],
+            ),
+            button(
+                "resume",
+                "Resume",
+                "RESUME_PRINT",
+                "mdi:play",
+                &[PrinterState::Paused],
+            ),
+            button(
+                "stop",
+                "Stop",
+                "STOP_PRINT",
+                "mdi:stop",
+                &[
+                    PrinterState::Printing,
+                    PrinterState::Paused,
+                    PrinterState::Attention,
+                ],
+            ),
+            button(
+                "set_ready",
+                "Set ready",
+                "SET_PRINTER_READY",
+                "mdi:check-circle-outline",
+                &[
+                    PrinterState::Idle,
+                    PrinterState::Finished,
+                    PrinterState::Stopped,
+                    PrinterState::Ready,
+                ],
+            ),
+            Entity {
+                object: "cancel_object",
+                component: "select",
+                options: json!({
+                    "name": "Cancel object",
+                    "command_topic": command,
+                    "command_template": "{\"command\": \"CANCEL_OBJECT\", \"kwargs\": {\"object_name\": {{ value | tojson }}}}",
+                    "options": if objects.is_empty() { vec![NO_OBJECTS.to_string()] } else { objects.to_vec() },
+                    "icon": "mdi:cancel",
+                    "availability": [{
+                        "topic": self.topics.job(id),
+                        "value_template": "{{ 'online' if value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | length > 0 else 'offline' }}",
+                    }],
+                }),
+            },
             Entity {
                 object: "print_finished",
                 component: "event",
@@ -224,7 +322,7 @@ impl Discovery {
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
         let node = node_id(&p.uuid);
-        let entities = self.printer_entities(&p.id);
+        let entities = self.printer_entities(&p.id, &p.objects);
         let device = self.printer_device_info(p);
         self.pack(&node, device, Some(&p.id), entities)
     }
@@ -235,7 +333,7 @@ impl Discovery {
         match self.mode {
             DiscoveryMode::Device => vec![self.device_topic(&node)],
             DiscoveryMode::Entity => self
-                .printer_entities("_")
+                .printer_entities("_", &[])
                 .iter()
                 .map(|e| self.entity_topic(e.component, &node, e.object))
                 .collect(),
@@ -313,8 +411,15 @@ impl Discovery {
             "availability": self.availability(printer_id),
             "availability_mode": "all",
         });
+        let common_availability = self.availability(printer_id);
         let component = |e: &Entity| {
             let mut options = e.options.clone();
+            if let Some(Value::Array(extra)) = options.get("availability").cloned()
+                && let Value::Array(mut all) = common_availability.clone()
+            {
+                all.extend(extra);
+                options["availability"] = Value::Array(all);
+            }
             merge(
                 &mut options,
                 json!({
@@ -344,12 +449,12 @@ impl Discovery {
             DiscoveryMode::Entity => entities
                 .iter()
                 .map(|e| {
-                    let mut payload = component(e);
+                    let mut payload = common.clone();
+                    merge(&mut payload, component(e));
                     merge(
                         &mut payload,
                         json!({"device": device, "origin": Self::origin(), "qos": 1}),
                     );
-                    merge(&mut payload, common.clone());
                     (self.entity_topic(e.component, node, e.object), payload)
                 })
                 .collect(),

@@ -5,12 +5,16 @@
 //! [`mqtt`]. [`bridge`] is the loop that ties them together.
 
 pub mod bridge;
+pub mod command;
 pub mod config;
 pub mod connect;
+pub mod demo;
 pub mod discovery;
+pub mod embedded_broker;
 pub mod mqtt;
 pub mod outbox;
 pub mod payloads;
+pub mod simulator;
 pub mod store;
 pub mod topics;
 
@@ -34,7 +38,9 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
         return Ok(TokenSource::File(path.clone()));
     }
     if config.connect.refresh_token.is_some() {
-        bail!("connect.refresh_token is not supported yet: set connect.access_token or connect.token_file");
+        bail!(
+            "connect.refresh_token is not supported yet: set connect.access_token or connect.token_file"
+        );
     }
     bail!(
         "no Connect credentials: set connect.access_token (or connect.access_token_file, or connect.token_file)"
@@ -56,7 +62,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     // `offline` was queued by the bridge; a clean DISCONNECT suppresses the last will, so it
     // must be flushed before disconnecting.
     let _ = session.client.disconnect().await;
-    if tokio::time::timeout(STOP_FLUSH, session.task).await.is_err() {
+    if tokio::time::timeout(STOP_FLUSH, session.task)
+        .await
+        .is_err()
+    {
         tracing::warn!("the MQTT broker did not take the last messages in time");
     }
     result.map(|_| ())

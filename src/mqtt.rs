@@ -38,7 +38,9 @@ impl BrokerAddress {
         let tls = match parsed.scheme() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
-            other => bail!("unsupported scheme {other:?}: use mqtt://host:1883 or mqtts://host:8883"),
+            other => {
+                bail!("unsupported scheme {other:?}: use mqtt://host:1883 or mqtts://host:8883")
+            }
         };
         let host = parsed
             .host_str()
@@ -75,17 +77,13 @@ pub struct Session {
 
 /// Builds the options: last will `offline` on `will_topic`, TLS and credentials from config.
 pub fn options(cfg: &MqttConfig, will_topic: &str) -> Result<MqttOptions> {
-    let addr = BrokerAddress::parse(&cfg.url).with_context(|| format!("mqtt.url = {:?}", cfg.url))?;
+    let addr =
+        BrokerAddress::parse(&cfg.url).with_context(|| format!("mqtt.url = {:?}", cfg.url))?;
     let mut opts = MqttOptions::new(cfg.client_id.clone(), addr.host.clone(), addr.port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
     opts.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-    opts.set_last_will(LastWill::new(
-        will_topic,
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    ));
+    opts.set_last_will(LastWill::new(will_topic, "offline", QoS::AtLeastOnce, true));
     if let Some(user) = &cfg.username {
         let password = cfg
             .password
@@ -107,13 +105,17 @@ pub fn options(cfg: &MqttConfig, will_topic: &str) -> Result<MqttOptions> {
         })?;
         let client_auth = match (&cfg.client_cert_file, &cfg.client_key_file) {
             (Some(cert), Some(key)) => Some((
-                std::fs::read(cert)
-                    .with_context(|| format!("mqtt.client_cert_file: cannot read {}", cert.display()))?,
-                std::fs::read(key)
-                    .with_context(|| format!("mqtt.client_key_file: cannot read {}", key.display()))?,
+                std::fs::read(cert).with_context(|| {
+                    format!("mqtt.client_cert_file: cannot read {}", cert.display())
+                })?,
+                std::fs::read(key).with_context(|| {
+                    format!("mqtt.client_key_file: cannot read {}", key.display())
+                })?,
             )),
             (None, None) => None,
-            _ => bail!("mqtt.client_cert_file and mqtt.client_key_file go together: set both or neither"),
+            _ => bail!(
+                "mqtt.client_cert_file and mqtt.client_key_file go together: set both or neither"
+            ),
         };
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
             ca,
@@ -129,7 +131,13 @@ pub fn start(opts: MqttOptions, subscriptions: Vec<String>) -> Session {
     let (client, eventloop) = AsyncClient::new(opts, 4096);
     let (link_tx, link) = watch::channel(Link::default());
     let (in_tx, incoming) = mpsc::channel(1024);
-    let task = tokio::spawn(drive(eventloop, client.clone(), subscriptions, link_tx, in_tx));
+    let task = tokio::spawn(drive(
+        eventloop,
+        client.clone(),
+        subscriptions,
+        link_tx,
+        in_tx,
+    ));
     Session {
         client,
         link,
@@ -213,10 +221,17 @@ mod tests {
     fn broker_urls() {
         assert_eq!(
             BrokerAddress::parse("mqtt://localhost:1883").unwrap(),
-            BrokerAddress { host: "localhost".into(), port: 1883, tls: false }
+            BrokerAddress {
+                host: "localhost".into(),
+                port: 1883,
+                tls: false
+            }
         );
         assert_eq!(BrokerAddress::parse("mqtts://broker").unwrap().port, 8883);
-        assert_eq!(BrokerAddress::parse("mqtt://[::1]:1884").unwrap().host, "::1");
+        assert_eq!(
+            BrokerAddress::parse("mqtt://[::1]:1884").unwrap().host,
+            "::1"
+        );
         assert!(BrokerAddress::parse("http://x").is_err());
         assert!(BrokerAddress::parse("localhost:1883").is_err());
     }

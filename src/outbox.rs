@@ -22,9 +22,8 @@ pub struct Outbox {
     discovery: BTreeMap<String, Vec<u8>>,
     retained: BTreeMap<String, Vec<u8>>,
     pending: VecDeque<(String, Vec<u8>, QoS)>,
-    /// Every message handed to the client, for `demo`'s printout and tests of counts.
+    /// Every message handed to the client.
     pub sent: u64,
-    observer: Option<Box<dyn Fn(&str, &[u8], bool) + Send>>,
 }
 
 impl Outbox {
@@ -36,13 +35,7 @@ impl Outbox {
             retained: BTreeMap::new(),
             pending: VecDeque::new(),
             sent: 0,
-            observer: None,
         }
-    }
-
-    /// Called with (topic, payload, retained) for every message sent.
-    pub fn set_observer(&mut self, f: impl Fn(&str, &[u8], bool) + Send + 'static) {
-        self.observer = Some(Box::new(f));
     }
 
     pub fn is_connected(&self) -> bool {
@@ -50,9 +43,6 @@ impl Outbox {
     }
 
     async fn send(&mut self, topic: &str, payload: Vec<u8>, retain: bool, qos: QoS) {
-        if let Some(observer) = &self.observer {
-            observer(topic, &payload, retain);
-        }
         self.sent += 1;
         if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
             // Only when the event loop is gone (shutdown); nothing to retry.

@@ -143,7 +143,7 @@ pub fn job(info: Option<&JobInfo>, detail: Option<&Job>) -> Option<Value> {
 /// The `P/job/finished` payload for a job Connect reports in a final state.
 pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Value> {
     let state = job.state.as_ref().filter(|s| s.is_final())?;
-    let duration = job.time_printing.or_else(|| match (job.ts_started, job.ts_ended) {
+    let duration = job.time_printing.or(match (job.ts_started, job.ts_ended) {
         (Some(a), Some(b)) if b >= a => Some(b - a),
         _ => None,
     });

@@ -50,6 +50,21 @@ impl Topics {
     pub fn command_response(&self, p: &str) -> String {
         format!("{}/{p}/command/response", self.base)
     }
+    pub fn job_reason(&self, p: &str) -> String {
+        format!("{}/{p}/job/reason", self.base)
+    }
+    /// Subscription filter for every printer's job-reason topic.
+    pub fn job_reason_filter(&self) -> String {
+        format!("{}/+/job/reason", self.base)
+    }
+    /// The printer id of a job-reason topic, if `topic` is one.
+    pub fn parse_job_reason(&self, topic: &str) -> Option<String> {
+        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [p, "job", "reason"] if !p.is_empty() => Some(p.to_string()),
+            _ => None,
+        }
+    }
     /// Subscription filter for every printer's command topic.
     pub fn command_filter(&self) -> String {
         format!("{}/+/command", self.base)
@@ -97,11 +112,9 @@ pub fn assign_ids(
     let mut ids = BTreeMap::new();
     // Overrides first, so a slug never steals an id the operator chose.
     for p in &sorted {
-        let chosen = overrides.get(&p.uuid).or_else(|| {
-            p.name
-                .as_ref()
-                .and_then(|n| overrides.get(n))
-        });
+        let chosen = overrides
+            .get(&p.uuid)
+            .or_else(|| p.name.as_ref().and_then(|n| overrides.get(n)));
         if let Some(id) = chosen
             && taken.insert(id.clone())
         {
@@ -113,7 +126,11 @@ pub fn assign_ids(
             continue;
         }
         let base = slug(p.name.as_deref().unwrap_or(""));
-        let short: String = p.uuid.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let short: String = p
+            .uuid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         let short = &short[short.len().saturating_sub(6)..];
         let mut id = if base.is_empty() {
             format!("printer_{short}")
@@ -172,7 +189,10 @@ mod tests {
     #[test]
     fn command_topics_parse() {
         let t = Topics::new("prusa_connect");
-        assert_eq!(t.parse_command("prusa_connect/mk4/command").as_deref(), Some("mk4"));
+        assert_eq!(
+            t.parse_command("prusa_connect/mk4/command").as_deref(),
+            Some("mk4")
+        );
         assert_eq!(t.parse_command("prusa_connect/mk4/command/response"), None);
         assert_eq!(t.parse_command("prusa_connect//command"), None);
         assert_eq!(t.parse_command("other/mk4/command"), None);

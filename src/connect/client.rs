@@ -103,16 +103,15 @@ impl std::fmt::Debug for ConnectClient {
 /// A successful snapshot fetch: new bytes, or "not modified".
 #[derive(Debug, Clone)]
 pub enum Snapshot {
-    Image { bytes: Vec<u8>, etag: Option<String> },
+    Image {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
     NotModified,
 }
 
 impl ConnectClient {
-    pub fn new(
-        base: &str,
-        tokens: TokenSource,
-        timeout: Duration,
-    ) -> Result<Self, ConnectError> {
+    pub fn new(base: &str, tokens: TokenSource, timeout: Duration) -> Result<Self, ConnectError> {
         let base = Url::parse(base)
             .map_err(|e| ConnectError::Transport(format!("bad Connect URL {base:?}: {e}")))?;
         let http = reqwest::Client::builder()
@@ -271,15 +270,13 @@ impl ConnectClient {
     }
 
     /// Feed events created at or after `from` (Unix seconds), oldest first, paging through
-    /// newest-first pages, with the server's idea of "now" (`pager.to`) when it says.
-    /// Entries without an event name or time are skipped.
+    /// newest-first pages. Entries without an event name or time are skipped.
     pub async fn events_since(
         &self,
         uuid: &str,
         from: Option<f64>,
-    ) -> Result<(Vec<FeedEvent>, Option<f64>), ConnectError> {
+    ) -> Result<Vec<FeedEvent>, ConnectError> {
         let mut all = Vec::new();
-        let mut server_now = None;
         let path = format!("/app/printers/{uuid}/events");
         for page_no in 0..EVENTS_MAX_PAGES {
             let mut query = vec![
@@ -291,14 +288,13 @@ impl ConnectClient {
             }
             let page: EventPage = self.get_json(&path, &query).await?;
             let n = page.events.len() as u64;
-            server_now = server_now.or(page.pager.to);
             all.extend(page.events.into_iter().filter_map(FeedEvent::from_value));
             if n < EVENTS_PAGE {
                 break;
             }
         }
         all.sort_by(|a, b| a.created.total_cmp(&b.created));
-        Ok((all, server_now))
+        Ok(all)
     }
 
     pub async fn queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
@@ -398,7 +394,9 @@ impl ConnectClient {
     ) -> Result<CommandResult, ConnectError> {
         let body = serde_json::json!({"command": command, "kwargs": kwargs});
         let path = format!("/app/printers/{uuid}/commands/sync");
-        let resp = self.send(Method::POST, &path, &[], Some(&body), &[]).await?;
+        let resp = self
+            .send(Method::POST, &path, &[], Some(&body), &[])
+            .await?;
         let bytes = check_and_read(resp).await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: path,

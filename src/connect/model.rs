@@ -571,7 +571,10 @@ mod tests {
         });
         let j: Job = serde_json::from_value(v).unwrap();
         assert_eq!(j.state, Some(JobState::FinOk));
-        assert_eq!(j.cancelable.unwrap().objects[0].name.as_deref(), Some("Object Name"));
+        assert_eq!(
+            j.cancelable.unwrap().objects[0].name.as_deref(),
+            Some("Object Name")
+        );
         assert_eq!(j.file.unwrap().name.as_deref(), Some("filename.bgcode"));
     }
 
@@ -648,7 +651,8 @@ mod tests {
     #[test]
     fn small_endpoints_from_notes_parse() {
         let q: Queue = serde_json::from_value(json!({"planned_jobs": [],
-            "pager": {"limit": 1, "offset": 0, "total": 0, "from": 1770090594}})).unwrap();
+            "pager": {"limit": 1, "offset": 0, "total": 0, "from": 1770090594}}))
+        .unwrap();
         assert!(q.planned_jobs.is_empty());
         let c: CameraList = serde_json::from_value(json!({"cameras": [{
             "id": 414362, "name": "Buddy3D Camera",
@@ -659,7 +663,8 @@ mod tests {
             "pager": {"limit": 20, "offset": 0, "total": 1}})).unwrap();
         assert_eq!(c.cameras[0].id_string(), "414362");
         let v: ServerVersion = serde_json::from_value(json!(
-            {"commit": "baef7db3", "version": "baef7db3", "date": "2026-02-02T11:49:56.846Z"})).unwrap();
+            {"commit": "baef7db3", "version": "baef7db3", "date": "2026-02-02T11:49:56.846Z"}))
+        .unwrap();
         assert_eq!(v.version.as_deref(), Some("baef7db3"));
         let u: Unseen = serde_json::from_value(json!({"unseen": 1})).unwrap();
         assert_eq!(u.unseen, 1);
@@ -667,9 +672,13 @@ mod tests {
             "id": "1.2.5", "type": 1, "version": 2, "subversion": 5, "name": "Original Prusa i3 MK2.5",
             "parameters": {"extrusion": {"max": 100, "min": -10, "default": 10}},
             "fw_device_type_id": "1.2.5", "support": {"stable": "0.8.1"}}]})).unwrap();
-        assert_eq!(t.printer_types[0].name.as_deref(), Some("Original Prusa i3 MK2.5"));
+        assert_eq!(
+            t.printer_types[0].name.as_deref(),
+            Some("Original Prusa i3 MK2.5")
+        );
         let e: ApiError = serde_json::from_value(json!(
-            {"code": "UNAUTHORIZED", "message": "Missing or invalid security token"})).unwrap();
+            {"code": "UNAUTHORIZED", "message": "Missing or invalid security token"}))
+        .unwrap();
         assert_eq!(e.code.as_deref(), Some("UNAUTHORIZED"));
     }
 }

@@ -1,0 +1,195 @@
+//! `demo`: zero set-up. A simulated Connect with printers living a scripted day, the gateway
+//! against it, the configured broker or an embedded one, and a printout of what is published.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::mqtt::BrokerAddress;
+use crate::simulator::{Scenario, SimOptions, Simulator};
+
+pub const DEMO_TOKEN: &str = "demo-access-token";
+pub const DEMO_BASE_TOPIC: &str = "prusa_connect_demo";
+
+pub struct DemoOptions {
+    /// Broker URL; `None` tries localhost:1883 and falls back to an embedded broker.
+    pub broker: Option<String>,
+    /// Stop after this long; `None` runs until Ctrl-C.
+    pub duration: Option<Duration>,
+}
+
+pub async fn run(
+    opts: DemoOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let stop = CancellationToken::new();
+
+    let sim = Simulator::new(SimOptions {
+        token: Some(DEMO_TOKEN.to_string()),
+        scenario: Scenario::Demo,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let sim_addr = listener.local_addr()?;
+    tokio::spawn(sim.clone().serve(listener, stop.clone().cancelled_owned()));
+    tokio::spawn(crate::simulator::run_ticker(
+        sim.clone(),
+        Duration::from_secs(1),
+        stop.clone().cancelled_owned(),
+    ));
+
+    let broker = match opts.broker {
+        Some(url) => url,
+        None => local_or_embedded_broker().await?,
+    };
+    let state_dir =
+        std::env::temp_dir().join(format!("prusa-connect-mqtt-demo-{}", std::process::id()));
+    let config = Config::from_toml(&format!(
+        r#"
+        [connect]
+        url = "http://{sim_addr}"
+        access_token = "{DEMO_TOKEN}"
+        poll_interval = "2s"
+        active_poll_interval = "1s"
+        [mqtt]
+        url = "{broker}"
+        client_id = "prusa-connect-mqtt-demo-{pid}"
+        base_topic = "{DEMO_BASE_TOPIC}"
+        [state]
+        dir = {state_dir:?}
+        "#,
+        pid = std::process::id(),
+    ))?;
+    println!("prusa-connect-mqtt demo");
+    println!(
+        "  simulated Connect: http://{sim_addr}  (3 printers: one fails a print, one is paused and resumed)"
+    );
+    println!("  MQTT broker:       {broker}");
+    println!("  watch it:          mosquitto_sub -h <host> -p <port> -v -t '{DEMO_BASE_TOPIC}/#'");
+    println!("  stop:              Ctrl-C (the demo removes its retained topics when it stops)\n");
+
+    let printer = Printout::start(&config, &broker).await?;
+
+    let deadline = async move {
+        match opts.duration {
+            Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = shutdown => {} },
+            None => shutdown.await,
+        }
+    };
+    let result = crate::run(config, deadline).await;
+    printer.clean_up().await;
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    result
+}
+
+/// The broker on localhost:1883 when one answers, otherwise an embedded one (on 1883 when
+/// free, so `mosquitto_sub` finds it, else on any free port).
+async fn local_or_embedded_broker() -> Result<String> {
+    let local: SocketAddr = "127.0.0.1:1883".parse().expect("literal address");
+    if tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(local),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+    {
+        return Ok("mqtt://127.0.0.1:1883".into());
+    }
+    let addr = crate::embedded_broker::start(local)
+        .or_else(|_| crate::embedded_broker::start("127.0.0.1:0".parse().expect("literal address")))
+        .context("no broker on localhost:1883 and the embedded one did not start")?;
+    println!("  (no broker answered on localhost:1883: started an embedded one on {addr})");
+    Ok(format!("mqtt://{addr}"))
+}
+
+/// Subscribes to everything the demo publishes and prints it, one line a message.
+struct Printout {
+    client: AsyncClient,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Printout {
+    async fn start(config: &Config, broker: &str) -> Result<Printout> {
+        let addr = BrokerAddress::parse(broker)?;
+        let mut opts = MqttOptions::new(
+            format!("prusa-connect-mqtt-demo-printer-{}", std::process::id()),
+            addr.host,
+            addr.port,
+        );
+        opts.set_max_packet_size(crate::mqtt::MAX_PACKET_BYTES, crate::mqtt::MAX_PACKET_BYTES);
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let filters = [
+            format!("{}/#", config.mqtt.base_topic),
+            format!(
+                "{}/+/prusa_connect_+/#",
+                config.homeassistant.discovery_prefix
+            ),
+            format!("{}/device/+/config", config.homeassistant.discovery_prefix),
+        ];
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let seen_in_task = seen.clone();
+        let sub_client = client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for f in &filters {
+                            let _ = sub_client.try_subscribe(f.clone(), QoS::AtMostOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.payload.is_empty() {
+                            continue;
+                        }
+                        if let Ok(mut seen) = seen_in_task.lock() {
+                            seen.insert(p.topic.clone());
+                        }
+                        println!("{}", describe(&p.topic, &p.payload));
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        });
+        Ok(Printout { client, seen, task })
+    }
+
+    /// Removes every retained topic the demo published, so it leaves nothing behind.
+    async fn clean_up(self) {
+        let topics: Vec<String> = self
+            .seen
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for topic in &topics {
+            let _ = self
+                .client
+                .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+                .await;
+        }
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+fn describe(topic: &str, payload: &[u8]) -> String {
+    if topic.ends_with("/config") {
+        return format!("{topic}  <discovery, {} bytes>", payload.len());
+    }
+    if topic.contains("/camera/") {
+        return format!("{topic}  <image, {} bytes>", payload.len());
+    }
+    let text = String::from_utf8_lossy(payload);
+    let mut shown: String = text.chars().take(200).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    format!("{topic}  {shown}")
+}

@@ -1,0 +1,390 @@
+//! `/_sim/`: scripting over HTTP for curl, Node-RED and other processes. Thin wrappers over
+//! the Rust API; no authentication, never faulted, never recorded.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::http::{PathArgs, method_not_allowed, not_found, parse_json};
+use super::world::{Cause, Ctx, NewJob, Printer};
+use super::{Fault, PrinterSpec, Simulator};
+
+pub(crate) fn router() -> Router<Simulator> {
+    Router::new()
+        .route("/requests", get(requests).delete(clear_requests))
+        .route("/printers", get(printers).post(add_printer))
+        .route("/printers/{uuid}", delete(remove_printer))
+        .route("/printers/{uuid}/state", post(set_state))
+        .route("/printers/{uuid}/online", post(set_online))
+        .route("/printers/{uuid}/job", post(start_job))
+        .route("/printers/{uuid}/progress", post(set_progress))
+        .route("/printers/{uuid}/finish", post(finish_job))
+        .route("/printers/{uuid}/dialog", post(set_dialog))
+        .route("/printers/{uuid}/temps", post(set_temps))
+        .route("/printers/{uuid}/event", post(push_event))
+        .route("/printers/{uuid}/queue", post(queue_job))
+        .route("/fault", post(set_fault))
+        .route("/token", post(set_token))
+        .route("/unseen", post(set_unseen))
+        .route("/step", post(step))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+type JsonResult = Result<Json<Value>, ApiError>;
+
+fn ok() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+fn on_printer<T>(
+    sim: &Simulator,
+    uuid: &str,
+    f: impl FnOnce(&mut Printer, &mut Ctx) -> T,
+) -> Result<T, ApiError> {
+    sim.try_script(uuid, f)
+        .ok_or_else(ApiError::printer_not_found)
+}
+
+async fn requests(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!(sim.requests()))
+}
+
+async fn clear_requests(State(sim): State<Simulator>) -> Json<Value> {
+    sim.clear_requests();
+    ok()
+}
+
+async fn printers(State(sim): State<Simulator>) -> Json<Value> {
+    let world = sim.world();
+    let printers: Vec<Value> = world
+        .printers
+        .iter()
+        .map(|p| {
+            json!({
+                "uuid": p.uuid,
+                "name": p.name,
+                "printer_state": p.state,
+                "connect_state": p.effective_state(),
+                "scenario": p.pilot.is_some(),
+            })
+        })
+        .collect();
+    Json(json!({ "printers": printers }))
+}
+
+/// `{"name": "X", "model": "MK4IS"|"MINI"|"COREONE"|"XL", "uuid": ".."}`
+async fn add_printer(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Add {
+        name: String,
+        model: Option<String>,
+        uuid: Option<String>,
+        sn: Option<String>,
+    }
+    let add: Add = parse_json(&body)?;
+    let mut spec = match add.model.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("MK4" | "MK4IS") => PrinterSpec::named(&add.name),
+        Some("MINI") => PrinterSpec::mini(&add.name),
+        Some("COREONE" | "CORE_ONE") => PrinterSpec::core_one(&add.name),
+        Some("XL") => PrinterSpec::xl(&add.name),
+        Some(other) => PrinterSpec {
+            model: other.to_string(),
+            ..PrinterSpec::named(&add.name)
+        },
+    };
+    spec.uuid = add.uuid;
+    spec.sn = add.sn.unwrap_or_default();
+    let uuid = sim
+        .world()
+        .add_printer(spec, None)
+        .map_err(ApiError::conflict)?;
+    Ok(Json(json!({ "uuid": uuid })))
+}
+
+async fn remove_printer(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+) -> JsonResult {
+    if sim.world().remove_printer(&uuid) {
+        Ok(ok())
+    } else {
+        Err(ApiError::printer_not_found())
+    }
+}
+
+/// `{"state": "PAUSED"}`
+async fn set_state(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        state: String,
+    }
+    let Body { state } = parse_json(&body)?;
+    let state = state.trim().to_ascii_uppercase();
+    on_printer(&sim, &uuid, |p, ctx| {
+        if state == "OFFLINE" {
+            p.set_online(ctx, false);
+        } else {
+            p.set_state(ctx, &state, &Cause::FIRMWARE);
+        }
+    })?;
+    Ok(ok())
+}
+
+/// `{"online": false}`
+async fn set_online(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        online: bool,
+    }
+    let Body { online } = parse_json(&body)?;
+    on_printer(&sim, &uuid, |p, ctx| p.set_online(ctx, online))?;
+    Ok(ok())
+}
+
+/// `{"file": "x.bgcode", "duration": 60, "objects": ["a", "b"]}` → `{"job_id": N}`
+async fn start_job(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        file: String,
+        #[serde(default = "default_duration")]
+        duration: f64,
+        #[serde(default)]
+        objects: Vec<String>,
+    }
+    fn default_duration() -> f64 {
+        60.0
+    }
+    let job: Body = parse_json(&body)?;
+    if job.file.trim().is_empty() || !job.duration.is_finite() {
+        return Err(ApiError::bad_request(
+            "INVALID_JOB",
+            "file must not be empty and duration must be a number of seconds",
+        ));
+    }
+    let objects: Vec<&str> = job.objects.iter().map(String::as_str).collect();
+    let new = NewJob::new(&job.file, job.duration, &objects);
+    let id = on_printer(&sim, &uuid, |p, ctx| {
+        p.start_job(ctx, new, &Cause::FIRMWARE)
+    })?;
+    Ok(Json(json!({ "job_id": id })))
+}
+
+/// `{"progress": 42.5}`
+async fn set_progress(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        progress: f64,
+    }
+    let Body { progress } = parse_json(&body)?;
+    on_printer(&sim, &uuid, |p, _| p.set_progress(progress))?;
+    Ok(ok())
+}
+
+/// `{"state": "FIN_ERROR"}` (default FIN_OK)
+async fn finish_job(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        state: Option<String>,
+    }
+    let finish: Body = if body.is_empty() {
+        Body { state: None }
+    } else {
+        parse_json(&body)?
+    };
+    let state = finish.state.unwrap_or_else(|| "FIN_OK".to_string());
+    if !(state.starts_with("FIN_") || state == "UNKNOWN") {
+        return Err(ApiError::bad_request(
+            "INVALID_STATE",
+            format!(
+                "A job ends as FIN_OK, FIN_ERROR, FIN_STOPPED, FIN_HARVESTED or UNKNOWN, not {state}"
+            ),
+        ));
+    }
+    on_printer(&sim, &uuid, |p, ctx| {
+        p.finish_job(ctx, &state, &Cause::FIRMWARE)
+    })?;
+    Ok(ok())
+}
+
+/// A dialog object (`{"title": .., "text": .., "buttons": [..]}`) or `null` to clear it.
+async fn set_dialog(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    let dialog: Value = parse_json(&body)?;
+    let dialog = (!dialog.is_null()).then_some(dialog);
+    on_printer(&sim, &uuid, |p, ctx| {
+        p.set_dialog(ctx, dialog, &Cause::FIRMWARE)
+    })?;
+    Ok(ok())
+}
+
+/// `{"nozzle": 215, "bed": 60, "target_nozzle": 215, "target_bed": 60}` (all optional)
+async fn set_temps(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        nozzle: Option<f64>,
+        bed: Option<f64>,
+        target_nozzle: Option<f64>,
+        target_bed: Option<f64>,
+    }
+    let t: Body = parse_json(&body)?;
+    on_printer(&sim, &uuid, |p, _| {
+        let temps = &mut p.temps;
+        temps.nozzle = t.nozzle.unwrap_or(temps.nozzle);
+        temps.bed = t.bed.unwrap_or(temps.bed);
+        temps.target_nozzle = t.target_nozzle.unwrap_or(temps.target_nozzle);
+        temps.target_bed = t.target_bed.unwrap_or(temps.target_bed);
+    })?;
+    Ok(ok())
+}
+
+/// `{"event": "INFO", ...}`: every other key goes into the event.
+async fn push_event(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    let mut fields: Map<String, Value> = parse_json(&body)?;
+    let Some(Value::String(event)) = fields.remove("event") else {
+        return Err(ApiError::bad_request(
+            "MISSING_EVENT",
+            "The body needs a string field event",
+        ));
+    };
+    on_printer(&sim, &uuid, |p, ctx| {
+        p.push_event(ctx, &event, Value::Object(fields))
+    })?;
+    Ok(ok())
+}
+
+/// `{"path": "/usb/x.bgcode"}` → `{"id": N}`
+async fn queue_job(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        path: String,
+    }
+    let Body { path } = parse_json(&body)?;
+    let id = on_printer(&sim, &uuid, |p, ctx| p.queue_job(ctx, &path, false, None))?;
+    Ok(Json(json!({ "id": id })))
+}
+
+/// `null`/empty clears; otherwise one of `{"kind":"status","status":503}`,
+/// `{"kind":"too_many_requests","retry_after_s":5}`, `{"kind":"delay","ms":1500}`,
+/// `{"kind":"malformed_json"}`, `{"kind":"truncated_json"}`.
+async fn set_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum Body {
+        Status {
+            status: u16,
+        },
+        TooManyRequests {
+            #[serde(default = "one")]
+            retry_after_s: u64,
+        },
+        Delay {
+            ms: u64,
+        },
+        MalformedJson,
+        TruncatedJson,
+    }
+    fn one() -> u64 {
+        1
+    }
+    let body: Option<Body> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        parse_json(&body)?
+    };
+    let fault = body.map(|b| match b {
+        Body::Status { status } => Fault::Status(status),
+        Body::TooManyRequests { retry_after_s } => Fault::TooManyRequests { retry_after_s },
+        Body::Delay { ms } => Fault::Delay(std::time::Duration::from_millis(ms)),
+        Body::MalformedJson => Fault::MalformedJson,
+        Body::TruncatedJson => Fault::TruncatedJson,
+    });
+    sim.set_fault(fault);
+    Ok(ok())
+}
+
+/// `{"token": "secret"}` or `{"token": null}` (any token accepted).
+async fn set_token(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        token: Option<String>,
+    }
+    let Body { token } = parse_json(&body)?;
+    sim.set_token(token.as_deref());
+    Ok(ok())
+}
+
+/// `{"unseen": 3}`
+async fn set_unseen(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        unseen: u64,
+    }
+    let Body { unseen } = parse_json(&body)?;
+    sim.set_unseen(unseen);
+    Ok(ok())
+}
+
+/// `{"seconds": 10}`: advances scenario printers, in steps of at most one second. At most an
+/// hour at a time: a farm's steps run on the server's thread.
+async fn step(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, ApiError> {
+    #[derive(Deserialize)]
+    struct Body {
+        seconds: f64,
+    }
+    let Body { seconds } = parse_json(&body)?;
+    if !seconds.is_finite() || !(0.0..=3_600.0).contains(&seconds) {
+        return Err(ApiError::bad_request(
+            "INVALID_STEP",
+            "seconds must be between 0 and 3600",
+        ));
+    }
+    let mut left = seconds;
+    while left > 0.0 {
+        let dt = left.min(1.0);
+        sim.step(std::time::Duration::from_secs_f64(dt));
+        left -= dt;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

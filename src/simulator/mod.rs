@@ -1,0 +1,411 @@
+//! A simulated Prusa Connect: a real HTTP server with an in-memory world of printers.
+//!
+//! The gateway's tests, `demo` and `simulate` talk to it over TCP exactly as they would talk
+//! to `connect.prusa3d.com`. Tests script it synchronously through [`Simulator`]; the `demo`
+//! and `simulate` commands let scenario printers run by themselves through [`Simulator::step`]
+//! (usually from [`run_ticker`]). Other processes (curl, Node-RED) can script it over HTTP
+//! under `/_sim/` (see `admin.rs`).
+//!
+//! Layout: `world.rs` holds the state and every state transition (the only place that appends
+//! feed events); `render.rs` turns it into Connect's JSON; `commands.rs` is the command table
+//! and `commands/sync`; `scenario.rs` drives the demo and farm printers; `http.rs` and
+//! `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots.
+
+mod admin;
+mod commands;
+mod error;
+mod http;
+mod jpeg;
+mod render;
+mod scenario;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use world::{Cause, NewJob, World};
+
+/// Options for [`Simulator::new`].
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// `None`: any non-empty bearer token is accepted. `Some(t)`: only `t`.
+    pub token: Option<String>,
+    pub scenario: Scenario,
+}
+
+/// The printers a simulator starts with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// No printers; tests add their own with [`Simulator::add_printer`].
+    #[default]
+    Empty,
+    /// "Busy MK4", "Core One" and "MINI" running a scripted day (one fails, one gets paused).
+    Demo,
+    /// `printers` printers named "Farm 001".., idling and printing in turn.
+    Farm { printers: usize },
+}
+
+/// What a new printer looks like. `PrinterSpec::named("X")` gives an MK4 called X.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterSpec {
+    pub name: String,
+    /// Connect's `printer_model`, e.g. "MK4IS".
+    pub model: String,
+    /// Connect's `printer_type`, e.g. "7.1.0".
+    pub printer_type: String,
+    pub printer_type_name: String,
+    pub firmware: String,
+    /// Empty: a serial number is made up from the printer's number.
+    pub sn: String,
+    /// `None`: the next deterministic uuid "00000000-0000-4000-8000-00000000000N".
+    pub uuid: Option<String>,
+}
+
+impl Default for PrinterSpec {
+    fn default() -> Self {
+        PrinterSpec::named("Printer")
+    }
+}
+
+impl PrinterSpec {
+    /// An Original Prusa MK4 (input shaper) with the given name.
+    pub fn named(name: &str) -> PrinterSpec {
+        PrinterSpec {
+            name: name.to_string(),
+            model: "MK4IS".to_string(),
+            printer_type: "7.1.0".to_string(),
+            printer_type_name: "Original Prusa MK4".to_string(),
+            firmware: "6.2.6+8948".to_string(),
+            sn: String::new(),
+            uuid: None,
+        }
+    }
+
+    /// An Original Prusa MINI+ with the given name.
+    pub fn mini(name: &str) -> PrinterSpec {
+        PrinterSpec {
+            model: "MINI".to_string(),
+            printer_type: "2.1.0".to_string(),
+            printer_type_name: "Original Prusa MINI+".to_string(),
+            firmware: "6.2.6+8948".to_string(),
+            ..PrinterSpec::named(name)
+        }
+    }
+
+    /// A Prusa CORE One with the given name.
+    pub fn core_one(name: &str) -> PrinterSpec {
+        PrinterSpec {
+            model: "COREONE".to_string(),
+            printer_type: "7.2.0".to_string(),
+            printer_type_name: "Prusa CORE One".to_string(),
+            firmware: "6.3.2+9839".to_string(),
+            ..PrinterSpec::named(name)
+        }
+    }
+
+    /// An Original Prusa XL with the given name.
+    pub fn xl(name: &str) -> PrinterSpec {
+        PrinterSpec {
+            model: "XL".to_string(),
+            printer_type: "3.1.0".to_string(),
+            printer_type_name: "Original Prusa XL".to_string(),
+            firmware: "6.2.6+8948".to_string(),
+            ..PrinterSpec::named(name)
+        }
+    }
+}
+
+/// A misbehaviour applied to every `/app/` request while it is set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status and a JSON error body; the request has no effect.
+    Status(u16),
+    /// Answer 429 with `Retry-After`; the request has no effect.
+    TooManyRequests { retry_after_s: u64 },
+    /// Sleep this long, then answer normally.
+    Delay(Duration),
+    /// Answer 200 with `{"printers": [oops`; the request has no effect.
+    MalformedJson,
+    /// Answer normally but with only the first half of the body.
+    TruncatedJson,
+}
+
+/// One HTTP request the simulator received (admin requests under `/_sim/` excluded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, without `?`; empty when there is none.
+    pub query: String,
+    pub authorization: Option<String>,
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+/// A cheap, cloneable handle to one simulated Connect.
+#[derive(Clone)]
+pub struct Simulator {
+    world: Arc<Mutex<World>>,
+}
+
+impl Simulator {
+    pub fn new(opts: SimOptions) -> Simulator {
+        let mut world = World::new(opts.token);
+        scenario::populate(&mut world, opts.scenario);
+        Simulator {
+            world: Arc::new(Mutex::new(world)),
+        }
+    }
+
+    /// Serve until `shutdown` resolves. The caller binds the listener (tests use 127.0.0.1:0).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "simulated Prusa Connect listening");
+        }
+        axum::serve(listener, http::router(self))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Locks the world. A panic elsewhere while it was locked leaves it usable: every
+    /// transition keeps it consistent step by step, and a test double must not cascade panics.
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        self.world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // --- scripting (tests, demo). Calls naming an unknown uuid panic: that is a bug in the
+    // --- test script, and failing at the call beats a test timing out later.
+
+    /// Adds a manual printer (never moved by [`Simulator::step`]) and returns its uuid.
+    /// Panics if `spec.uuid` is already taken.
+    #[track_caller]
+    pub fn add_printer(&self, spec: PrinterSpec) -> String {
+        match self.world().add_printer(spec, None) {
+            Ok(uuid) => uuid,
+            Err(e) => panic!("simulator: {e}"),
+        }
+    }
+
+    /// Removes a printer, its jobs, feed and cameras. Unknown uuids are ignored.
+    pub fn remove_printer(&self, uuid: &str) {
+        self.world().remove_printer(uuid);
+    }
+
+    /// The uuids of all printers, in the order they were added.
+    pub fn printers(&self) -> Vec<String> {
+        self.world()
+            .printers
+            .iter()
+            .map(|p| p.uuid.clone())
+            .collect()
+    }
+
+    /// The uuid of the first printer with this name.
+    pub fn printer_uuid(&self, name: &str) -> Option<String> {
+        let world = self.world();
+        world
+            .printers
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.uuid.clone())
+    }
+
+    /// The printer's `printer_state` (kept while it is offline).
+    pub fn printer_state(&self, uuid: &str) -> Option<String> {
+        self.world().printer(uuid).map(|p| p.state.clone())
+    }
+
+    /// Sets `printer_state` (e.g. "IDLE", "READY", "PAUSED"); a STATE_CHANGED event is appended
+    /// when it changes. "OFFLINE" is taken as `set_online(uuid, false)`. A running job follows:
+    /// PAUSED/PRINTING pause and resume it, FINISHED/STOPPED/ERROR end it (FIN_OK/FIN_STOPPED/
+    /// FIN_ERROR), IDLE/READY abandon it (UNKNOWN) and clear `job_info`.
+    #[track_caller]
+    pub fn set_state(&self, uuid: &str, state: &str) {
+        self.script(uuid, |p, ctx| {
+            if state == "OFFLINE" {
+                p.set_online(ctx, false);
+            } else {
+                p.set_state(ctx, state, &Cause::FIRMWARE);
+            }
+        })
+    }
+
+    /// Connects or disconnects the printer: offline, `connect_state` is "OFFLINE" and
+    /// `printer_state` keeps its last value.
+    #[track_caller]
+    pub fn set_online(&self, uuid: &str, online: bool) {
+        self.script(uuid, |p, ctx| p.set_online(ctx, online))
+    }
+
+    /// Starts a job (printer PRINTING, progress 0, `time_remaining` = `duration_s`) and returns
+    /// its id. `file_name` may be a bare name (stored under `/usb/`) or a path.
+    #[track_caller]
+    pub fn start_job(&self, uuid: &str, file_name: &str, duration_s: u64, objects: &[&str]) -> i64 {
+        self.script(uuid, |p, ctx| {
+            let job = NewJob::new(file_name, duration_s as f64, objects);
+            p.start_job(ctx, job, &Cause::FIRMWARE)
+        })
+    }
+
+    /// Sets the current job's progress (clamped to 0..100); `time_printing` and
+    /// `time_remaining` follow from the job's duration.
+    #[track_caller]
+    pub fn set_progress(&self, uuid: &str, progress: f64) {
+        self.script(uuid, |p, _| p.set_progress(progress))
+    }
+
+    #[track_caller]
+    pub fn pause(&self, uuid: &str) {
+        self.script(uuid, |p, ctx| {
+            p.set_state(ctx, "PAUSED", &Cause::FIRMWARE);
+        })
+    }
+
+    #[track_caller]
+    pub fn resume(&self, uuid: &str) {
+        self.script(uuid, |p, ctx| {
+            p.set_state(ctx, "PRINTING", &Cause::FIRMWARE);
+        })
+    }
+
+    /// Ends the current job with `job_state` ("FIN_OK", "FIN_ERROR", "FIN_STOPPED") and moves
+    /// the printer to FINISHED, ERROR or STOPPED. `job_info` keeps the ended job until the
+    /// printer is set READY/IDLE or starts another job.
+    #[track_caller]
+    pub fn finish_job(&self, uuid: &str, job_state: &str) {
+        self.script(uuid, |p, ctx| {
+            p.finish_job(ctx, job_state, &Cause::FIRMWARE)
+        })
+    }
+
+    /// `Some(dialog)`: the printer shows it and goes ATTENTION (missing `id`, `code`, `title`,
+    /// `text`, `buttons`, `key` are filled in). `None`: the dialog goes and the printer returns
+    /// to the state it had before.
+    #[track_caller]
+    pub fn set_dialog(&self, uuid: &str, dialog: Option<serde_json::Value>) {
+        self.script(uuid, |p, ctx| p.set_dialog(ctx, dialog, &Cause::FIRMWARE))
+    }
+
+    /// Sets the measured nozzle and bed temperatures.
+    #[track_caller]
+    pub fn set_temps(&self, uuid: &str, nozzle: f64, bed: f64) {
+        self.script(uuid, |p, _| {
+            p.temps.nozzle = nozzle;
+            p.temps.bed = bed;
+        })
+    }
+
+    /// Sets the target nozzle and bed temperatures.
+    #[track_caller]
+    pub fn set_target_temps(&self, uuid: &str, nozzle: f64, bed: f64) {
+        self.script(uuid, |p, _| {
+            p.temps.target_nozzle = nozzle;
+            p.temps.target_bed = bed;
+        })
+    }
+
+    /// Appends a raw event to the printer's feed. The keys of `extra` (an object) are added to
+    /// the event and may override `source`, `state`, `job_id`...; any other JSON value becomes
+    /// the event's `data`.
+    #[track_caller]
+    pub fn push_event(&self, uuid: &str, event: &str, extra: serde_json::Value) {
+        self.script(uuid, |p, ctx| p.push_event(ctx, event, extra))
+    }
+
+    /// Adds a planned job to the printer's queue and returns its id.
+    #[track_caller]
+    pub fn queue_job(&self, uuid: &str, path: &str) -> i64 {
+        self.script(uuid, |p, ctx| p.queue_job(ctx, path, false, None))
+    }
+
+    /// Attaches a (new) camera to the printer and returns its id. The first printer added to
+    /// a simulator gets one by itself.
+    #[track_caller]
+    pub fn add_camera(&self, uuid: &str) -> i64 {
+        match self.world().add_camera(uuid) {
+            Some(id) => id,
+            None => panic!("simulator: no printer with uuid {uuid}"),
+        }
+    }
+
+    /// Every request received so far (last 100,000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.world().requests.iter().cloned().collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.world().requests.clear();
+    }
+
+    /// `None`: any non-empty bearer token is accepted. `Some(t)`: only `t`.
+    pub fn set_token(&self, token: Option<&str>) {
+        self.world().token = token.map(str::to_string);
+    }
+
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.world().fault = fault;
+    }
+
+    /// The count `GET /app/notifications/unseen` answers.
+    pub fn set_unseen(&self, n: u64) {
+        self.world().unseen = n;
+    }
+
+    /// Advances every scenario printer by `dt` of simulated time. Printers added with
+    /// [`Simulator::add_printer`] are never touched.
+    pub fn step(&self, dt: Duration) {
+        self.world().step(dt.as_secs_f64());
+    }
+
+    /// Runs `f` on the printer, or gives `None` when there is no such printer.
+    pub(crate) fn try_script<T>(
+        &self,
+        uuid: &str,
+        f: impl FnOnce(&mut world::Printer, &mut world::Ctx) -> T,
+    ) -> Option<T> {
+        let mut world = self.world();
+        let (printer, ctx) = world.printer_ctx(uuid)?;
+        Some(f(printer, ctx))
+    }
+
+    #[track_caller]
+    fn script<T>(
+        &self,
+        uuid: &str,
+        f: impl FnOnce(&mut world::Printer, &mut world::Ctx) -> T,
+    ) -> T {
+        match self.try_script(uuid, f) {
+            Some(value) => value,
+            None => panic!("simulator: no printer with uuid {uuid}"),
+        }
+    }
+}
+
+/// Calls `sim.step(dt)` every `dt` of real time until `shutdown` resolves.
+pub async fn run_ticker(sim: Simulator, dt: Duration, shutdown: impl Future<Output = ()>) {
+    // tokio's interval panics on a zero period.
+    let period = dt.max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick completes at once; skip it so the world starts where `new` left it.
+    ticker.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticker.tick() => sim.step(dt),
+        }
+    }
+}

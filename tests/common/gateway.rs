@@ -1,0 +1,143 @@
+//! Starts the simulated Connect and the gateway for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use prusa_connect_mqtt::config::Config;
+use prusa_connect_mqtt::simulator::{Scenario, SimOptions, Simulator};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::broker::TestBroker;
+
+pub const TOKEN: &str = "test-token";
+pub const BASE: &str = "pc";
+
+pub struct Sim {
+    pub sim: Simulator,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Sim {
+    pub async fn start() -> Sim {
+        let sim = Simulator::new(SimOptions {
+            token: Some(TOKEN.to_string()),
+            scenario: Scenario::Empty,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(sim.clone().serve(listener, stop.clone().cancelled_owned()));
+        Sim { sim, addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The simulator's whole event feed of a printer, oldest first, read over HTTP as a
+    /// client would.
+    pub async fn feed(&self, uuid: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let client = reqwest::Client::new();
+        for page in 0..50 {
+            let v: Value = client
+                .get(format!(
+                    "{}/app/printers/{uuid}/events?limit=100&offset={}&from=0",
+                    self.url(),
+                    page * 100
+                ))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let events = v["events"].as_array().cloned().unwrap_or_default();
+            let n = events.len();
+            all.extend(events);
+            if n < 100 {
+                break;
+            }
+        }
+        all.sort_by(|a, b| {
+            a["created"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["created"].as_f64().unwrap())
+        });
+        all
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A config for tests: fast polls, the given broker and simulator, a private state dir.
+pub fn config(broker: &TestBroker, sim: &Sim, state_dir: &Path, extra: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [connect]
+        url = "{}"
+        access_token = "{TOKEN}"
+        poll_interval = "200ms"
+        active_poll_interval = "150ms"
+        request_timeout = "2s"
+        [mqtt]
+        url = "{}"
+        client_id = "gateway-{}"
+        base_topic = "{BASE}"
+        [state]
+        dir = {state_dir:?}
+        {extra}
+        "#,
+        sim.url(),
+        broker.url(),
+        rand_suffix(),
+    ))
+    .expect("test config parses")
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running gateway; stopping it waits for a clean exit.
+pub struct Gateway {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Gateway {
+    pub fn start(config: Config) -> Gateway {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(prusa_connect_mqtt::run(
+            config,
+            stop.clone().cancelled_owned(),
+        ));
+        Gateway { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the gateway stops within 10 s")
+            .expect("the gateway task does not panic")
+            .expect("the gateway exits cleanly");
+    }
+}

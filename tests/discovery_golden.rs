@@ -1,0 +1,96 @@
+//! Golden tests of Home Assistant discovery: exact topics and JSON for both modes.
+//! After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test --test discovery_golden`
+//! and review the diff of `tests/golden/`.
+
+use prusa_connect_mqtt::config::DiscoveryMode;
+use prusa_connect_mqtt::discovery::{Discovery, PrinterDevice};
+use prusa_connect_mqtt::topics::Topics;
+use serde_json::{Value, json};
+
+fn device() -> PrinterDevice {
+    PrinterDevice {
+        uuid: "00000000-0000-4000-8000-000000000004".into(),
+        id: "busy_mk4".into(),
+        name: "Busy MK4".into(),
+        model: Some("Original Prusa MK4".into()),
+        serial: Some("SN-TEST-0001".into()),
+        firmware: Some("6.5.7+12836".into()),
+        configuration_url: Some(
+            "https://connect.prusa3d.com/printer/00000000-0000-4000-8000-000000000004/dashboard"
+                .into(),
+        ),
+        objects: vec!["Cube A".into(), "Cube B".into()],
+    }
+}
+
+fn render(mode: DiscoveryMode) -> Value {
+    let d = Discovery {
+        prefix: "homeassistant".into(),
+        mode,
+        topics: Topics::new("prusa_connect"),
+    };
+    let messages: Vec<Value> = d
+        .bridge()
+        .into_iter()
+        .chain(d.printer(&device()))
+        .map(|(topic, payload)| json!({"topic": topic, "payload": payload}))
+        .collect();
+    json!(messages)
+}
+
+fn check(name: &str, actual: Value) {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    let pretty = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{path} is missing: run with UPDATE_GOLDEN=1 once"));
+    let expected: Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(actual, expected, "discovery differs from {path}");
+}
+
+#[test]
+fn device_mode_golden() {
+    check("discovery_device.json", render(DiscoveryMode::Device));
+}
+
+#[test]
+fn entity_mode_golden() {
+    check("discovery_entity.json", render(DiscoveryMode::Entity));
+}
+
+#[test]
+fn removal_covers_every_published_topic() {
+    for mode in [DiscoveryMode::Device, DiscoveryMode::Entity] {
+        let d = Discovery {
+            prefix: "homeassistant".into(),
+            mode,
+            topics: Topics::new("prusa_connect"),
+        };
+        let published: Vec<String> = d.printer(&device()).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(d.printer_topics(&device().uuid), published);
+    }
+}
+
+#[test]
+fn unique_ids_are_unique_and_built_from_the_uuid() {
+    let d = Discovery {
+        prefix: "homeassistant".into(),
+        mode: DiscoveryMode::Entity,
+        topics: Topics::new("prusa_connect"),
+    };
+    let mut ids: Vec<String> = d
+        .printer(&device())
+        .iter()
+        .map(|(_, p)| p["unique_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|id| id.contains("00000000-0000-4000-8000-000000000004"))
+    );
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}

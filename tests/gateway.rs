@@ -1,0 +1,325 @@
+//! End-to-end: the simulated Connect over HTTP, a private broker over TCP, and the gateway
+//! between them; assertions on what a subscriber sees.
+
+mod common;
+
+use std::time::Duration;
+
+use common::broker::{Subscriber, TestBroker};
+use common::gateway::{BASE, Gateway, Sim, config};
+use prusa_connect_mqtt::simulator::PrinterSpec;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn spec(name: &str) -> PrinterSpec {
+    PrinterSpec::named(name)
+}
+
+fn created(v: &Value) -> f64 {
+    v["created"].as_f64().expect("event has created")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printer_is_removed() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let busy = sim.sim.add_printer(spec("Busy MK4"));
+    let other = sim.sim.add_printer(spec("Core One"));
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    sub.wait_for(&format!("{BASE}/bridge/state"), WAIT, |m| {
+        m.text() == "online"
+    })
+    .await;
+    sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+        m.json()["state"] == "IDLE"
+    })
+    .await;
+    sub.wait_for(&format!("{BASE}/busy_mk4/availability"), WAIT, |m| {
+        m.text() == "online"
+    })
+    .await;
+    let other_avail = format!("{BASE}/core_one/availability");
+    sub.wait_for(&other_avail, WAIT, |m| m.text() == "online")
+        .await;
+    // The gateway has set its feed cursor: everything from here on must be published.
+    let t0 = prusa_connect_mqtt::payloads::now_unix();
+
+    // idle -> printing
+    let job_id = sim
+        .sim
+        .start_job(&busy, "cube.bgcode", 600, &["Cube A", "Cube B"]);
+    let s = sub
+        .wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+            m.json()["state"] == "PRINTING"
+        })
+        .await;
+    assert!(s.retain || sub.on(&format!("{BASE}/busy_mk4/state")).len() > 1);
+    let job = sub
+        .wait_for(&format!("{BASE}/busy_mk4/job"), WAIT, |m| {
+            m.json()["id"] == job_id
+                && m.json()["cancelable_objects"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2)
+        })
+        .await
+        .json();
+    assert_eq!(job["state"], "PRINTING");
+    assert_eq!(job["cancelable_objects"][1]["name"], "Cube B");
+
+    sim.sim.set_progress(&busy, 40.0);
+    let s = sub
+        .wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+            m.json()["progress"] == 40.0
+        })
+        .await
+        .json();
+    assert_eq!(s["job_id"], job_id);
+    assert!(s["time_remaining"].as_i64().is_some(), "{s}");
+    assert!(s["eta"].as_str().is_some(), "{s}");
+
+    // printing -> FIN_ERROR
+    sim.sim.finish_job(&busy, "FIN_ERROR");
+    let finished = sub
+        .wait_for(&format!("{BASE}/busy_mk4/job/finished"), WAIT, |_| true)
+        .await;
+    assert!(!finished.retain, "job/finished is not retained");
+    let f = finished.json();
+    assert_eq!(f["event_type"], "FIN_ERROR");
+    assert_eq!(f["job_id"], job_id);
+    sub.wait_for(&format!("{BASE}/busy_mk4/job"), WAIT, |m| {
+        m.json()["state"] == "FIN_ERROR"
+    })
+    .await;
+
+    // A second printer goes OFFLINE.
+    sim.sim.set_online(&other, false);
+    sub.wait_for(&other_avail, WAIT, |m| m.text() == "offline")
+        .await;
+    sub.wait_for(&format!("{BASE}/core_one/state"), WAIT, |m| {
+        m.json()["state"] == "OFFLINE"
+    })
+    .await;
+
+    // A later change shows the gateway kept polling; still only one job/finished.
+    sim.sim.set_temps(&busy, 99.0, 42.0);
+    sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+        m.json()["temp_nozzle"] == 99.0
+    })
+    .await;
+    assert_eq!(sub.on(&format!("{BASE}/busy_mk4/job/finished")).len(), 1);
+
+    // Every feed event created since t0, once each and in order.
+    let expected: Vec<f64> = sim.sim_feed_after(&busy, t0).await;
+    assert!(
+        expected.len() >= 3,
+        "the simulator produced events: {expected:?}"
+    );
+    let event_topic = format!("{BASE}/busy_mk4/event");
+    wait_until_or(
+        || sub.on(&event_topic).len() >= expected.len(),
+        || {
+            format!(
+                "expected {expected:?}\npublished {:?}",
+                sub.on(&event_topic)
+                    .iter()
+                    .map(|m| m.text())
+                    .collect::<Vec<_>>()
+            )
+        },
+    )
+    .await;
+    let published: Vec<f64> = sub
+        .on(&event_topic)
+        .iter()
+        .map(|m| created(&m.json()))
+        .collect();
+    assert_eq!(published, expected);
+
+    // Restart: nothing is replayed, a new event is published once.
+    gateway.stop().await;
+    sub.wait_for(&format!("{BASE}/bridge/state"), WAIT, |m| {
+        m.text() == "offline"
+    })
+    .await;
+    sim.sim.set_state(&busy, "IDLE");
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+        m.json()["state"] == "IDLE"
+    })
+    .await;
+    let expected: Vec<f64> = sim.sim_feed_after(&busy, t0).await;
+    wait_until_or(
+        || sub.on(&event_topic).len() >= expected.len(),
+        || {
+            format!(
+                "expected {expected:?}\npublished {:?}",
+                sub.on(&event_topic)
+                    .iter()
+                    .map(|m| m.text())
+                    .collect::<Vec<_>>()
+            )
+        },
+    )
+    .await;
+    let published: Vec<f64> = sub
+        .on(&event_topic)
+        .iter()
+        .map(|m| created(&m.json()))
+        .collect();
+    assert_eq!(
+        published, expected,
+        "after a restart: no replay, nothing missed"
+    );
+    assert_eq!(
+        sub.on(&format!("{BASE}/busy_mk4/job/finished")).len(),
+        1,
+        "the end is not announced again"
+    );
+
+    // A printer deleted from the account loses its discovery and retained topics.
+    sim.sim.remove_printer(&other);
+    let discovery = format!("homeassistant/device/prusa_connect_{other}/config");
+    sub.wait_for(&discovery, WAIT, |m| m.payload.is_empty())
+        .await;
+    sub.wait_for(&format!("{BASE}/core_one/state"), WAIT, |m| {
+        m.payload.is_empty()
+    })
+    .await;
+    let info = sub
+        .wait_for(&format!("{BASE}/bridge/info"), WAIT, |m| {
+            m.json()["printers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1)
+        })
+        .await
+        .json();
+    assert_eq!(info["printers"][0]["uuid"], busy);
+    assert_eq!(info["connect"]["reachable"], true);
+    gateway.stop().await;
+}
+
+/// Polls a condition on collected messages (they arrive on another task) with a deadline.
+async fn wait_until(cond: impl Fn() -> bool) {
+    wait_until_or(cond, String::new).await
+}
+
+async fn wait_until_or(cond: impl Fn() -> bool, explain: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {WAIT:?}: {}",
+            explain()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+trait FeedAfter {
+    async fn sim_feed_after(&self, uuid: &str, t0: f64) -> Vec<f64>;
+}
+
+impl FeedAfter for Sim {
+    async fn sim_feed_after(&self, uuid: &str, t0: f64) -> Vec<f64> {
+        self.feed(uuid)
+            .await
+            .iter()
+            .map(created)
+            .filter(|c| *c > t0)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_birth_and_broker_restart_republish_everything() {
+    let mut broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(spec("Busy MK4"));
+    let state = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+    let discovery = format!("homeassistant/device/prusa_connect_{uuid}/config");
+    sub.wait_for(&discovery, WAIT, |m| !m.payload.is_empty())
+        .await;
+    sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
+        m.json()["state"] == "IDLE"
+    })
+    .await;
+
+    // Home Assistant restarts: its birth message brings discovery and state back.
+    let before = sub.on(&discovery).len();
+    sub.publish("homeassistant/status", "online", false).await;
+    wait_until(|| sub.on(&discovery).len() > before).await;
+
+    // The broker restarts without persistence: every retained topic comes back.
+    if broker.is_mosquitto() {
+        broker.stop();
+        broker.restart();
+        let fresh = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+        for topic in [
+            discovery.clone(),
+            format!("{BASE}/bridge/state"),
+            format!("{BASE}/bridge/info"),
+            format!("{BASE}/busy_mk4/state"),
+            format!("{BASE}/busy_mk4/availability"),
+        ] {
+            fresh
+                .wait_for(&topic, WAIT, |m| !m.payload.is_empty())
+                .await;
+        }
+        assert_eq!(
+            fresh
+                .wait_for(&format!("{BASE}/bridge/state"), WAIT, |_| true)
+                .await
+                .text(),
+            "online"
+        );
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    for i in 0..50 {
+        sim.sim.add_printer(spec(&format!("Farm {i:03}")));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
+    sub.wait_for(&format!("{BASE}/farm_049/state"), WAIT, |_| true)
+        .await;
+    // Wait for one more list poll after the first, so start-up catch-up is over.
+    let lists = |sim: &Sim| {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/app/printers")
+            .count()
+    };
+    let start = lists(&sim);
+    wait_until(|| lists(&sim) > start).await;
+    sim.sim.clear_requests();
+    wait_until(|| lists(&sim) >= 5).await;
+    let requests = sim.sim.requests();
+    let ticks = requests
+        .iter()
+        .filter(|r| r.path == "/app/printers")
+        .count();
+    let per_tick = requests.len() as f64 / ticks as f64;
+    println!(
+        "50 idle printers: {} requests in {ticks} ticks = {per_tick:.2} per tick",
+        requests.len()
+    );
+    assert!(
+        requests.iter().all(|r| r.path == "/app/printers"),
+        "only the list is polled while idle: {:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    gateway.stop().await;
+}
