@@ -75,6 +75,8 @@ pub struct Bridge {
     supported: HashMap<String, Vec<SupportedCommand>>,
     fast_until: Option<Instant>,
     next_poll: Instant,
+    /// Remove every retained topic on the way out (`demo`).
+    pub clear_retained_on_exit: bool,
 }
 
 impl Bridge {
@@ -113,6 +115,7 @@ impl Bridge {
             supported: HashMap::new(),
             fast_until: None,
             next_poll: Instant::now(),
+            clear_retained_on_exit: false,
         }
     }
 
@@ -160,9 +163,16 @@ impl Bridge {
             }
         }
         let state = self.topics.bridge_state();
-        self.outbox
-            .retain(Kind::Data, &state, b"offline".to_vec())
-            .await;
+        if self.clear_retained_on_exit {
+            for topic in self.outbox.retained_topics() {
+                self.outbox.clear(&topic).await;
+            }
+            self.outbox.clear(&state).await;
+        } else {
+            self.outbox
+                .retain(Kind::Data, &state, b"offline".to_vec())
+                .await;
+        }
         self.save_memory();
         Ok(self.outbox)
     }

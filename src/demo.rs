@@ -80,8 +80,8 @@ pub async fn run(
             None => shutdown.await,
         }
     };
-    let result = crate::run(config, deadline).await;
-    printer.clean_up().await;
+    let result = crate::run_with(config, deadline, true).await;
+    printer.stop().await;
     stop.cancel();
     let _ = std::fs::remove_dir_all(&state_dir);
     result
@@ -110,7 +110,6 @@ async fn local_or_embedded_broker() -> Result<String> {
 /// Subscribes to everything the demo publishes and prints it, one line a message.
 struct Printout {
     client: AsyncClient,
-    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -132,8 +131,6 @@ impl Printout {
             ),
             format!("{}/device/+/config", config.homeassistant.discovery_prefix),
         ];
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-        let seen_in_task = seen.clone();
         let sub_client = client.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -147,33 +144,21 @@ impl Printout {
                         if p.payload.is_empty() {
                             continue;
                         }
-                        if let Ok(mut seen) = seen_in_task.lock() {
-                            seen.insert(p.topic.clone());
-                        }
                         println!("{}", describe(&p.topic, &p.payload));
                     }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                        crate::mqtt::drain(&mut eventloop).await;
+                        return;
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
         });
-        Ok(Printout { client, seen, task })
+        Ok(Printout { client, task })
     }
 
-    /// Removes every retained topic the demo published, so it leaves nothing behind.
-    async fn clean_up(self) {
-        let topics: Vec<String> = self
-            .seen
-            .lock()
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for topic in &topics {
-            let _ = self
-                .client
-                .publish(topic, QoS::AtLeastOnce, true, Vec::new())
-                .await;
-        }
+    async fn stop(self) {
         let _ = self.client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
     }

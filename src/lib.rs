@@ -49,6 +49,16 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
 
 /// Runs the service until `shutdown` resolves, then publishes `offline` and stops.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    run_with(config, shutdown, false).await
+}
+
+/// [`run`], and with `clear_retained` removes every retained topic it published when it
+/// stops (the demo leaves nothing behind on a real broker).
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    clear_retained: bool,
+) -> Result<()> {
     let tokens = token_source(&config)?;
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?;
@@ -57,7 +67,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     let options = mqtt::options(&config.mqtt, &topics.bridge_state())?;
     let session = mqtt::start(options, bridge::Bridge::subscriptions(&config));
     let outbox = outbox::Outbox::new(session.client.clone());
-    let bridge = bridge::Bridge::new(config, connect, outbox, store, memory);
+    let mut bridge = bridge::Bridge::new(config, connect, outbox, store, memory);
+    bridge.clear_retained_on_exit = clear_retained;
     let result = bridge.run(session.link, session.incoming, shutdown).await;
     // `offline` was queued by the bridge; a clean DISCONNECT suppresses the last will, so it
     // must be flushed before disconnecting.

@@ -190,6 +190,7 @@ async fn drive(
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 link.send_modify(|l| l.connected = false);
+                drain(&mut eventloop).await;
                 return;
             }
             Ok(_) => {}
@@ -211,6 +212,16 @@ async fn drive(
             }
         }
     }
+}
+
+/// After our DISCONNECT, reads until the broker closes the connection. Dropping the socket
+/// with unread acks in it makes the kernel send a reset, and mosquitto then drops what it had
+/// not processed yet (seen: the last retained updates before a stop were lost).
+pub async fn drain(eventloop: &mut EventLoop) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
 }
 
 #[cfg(test)]

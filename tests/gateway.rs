@@ -323,3 +323,40 @@ async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_flushes_everything_and_clear_mode_leaves_nothing_retained() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    for name in ["Busy MK4", "Core One", "MINI"] {
+        sim.sim.add_printer(spec(name));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(prusa_connect_mqtt::run_with(
+        config(&broker, &sim, state.path(), ""),
+        stop.clone().cancelled_owned(),
+        true,
+    ));
+    sub.wait_for(&format!("{BASE}/bridge/info"), WAIT, |m| {
+        m.json()["printers"]
+            .as_array()
+            .is_some_and(|p| p.len() == 3)
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    // Everything cleared before the disconnect reached the broker: a new subscriber gets
+    // no retained message at all (it would get discovery and state within milliseconds).
+    let probe = Subscriber::connect(&broker, &["#"]).await;
+    probe.publish("probe/done", "x", false).await;
+    probe.wait_for("probe/done", WAIT, |_| true).await;
+    let left: Vec<String> = probe
+        .messages()
+        .iter()
+        .filter(|m| m.retain)
+        .map(|m| m.topic.clone())
+        .collect();
+    assert!(left.is_empty(), "retained topics left behind: {left:?}");
+}
