@@ -203,10 +203,16 @@ impl Bridge {
         };
         if msg.retain {
             // A broker restart must never pause a print: retained commands are not replayed.
+            // Clearing it stops the broker from handing it out again.
             tracing::warn!(
-                "ignoring a retained message on {}: commands are never replayed (publish without retain)",
+                "ignoring a retained message on {}: commands are never replayed (publish without retain); clearing it",
                 msg.topic
             );
+            self.outbox.clear(&msg.topic).await;
+            return;
+        }
+        if msg.payload.is_empty() {
+            // The echo of clearing a retained command (or a blank message): nothing to do.
             return;
         }
         let reply = if command.is_some() {
