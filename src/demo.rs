@@ -123,6 +123,7 @@ impl Printout {
         );
         opts.set_max_packet_size(crate::mqtt::MAX_PACKET_BYTES, crate::mqtt::MAX_PACKET_BYTES);
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        eventloop.set_network_options(crate::mqtt::low_latency());
         let filters = [
             format!("{}/#", config.mqtt.base_topic),
             format!(

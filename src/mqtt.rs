@@ -128,7 +128,8 @@ pub fn options(cfg: &MqttConfig, will_topic: &str) -> Result<MqttOptions> {
 
 /// Starts the session. `subscriptions` are (re)subscribed on every ConnAck.
 pub fn start(opts: MqttOptions, subscriptions: Vec<String>) -> Session {
-    let (client, eventloop) = AsyncClient::new(opts, 4096);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    eventloop.set_network_options(low_latency());
     let (link_tx, link) = watch::channel(Link::default());
     let (in_tx, incoming) = mpsc::channel(1024);
     let task = tokio::spawn(drive(
@@ -212,6 +213,13 @@ async fn drive(
             }
         }
     }
+}
+
+/// TCP_NODELAY: without it a small publish can wait ~40 ms for the broker's delayed ACK.
+pub fn low_latency() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
 }
 
 /// After our DISCONNECT, reads until the broker closes the connection. Dropping the socket

@@ -117,6 +117,7 @@ impl ConnectClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .tcp_nodelay(true)
             .user_agent(concat!("prusa-connect-mqtt/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectError::Transport(e.to_string()))?;

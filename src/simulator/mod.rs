@@ -172,6 +172,11 @@ impl Simulator {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "simulated Prusa Connect listening");
         }
+        use axum::serve::ListenerExt;
+        // Without TCP_NODELAY small answers wait for the peer's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, http::router(self))
             .with_graceful_shutdown(shutdown)
             .await

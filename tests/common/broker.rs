@@ -154,6 +154,8 @@ impl Mosquitto {
                  persistence false\n\
                  # 0: any size MQTT allows (256 MiB)\n\
                  message_size_limit 0\n\
+                 # send small packets at once, as a latency-minded broker would\n\
+                 set_tcp_nodelay true\n\
                  log_dest stderr\n"
             ),
         )
@@ -332,7 +334,8 @@ impl Subscriber {
         options
             .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
             .set_keep_alive(Duration::from_secs(5));
-        let (client, events) = AsyncClient::new(options, 100);
+        let (client, mut events) = AsyncClient::new(options, 100);
+        events.set_network_options(prusa_connect_mqtt::mqtt::low_latency());
 
         let shared = Arc::new(Shared {
             messages: Mutex::default(),
