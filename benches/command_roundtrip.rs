@@ -3,7 +3,6 @@
 //! (`-- N` for another count; default 1000).
 
 #[path = "../tests/common/broker.rs"]
-#[allow(dead_code)]
 mod broker;
 
 use std::time::{Duration, Instant};
