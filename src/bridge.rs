@@ -614,7 +614,9 @@ impl Bridge {
                 .map(|c| {
                     crate::discovery::object_labels(&c.objects)
                         .into_iter()
-                        .map(|(_, l)| l)
+                        .zip(&c.objects)
+                        .filter(|(_, o)| !o.canceled)
+                        .map(|((_, label), _)| label)
                         .collect()
                 })
                 .unwrap_or_default(),

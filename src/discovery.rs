@@ -22,7 +22,7 @@ pub struct PrinterDevice {
     pub serial: Option<String>,
     pub firmware: Option<String>,
     pub configuration_url: Option<String>,
-    /// Labels of the current job's cancelable objects (the "Cancel object" select's options).
+    /// Labels of the current job's objects not canceled yet (the "Cancel object" options).
     pub objects: Vec<String>,
 }
 
@@ -269,7 +269,7 @@ impl Discovery {
                     "icon": "mdi:cancel",
                     "availability": [{
                         "topic": self.topics.job(id),
-                        "value_template": "{{ 'online' if value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | length > 0 else 'offline' }}",
+                        "value_template": "{{ 'online' if value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}",
                     }],
                 }),
             },

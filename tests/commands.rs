@@ -32,7 +32,7 @@ impl Setup {
                 .start_job(&uuid, "cube.bgcode", 600, &["Cube A", "Cube B"]);
         }
         let state = tempfile::tempdir().unwrap();
-        let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+        let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
         let gateway = Gateway::start(config(&broker, &sim, state.path(), extra));
         let want = if idle { "IDLE" } else { "PRINTING" };
         sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
@@ -353,6 +353,17 @@ async fn cancel_object_by_name_and_job_reason() {
             m.json()["cancelable_objects"][1]["canceled"] == true
         })
         .await;
+    // The select no longer offers the canceled object.
+    let discovery = format!("homeassistant/device/prusa_connect_{}/config", s.uuid);
+    let d = s
+        .sub
+        .wait_for(&discovery, WAIT, |m| {
+            !m.payload.is_empty()
+                && m.json()["components"]["cancel_object"]["options"] == json!(["Cube A"])
+        })
+        .await
+        .json();
+    assert_eq!(d["components"]["cancel_object"]["platform"], "select");
     let r = s
         .send(
             "busy_mk4",
