@@ -254,6 +254,49 @@ async fn every_error_code_and_nothing_sent_when_refused_locally() {
         .filter(|r| r.path.ends_with("/commands/sync"))
         .count();
     assert_eq!(moves, 2, "the failed MOVE was sent once, not retried");
+
+    // The other motion and readiness commands of the default allow list.
+    for payload in [
+        &br#"{"command":"MOVE_Z","kwargs":{"distance":5,"feedrate":600}}"#[..],
+        b"HOME",
+        b"home",
+    ] {
+        let r = s.send("busy_mk4", payload).await;
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    let r = s
+        .send(
+            "busy_mk4",
+            br#"{"command":"MOVE_Z","kwargs":{"distance":5,"feedrate":9000}}"#,
+        )
+        .await;
+    assert_eq!(
+        r["code"], "INVALID_ARGUMENT",
+        "MOVE_Z feedrate over 720: {r}"
+    );
+    assert_eq!(s.send("busy_mk4", b"ready").await["status"], "ok");
+    s.wait_state("READY").await;
+    let r = s.send("busy_mk4", b"not_ready").await;
+    assert_eq!(r["command"], "CANCEL_PRINTER_READY");
+    assert_eq!(r["status"], "ok", "{r}");
+    s.wait_state("IDLE").await;
+    let names: Vec<String> = s
+        .commands_sent()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MOVE",
+            "MOVE",
+            "MOVE_Z",
+            "HOME",
+            "HOME",
+            "SET_PRINTER_READY",
+            "CANCEL_PRINTER_READY"
+        ]
+    );
     s.stop().await;
 }
 
