@@ -113,31 +113,9 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     assert_eq!(sub.on(&format!("{BASE}/busy_mk4/job/finished")).len(), 1);
 
     // Every feed event created since t0, once each and in order.
-    let expected: Vec<f64> = sim.sim_feed_after(&busy, t0).await;
-    assert!(
-        expected.len() >= 3,
-        "the simulator produced events: {expected:?}"
-    );
     let event_topic = format!("{BASE}/busy_mk4/event");
-    wait_until_or(
-        || sub.on(&event_topic).len() >= expected.len(),
-        || {
-            format!(
-                "expected {expected:?}\npublished {:?}",
-                sub.on(&event_topic)
-                    .iter()
-                    .map(|m| m.text())
-                    .collect::<Vec<_>>()
-            )
-        },
-    )
-    .await;
-    let published: Vec<f64> = sub
-        .on(&event_topic)
-        .iter()
-        .map(|m| created(&m.json()))
-        .collect();
-    assert_eq!(published, expected);
+    let before_restart = assert_feed_published(&sim, &sub, &busy, &event_topic, t0).await;
+    assert!(before_restart >= 3, "the simulator produced events");
 
     // Restart: nothing is replayed, a new event is published once.
     gateway.stop().await;
@@ -151,28 +129,10 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
         m.json()["state"] == "IDLE"
     })
     .await;
-    let expected: Vec<f64> = sim.sim_feed_after(&busy, t0).await;
-    wait_until_or(
-        || sub.on(&event_topic).len() >= expected.len(),
-        || {
-            format!(
-                "expected {expected:?}\npublished {:?}",
-                sub.on(&event_topic)
-                    .iter()
-                    .map(|m| m.text())
-                    .collect::<Vec<_>>()
-            )
-        },
-    )
-    .await;
-    let published: Vec<f64> = sub
-        .on(&event_topic)
-        .iter()
-        .map(|m| created(&m.json()))
-        .collect();
-    assert_eq!(
-        published, expected,
-        "after a restart: no replay, nothing missed"
+    let after_restart = assert_feed_published(&sim, &sub, &busy, &event_topic, t0).await;
+    assert!(
+        after_restart > before_restart,
+        "the event made while stopped is published"
     );
     assert_eq!(
         sub.on(&format!("{BASE}/busy_mk4/job/finished")).len(),
@@ -202,6 +162,40 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     gateway.stop().await;
 }
 
+/// Asserts that the events on `topic` are exactly the simulator's feed events created after
+/// `t0`, once each and in order; returns how many there are.
+async fn assert_feed_published(
+    sim: &Sim,
+    sub: &Subscriber,
+    uuid: &str,
+    topic: &str,
+    t0: f64,
+) -> usize {
+    let expected: Vec<f64> = sim
+        .feed(uuid)
+        .await
+        .iter()
+        .map(created)
+        .filter(|c| *c > t0)
+        .collect();
+    wait_until_or(
+        || sub.on(topic).len() >= expected.len(),
+        || {
+            format!(
+                "expected {expected:?}\npublished {:?}",
+                sub.on(topic).iter().map(|m| m.text()).collect::<Vec<_>>()
+            )
+        },
+    )
+    .await;
+    let published: Vec<f64> = sub.on(topic).iter().map(|m| created(&m.json())).collect();
+    assert_eq!(
+        published, expected,
+        "every feed event once, in order, none replayed"
+    );
+    expected.len()
+}
+
 /// Polls a condition on collected messages (they arrive on another task) with a deadline.
 async fn wait_until(cond: impl Fn() -> bool) {
     wait_until_or(cond, String::new).await
@@ -216,21 +210,6 @@ async fn wait_until_or(cond: impl Fn() -> bool, explain: impl Fn() -> String) {
             explain()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-trait FeedAfter {
-    async fn sim_feed_after(&self, uuid: &str, t0: f64) -> Vec<f64>;
-}
-
-impl FeedAfter for Sim {
-    async fn sim_feed_after(&self, uuid: &str, t0: f64) -> Vec<f64> {
-        self.feed(uuid)
-            .await
-            .iter()
-            .map(created)
-            .filter(|c| *c > t0)
-            .collect()
     }
 }
 
