@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::command::{self, CommandError, CommandReply, CommandRequest, ErrorCode};
 use crate::config::Config;
-use crate::connect::client::{ConnectClient, ConnectError};
+use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::model::{Job, Printer, PrinterState, SupportedCommand};
 use crate::discovery::{Discovery, PrinterDevice};
 use crate::mqtt::{Incoming, Link};
@@ -69,7 +69,7 @@ pub struct Bridge {
     printers: BTreeMap<String, Tracked>,
     missing: HashMap<String, u32>,
     health: Health,
-    rejected: Vec<String>,
+    rejected: Vec<RejectedPrinter>,
     link: Link,
     /// `supported-commands` per printer uuid: fetched once, dropped when Connect refuses one.
     supported: HashMap<String, Vec<SupportedCommand>>,
@@ -759,12 +759,19 @@ impl Bridge {
 
     /// Printers gone from the (filtered) list for long enough lose their topics and discovery.
     async fn forget_missing(&mut self, present: &BTreeMap<String, String>) {
-        let known: Vec<String> = self
+        let known: std::collections::BTreeSet<String> = self
             .memory
             .printers
             .keys()
             .chain(self.printers.keys())
             .filter(|u| !present.contains_key(*u))
+            // Unreadable this time is not gone: keep its entities (marked in bridge/info).
+            .filter(|u| {
+                !self
+                    .rejected
+                    .iter()
+                    .any(|r| r.uuid.as_deref() == Some(u.as_str()))
+            })
             .cloned()
             .collect();
         for uuid in known {
@@ -814,7 +821,7 @@ impl Bridge {
                 "last_error": self.health.last_error,
                 "last_error_at": self.health.last_error_at,
             },
-            "rejected_printers": self.rejected,
+            "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         });
         let topic = self.topics.bridge_info();
         self.outbox

@@ -100,6 +100,24 @@ impl std::fmt::Debug for ConnectClient {
     }
 }
 
+/// A printer in Connect's list whose JSON could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedPrinter {
+    pub uuid: Option<String>,
+    pub error: String,
+}
+
+impl std::fmt::Display for RejectedPrinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "printer {}: {}",
+            self.uuid.as_deref().unwrap_or("<no uuid>"),
+            self.error
+        )
+    }
+}
+
 /// A successful snapshot fetch: new bytes, or "not modified".
 #[derive(Debug, Clone)]
 pub enum Snapshot {
@@ -210,7 +228,7 @@ impl ConnectClient {
 
     /// Every printer of the account, paging when there are more than [`PRINTERS_PAGE`].
     /// A printer whose JSON cannot be read is returned in the second list, not fatal.
-    pub async fn printers(&self) -> Result<(Vec<Printer>, Vec<String>), ConnectError> {
+    pub async fn printers(&self) -> Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError> {
         let mut printers = Vec::new();
         let mut bad = Vec::new();
         let mut offset = 0u64;
@@ -235,12 +253,14 @@ impl ConnectClient {
                 match serde_json::from_value::<Printer>(value.clone()) {
                     Ok(p) => printers.push(p),
                     Err(e) => {
-                        let id = value
+                        let uuid = value
                             .get("uuid")
                             .and_then(Value::as_str)
-                            .unwrap_or("<no uuid>")
-                            .to_string();
-                        bad.push(format!("printer {id}: {e}"));
+                            .map(str::to_string);
+                        bad.push(RejectedPrinter {
+                            uuid,
+                            error: e.to_string(),
+                        });
                     }
                 }
             }
