@@ -69,7 +69,11 @@ pub async fn run(
         "  simulated Connect: http://{sim_addr}  (3 printers: one fails a print, one is paused and resumed)"
     );
     println!("  MQTT broker:       {broker}");
-    println!("  watch it:          mosquitto_sub -h <host> -p <port> -v -t '{DEMO_BASE_TOPIC}/#'");
+    let addr = BrokerAddress::parse(&broker)?;
+    println!(
+        "  watch it:          mosquitto_sub -h {} -p {} -v -t '{DEMO_BASE_TOPIC}/#'",
+        addr.host, addr.port
+    );
     println!("  stop:              Ctrl-C (the demo removes its retained topics when it stops)\n");
 
     let printer = Printout::start(&config, &broker).await?;
@@ -126,10 +130,6 @@ impl Printout {
         eventloop.set_network_options(crate::mqtt::low_latency());
         let filters = [
             format!("{}/#", config.mqtt.base_topic),
-            format!(
-                "{}/+/prusa_connect_+/#",
-                config.homeassistant.discovery_prefix
-            ),
             format!("{}/device/+/config", config.homeassistant.discovery_prefix),
         ];
         let sub_client = client.clone();

@@ -22,8 +22,6 @@ pub struct Outbox {
     discovery: BTreeMap<String, Vec<u8>>,
     retained: BTreeMap<String, Vec<u8>>,
     pending: VecDeque<(String, Vec<u8>, QoS)>,
-    /// Every message handed to the client.
-    pub sent: u64,
 }
 
 impl Outbox {
@@ -34,16 +32,10 @@ impl Outbox {
             discovery: BTreeMap::new(),
             retained: BTreeMap::new(),
             pending: VecDeque::new(),
-            sent: 0,
         }
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     async fn send(&mut self, topic: &str, payload: Vec<u8>, retain: bool, qos: QoS) {
-        self.sent += 1;
         if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
             // Only when the event loop is gone (shutdown); nothing to retry.
             tracing::debug!("cannot publish {topic}: {e}");
@@ -142,9 +134,5 @@ impl Outbox {
             .chain(self.retained.keys())
             .cloned()
             .collect()
-    }
-
-    pub fn client(&self) -> &AsyncClient {
-        &self.client
     }
 }

@@ -49,15 +49,6 @@ impl ConnectError {
             _ => None,
         }
     }
-
-    /// A fault of the service or the network rather than of this request.
-    pub fn is_outage(&self) -> bool {
-        match self {
-            Self::Transport(_) | Self::Decode { .. } => true,
-            Self::Api { status, .. } => *status == 429 || *status >= 500,
-            Self::Unauthorized { .. } | Self::NoCredentials => false,
-        }
-    }
 }
 
 /// Where the bearer token comes from.
