@@ -141,10 +141,16 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     );
 
     // A printer deleted from the account loses its discovery and retained topics.
+    let polls_before = list_polls(&sim);
     sim.sim.remove_printer(&other);
     let discovery = format!("homeassistant/device/prusa_connect_{other}/config");
     sub.wait_for(&discovery, WAIT, |m| m.payload.is_empty())
         .await;
+    let polls = list_polls(&sim) - polls_before;
+    assert!(
+        polls >= 3,
+        "removed after {polls} polls without it; a glitch must not wipe it"
+    );
     sub.wait_for(&format!("{BASE}/core_one/state"), WAIT, |m| {
         m.payload.is_empty()
     })
@@ -160,6 +166,21 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     assert_eq!(info["printers"][0]["uuid"], busy);
     assert_eq!(info["connect"]["reachable"], true);
     gateway.stop().await;
+}
+
+/// How many times the gateway has listed the printers so far.
+fn list_polls(sim: &Sim) -> usize {
+    sim.sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/app/printers")
+        .count()
+}
+
+/// Waits until the gateway has listed the printers `n` more times.
+async fn wait_polls(sim: &Sim, n: usize) {
+    let target = list_polls(sim) + n;
+    wait_until(|| list_polls(sim) >= target).await;
 }
 
 /// Asserts that the events on `topic` are exactly the simulator's feed events created after
@@ -338,4 +359,118 @@ async fn a_clean_stop_flushes_everything_and_clear_mode_leaves_nothing_retained(
         .map(|m| m.topic.clone())
         .collect();
     assert!(left.is_empty(), "retained topics left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_values_are_not_republished_and_a_connect_outage_marks_printers_offline() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_printer(spec("Busy MK4"));
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let avail = format!("{BASE}/busy_mk4/availability");
+    let info = format!("{BASE}/bridge/info");
+    sub.wait_for(&avail, WAIT, |m| m.text() == "online").await;
+    sub.wait_for(&info, WAIT, |_| true).await;
+    wait_polls(&sim, 4).await;
+    for topic in [
+        format!("{BASE}/busy_mk4/state"),
+        avail.clone(),
+        info.clone(),
+    ] {
+        assert_eq!(
+            sub.on(&topic).len(),
+            1,
+            "{topic} published again without a change"
+        );
+    }
+
+    // Connect answers 503: the printer becomes unavailable and bridge/info says why.
+    sim.sim
+        .set_fault(Some(prusa_connect_mqtt::simulator::Fault::Status(503)));
+    sub.wait_for(&avail, WAIT, |m| m.text() == "offline").await;
+    let down = sub
+        .wait_for(&info, WAIT, |m| m.json()["connect"]["reachable"] == false)
+        .await
+        .json();
+    let error = down["connect"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("503"), "{down}");
+    assert!(down["connect"]["since"].as_str().is_some(), "{down}");
+
+    // It recovers by itself.
+    sim.sim.set_fault(None);
+    sub.wait_for(&avail, WAIT, |m| m.text() == "online").await;
+    sub.wait_for(&info, WAIT, |m| m.json()["connect"]["reachable"] == true)
+        .await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printer_filter_applies_and_an_unreadable_printer_is_kept_not_removed() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let busy = sim.sim.add_printer(spec("Busy MK4"));
+    let other = sim.sim.add_printer(spec("Core One"));
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+    let mut cfg = config(&broker, &sim, state.path(), "");
+    cfg.connect.printers = vec!["Busy MK4".into()];
+    let gateway = Gateway::start(cfg);
+    let info = format!("{BASE}/bridge/info");
+    let first = sub.wait_for(&info, WAIT, |_| true).await.json();
+    assert_eq!(
+        first["printers"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+    assert_eq!(first["printers"][0]["uuid"], busy.as_str());
+    assert!(
+        sub.on(&format!(
+            "homeassistant/device/prusa_connect_{other}/config"
+        ))
+        .is_empty()
+    );
+    assert!(sub.on(&format!("{BASE}/core_one/state")).is_empty());
+
+    // Connect sends a field of a type this version cannot read: the printer is reported,
+    // and keeps its entities however long it lasts.
+    sim.sim
+        .override_field(&busy, "temp", serde_json::json!("hot"));
+    let bad = sub
+        .wait_for(&info, WAIT, |m| {
+            m.json()["rejected_printers"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+        })
+        .await
+        .json();
+    assert!(
+        bad["rejected_printers"][0]
+            .as_str()
+            .unwrap()
+            .contains(&busy),
+        "{bad}"
+    );
+    wait_polls(&sim, 4).await;
+    let discovery = format!("homeassistant/device/prusa_connect_{busy}/config");
+    assert!(
+        sub.on(&discovery).iter().all(|m| !m.payload.is_empty()),
+        "discovery was removed"
+    );
+    assert!(
+        sub.on(&format!("{BASE}/busy_mk4/state"))
+            .iter()
+            .all(|m| !m.payload.is_empty())
+    );
+
+    sim.sim
+        .override_field(&busy, "temp", serde_json::Value::Null);
+    sub.wait_for(&info, WAIT, |m| {
+        m.json()["rejected_printers"]
+            .as_array()
+            .is_some_and(|r| r.is_empty())
+    })
+    .await;
+    gateway.stop().await;
 }

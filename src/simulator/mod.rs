@@ -303,6 +303,19 @@ impl Simulator {
         self.script(uuid, |p, ctx| p.set_dialog(ctx, dialog, &Cause::FIRMWARE))
     }
 
+    /// Lays `value` over field `key` of the printer's JSON (`Null` removes the override):
+    /// for serving shapes the client must survive, like a field of an unexpected type.
+    #[track_caller]
+    pub fn override_field(&self, uuid: &str, key: &str, value: serde_json::Value) {
+        self.script(uuid, |p, _| {
+            if value.is_null() {
+                p.overrides.remove(key);
+            } else {
+                p.overrides.insert(key.to_string(), value);
+            }
+        })
+    }
+
     /// Sets the measured nozzle and bed temperatures.
     #[track_caller]
     pub fn set_temps(&self, uuid: &str, nozzle: f64, bed: f64) {

@@ -86,6 +86,9 @@ pub(crate) fn printer(p: &Printer, now_us: i64, detail: bool) -> Value {
         );
         map.insert("queue_count".into(), json!(p.queue.len()));
     }
+    if let Some(map) = v.as_object_mut() {
+        map.extend(p.overrides.clone());
+    }
     v
 }
 

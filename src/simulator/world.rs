@@ -273,6 +273,8 @@ pub(crate) struct Printer {
     pub files: Vec<FileInfo>,
     /// `None`: a manual printer, only changed by scripting and commands.
     pub pilot: Option<Autopilot>,
+    /// Fields laid over the rendered printer JSON, to serve what Connect might send one day.
+    pub overrides: serde_json::Map<String, Value>,
 }
 
 impl Printer {
@@ -324,6 +326,7 @@ impl Printer {
             job_info: None,
             dialog: None,
             state_before_dialog: None,
+            overrides: serde_json::Map::new(),
             jobs: VecDeque::new(),
             events: VecDeque::new(),
             queue: Vec::new(),

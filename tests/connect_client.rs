@@ -1,0 +1,144 @@
+//! The Connect client against the simulated Connect over HTTP: every endpoint parses, and
+//! errors come back typed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::gateway::{Sim, TOKEN};
+use prusa_connect_mqtt::connect::client::Snapshot;
+use prusa_connect_mqtt::connect::model::{JobState, PrinterState};
+use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
+use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use serde_json::json;
+
+fn client(sim: &Sim, token: &str) -> ConnectClient {
+    ConnectClient::new(
+        &sim.url(),
+        TokenSource::Static(token.into()),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_endpoint_parses() {
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    for i in 0..120 {
+        // More than one page of printers.
+        sim.sim
+            .add_printer(PrinterSpec::named(&format!("Farm {i}")));
+    }
+    sim.sim.queue_job(&uuid, "/usb/next.bgcode");
+    sim.sim.set_unseen(3);
+    let job_id = sim.sim.start_job(&uuid, "cube.bgcode", 600, &["A", "B"]);
+    let c = client(&sim, TOKEN);
+
+    let (printers, rejected) = c.printers().await.unwrap();
+    assert_eq!(printers.len(), 121);
+    assert!(rejected.is_empty());
+    let p = c.printer(&uuid).await.unwrap();
+    assert_eq!(p.effective_state(), PrinterState::Printing);
+    assert_eq!(p.job_info.unwrap().id, Some(job_id));
+    let job = c.job(&uuid, job_id).await.unwrap();
+    assert_eq!(job.cancelable.unwrap().objects.len(), 2);
+    assert_eq!(c.jobs(&uuid, 10).await.unwrap().jobs[0].id, job_id);
+    let events = c.events_since(&uuid, Some(0.0)).await.unwrap();
+    assert!(
+        events.windows(2).all(|w| w[0].created <= w[1].created),
+        "oldest first"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.raw.get("state") == Some(&json!("PRINTING")))
+    );
+    assert_eq!(c.queue(&uuid).await.unwrap().planned_jobs.len(), 1);
+    assert!(
+        c.download_queue(&uuid)
+            .await
+            .unwrap()
+            .planned_jobs
+            .is_empty()
+    );
+    assert!(c.files(&uuid).await.unwrap().contains_key("files"));
+    assert!(c.storages(&uuid).await.unwrap().contains_key("storages"));
+    let cameras = c.cameras(&uuid).await.unwrap();
+    // The simulator gives the first printer a camera.
+    let camera = cameras.cameras[0].id_string();
+    let Snapshot::Image { bytes, etag } = c.snapshot(&camera, &uuid, None).await.unwrap() else {
+        panic!("expected an image")
+    };
+    assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
+    assert!(matches!(
+        c.snapshot(&camera, &uuid, etag.as_deref()).await.unwrap(),
+        Snapshot::NotModified
+    ));
+    let supported = c.supported_commands(&uuid).await.unwrap();
+    assert!(
+        supported
+            .commands
+            .iter()
+            .any(|s| s.command == "MOVE" && !s.args.is_empty())
+    );
+    assert!(!c.printer_types().await.unwrap().printer_types.is_empty());
+    assert_eq!(c.unseen_notifications().await.unwrap().unseen, 3);
+    assert!(c.version().await.unwrap().version.is_some());
+    let done = c
+        .execute(&uuid, "STOP_PRINT", &serde_json::Map::new())
+        .await
+        .unwrap();
+    assert!(done.command.id > 0);
+    assert_eq!(
+        c.job(&uuid, job_id).await.unwrap().state,
+        Some(JobState::FinStopped)
+    );
+    c.set_job_reason(&uuid, job_id, &json!({"tag": ["OTHER"]}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    assert!(matches!(
+        client(&sim, "wrong").printers().await,
+        Err(ConnectError::Unauthorized { .. })
+    ));
+    let c = client(&sim, TOKEN);
+    match c
+        .execute(&uuid, "PAUSE_PRINT", &serde_json::Map::new())
+        .await
+    {
+        Err(ConnectError::Api {
+            status: 409,
+            message,
+            ..
+        }) => assert!(message.contains("IDLE"), "{message}"),
+        other => panic!("expected a 409, got {other:?}"),
+    }
+    sim.sim
+        .set_fault(Some(Fault::TooManyRequests { retry_after_s: 7 }));
+    let e = c.printers().await.unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{e}");
+    for fault in [Fault::MalformedJson, Fault::TruncatedJson] {
+        sim.sim.set_fault(Some(fault));
+        assert!(matches!(
+            c.printers().await,
+            Err(ConnectError::Decode { .. })
+        ));
+    }
+    sim.sim
+        .set_fault(Some(Fault::Delay(Duration::from_secs(5))));
+    assert!(
+        matches!(c.printers().await, Err(ConnectError::Transport(_))),
+        "a timeout"
+    );
+    sim.sim.set_fault(None);
+    sim.sim.override_field(&uuid, "speed", json!("fast"));
+    let (printers, rejected) = c.printers().await.unwrap();
+    assert!(printers.is_empty());
+    assert_eq!(rejected[0].uuid.as_deref(), Some(uuid.as_str()));
+}
