@@ -1,5 +1,6 @@
 //! The HTTP edge: Connect's `/app/` API, `/version.json`, and the middleware every request
-//! goes through (recording, faults, authentication).
+//! goes through (recording, faults, authentication). The account server's routes
+//! (`/o/*`, `/login/*`) are merged in from `account/http.rs`.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::world::{Printer, real_now_us};
-use super::{Fault, RecordedRequest, Simulator, admin, commands, jpeg, render};
+use super::{Fault, RecordedRequest, Simulator, account, admin, commands, jpeg, render};
 
 /// Larger bodies are refused with 413.
 const MAX_BODY: usize = 1 << 20;
@@ -74,6 +75,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/version.json", get(version))
         .nest("/app", app)
         .nest("/_sim", admin::router())
+        .merge(account::http::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim.clone(), record))
@@ -156,15 +158,15 @@ async fn apply_fault(State(sim): State<Simulator>, request: Request, next: Next)
     }
 }
 
-/// `Authorization: Bearer <token>` or the `auth.access_token` cookie. Without a configured
-/// token any non-empty one passes.
+/// `Authorization: Bearer <token>` or the `auth.access_token` cookie. Access tokens the
+/// account server issued pass while unexpired; other tokens must be the configured one, or
+/// anything non-empty when none is configured.
 async fn authenticate(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let expected = sim.world().token.clone();
     let offered = offered_tokens(request.headers());
-    let accepted = match expected {
-        Some(expected) => offered.contains(&expected),
-        None => !offered.is_empty(),
-    };
+    let accepted = sim
+        .account()
+        .admits(&offered, expected.as_deref(), real_now_us());
     if !accepted {
         let mut response = ApiError::unauthorized().into_response();
         response
@@ -184,20 +186,27 @@ fn offered_tokens(headers: &HeaderMap) -> Vec<String> {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let cookies = headers
+    bearer
+        .chain(cookie_values(headers, AUTH_COOKIE))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The values of every cookie called `name` in the request's `Cookie` headers.
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == AUTH_COOKIE).then(|| value.trim())
-        });
-    bearer
-        .chain(cookies)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
+        .filter_map(move |pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim())
+        })
 }
 
 // ---------------------------------------------------------------- extractors

@@ -9,8 +9,11 @@
 //! Layout: `world.rs` holds the state and every state transition (the only place that appends
 //! feed events); `render.rs` turns it into Connect's JSON; `commands.rs` is the command table
 //! and `commands/sync`; `scenario.rs` drives the demo and farm printers; `http.rs` and
-//! `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots.
+//! `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots. `account/` is the
+//! simulated Prusa Account (OAuth2 login and tokens), served by the same HTTP server so that
+//! the gateway's `auth_url` can point at the simulator too.
 
+mod account;
 mod admin;
 mod commands;
 mod error;
@@ -29,7 +32,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use world::{Cause, NewJob, World};
+use world::{Cause, NewJob, World, real_now_us};
+
+pub use account::{
+    AccountStats, CLIENT_ID, CODE_TTL, DEFAULT_ACCESS_TTL, REDIRECT_URI, REFRESH_TTL,
+};
 
 /// Options for [`Simulator::new`].
 #[derive(Debug, Clone, Default)]
@@ -152,6 +159,7 @@ pub struct RecordedRequest {
 #[derive(Clone)]
 pub struct Simulator {
     world: Arc<Mutex<World>>,
+    account: Arc<Mutex<account::Accounts>>,
 }
 
 impl Simulator {
@@ -160,6 +168,7 @@ impl Simulator {
         scenario::populate(&mut world, opts.scenario);
         Simulator {
             world: Arc::new(Mutex::new(world)),
+            account: Arc::default(),
         }
     }
 
@@ -186,6 +195,13 @@ impl Simulator {
     /// transition keeps it consistent step by step, and a test double must not cascade panics.
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         self.world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks the account server's state; poisoning is ignored as for [`Simulator::world`].
+    pub(crate) fn account(&self) -> MutexGuard<'_, account::Accounts> {
+        self.account
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -379,6 +395,53 @@ impl Simulator {
     /// The count `GET /app/notifications/unseen` answers.
     pub fn set_unseen(&self, n: u64) {
         self.world().unseen = n;
+    }
+
+    // --- the account server (`/o/authorize/`, `/o/token/`, `/login/`, `/login/2fa/`)
+
+    /// Adds a user who can log in with `email` (case-insensitive) and `password`. With
+    /// `totp`, the login asks for a second factor and `totp` is the one code it accepts.
+    /// Adding a known email again replaces its password and code and keeps its tokens.
+    pub fn add_user(&self, email: &str, password: &str, totp: Option<&str>) {
+        self.account().add_user(email, password, totp);
+    }
+
+    /// A new refresh token for the user, as if they had logged in in a browser. Panics on an
+    /// unknown email.
+    #[track_caller]
+    pub fn issue_refresh_token(&self, email: &str) -> String {
+        match self.account().issue_refresh_token(email, real_now_us()) {
+            Some(token) => token,
+            None => panic!("simulator: no user with email {email}"),
+        }
+    }
+
+    /// Whether `token` would be accepted by `/o/token/` now (issued, not yet used or revoked,
+    /// not expired).
+    pub fn is_refresh_token_valid(&self, token: &str) -> bool {
+        self.account().is_refresh_token_valid(token, real_now_us())
+    }
+
+    /// The lifetime of access tokens issued from now on ([`DEFAULT_ACCESS_TTL`] at first).
+    pub fn set_access_ttl(&self, ttl: Duration) {
+        self.account().access_ttl = ttl;
+    }
+
+    /// Revokes every refresh token, as "log out everywhere" does. Access tokens already
+    /// issued stay valid until they expire: Connect checks their signature, not the account
+    /// server.
+    pub fn revoke_refresh_tokens(&self) {
+        self.account().revoke_refresh_tokens();
+    }
+
+    /// Makes every access token issued so far expired now (their `exp` claims then lie).
+    pub fn expire_access_tokens(&self) {
+        self.account().expire_access_tokens(real_now_us());
+    }
+
+    /// What the account server has seen so far.
+    pub fn account_stats(&self) -> AccountStats {
+        self.account().stats.clone()
     }
 
     /// Advances every scenario printer by `dt` of simulated time. Printers added with

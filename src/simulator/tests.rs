@@ -8,17 +8,18 @@ use tokio::sync::oneshot;
 
 use super::*;
 
-const TOKEN: &str = "test-token";
+pub(super) const TOKEN: &str = "test-token";
 
-struct Server {
-    base: String,
-    client: reqwest::Client,
-    sim: Simulator,
+/// A simulator serving on 127.0.0.1:0; the account server's tests use it too.
+pub(super) struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub sim: Simulator,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start(opts: SimOptions) -> Server {
+pub(super) async fn start(opts: SimOptions) -> Server {
     let sim = Simulator::new(opts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -37,16 +38,17 @@ async fn start(opts: SimOptions) -> Server {
     }
 }
 
-async fn start_empty() -> Server {
+pub(super) async fn start_empty() -> Server {
     start(SimOptions::default()).await
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    /// Sends and reads the body as JSON, or as a JSON string when it is not JSON.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.send().await.expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body read");
@@ -58,7 +60,7 @@ impl Server {
         (status, body)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.client.get(self.url(path)).bearer_auth(TOKEN))
             .await
     }
@@ -93,7 +95,7 @@ impl Server {
         body["events"].as_array().cloned().unwrap_or_default()
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
