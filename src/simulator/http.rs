@@ -75,7 +75,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/version.json", get(version))
         .nest("/app", app)
         .nest("/_sim", admin::router())
-        .merge(account::http::router())
+        .merge(account::http::router(sim.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim.clone(), record))
@@ -114,24 +114,45 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
 
 async fn apply_fault(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let fault = sim.world().fault.clone();
+    with_fault(fault, Service::Connect, request, next).await
+}
+
+/// Which server a fault hits: the error bodies differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// Connect's JSON errors.
+    Connect,
+    /// The account server's HTML error pages.
+    Account,
+}
+
+/// Answers `request` as `fault` says, or passes it on when there is none.
+pub(crate) async fn with_fault(
+    fault: Option<Fault>,
+    service: Service,
+    request: Request,
+    next: Next,
+) -> Response {
+    let error = |status: StatusCode, code: &'static str, message: String| match service {
+        Service::Connect => ApiError::new(status, code, message).into_response(),
+        Service::Account => account::http::status_page(status),
+    };
     match fault {
         None => next.run(request).await,
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            ApiError::new(
+            error(
                 status,
                 "SIMULATED_FAULT",
                 format!("Simulated fault: HTTP {}", status.as_u16()),
             )
-            .into_response()
         }
         Some(Fault::TooManyRequests { retry_after_s }) => {
-            let mut response = ApiError::new(
+            let mut response = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TOO_MANY_REQUESTS",
-                "Too many requests, slow down",
-            )
-            .into_response();
+                "Too many requests, slow down".to_string(),
+            );
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
@@ -141,11 +162,13 @@ async fn apply_fault(State(sim): State<Simulator>, request: Request, next: Next)
             tokio::time::sleep(delay).await;
             next.run(request).await
         }
-        Some(Fault::MalformedJson) => (
-            [(CONTENT_TYPE, "application/json")],
-            r#"{"printers": [oops"#,
-        )
-            .into_response(),
+        Some(Fault::MalformedJson) => {
+            let body = match service {
+                Service::Connect => r#"{"printers": [oops"#,
+                Service::Account => r#"{"access_token": oops"#,
+            };
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
         Some(Fault::TruncatedJson) => {
             let (mut parts, body) = next.run(request).await.into_parts();
             let bytes = axum::body::to_bytes(body, usize::MAX)

@@ -128,7 +128,8 @@ impl PrinterSpec {
     }
 }
 
-/// A misbehaviour applied to every `/app/` request while it is set.
+/// A misbehaviour applied to every `/app/` request while it is set (or, with
+/// [`Simulator::set_account_fault`], to every account server request).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Answer with this status and a JSON error body; the request has no effect.
@@ -437,6 +438,18 @@ impl Simulator {
     /// Makes every access token issued so far expired now (their `exp` claims then lie).
     pub fn expire_access_tokens(&self) {
         self.account().expire_access_tokens(real_now_us());
+    }
+
+    /// A misbehaviour for every request under `/o/` and `/login/` (Connect's `/app/` is not
+    /// affected). Error statuses come with HTML pages, as from the account server's proxy.
+    pub fn set_account_fault(&self, fault: Option<Fault>) {
+        self.account().fault = fault;
+    }
+
+    /// How long `/o/token/` waits before handling each request, so that tests can see
+    /// whether a client ever has two token requests in progress at once.
+    pub fn set_token_endpoint_delay(&self, delay: Duration) {
+        self.account().token_delay = delay;
     }
 
     /// What the account server has seen so far.

@@ -1,19 +1,20 @@
 //! The account server's HTTP edge: `/o/authorize/`, `/o/token/`, `/login/` and `/login/2fa/`,
 //! served next to Connect's `/app` but outside it: Connect's fault switch and token check do
-//! not apply here.
+//! not apply here; the account's own fault switch covers `/o/*` and `/login/*`.
 
 use std::collections::HashMap;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Form, Json, Router};
 
 use super::super::Simulator;
-use super::super::http::cookie_values;
+use super::super::http::{Service, cookie_values, with_fault};
 use super::super::world::real_now_us;
 use super::pages::{self, url_encode};
 use super::{AuthorizeRequest, PasswordStep, Session, TokenRequest, TotpStep};
@@ -26,7 +27,7 @@ const WRONG_CREDENTIALS: &str = "Please enter a correct email and password.";
 const WRONG_TOTP: &str = "Invalid token.";
 const FIELD_REQUIRED: &str = "This field is required.";
 
-pub(crate) fn router() -> Router<Simulator> {
+pub(crate) fn router(sim: Simulator) -> Router<Simulator> {
     Router::new()
         .route("/o/authorize/", get(authorize))
         .route(TOKEN_PATH, post(token))
@@ -35,6 +36,34 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/login/2fa/", get(totp_page).post(totp))
         .route("/login/{*rest}", any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(sim, count_and_fault))
+}
+
+// ---------------------------------------------------------------- middleware
+
+/// Counts `/o/token/` requests in progress (faulted ones too, so a client retrying in
+/// parallel is seen), then applies the account's fault.
+async fn count_and_fault(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
+    let _in_flight =
+        (request.uri().path() == TOKEN_PATH).then(|| TokenRequestInFlight::start(&sim));
+    let fault = sim.account().fault.clone();
+    with_fault(fault, Service::Account, request, next).await
+}
+
+/// Marks one `/o/token/` request in progress until dropped, also when the client hangs up.
+struct TokenRequestInFlight(Simulator);
+
+impl TokenRequestInFlight {
+    fn start(sim: &Simulator) -> TokenRequestInFlight {
+        sim.account().token_request_started();
+        TokenRequestInFlight(sim.clone())
+    }
+}
+
+impl Drop for TokenRequestInFlight {
+    fn drop(&mut self) {
+        self.0.account().token_request_ended();
+    }
 }
 
 // ---------------------------------------------------------------- helpers
@@ -44,7 +73,7 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// A bare HTML page for `status`, as the account server's front proxy sends.
-fn status_page(status: StatusCode) -> Response {
+pub(crate) fn status_page(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     html(status, pages::status(status.as_u16(), reason))
 }
@@ -264,11 +293,15 @@ async fn totp(
     }
 }
 
-/// The token endpoint: exchanges a code or refresh token.
+/// The token endpoint: waits the configured delay, then exchanges a code or refresh token.
 async fn token(
     State(sim): State<Simulator>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
+    let delay = sim.account().token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     // Another content type reads as an empty form (so: unsupported_grant_type), as in Django.
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let result = TokenRequest::parse(&form)

@@ -24,6 +24,8 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::Fault;
+
 /// The Connect web app's public OAuth2 client id, the only client the account server knows.
 pub const CLIENT_ID: &str = "MRHTlZhZqkNrrQ6FUPtjyusAz8nc59ErHXP8XkS4";
 /// The only redirect URI registered for [`CLIENT_ID`].
@@ -56,6 +58,8 @@ pub struct AccountStats {
     pub logins_failed: u64,
     /// Wrong codes entered at the 2FA step.
     pub totp_failed: u64,
+    /// The most `/o/token/` requests ever in progress at once.
+    pub max_concurrent_token_requests: u64,
     /// Access tokens handed out by `/o/token/`.
     pub access_tokens_issued: u64,
     /// `/app` requests refused because the access token they offered was issued here but has
@@ -335,6 +339,11 @@ pub(crate) struct Accounts {
     /// would become "never issued" and pass when Connect accepts any token.
     access_tokens: HashMap<String, i64>,
     pub access_ttl: Duration,
+    /// Applies to `/o/*` and `/login/*`.
+    pub fault: Option<Fault>,
+    /// How long `/o/token/` waits before it handles a request.
+    pub token_delay: Duration,
+    token_requests_in_flight: u64,
     pub stats: AccountStats,
     next_user: u64,
 }
@@ -348,6 +357,9 @@ impl Default for Accounts {
             refresh_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
             access_ttl: DEFAULT_ACCESS_TTL,
+            fault: None,
+            token_delay: Duration::ZERO,
+            token_requests_in_flight: 0,
             stats: AccountStats::default(),
             next_user: 0,
         }
@@ -625,6 +637,18 @@ impl Accounts {
             Some(&expires_us) if now_us < expires_us => AccessTokenStatus::Valid,
             Some(_) => AccessTokenStatus::Expired,
         }
+    }
+
+    pub fn token_request_started(&mut self) {
+        self.token_requests_in_flight += 1;
+        let stats = &mut self.stats;
+        stats.max_concurrent_token_requests = stats
+            .max_concurrent_token_requests
+            .max(self.token_requests_in_flight);
+    }
+
+    pub fn token_request_ended(&mut self) {
+        self.token_requests_in_flight = self.token_requests_in_flight.saturating_sub(1);
     }
 }
 

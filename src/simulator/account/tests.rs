@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::super::tests::{Server, TOKEN, start, start_empty};
-use super::super::{Scenario, SimOptions};
+use super::super::{Fault, Scenario, SimOptions};
 use super::*;
 
 const EMAIL: &str = "maker@example.com";
@@ -728,6 +728,83 @@ async fn connect_refuses_issued_access_tokens_once_expired() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(server.sim.account_stats().access_tokens_rejected, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn account_faults_hit_the_account_server_only() {
+    let server = start_empty().await;
+    server.sim.add_user(EMAIL, PASSWORD, None);
+    let refresh_token = server.sim.issue_refresh_token(EMAIL);
+
+    server.sim.set_account_fault(Some(Fault::Status(503)));
+    let (status, body) = refresh(&server, &refresh_token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.as_str().is_some_and(|b| b.contains("503")), "{body}");
+    let (status, _) = server.send(server.client.get(server.url("/login/"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(server.get("/app/printers").await.0, StatusCode::OK);
+    assert!(
+        server.sim.is_refresh_token_valid(&refresh_token),
+        "a faulted request has no effect"
+    );
+
+    server
+        .sim
+        .set_account_fault(Some(Fault::TooManyRequests { retry_after_s: 9 }));
+    let response = server
+        .client
+        .post(server.url("/o/token/"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "9");
+
+    server.sim.set_account_fault(Some(Fault::MalformedJson));
+    let (status, body) = refresh(&server, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_string(), "not JSON: {body}");
+
+    // Connect's fault switch leaves the account server alone.
+    server.sim.set_account_fault(None);
+    server.sim.set_fault(Some(Fault::Status(500)));
+    let (status, body) = refresh(&server, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        server.get("/app/printers").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let token_posts = server
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/o/token/")
+        .count();
+    assert_eq!(token_posts, 4, "faulted requests are recorded too");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn overlapping_token_requests_are_counted() {
+    let server = start_empty().await;
+    server.sim.add_user(EMAIL, PASSWORD, None);
+    server
+        .sim
+        .set_token_endpoint_delay(Duration::from_millis(500));
+    let (status, _) = refresh(&server, &server.sim.issue_refresh_token(EMAIL)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.sim.account_stats().max_concurrent_token_requests, 1);
+
+    let (a, b) = (
+        server.sim.issue_refresh_token(EMAIL),
+        server.sim.issue_refresh_token(EMAIL),
+    );
+    let started = Instant::now();
+    let (first, second) = tokio::join!(refresh(&server, &a), refresh(&server, &b));
+    assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(server.sim.account_stats().max_concurrent_token_requests, 2);
     server.stop().await;
 }
 
