@@ -1,12 +1,14 @@
 //! `/_sim/`: scripting over HTTP for curl, Node-RED and other processes. Thin wrappers over
 //! the Rust API; no authentication, never faulted, never recorded.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -33,6 +35,14 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/token", post(set_token))
         .route("/unseen", post(set_unseen))
         .route("/step", post(step))
+        .route("/account/users", post(add_user))
+        .route("/account/refresh-tokens", post(issue_refresh_token))
+        .route("/account/revoke", post(revoke_refresh_tokens))
+        .route("/account/expire", post(expire_access_tokens))
+        .route("/account/access-ttl", put(set_access_ttl))
+        .route("/account/token-delay", put(set_token_delay))
+        .route("/account/fault", post(set_account_fault))
+        .route("/account/stats", get(account_stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -309,6 +319,12 @@ async fn queue_job(
 /// `{"kind":"too_many_requests","retry_after_s":5}`, `{"kind":"delay","ms":1500}`,
 /// `{"kind":"malformed_json"}`, `{"kind":"truncated_json"}`.
 async fn set_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    sim.set_fault(parse_fault(&body)?);
+    Ok(ok())
+}
+
+/// A fault body as `/fault` takes it.
+fn parse_fault(body: &[u8]) -> Result<Option<Fault>, ApiError> {
     #[derive(Deserialize)]
     #[serde(tag = "kind", rename_all = "snake_case")]
     enum Body {
@@ -331,17 +347,15 @@ async fn set_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
     let body: Option<Body> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        parse_json(&body)?
+        parse_json(body)?
     };
-    let fault = body.map(|b| match b {
+    Ok(body.map(|b| match b {
         Body::Status { status } => Fault::Status(status),
         Body::TooManyRequests { retry_after_s } => Fault::TooManyRequests { retry_after_s },
-        Body::Delay { ms } => Fault::Delay(std::time::Duration::from_millis(ms)),
+        Body::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
         Body::MalformedJson => Fault::MalformedJson,
         Body::TruncatedJson => Fault::TruncatedJson,
-    });
-    sim.set_fault(fault);
-    Ok(ok())
+    }))
 }
 
 /// `{"token": "secret"}` or `{"token": null}` (any token accepted).
@@ -383,8 +397,97 @@ async fn step(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, A
     let mut left = seconds;
     while left > 0.0 {
         let dt = left.min(1.0);
-        sim.step(std::time::Duration::from_secs_f64(dt));
+        sim.step(Duration::from_secs_f64(dt));
         left -= dt;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- the account server
+
+/// `{"email": "a@b.c", "password": "pw", "totp": "123456"}` (`totp` optional)
+async fn add_user(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        email: String,
+        password: String,
+        totp: Option<String>,
+    }
+    let user: Body = parse_json(&body)?;
+    if user.email.trim().is_empty() || user.password.is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_USER",
+            "email and password must not be empty",
+        ));
+    }
+    sim.add_user(&user.email, &user.password, user.totp.as_deref());
+    Ok(ok())
+}
+
+/// `{"email": "a@b.c"}` → `{"refresh_token": ".."}`, as if the user had logged in.
+async fn issue_refresh_token(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        email: String,
+    }
+    let Body { email } = parse_json(&body)?;
+    let token = sim
+        .account()
+        .issue_refresh_token(&email, super::world::real_now_us())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND_USER",
+                format!("No user with email {email}"),
+            )
+        })?;
+    Ok(Json(json!({ "refresh_token": token })))
+}
+
+async fn revoke_refresh_tokens(State(sim): State<Simulator>) -> Json<Value> {
+    sim.revoke_refresh_tokens();
+    ok()
+}
+
+async fn expire_access_tokens(State(sim): State<Simulator>) -> Json<Value> {
+    sim.expire_access_tokens();
+    ok()
+}
+
+/// Reads `{"<key>": n}` as n times `unit`; n is a non-negative number, fractions allowed.
+fn parse_duration(body: &[u8], key: &'static str, unit: Duration) -> Result<Duration, ApiError> {
+    let value: Value = parse_json(body)?;
+    value
+        .get(key)
+        .and_then(Value::as_f64)
+        .and_then(|n| Duration::try_from_secs_f64(n * unit.as_secs_f64()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_DURATION",
+                format!("The body needs a non-negative number {key}, not too large"),
+            )
+        })
+}
+
+/// `{"seconds": 5}`: the lifetime of access tokens issued from now on.
+async fn set_access_ttl(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    sim.set_access_ttl(parse_duration(&body, "seconds", Duration::from_secs(1))?);
+    Ok(ok())
+}
+
+/// `{"ms": 500}`: how long `/o/token/` waits before it answers.
+async fn set_token_delay(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    let delay = parse_duration(&body, "ms", Duration::from_millis(1))?;
+    sim.set_token_endpoint_delay(delay);
+    Ok(ok())
+}
+
+/// The same bodies as `/fault`, for `/o/*` and `/login/*`.
+async fn set_account_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    sim.set_account_fault(parse_fault(&body)?);
+    Ok(ok())
+}
+
+async fn account_stats(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!(sim.account_stats()))
 }

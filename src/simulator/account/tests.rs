@@ -808,6 +808,103 @@ async fn overlapping_token_requests_are_counted() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn admin_interface_scripts_the_account_server() {
+    let server = start_empty().await;
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        server
+            .client
+            .request(method, server.url(&format!("/_sim/account{path}")))
+            .json(&body)
+    };
+    let post = |path: &str, body: Value| admin(reqwest::Method::POST, path, body);
+    let (status, _) = server
+        .send(post(
+            "/users",
+            json!({ "email": EMAIL, "password": PASSWORD }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .send(post("/refresh-tokens", json!({ "email": EMAIL })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refresh_token = field(&body, "refresh_token");
+    let (status, _) = server
+        .send(admin(
+            reqwest::Method::PUT,
+            "/access-ttl",
+            json!({ "seconds": 3 }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = refresh(&server, &refresh_token).await;
+    assert_eq!(
+        (status, body["expires_in"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let access_token = field(&body, "access_token");
+    server.send(post("/expire", Value::Null)).await;
+    assert_eq!(
+        printers_with(&server, &access_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    server
+        .send(post("/fault", json!({ "kind": "status", "status": 502 })))
+        .await;
+    assert_eq!(refresh(&server, "x").await.0, StatusCode::BAD_GATEWAY);
+    server.send(post("/fault", Value::Null)).await;
+    let (status, _) = server
+        .send(admin(
+            reqwest::Method::PUT,
+            "/token-delay",
+            json!({ "ms": 20 }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .send(admin(
+            reqwest::Method::PUT,
+            "/token-delay",
+            json!({ "ms": -1 }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    server.send(post("/revoke", Value::Null)).await;
+    assert!(
+        !server
+            .sim
+            .is_refresh_token_valid(&field(&body, "refresh_token"))
+    );
+    let (status, body) = server
+        .send(post(
+            "/refresh-tokens",
+            json!({ "email": "nobody@example.com" }),
+        ))
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("NOT_FOUND_USER"))
+    );
+    let (status, stats) = server
+        .send(server.client.get(server.url("/_sim/account/stats")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["refreshes_ok"], 1);
+    assert_eq!(stats["access_tokens_issued"], 1);
+    assert!(
+        server
+            .sim
+            .requests()
+            .iter()
+            .all(|r| r.path == "/o/token/" || r.path == "/app/printers"),
+        "admin requests are not recorded"
+    );
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------- rules, with a fake clock
 
 const T0: i64 = 1_750_000_000_000_000;
