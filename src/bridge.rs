@@ -466,6 +466,10 @@ impl Bridge {
                 .await;
         }
         self.publish_info().await;
+        if e.needs_user() && matches!(e, ConnectError::Auth(_)) {
+            // Waiting for a new token costs no request: look for one every normal poll.
+            return self.config.connect.poll_interval;
+        }
         let base = self.config.connect.active_poll_interval;
         let exp = base
             .saturating_mul(1u32 << self.health.failures.min(10))
@@ -821,6 +825,7 @@ impl Bridge {
                 "last_error": self.health.last_error,
                 "last_error_at": self.health.last_error_at,
             },
+            "auth": self.connect.auth_status(),
             "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         });
         let topic = self.topics.bridge_info();

@@ -279,6 +279,22 @@ impl Config {
                 bail!("{key} = {url:?} must start with https:// (or http://)");
             }
         }
+        let c = &self.connect;
+        let methods: Vec<&str> = [
+            ("connect.access_token", c.access_token.is_some()),
+            ("connect.refresh_token", c.refresh_token.is_some()),
+            ("connect.token_file", c.token_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if methods.len() > 1 {
+            bail!(
+                "{} are all set: keep only one way to authenticate (connect.refresh_token is the \
+                 one that lasts)",
+                methods.join(" and ")
+            );
+        }
         crate::mqtt::BrokerAddress::parse(&self.mqtt.url)
             .with_context(|| format!("mqtt.url = {:?}", self.mqtt.url))?;
         for (key, d) in [
@@ -325,11 +341,12 @@ impl Config {
     }
 
     /// The access token configured directly (not the refresh flow), if any.
-    pub fn static_access_token(&self) -> Option<String> {
+    pub fn static_access_token(&self) -> Option<SecretString> {
         self.connect
             .access_token
             .as_ref()
-            .map(|s| s.expose_secret().trim().to_string())
+            .map(|s| SecretString::from(s.expose_secret().trim().to_string()))
+            .filter(|s| !s.expose_secret().is_empty())
     }
 }
 
@@ -415,6 +432,10 @@ mod tests {
             ),
             ("[homeassistant]\nmode = \"both\"\n", "homeassistant.mode"),
             ("[log]\nlevel = \"loud!!\"\n", "log.level"),
+            (
+                "[connect]\naccess_token = \"a\"\nrefresh_token = \"r\"\n",
+                "connect.access_token and connect.refresh_token are all set",
+            ),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
             assert!(format!("{err:#}").contains(needle), "{toml}: {err:#}");

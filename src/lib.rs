@@ -4,6 +4,7 @@
 //! [`payloads`] and [`discovery`] (pure functions), and goes out through [`outbox`] and
 //! [`mqtt`]. [`bridge`] is the loop that ties them together.
 
+pub mod auth;
 pub mod bridge;
 pub mod command;
 pub mod config;
@@ -29,22 +30,33 @@ use crate::connect::{ConnectClient, TokenSource};
 /// How long a clean stop may take to flush `offline` to the broker.
 const STOP_FLUSH: Duration = Duration::from_secs(3);
 
-/// The credentials the config names.
+/// The credentials the config names: an access token, a token file, or a refresh token
+/// (configured, or stored in `state.dir` by `login`).
 pub fn token_source(config: &Config) -> Result<TokenSource> {
+    let c = &config.connect;
     if let Some(token) = config.static_access_token() {
         return Ok(TokenSource::Static(token));
     }
-    if let Some(path) = &config.connect.token_file {
+    if let Some(path) = &c.token_file {
         return Ok(TokenSource::File(path.clone()));
     }
-    if config.connect.refresh_token.is_some() {
+    let stored = auth::TokenStore::new(&config.state.dir).load().is_some();
+    if c.refresh_token.is_none() && !stored {
         bail!(
-            "connect.refresh_token is not supported yet: set connect.access_token or connect.token_file"
+            "no Connect credentials: {} (it stores a refresh token in {}), or set \
+             connect.refresh_token, connect.access_token or connect.token_file",
+            auth::LOGIN_ACTION,
+            config.state.dir.display()
         );
     }
-    bail!(
-        "no Connect credentials: set connect.access_token (or connect.access_token_file, or connect.token_file)"
-    )
+    let refresher = auth::Refresher::new(
+        &c.auth_url,
+        &config.state.dir,
+        c.refresh_token.as_ref(),
+        c.refresh_token_file.clone(),
+        c.request_timeout,
+    )?;
+    Ok(TokenSource::Refresh(std::sync::Arc::new(refresher)))
 }
 
 /// Runs the service until `shutdown` resolves, then publishes `offline` and stops.

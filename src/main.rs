@@ -27,6 +27,17 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Run,
+    /// Log in to the Prusa account (email, password, 2FA code when asked) and store a refresh
+    /// token in the state directory; the password is never stored. Reads from the terminal
+    /// without echo, or line by line from a pipe.
+    Login {
+        /// Account email (asked when not given).
+        #[arg(long)]
+        email: Option<String>,
+        /// Store the token here instead of the config's state.dir.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Zero set-up: a simulated Connect with printers doing a scripted day, the gateway, a
     /// broker (localhost:1883 or an embedded one), and a printout of every message.
     Demo {
@@ -45,9 +56,17 @@ enum Command {
         /// Number of printers (a farm cycling between idle and printing).
         #[arg(long, default_value_t = 3)]
         printers: usize,
-        /// Accept only this bearer token (default: any).
+        /// Accept only this bearer token (default: any; tokens from the account server
+        /// are accepted while they are valid).
         #[arg(long)]
         token: Option<String>,
+        /// An account for `login`: EMAIL:PASSWORD or EMAIL:PASSWORD:TOTP-CODE (repeatable).
+        /// A refresh token for each is printed at start.
+        #[arg(long = "user", value_name = "EMAIL:PASSWORD[:TOTP]")]
+        users: Vec<String>,
+        /// Lifetime of the access tokens the account server issues.
+        #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+        access_ttl: std::time::Duration,
     },
 }
 
@@ -80,6 +99,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             tracing::info!("prusa-connect-mqtt {} starting", env!("CARGO_PKG_VERSION"));
             prusa_connect_mqtt::run(config, shutdown_signal()).await
         }
+        Command::Login { email, state_dir } => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(dir) = state_dir {
+                config.state.dir = dir;
+            }
+            init_logging("warn", LogFormat::Text);
+            login::run(&config, email).await
+        }
         Command::Demo { broker, duration } => {
             init_logging("warn", LogFormat::Text);
             prusa_connect_mqtt::demo::run(
@@ -92,6 +119,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
             listen,
             printers,
             token,
+            users,
+            access_ttl,
         } => {
             init_logging("info", LogFormat::Text);
             use prusa_connect_mqtt::simulator::{Scenario, SimOptions, Simulator};
@@ -99,13 +128,25 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 token,
                 scenario: Scenario::Farm { printers },
             });
+            sim.set_access_ttl(access_ttl);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            println!(
-                "simulated Prusa Connect with {printers} printers on http://{}",
-                listener.local_addr()?
-            );
+            let url = format!("http://{}", listener.local_addr()?);
+            println!("simulated Prusa Connect with {printers} printers on {url}");
+            for user in &users {
+                let mut parts = user.splitn(3, ':');
+                let (Some(email), Some(password)) = (parts.next(), parts.next()) else {
+                    anyhow::bail!(
+                        "--user {user:?}: expected EMAIL:PASSWORD or EMAIL:PASSWORD:TOTP"
+                    );
+                };
+                sim.add_user(email, password, parts.next());
+                println!(
+                    "account {email}: log in with auth_url = \"{url}\"; a refresh token: {}",
+                    sim.issue_refresh_token(email)
+                );
+            }
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(prusa_connect_mqtt::simulator::run_ticker(
                 sim.clone(),
@@ -116,6 +157,137 @@ async fn dispatch(cli: Cli) -> Result<()> {
             stop.cancel();
             served.context("the simulator stopped")
         }
+    }
+}
+
+mod login {
+    //! The prompts of `login`; the flow itself is `prusa_connect_mqtt::auth::login`.
+
+    use std::io::{BufRead, IsTerminal, Write};
+
+    use anyhow::{Context, Result, bail};
+    use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
+    use prusa_connect_mqtt::config::Config;
+    use secrecy::{ExposeSecret, SecretString};
+
+    pub async fn run(config: &Config, email: Option<String>) -> Result<()> {
+        let interactive = std::io::stdin().is_terminal();
+        let email = match email {
+            Some(e) => e,
+            None => ask("Email: ", interactive)?,
+        };
+        if email.trim().is_empty() {
+            bail!("no email given");
+        }
+        let password = SecretString::from(if interactive {
+            rpassword::prompt_password("Password: ").context("cannot read the password")?
+        } else {
+            ask("Password: ", false)?
+        });
+        if password.expose_secret().is_empty() {
+            bail!("no password given");
+        }
+        let ask_code = move || {
+            let code = ask("Two-factor code: ", interactive)?;
+            Ok((!code.trim().is_empty()).then(|| SecretString::from(code)))
+        };
+        eprintln!("Logging in at {} ...", config.connect.auth_url);
+        let tokens = auth::login::login(
+            &config.connect.auth_url,
+            email.trim(),
+            &password,
+            ask_code,
+            config.connect.request_timeout,
+        )
+        .await?;
+        drop(password);
+        let store = TokenStore::new(&config.state.dir);
+        let access_expires_at = tokens
+            .expires_in
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| unix_now() + s as u64);
+        store
+            .save(&StoredAuth {
+                refresh_token: tokens.refresh_token.expose_secret().to_string(),
+                access_token: Some(tokens.access_token.expose_secret().to_string()),
+                access_expires_at,
+                obtained_at: unix_now(),
+                configured_sha256: config
+                    .connect
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| auth::sha256_hex(t.expose_secret().trim())),
+                source: "login".into(),
+            })
+            .with_context(|| {
+                format!(
+                    "logged in, but cannot store the token in {} (run as the service's user or \
+                     with sudo, or choose --state-dir)",
+                    store.path().display()
+                )
+            })?;
+        give_to_directory_owner(store.path());
+        println!(
+            "Logged in. The refresh token is stored in {}.",
+            store.path().display()
+        );
+        if config.connect.access_token.is_some() || config.connect.token_file.is_some() {
+            println!(
+                "Note: the config sets connect.access_token or connect.token_file, which take \
+                 precedence; remove them to use this login."
+            );
+        }
+        println!(
+            "Next: start the service (sudo systemctl restart prusa-connect-mqtt) or run \
+             `prusa-connect-mqtt check`. A running gateway waiting for a login picks the token \
+             up at its next poll."
+        );
+        Ok(())
+    }
+
+    fn ask(prompt: &str, interactive: bool) -> Result<String> {
+        if interactive {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        let n = std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read from standard input")?;
+        if n == 0 && !interactive {
+            bail!(
+                "standard input ended before the {}",
+                prompt.trim_end_matches([':', ' ']).to_lowercase()
+            );
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// `sudo prusa-connect-mqtt login` must leave a file the service's user can read.
+    fn give_to_directory_owner(path: &std::path::Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let Some(dir) = path.parent() else { return };
+            if let (Ok(d), Ok(f)) = (std::fs::metadata(dir), std::fs::metadata(path))
+                && (d.uid(), d.gid()) != (f.uid(), f.gid())
+                && let Err(e) = std::os::unix::fs::chown(path, Some(d.uid()), Some(d.gid()))
+            {
+                eprintln!(
+                    "warning: cannot give {} to the owner of {} ({e}); the service may not read it",
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+
+    fn unix_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 }
 

@@ -96,6 +96,8 @@ impl Store {
 /// Replaces `path` with `bytes` so a crash leaves either the old or the new file, mode 0600.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
+    // A leftover from a crash could carry a wider mode than the one set at creation.
+    let _ = std::fs::remove_file(&tmp);
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);

@@ -15,7 +15,7 @@ use serde_json::json;
 fn client(sim: &Sim, token: &str) -> ConnectClient {
     ConnectClient::new(
         &sim.url(),
-        TokenSource::Static(token.into()),
+        TokenSource::Static(token.to_string().into()),
         Duration::from_secs(2),
     )
     .unwrap()

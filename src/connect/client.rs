@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::model::*;
+use crate::auth::{AuthError, LOGIN_ACTION, Refresher};
 
 /// Responses larger than this are refused instead of being buffered.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -39,6 +42,8 @@ pub enum ConnectError {
         "no Connect credentials: set connect.access_token, connect.refresh_token or connect.token_file"
     )]
     NoCredentials,
+    #[error("{0}")]
+    Auth(AuthError),
 }
 
 impl ConnectError {
@@ -46,31 +51,63 @@ impl ConnectError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Api { retry_after, .. } => *retry_after,
+            Self::Auth(AuthError::AccountUnavailable { retry_after, .. }) => *retry_after,
             _ => None,
         }
     }
+
+    /// Only the user can fix it (a new token): retrying sooner than a normal poll is useless.
+    pub fn needs_user(&self) -> bool {
+        match self {
+            Self::Auth(e) => e.needs_user(),
+            Self::Unauthorized { .. } | Self::NoCredentials => true,
+            _ => false,
+        }
+    }
+}
+
+/// How authentication stands, for `bridge/info`'s `auth` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuthStatus {
+    /// `refresh_token`, `access_token` or `token_file`.
+    pub method: &'static str,
+    /// `ok`, `refresh_token_rejected`, `account_server_unreachable`, `access_token_rejected`
+    /// or `no_credentials`.
+    pub status: &'static str,
+    /// What the user has to do, when anything.
+    pub action: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// Where the bearer token comes from.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
     /// Fixed for the life of the process.
-    Static(String),
-    /// A file that something else keeps fresh: re-read before each request burst and after a 401.
+    Static(SecretString),
+    /// A file that something else keeps fresh: re-read after a 401.
     File(PathBuf),
+    /// Renewed with a rotating refresh token (the normal way).
+    Refresh(Arc<Refresher>),
     None,
 }
 
 impl TokenSource {
-    fn read(&self) -> Result<String, ConnectError> {
+    fn method(&self) -> &'static str {
         match self {
-            Self::Static(t) => Ok(t.clone()),
-            Self::File(path) => std::fs::read_to_string(path)
-                .map(|t| t.trim().to_string())
-                .ok()
-                .filter(|t| !t.is_empty())
-                .ok_or(ConnectError::NoCredentials),
-            Self::None => Err(ConnectError::NoCredentials),
+            Self::Static(_) | Self::None => "access_token",
+            Self::File(_) => "token_file",
+            Self::Refresh(_) => "refresh_token",
+        }
+    }
+
+    /// What to tell the user when Connect refuses the token this source gave.
+    fn rejected_action(&self) -> String {
+        match self {
+            Self::Static(_) | Self::None => format!(
+                "set a new connect.access_token, or {LOGIN_ACTION} to use a refresh token that renews itself"
+            ),
+            Self::File(path) => format!("write a valid access token to {}", path.display()),
+            Self::Refresh(_) => LOGIN_ACTION.to_string(),
         }
     }
 }
@@ -80,7 +117,9 @@ pub struct ConnectClient {
     http: reqwest::Client,
     base: Url,
     tokens: TokenSource,
-    token: Arc<Mutex<Option<String>>>,
+    /// The token file's content as last read.
+    file_token: Arc<Mutex<Option<SecretString>>>,
+    auth: Arc<std::sync::Mutex<AuthStatus>>,
 }
 
 impl std::fmt::Debug for ConnectClient {
@@ -130,11 +169,18 @@ impl ConnectClient {
             .user_agent(concat!("prusa-connect-mqtt/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let auth = AuthStatus {
+            method: tokens.method(),
+            status: "ok",
+            action: None,
+            detail: None,
+        };
         Ok(Self {
             http,
             base,
             tokens,
-            token: Arc::new(Mutex::new(None)),
+            file_token: Arc::new(Mutex::new(None)),
+            auth: Arc::new(std::sync::Mutex::new(auth)),
         })
     }
 
@@ -142,12 +188,51 @@ impl ConnectClient {
         &self.base
     }
 
-    async fn bearer(&self, refresh: bool) -> Result<String, ConnectError> {
-        let mut cached = self.token.lock().await;
-        if refresh || cached.is_none() {
-            *cached = Some(self.tokens.read()?);
+    /// How authentication stands now.
+    pub fn auth_status(&self) -> AuthStatus {
+        self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_auth(&self, status: &'static str, action: Option<String>, detail: Option<String>) {
+        let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        auth.status = status;
+        auth.action = action;
+        auth.detail = detail;
+    }
+
+    /// The token for the next request; `rejected` is the one Connect just refused (401).
+    async fn bearer(&self, rejected: Option<&SecretString>) -> Result<SecretString, ConnectError> {
+        let result = match &self.tokens {
+            TokenSource::Static(t) => Ok(t.clone()),
+            TokenSource::None => Err(ConnectError::NoCredentials),
+            TokenSource::File(path) => {
+                let mut cached = self.file_token.lock().await;
+                if rejected.is_some() || cached.is_none() {
+                    *cached = std::fs::read_to_string(path)
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .map(SecretString::from);
+                }
+                cached.clone().ok_or(ConnectError::NoCredentials)
+            }
+            TokenSource::Refresh(refresher) => match rejected {
+                Some(token) => refresher.after_rejection(token).await,
+                None => refresher.access_token().await,
+            }
+            .map_err(ConnectError::Auth),
+        };
+        if let Err(e) = &result {
+            match e {
+                ConnectError::Auth(a) => self.set_auth(a.status(), a.action(), Some(a.to_string())),
+                _ => self.set_auth(
+                    "no_credentials",
+                    Some(self.tokens.rejected_action()),
+                    Some(e.to_string()),
+                ),
+            }
         }
-        cached.clone().ok_or(ConnectError::NoCredentials)
+        result
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ConnectError> {
@@ -162,7 +247,8 @@ impl ConnectClient {
         Ok(url)
     }
 
-    /// Sends one request; on a 401 re-reads the token once and retries (for a token file).
+    /// Sends one request; on a 401 renews the token once (refresh token, token file) and
+    /// retries.
     async fn send(
         &self,
         method: Method,
@@ -172,13 +258,13 @@ impl ConnectClient {
         headers: &[(header::HeaderName, String)],
     ) -> Result<reqwest::Response, ConnectError> {
         let url = self.url(path, query)?;
-        let mut refreshed = false;
+        let mut rejected: Option<SecretString> = None;
         loop {
-            let token = self.bearer(refreshed).await?;
+            let token = self.bearer(rejected.as_ref()).await?;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
-                .bearer_auth(&token);
+                .bearer_auth(token.expose_secret());
             for (name, value) in headers {
                 req = req.header(name, value);
             }
@@ -194,11 +280,22 @@ impl ConnectClient {
                     .await
                     .and_then(|e| e.message)
                     .unwrap_or_else(|| "no reason given".into());
-                if !refreshed && matches!(self.tokens, TokenSource::File(_)) {
-                    refreshed = true;
+                let renewable =
+                    matches!(self.tokens, TokenSource::File(_) | TokenSource::Refresh(_));
+                if rejected.is_none() && renewable {
+                    rejected = Some(token);
                     continue;
                 }
-                return Err(ConnectError::Unauthorized { message });
+                let error = ConnectError::Unauthorized { message };
+                self.set_auth(
+                    "access_token_rejected",
+                    Some(self.tokens.rejected_action()),
+                    Some(error.to_string()),
+                );
+                return Err(error);
+            }
+            if self.auth_status().status != "ok" {
+                self.set_auth("ok", None, None);
             }
             return Ok(resp);
         }
@@ -432,7 +529,7 @@ impl ConnectClient {
     }
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     // reqwest's Display hides the cause ("error sending request"); the chain says why.
     let mut text = if e.is_timeout() {
         "request timed out".to_string()

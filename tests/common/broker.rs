@@ -402,6 +402,42 @@ impl Subscriber {
         }
     }
 
+    /// How many messages have arrived so far: a mark for [`Subscriber::wait_for_after`].
+    pub fn mark(&self) -> usize {
+        self.shared.messages().len()
+    }
+
+    /// [`Subscriber::wait_for`], considering only messages that arrived after `mark`.
+    pub async fn wait_for_after(
+        &self,
+        mark: usize,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Msg) -> bool,
+    ) -> Msg {
+        let mut arrivals = self.shared.arrivals.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            arrivals.borrow_and_update();
+            let found = self
+                .shared
+                .messages()
+                .iter()
+                .skip(mark)
+                .find(|msg| msg.topic == topic && pred(msg))
+                .cloned();
+            if let Some(msg) = found {
+                return msg;
+            }
+            if tokio::time::timeout_at(deadline, arrivals.changed())
+                .await
+                .is_err()
+            {
+                panic!("{}", self.describe_miss(topic, timeout));
+            }
+        }
+    }
+
     /// Every message received, in arrival order.
     pub fn messages(&self) -> Vec<Msg> {
         self.shared.messages().clone()

@@ -83,11 +83,29 @@ impl Drop for Sim {
 
 /// A config for tests: fast polls, the given broker and simulator, a private state dir.
 pub fn config(broker: &TestBroker, sim: &Sim, state_dir: &Path, extra: &str) -> Config {
+    config_with_credentials(
+        broker,
+        sim,
+        state_dir,
+        &format!("access_token = \"{TOKEN}\""),
+        extra,
+    )
+}
+
+/// [`config`] with other `[connect]` credential lines (`auth_url` points at the simulator).
+pub fn config_with_credentials(
+    broker: &TestBroker,
+    sim: &Sim,
+    state_dir: &Path,
+    credentials: &str,
+    extra: &str,
+) -> Config {
     Config::from_toml(&format!(
         r#"
         [connect]
         url = "{}"
-        access_token = "{TOKEN}"
+        auth_url = "{}"
+        {credentials}
         poll_interval = "200ms"
         active_poll_interval = "150ms"
         request_timeout = "2s"
@@ -99,6 +117,7 @@ pub fn config(broker: &TestBroker, sim: &Sim, state_dir: &Path, extra: &str) -> 
         dir = {state_dir:?}
         {extra}
         "#,
+        sim.url(),
         sim.url(),
         broker.url(),
         rand_suffix(),
@@ -130,6 +149,12 @@ impl Gateway {
             stop.clone().cancelled_owned(),
         ));
         Gateway { stop, task }
+    }
+
+    /// Ends the gateway as a crash would: no `offline`, no state saved.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     pub async fn stop(self) {
