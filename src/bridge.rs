@@ -35,6 +35,9 @@ const FAST_AFTER_COMMAND: Duration = Duration::from_secs(30);
 const POLL_AFTER_COMMAND: Duration = Duration::from_millis(300);
 /// Longest wait between polls while Connect fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// On SIGTERM, requests to Connect in progress (a command, a poll) get this long to be
+/// answered; then they are abandoned. The whole stop must fit in 5 seconds.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 struct Tracked {
     id: String,
@@ -75,6 +78,7 @@ pub struct Bridge {
     supported: HashMap<String, Vec<SupportedCommand>>,
     fast_until: Option<Instant>,
     next_poll: Instant,
+    watchdog: Watchdog,
     /// Remove every retained topic on the way out (`demo`).
     pub clear_retained_on_exit: bool,
 }
@@ -115,6 +119,7 @@ impl Bridge {
             supported: HashMap::new(),
             fast_until: None,
             next_poll: Instant::now(),
+            watchdog: Watchdog::from_env(),
             clear_retained_on_exit: false,
         }
     }
@@ -129,7 +134,10 @@ impl Bridge {
         subs
     }
 
-    /// Runs until `shutdown` resolves, then publishes `offline`.
+    /// Runs until `shutdown` resolves, then publishes `offline`. A command in progress when
+    /// the stop comes finishes and replies (see [`STOP_GRACE`]); commands still queued are
+    /// answered without being sent. Tells systemd when it is ready and feeds its watchdog
+    /// from this loop, so a loop that hangs gets the service restarted.
     pub async fn run(
         mut self,
         mut link: watch::Receiver<Link>,
@@ -144,10 +152,17 @@ impl Bridge {
                     .await;
             }
         }
+        let mut watchdog = self.watchdog.every.map(|every| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                _ = tick_of(&mut watchdog) => self.watchdog.feed(),
                 changed = link.changed() => {
                     if changed.is_err() {
                         anyhow::bail!("the MQTT session ended unexpectedly");
@@ -155,12 +170,20 @@ impl Bridge {
                     let now = *link.borrow_and_update();
                     self.on_link(now).await;
                 }
-                Some(msg) = incoming.recv() => self.on_message(msg).await,
+                Some(msg) = incoming.recv() => {
+                    if self.on_message_until(msg, shutdown.as_mut()).await {
+                        break;
+                    }
+                }
                 _ = sleep_until(self.next_poll) => {
                     let wait = self.tick().await;
                     self.next_poll = Instant::now() + wait;
                 }
             }
+        }
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        while let Ok(msg) = incoming.try_recv() {
+            self.refuse_while_stopping(&msg).await;
         }
         let state = self.topics.bridge_state();
         if self.clear_retained_on_exit {
@@ -175,6 +198,49 @@ impl Bridge {
         }
         self.save_memory();
         Ok(self.outbox)
+    }
+
+    /// Handles `msg`; returns true when `shutdown` resolved meanwhile (stop now). The
+    /// handling itself is not cut short: the caller abandons Connect requests after
+    /// [`STOP_GRACE`], so a command in progress always gets its reply.
+    async fn on_message_until(
+        &mut self,
+        msg: Incoming,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let handling = self.on_message(msg);
+        tokio::pin!(handling);
+        tokio::select! {
+            biased;
+            _ = &mut handling => false,
+            _ = shutdown => {
+                handling.await;
+                true
+            }
+        }
+    }
+
+    /// Replies to a command the gateway will not (or could not) see through because it stops.
+    async fn refuse_while_stopping(&mut self, msg: &Incoming) {
+        let Some(printer_id) = self.topics.parse_command(&msg.topic) else {
+            return;
+        };
+        if msg.retain || msg.payload.is_empty() {
+            return;
+        }
+        let error = CommandError::new(
+            ErrorCode::ConnectError,
+            "the gateway is stopping: the command may not have reached the printer; send it \
+             again once the gateway is back",
+        );
+        let reply = match command::parse(&msg.payload) {
+            Ok(req) => CommandReply::error(&req, error),
+            Err(reply) => reply,
+        };
+        let topic = self.topics.command_response(&printer_id);
+        self.outbox
+            .event(&topic, reply.to_json().to_string().into_bytes())
+            .await;
     }
 
     async fn on_link(&mut self, now: Link) {
@@ -215,7 +281,20 @@ impl Bridge {
             // The echo of clearing a retained command (or a blank message): nothing to do.
             return;
         }
-        let reply = if command.is_some() {
+        let limit = self.config.mqtt.max_payload_bytes;
+        let reply = if msg.payload.len() > limit {
+            CommandReply {
+                transaction: None,
+                command: None,
+                outcome: Err(CommandError::new(
+                    ErrorCode::InvalidPayload,
+                    format!(
+                        "the message is {} bytes; mqtt.max_payload_bytes allows {limit}",
+                        msg.payload.len()
+                    ),
+                )),
+            }
+        } else if command.is_some() {
             self.run_command(&printer_id, &msg.payload).await
         } else {
             self.set_job_reason(&printer_id, &msg.payload).await
@@ -428,6 +507,7 @@ impl Bridge {
             active |= printer.effective_state().is_active();
             let id = ids[&printer.uuid].clone();
             self.missing.remove(&printer.uuid);
+            self.watchdog.feed_if_due();
             self.update_printer(printer, id, now).await;
         }
         self.forget_missing(&ids).await;
@@ -838,6 +918,52 @@ impl Bridge {
         if let Err(e) = self.store.save(&self.memory) {
             tracing::warn!("cannot save the state file: {e:#}");
         }
+    }
+}
+
+/// systemd's watchdog (`WatchdogSec=`): fed at half its period by the event loop, and between
+/// printers during a long poll, so only a loop that really hangs gets the service restarted.
+struct Watchdog {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        Watchdog {
+            every: sd_notify::watchdog_enabled().map(|period| period / 2),
+            last: Instant::now(),
+        }
+    }
+
+    fn feed(&mut self) {
+        if self.every.is_some() {
+            notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            self.last = Instant::now();
+        }
+    }
+
+    fn feed_if_due(&mut self) {
+        if self.every.is_some_and(|every| self.last.elapsed() >= every) {
+            self.feed();
+        }
+    }
+}
+
+/// Waits for the next watchdog tick; never, without a watchdog.
+async fn tick_of(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A message for systemd (`Type=notify`); nothing when not run by systemd.
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!("cannot notify systemd: {e}");
     }
 }
 

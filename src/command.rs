@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::connect::model::{PrinterState, SupportedCommand};
 
 /// Command payloads larger than this are refused unread.
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// The largest `mqtt.max_payload_bytes` allowed; the parser's own guard.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

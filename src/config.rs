@@ -49,6 +49,8 @@ pub struct ConnectConfig {
     pub request_timeout: Duration,
     /// Uuids or names of the printers to bridge; empty bridges all.
     pub printers: Vec<String>,
+    /// Larger Connect responses are refused with an error instead of being buffered.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ConnectConfig {
@@ -65,6 +67,7 @@ impl Default for ConnectConfig {
             active_poll_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             printers: Vec::new(),
+            max_response_bytes: crate::connect::client::MAX_BODY_BYTES,
         }
     }
 }
@@ -83,6 +86,8 @@ pub struct MqttConfig {
     pub base_topic: String,
     /// Topic id per printer, keyed by uuid or Connect name: overrides the slug of the name.
     pub printer_ids: BTreeMap<String, String>,
+    /// Larger command messages are answered with INVALID_PAYLOAD and not parsed.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for MqttConfig {
@@ -98,6 +103,7 @@ impl Default for MqttConfig {
             client_id: "prusa-connect-mqtt".into(),
             base_topic: "prusa_connect".into(),
             printer_ids: BTreeMap::new(),
+            max_payload_bytes: 64 * 1024,
         }
     }
 }
@@ -323,6 +329,19 @@ impl Config {
         )?;
         for (printer, id) in &self.mqtt.printer_ids {
             check_topic_segment(&format!("mqtt.printer_ids.{printer:?}"), id, false)?;
+        }
+        if !(1024..=crate::command::MAX_COMMAND_BYTES).contains(&self.mqtt.max_payload_bytes) {
+            bail!(
+                "mqtt.max_payload_bytes = {} must be between 1024 and {}",
+                self.mqtt.max_payload_bytes,
+                crate::command::MAX_COMMAND_BYTES
+            );
+        }
+        if self.connect.max_response_bytes < 64 * 1024 {
+            bail!(
+                "connect.max_response_bytes = {} is too small for Connect's answers (at least 65536)",
+                self.connect.max_response_bytes
+            );
         }
         if self.mqtt.client_id.is_empty() {
             bail!("mqtt.client_id must not be empty");

@@ -27,8 +27,9 @@ use anyhow::{Context, Result, bail};
 use crate::config::Config;
 use crate::connect::{ConnectClient, TokenSource};
 
-/// How long a clean stop may take to flush `offline` to the broker.
-const STOP_FLUSH: Duration = Duration::from_secs(3);
+/// How long a clean stop may take to flush `offline` to the broker (after at most
+/// `COMMAND_GRACE` for a command in progress: the whole stop stays under 5 s).
+const STOP_FLUSH: Duration = Duration::from_millis(2500);
 
 /// The credentials the config names: an access token, a token file, or a refresh token
 /// (configured, or stored in `state.dir` by `login`).
@@ -73,15 +74,40 @@ pub async fn run_with(
 ) -> Result<()> {
     let tokens = token_source(&config)?;
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
-        .context("cannot set up the Connect client")?;
+        .context("cannot set up the Connect client")?
+        .with_max_response_bytes(config.connect.max_response_bytes);
     let (store, memory) = store::Store::open(&config.state.dir)?;
     let topics = topics::Topics::new(&config.mqtt.base_topic);
     let options = mqtt::options(&config.mqtt, &topics.bridge_state())?;
     let session = mqtt::start(options, bridge::Bridge::subscriptions(&config));
     let outbox = outbox::Outbox::new(session.client.clone());
+    let abort = connect.abort_handle();
     let mut bridge = bridge::Bridge::new(config, connect, outbox, store, memory);
     bridge.clear_retained_on_exit = clear_retained;
-    let result = bridge.run(session.link, session.incoming, shutdown).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = bridge.run(
+        session.link,
+        session.incoming,
+        stop.clone().cancelled_owned(),
+    );
+    tokio::pin!(running);
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        result = &mut running => result,
+        _ = &mut shutdown => {
+            // Let the bridge finish what it is doing, but give Connect only STOP_GRACE.
+            stop.cancel();
+            let give_up = async {
+                tokio::time::sleep(bridge::STOP_GRACE).await;
+                abort.cancel();
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                result = &mut running => result,
+                _ = give_up => unreachable!("pending never resolves"),
+            }
+        }
+    };
     // `offline` was queued by the bridge; a clean DISCONNECT suppresses the last will, so it
     // must be flushed before disconnecting.
     let _ = session.client.disconnect().await;

@@ -14,7 +14,8 @@ use tokio::sync::Mutex;
 use super::model::*;
 use crate::auth::{AuthError, LOGIN_ACTION, Refresher};
 
-/// Responses larger than this are refused instead of being buffered.
+/// Responses larger than this are refused instead of being buffered (the default of
+/// `connect.max_response_bytes`).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Printers asked for per list request; a farm larger than this takes more than one request.
 pub const PRINTERS_PAGE: u64 = 100;
@@ -120,6 +121,9 @@ pub struct ConnectClient {
     /// The token file's content as last read.
     file_token: Arc<Mutex<Option<SecretString>>>,
     auth: Arc<std::sync::Mutex<AuthStatus>>,
+    max_body: usize,
+    /// Cancelled when the gateway stops: requests still waiting give up at once.
+    abort: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for ConnectClient {
@@ -181,7 +185,34 @@ impl ConnectClient {
             tokens,
             file_token: Arc::new(Mutex::new(None)),
             auth: Arc::new(std::sync::Mutex::new(auth)),
+            max_body: MAX_BODY_BYTES,
+            abort: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// Cancelling it makes every request in progress (and every later one) fail at once with
+    /// a transport error: how a stopping gateway stops waiting for a slow Connect.
+    pub fn abort_handle(&self) -> tokio_util::sync::CancellationToken {
+        self.abort.clone()
+    }
+
+    async fn abortable<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, ConnectError>>,
+    ) -> Result<T, ConnectError> {
+        tokio::select! {
+            biased;
+            result = request => result,
+            _ = self.abort.cancelled() => Err(ConnectError::Transport(
+                "the gateway is stopping: request abandoned".into(),
+            )),
+        }
+    }
+
+    /// Refuses response bodies larger than `bytes` (`connect.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
     }
 
     pub fn base_url(&self) -> &Url {
@@ -271,10 +302,13 @@ impl ConnectClient {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+            let resp = self
+                .abortable(async {
+                    req.send()
+                        .await
+                        .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))
+                })
+                .await?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let message = error_body(resp)
                     .await
@@ -307,7 +341,7 @@ impl ConnectClient {
         query: &[(&str, String)],
     ) -> Result<T, ConnectError> {
         let resp = self.send(Method::GET, path, query, None, &[]).await?;
-        let bytes = check_and_read(resp).await?;
+        let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: path.to_string(),
             detail: e.to_string(),
@@ -463,7 +497,7 @@ impl ConnectClient {
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = check_and_read(resp).await?;
+        let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
         Ok(Snapshot::Image { bytes, etag })
     }
 
@@ -487,7 +521,7 @@ impl ConnectClient {
             .send()
             .await
             .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
-        let bytes = check_and_read(resp).await?;
+        let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: "/version.json".into(),
             detail: e.to_string(),
@@ -506,7 +540,7 @@ impl ConnectClient {
         let resp = self
             .send(Method::POST, &path, &[], Some(&body), &[])
             .await?;
-        let bytes = check_and_read(resp).await?;
+        let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: path,
             detail: e.to_string(),
@@ -525,7 +559,9 @@ impl ConnectClient {
         let resp = self
             .send(Method::PATCH, &path, &[], Some(&body), &[])
             .await?;
-        check_and_read(resp).await.map(|_| ())
+        self.abortable(check_and_read(resp, self.max_body))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -553,10 +589,10 @@ async fn error_body(resp: reqwest::Response) -> Option<ApiError> {
 }
 
 /// Turns a non-success status into [`ConnectError::Api`], otherwise reads the body.
-async fn check_and_read(resp: reqwest::Response) -> Result<Vec<u8>, ConnectError> {
+async fn check_and_read(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ConnectError> {
     let status = resp.status();
     if status.is_success() {
-        return read_limited(resp, MAX_BODY_BYTES).await;
+        return read_limited(resp, limit).await;
     }
     let retry_after = resp
         .headers()
@@ -593,7 +629,9 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
     {
         return Err(ConnectError::Decode {
             what: resp.url().path().to_string(),
-            detail: format!("response of {len} bytes exceeds the {limit}-byte limit"),
+            detail: format!(
+                "the response of {len} bytes is over the limit of {limit} (connect.max_response_bytes)"
+            ),
         });
     }
     let mut out = Vec::new();
@@ -605,7 +643,9 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
         if out.len() + chunk.len() > limit {
             return Err(ConnectError::Decode {
                 what: resp.url().path().to_string(),
-                detail: format!("response exceeds the {limit}-byte limit"),
+                detail: format!(
+                    "the response is over the limit of {limit} bytes (connect.max_response_bytes)"
+                ),
             });
         }
         out.extend_from_slice(&chunk);
