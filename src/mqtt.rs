@@ -75,15 +75,18 @@ pub struct Session {
     pub task: JoinHandle<()>,
 }
 
-/// Builds the options: last will `offline` on `will_topic`, TLS and credentials from config.
-pub fn options(cfg: &MqttConfig, will_topic: &str) -> Result<MqttOptions> {
+/// Builds the options: last will `offline` on `will_topic` (when given), TLS and credentials
+/// from config.
+pub fn options(cfg: &MqttConfig, will_topic: Option<&str>) -> Result<MqttOptions> {
     let addr =
         BrokerAddress::parse(&cfg.url).with_context(|| format!("mqtt.url = {:?}", cfg.url))?;
     let mut opts = MqttOptions::new(cfg.client_id.clone(), addr.host.clone(), addr.port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
     opts.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-    opts.set_last_will(LastWill::new(will_topic, "offline", QoS::AtLeastOnce, true));
+    if let Some(topic) = will_topic {
+        opts.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
+    }
     if let Some(user) = &cfg.username {
         let password = cfg
             .password
@@ -93,6 +96,9 @@ pub fn options(cfg: &MqttConfig, will_topic: &str) -> Result<MqttOptions> {
         opts.set_credentials(user.clone(), password);
     }
     if addr.tls {
+        // reqwest brings rustls with ring and rumqttc with aws-lc-rs: with two providers
+        // compiled in, rustls cannot pick one itself and panics at the first handshake.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let ca_path = cfg
             .ca_file
             .clone()
