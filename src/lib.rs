@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod check;
 pub mod command;
 pub mod config;
 pub mod connect;
@@ -78,7 +79,7 @@ pub async fn run_with(
         .with_max_response_bytes(config.connect.max_response_bytes);
     let (store, memory) = store::Store::open(&config.state.dir)?;
     let topics = topics::Topics::new(&config.mqtt.base_topic);
-    let options = mqtt::options(&config.mqtt, &topics.bridge_state())?;
+    let options = mqtt::options(&config.mqtt, Some(&topics.bridge_state()))?;
     let session = mqtt::start(options, bridge::Bridge::subscriptions(&config));
     let outbox = outbox::Outbox::new(session.client.clone());
     let abort = connect.abort_handle();

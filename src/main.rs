@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Run,
+    /// Check the config, the Connect credentials, the printers (with their topics and Home
+    /// Assistant entities) and the broker; exits non-zero with advice on any problem.
+    Check,
     /// Log in to the Prusa account (email, password, 2FA code when asked) and store a refresh
     /// token in the state directory; the password is never stored. Reads from the terminal
     /// without echo, or line by line from a pipe.
@@ -70,6 +73,9 @@ enum Command {
     },
 }
 
+/// `check` found problems (distinct from 1: the command itself failed).
+const CHECK_FAILED: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +88,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Some(Command::Check)) {
+        init_logging("error", LogFormat::Text);
+        let report = runtime.block_on(prusa_connect_mqtt::check::check(cli.config.as_deref()));
+        print!("{}", report.text());
+        return if report.problems == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(CHECK_FAILED)
+        };
+    }
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,6 +115,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             tracing::info!("prusa-connect-mqtt {} starting", env!("CARGO_PKG_VERSION"));
             prusa_connect_mqtt::run(config, shutdown_signal()).await
         }
+        Command::Check => unreachable!("handled in main"),
         Command::Login { email, state_dir } => {
             let mut config = Config::load(cli.config.as_deref())?;
             if let Some(dir) = state_dir {

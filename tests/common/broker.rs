@@ -65,7 +65,14 @@ impl TestBroker {
 
     /// A mosquitto process of its own, or `None` when mosquitto is not installed.
     pub fn start_mosquitto() -> Option<TestBroker> {
+        Self::start_mosquitto_with("")
+    }
+
+    /// [`TestBroker::start_mosquitto`] with `extra` lines appended to mosquitto.conf (another
+    /// listener, TLS, a password file). `port()` is still the plain anonymous listener's.
+    pub fn start_mosquitto_with(extra: &str) -> Option<TestBroker> {
         let mut mosquitto = Mosquitto::new(find_mosquitto()?);
+        mosquitto.extra = extra.to_string();
         // A port found free may be taken by someone else before mosquitto binds it.
         let mut failures = String::new();
         for _ in 0..3 {
@@ -81,6 +88,11 @@ impl TestBroker {
             }
         }
         panic!("mosquitto did not start:\n{failures}");
+    }
+
+    /// mosquitto's log (empty for the embedded broker), for failure messages.
+    pub fn log(&self) -> String {
+        self.mosquitto.as_ref().map(|m| m.log()).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -123,6 +135,7 @@ struct Mosquitto {
     program: PathBuf,
     dir: TempDir,
     child: Option<Child>,
+    extra: String,
 }
 
 impl Mosquitto {
@@ -135,6 +148,7 @@ impl Mosquitto {
             program,
             dir,
             child: None,
+            extra: String::new(),
         }
     }
 
@@ -156,7 +170,9 @@ impl Mosquitto {
                  message_size_limit 0\n\
                  # send small packets at once, as a latency-minded broker would\n\
                  set_tcp_nodelay true\n\
-                 log_dest stderr\n"
+                 log_dest stderr\n\
+                 {}\n",
+                self.extra
             ),
         )
         .expect("write mosquitto.conf");
@@ -229,7 +245,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// A loopback port that is free now and that no other broker of this test binary has been
 /// given, so a stopped mosquitto finds its port unused when it restarts.
-fn reserve_port() -> u16 {
+pub fn reserve_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
     let given = given.get_or_insert_with(HashSet::new);

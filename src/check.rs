@@ -1,0 +1,339 @@
+//! `prusa-connect-mqtt check`: everything the service needs, tried once, each problem said
+//! with its key and its fix. Secrets never appear in the report.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rumqttc::{ConnectReturnCode, ConnectionError, Event, Packet};
+use serde_json::Value;
+
+use crate::auth::{self, TokenStore};
+use crate::config::{Config, DiscoveryMode};
+use crate::connect::{ConnectClient, ConnectError, TokenSource};
+use crate::discovery::{Discovery, PrinterDevice};
+use crate::topics::{Topics, assign_ids, slug};
+
+/// How long the broker gets to accept the connection.
+const BROKER_WAIT: Duration = Duration::from_secs(5);
+
+/// What `check` found: the lines to print and how many were problems.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    pub problems: usize,
+}
+
+impl Report {
+    fn ok(&mut self, text: impl Into<String>) {
+        self.lines.push(format!("ok    {}", text.into()));
+    }
+
+    fn problem(&mut self, text: impl Into<String>) {
+        self.problems += 1;
+        self.lines.push(format!("FAIL  {}", text.into()));
+    }
+
+    fn note(&mut self, text: impl Into<String>) {
+        self.lines.push(format!("      {}", text.into()));
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = self.lines.join("\n");
+        out.push('\n');
+        out.push_str(&match self.problems {
+            0 => "All good: `prusa-connect-mqtt run` will work with this configuration.\n".into(),
+            1 => "1 problem found.\n".into(),
+            n => format!("{n} problems found.\n"),
+        });
+        out
+    }
+}
+
+/// Loads the config at `path` (or the default places) and tries everything.
+pub async fn check(path: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            report.problem(format!("config: {e:#}"));
+            return report;
+        }
+    };
+    report.ok(format!(
+        "config: {} is valid",
+        path.map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the default configuration".into())
+    ));
+    check_with(&config, &mut report).await;
+    report
+}
+
+/// Checks a loaded config: credentials, Connect and its printers, the broker.
+pub async fn check_with(config: &Config, report: &mut Report) {
+    if let Some(client) = credentials(config, report) {
+        printers(config, &client, report).await;
+    }
+    broker(config, report).await;
+}
+
+fn credentials(config: &Config, report: &mut Report) -> Option<ConnectClient> {
+    let c = &config.connect;
+    let tokens = match crate::token_source(config) {
+        Ok(t) => t,
+        Err(e) => {
+            report.problem(format!("credentials: {e:#}"));
+            return None;
+        }
+    };
+    match &tokens {
+        TokenSource::Static(token) => {
+            use secrecy::ExposeSecret;
+            let source = if c.access_token_file.is_some() {
+                "connect.access_token_file"
+            } else {
+                "connect.access_token"
+            };
+            match auth::jwt_expiry(token.expose_secret()) {
+                Some(exp) if exp <= crate::payloads::now_unix() as u64 => {
+                    report.problem(format!(
+                        "credentials: the access token in {source} expired at {}; access \
+                         tokens live 2 hours: {} to use a refresh token that renews itself",
+                        iso(exp),
+                        auth::LOGIN_ACTION
+                    ));
+                    return None;
+                }
+                Some(exp) => report.ok(format!(
+                    "credentials: access token from {source}, valid until {}; it will not be \
+                     renewed ({} for one that is)",
+                    iso(exp),
+                    auth::LOGIN_ACTION
+                )),
+                None => report.ok(format!("credentials: access token from {source}")),
+            }
+        }
+        TokenSource::File(path) => report.ok(format!(
+            "credentials: access token read from {} (connect.token_file)",
+            path.display()
+        )),
+        TokenSource::Refresh(_) => {
+            let stored = TokenStore::new(&config.state.dir);
+            let from = if stored.load().is_some() {
+                format!(
+                    "{} (kept up to date by the gateway)",
+                    stored.path().display()
+                )
+            } else if c.refresh_token_file.is_some() {
+                "connect.refresh_token_file".into()
+            } else {
+                "connect.refresh_token".into()
+            };
+            report.ok(format!("credentials: refresh token from {from}"));
+        }
+        TokenSource::None => {}
+    }
+    match ConnectClient::new(&c.url, tokens, c.request_timeout) {
+        Ok(client) => Some(client.with_max_response_bytes(c.max_response_bytes)),
+        Err(e) => {
+            report.problem(format!("connect.url: {e}"));
+            None
+        }
+    }
+}
+
+async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) {
+    let url = &config.connect.url;
+    let (all, rejected) = match client.printers().await {
+        Ok(found) => found,
+        Err(e) => {
+            let advice = match &e {
+                ConnectError::Transport(_) => {
+                    " (check connect.url, the network and any proxy)".to_string()
+                }
+                ConnectError::Unauthorized { .. } | ConnectError::Auth(_) => {
+                    let status = client.auth_status();
+                    status
+                        .action
+                        .map(|a| format!(" (to fix: {a})"))
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            report.problem(format!("Connect {url}: {e}{advice}"));
+            return;
+        }
+    };
+    let wanted = &config.connect.printers;
+    let bridged: Vec<_> = all
+        .iter()
+        .filter(|p| {
+            wanted.is_empty()
+                || wanted.contains(&p.uuid)
+                || p.name.as_ref().is_some_and(|n| wanted.contains(n))
+        })
+        .collect();
+    report.ok(format!(
+        "Connect {url}: the account has {} printer(s); {} will be bridged",
+        all.len(),
+        bridged.len()
+    ));
+    for r in &rejected {
+        report.problem(format!("Connect sent a printer that cannot be read: {r}"));
+    }
+    for w in wanted {
+        if !all
+            .iter()
+            .any(|p| &p.uuid == w || p.name.as_deref() == Some(w.as_str()))
+        {
+            let names: Vec<&str> = all.iter().map(|p| p.display_name()).collect();
+            report.problem(format!(
+                "connect.printers: {w:?} is neither the name nor the uuid of a printer of this \
+                 account (names: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+    }
+    let ids = assign_ids(&bridged, &config.mqtt.printer_ids);
+    let topics = Topics::new(&config.mqtt.base_topic);
+    for p in bridged {
+        let id = &ids[&p.uuid];
+        report.note(format!(
+            "{} ({}, {}): topics {}/{id}/...",
+            p.display_name(),
+            p.uuid,
+            p.effective_state().as_str(),
+            topics.base()
+        ));
+        if config.homeassistant.enabled {
+            let entities = entity_ids(config, p.display_name(), &p.uuid, id);
+            report.note(format!("  Home Assistant: {}", entities.join(", ")));
+        }
+    }
+}
+
+/// The entity ids Home Assistant derives from the discovery (`<platform>.<device>_<name>`).
+fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> {
+    let discovery = Discovery {
+        prefix: config.homeassistant.discovery_prefix.clone(),
+        mode: DiscoveryMode::Entity,
+        topics: Topics::new(&config.mqtt.base_topic),
+    };
+    let device = PrinterDevice {
+        uuid: uuid.to_string(),
+        id: id.to_string(),
+        name: name.to_string(),
+        model: None,
+        serial: None,
+        firmware: None,
+        configuration_url: None,
+        objects: Vec::new(),
+    };
+    let device_slug = slug(name);
+    discovery
+        .printer(&device)
+        .iter()
+        .filter_map(|(topic, payload)| {
+            let platform = topic.split('/').nth(1)?;
+            let entity = match payload.get("name").and_then(Value::as_str) {
+                Some(n) => format!("{device_slug}_{}", slug(n)),
+                None => device_slug.clone(),
+            };
+            Some(format!("{platform}.{entity}"))
+        })
+        .collect()
+}
+
+async fn broker(config: &Config, report: &mut Report) {
+    let url = &config.mqtt.url;
+    let mut cfg = config.mqtt.clone();
+    // Never kick the running service off the broker (same client id).
+    cfg.client_id = format!("{}-check", cfg.client_id);
+    let options = match crate::mqtt::options(&cfg, None) {
+        Ok(o) => o,
+        Err(e) => {
+            report.problem(format!("MQTT broker {url}: {e:#}"));
+            return;
+        }
+    };
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let outcome = tokio::time::timeout(BROKER_WAIT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => {
+            let user = config
+                .mqtt
+                .username
+                .as_deref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default();
+            report.ok(format!("MQTT broker {url}: connected{user}"));
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+        }
+        Ok(Err(e)) => report.problem(format!(
+            "MQTT broker {url}: {}",
+            explain_broker_error(&e, url)
+        )),
+        Err(_) => report.problem(format!(
+            "MQTT broker {url}: no answer within {}s: a firewall, a wrong host, or a TLS port \
+             reached with mqtt:// (use mqtts://)",
+            BROKER_WAIT.as_secs()
+        )),
+    }
+}
+
+/// A broker error as advice.
+pub fn explain_broker_error(e: &ConnectionError, url: &str) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
+                "the broker refused the credentials: check mqtt.username and mqtt.password (or \
+                 mqtt.password_file)"
+                    .into()
+            }
+            ConnectReturnCode::BadClientId => {
+                "the broker rejected the client id: check mqtt.client_id".into()
+            }
+            other => format!("the broker refused the connection ({other:?})"),
+        },
+        ConnectionError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "connection refused: nothing listens there. Is the broker running, and is the \
+                 port in mqtt.url ({url}) right? (1883 for mqtt://, usually 8883 for mqtts://)"
+            ),
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionAborted => format!(
+                "the broker closed the connection ({io}): if that port expects TLS, use mqtts://"
+            ),
+            _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
+                format!("cannot resolve the host of mqtt.url ({io})")
+            }
+            _ => format!("cannot connect ({io})"),
+        },
+        ConnectionError::Tls(tls) => format!(
+            "TLS failed ({tls}): does that port speak TLS, and does mqtt.ca_file hold the CA \
+             that signed the broker's certificate?"
+        ),
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
+            "the broker did not answer in time".into()
+        }
+        other => format!("cannot connect ({other})"),
+    }
+}
+
+fn iso(unix: u64) -> String {
+    crate::payloads::iso(unix as f64).unwrap_or_else(|| unix.to_string())
+}

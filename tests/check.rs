@@ -1,0 +1,310 @@
+//! `prusa-connect-mqtt check` as a new user runs it: a good setup, and each likely mistake,
+//! judged by the exit code and the advice printed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::broker::{TestBroker, reserve_port};
+use common::gateway::{Sim, TOKEN};
+use prusa_connect_mqtt::simulator::PrinterSpec;
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+}
+
+/// Runs `check` on `config` (written to a file in `dir`).
+async fn check(dir: &Path, config: &str) -> Outcome {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .env_remove("PRUSA_CONNECT_MQTT__MQTT__URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    }
+}
+
+fn config(sim: &Sim, broker_url: &str, dir: &Path, connect_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[connect]
+url = "{url}"
+auth_url = "{url}"
+request_timeout = "3s"
+{connect_extra}
+[mqtt]
+url = "{broker_url}"
+[state]
+dir = {state:?}
+{extra}
+"#,
+        url = sim.url(),
+        state = dir.join("state"),
+    )
+}
+
+async fn setup() -> (TestBroker, Sim, tempfile::TempDir) {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    sim.sim.add_printer(PrinterSpec::named("MINI"));
+    (broker, sim, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_setup_lists_printers_topics_and_entities_and_exits_0() {
+    let (broker, sim, dir) = setup().await;
+    let token = format!("access_token = \"{TOKEN}\"");
+    let out = check(
+        dir.path(),
+        &config(&sim, &broker.url(), dir.path(), &token, ""),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    for needle in [
+        "the account has 2 printer(s); 2 will be bridged",
+        "Busy MK4",
+        "topics prusa_connect/busy_mk4/",
+        "sensor.busy_mk4_progress",
+        "button.mini_pause",
+        "event.busy_mk4_print_finished",
+        "connected",
+        "All good",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
+    }
+    assert!(!out.stdout.contains(TOKEN), "the token is never printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_broker_port_says_nothing_listens_there() {
+    let (_broker, sim, dir) = setup().await;
+    let port = reserve_port();
+    let token = format!("access_token = \"{TOKEN}\"");
+    let out = check(
+        dir.path(),
+        &config(
+            &sim,
+            &format!("mqtt://127.0.0.1:{port}"),
+            dir.path(),
+            &token,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("connection refused"), "{}", out.stdout);
+    assert!(out.stdout.contains("mqtt.url"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 problem found"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_access_token_says_when_and_what_to_do() {
+    let (broker, sim, dir) = setup().await;
+    let claims = URL_SAFE_NO_PAD.encode(br#"{"exp": 1700000000, "type": "access"}"#);
+    let expired = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
+    let out = check(
+        dir.path(),
+        &config(
+            &sim,
+            &broker.url(),
+            dir.path(),
+            &format!("access_token = \"{expired}\""),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("expired at 2023-11-14T22:13:20Z"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("run prusa-connect-mqtt login"));
+    assert!(!out.stdout.contains(&expired));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_says_run_login() {
+    let (broker, sim, dir) = setup().await;
+    sim.sim.add_user("me@example.com", "pw", None);
+    let refresh = sim.sim.issue_refresh_token("me@example.com");
+    sim.sim.revoke_refresh_tokens();
+    let out = check(
+        dir.path(),
+        &config(
+            &sim,
+            &broker.url(),
+            dir.path(),
+            &format!("refresh_token = \"{refresh}\""),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("refused the refresh token"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("to fix: run prusa-connect-mqtt login"));
+    assert!(!out.stdout.contains(&refresh));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typo_in_a_key_names_the_key() {
+    let (broker, sim, dir) = setup().await;
+    let token = format!("access_token = \"{TOKEN}\"\npoll_intervall = \"5s\"");
+    let out = check(
+        dir.path(),
+        &config(&sim, &broker.url(), dir.path(), &token, ""),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("poll_intervall"), "{}", out.stdout);
+    assert!(out.stdout.contains("connect"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_filter_matching_nothing_lists_the_real_names() {
+    let (broker, sim, dir) = setup().await;
+    let token = format!("access_token = \"{TOKEN}\"\nprinters = [\"Busy MK3\"]");
+    let out = check(
+        dir.path(),
+        &config(&sim, &broker.url(), dir.path(), &token, ""),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("connect.printers: \"Busy MK3\" is neither the name nor the uuid"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("names: Busy MK4, MINI"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("0 will be bridged"));
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl; `None` without openssl.
+fn make_certificates(dir: &Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| ())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").ok()?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ])?;
+    // mosquitto started as root reads them after dropping to its own user.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.to_path_buf(), 0o755), (dir.join("server.key"), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).ok()?;
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects() {
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("MINI"));
+    let dir = tempfile::tempdir().unwrap();
+    if make_certificates(dir.path()).is_none() {
+        eprintln!("skipped: needs openssl");
+        return;
+    }
+    let tls_port = reserve_port();
+    let certs = dir.path().display();
+    let Some(broker) = TestBroker::start_mosquitto_with(&format!(
+        "listener {tls_port} 127.0.0.1\n\
+         cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+    )) else {
+        eprintln!("skipped: needs mosquitto");
+        return;
+    };
+    let token = format!("access_token = \"{TOKEN}\"");
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let out = check(dir.path(), &config(&sim, &url, dir.path(), &token, "")).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("TLS failed"),
+        "{}\nmosquitto: {}",
+        out.stdout,
+        broker.log()
+    );
+    assert!(out.stdout.contains("mqtt.ca_file"), "{}", out.stdout);
+
+    let with_ca = config(&sim, &url, dir.path(), &token, "")
+        .replace("[state]", &format!("ca_file = \"{certs}/ca.crt\"\n[state]"));
+    let out = check(dir.path(), &with_ca).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("MQTT broker {url}: connected")),
+        "{}",
+        out.stdout
+    );
+}
