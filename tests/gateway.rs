@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
-use common::gateway::{BASE, Gateway, Sim, config};
+use common::gateway::{
+    BASE, Gateway, Sim, config, list_polls, wait_polls, wait_until, wait_until_or,
+};
 use prusa_connect_mqtt::simulator::PrinterSpec;
 use serde_json::Value;
 
@@ -168,21 +170,6 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     gateway.stop().await;
 }
 
-/// How many times the gateway has listed the printers so far.
-fn list_polls(sim: &Sim) -> usize {
-    sim.sim
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/app/printers")
-        .count()
-}
-
-/// Waits until the gateway has listed the printers `n` more times.
-async fn wait_polls(sim: &Sim, n: usize) {
-    let target = list_polls(sim) + n;
-    wait_until(|| list_polls(sim) >= target).await;
-}
-
 /// Asserts that the events on `topic` are exactly the simulator's feed events created after
 /// `t0`, once each and in order; returns how many there are.
 async fn assert_feed_published(
@@ -215,23 +202,6 @@ async fn assert_feed_published(
         "every feed event once, in order, none replayed"
     );
     expected.len()
-}
-
-/// Polls a condition on collected messages (they arrive on another task) with a deadline.
-async fn wait_until(cond: impl Fn() -> bool) {
-    wait_until_or(cond, String::new).await
-}
-
-async fn wait_until_or(cond: impl Fn() -> bool, explain: impl Fn() -> String) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {WAIT:?}: {}",
-            explain()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

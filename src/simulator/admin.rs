@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::http::{PathArgs, method_not_allowed, not_found, parse_json};
 use super::world::{Cause, Ctx, NewJob, Printer};
-use super::{Fault, PrinterSpec, Simulator};
+use super::{Fault, FaultRule, PathFilter, PrinterSpec, Simulator};
 
 pub(crate) fn router() -> Router<Simulator> {
     Router::new()
@@ -31,7 +31,10 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/printers/{uuid}/temps", post(set_temps))
         .route("/printers/{uuid}/event", post(push_event))
         .route("/printers/{uuid}/queue", post(queue_job))
+        .route("/printers/{uuid}/hidden", post(hide_printer))
         .route("/fault", post(set_fault))
+        .route("/faults", get(faults).post(add_fault))
+        .route("/clock", post(set_clock))
         .route("/token", post(set_token))
         .route("/unseen", post(set_unseen))
         .route("/step", post(step))
@@ -315,11 +318,96 @@ async fn queue_job(
     Ok(Json(json!({ "id": id })))
 }
 
-/// `null`/empty clears; otherwise one of `{"kind":"status","status":503}`,
+/// `null`/empty clears every fault; otherwise one of `{"kind":"status","status":503}`,
 /// `{"kind":"too_many_requests","retry_after_s":5}`, `{"kind":"delay","ms":1500}`,
-/// `{"kind":"malformed_json"}`, `{"kind":"truncated_json"}`.
+/// `{"kind":"malformed_json"}`, `{"kind":"truncated_json"}`, `{"kind":"connection_reset"}`
+/// for every `/app/` request.
 async fn set_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
     sim.set_fault(parse_fault(&body)?);
+    Ok(ok())
+}
+
+/// A `/fault` body plus, optionally, `"path": "/app/printers"` (exactly) or
+/// `"path_contains": "/events"`, and `"times": 3`: adds a rule after the others.
+async fn add_fault(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Scope {
+        path: Option<String>,
+        path_contains: Option<String>,
+        times: Option<u32>,
+    }
+    let fault = parse_fault(&body)?.ok_or_else(|| {
+        ApiError::bad_request("MISSING_FAULT", "The body needs a fault (\"kind\": ...)")
+    })?;
+    let scope: Scope = parse_json(&body)?;
+    let mut rule = FaultRule::new(fault);
+    rule.paths = match (scope.path, scope.path_contains) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "INVALID_FAULT",
+                "Give path or path_contains, not both",
+            ));
+        }
+        (Some(path), None) => PathFilter::Exactly(path),
+        (None, Some(part)) => PathFilter::Containing(part),
+        (None, None) => PathFilter::Any,
+    };
+    rule.remaining = scope.times;
+    sim.add_fault(rule);
+    Ok(ok())
+}
+
+/// The fault rules in force: `[{"fault": {...}, "path": .., "path_contains": .., "times": ..}]`.
+async fn faults(State(sim): State<Simulator>) -> Json<Value> {
+    let rules: Vec<Value> = sim
+        .faults()
+        .iter()
+        .map(|r| {
+            let (path, part) = match &r.paths {
+                PathFilter::Any => (None, None),
+                PathFilter::Exactly(p) => (Some(p), None),
+                PathFilter::Containing(p) => (None, Some(p)),
+            };
+            json!({
+                "fault": r.fault.to_json(),
+                "path": path,
+                "path_contains": part,
+                "times": r.remaining,
+            })
+        })
+        .collect();
+    Json(json!(rules))
+}
+
+/// `{"hidden": true}`: left out of the fleet list (its own endpoints still answer).
+async fn hide_printer(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        hidden: bool,
+    }
+    let Body { hidden } = parse_json(&body)?;
+    on_printer(&sim, &uuid, |p, _| p.hidden = hidden)?;
+    Ok(ok())
+}
+
+/// `{"offset_s": -600}`: Connect's clock jumps to real time plus the offset.
+async fn set_clock(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        offset_s: f64,
+    }
+    let Body { offset_s } = parse_json(&body)?;
+    if !offset_s.is_finite() || offset_s.abs() > 10.0 * 365.0 * 86_400.0 {
+        return Err(ApiError::bad_request(
+            "INVALID_OFFSET",
+            "offset_s must be a number of seconds within ten years",
+        ));
+    }
+    sim.set_clock_offset(offset_s);
     Ok(ok())
 }
 
@@ -340,6 +428,7 @@ fn parse_fault(body: &[u8]) -> Result<Option<Fault>, ApiError> {
         },
         MalformedJson,
         TruncatedJson,
+        ConnectionReset,
     }
     fn one() -> u64 {
         1
@@ -355,6 +444,7 @@ fn parse_fault(body: &[u8]) -> Result<Option<Fault>, ApiError> {
         Body::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
         Body::MalformedJson => Fault::MalformedJson,
         Body::TruncatedJson => Fault::TruncatedJson,
+        Body::ConnectionReset => Fault::ConnectionReset,
     }))
 }
 

@@ -70,7 +70,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // The last layer added runs first: a fault hits even unauthenticated requests.
         .layer(middleware::from_fn_with_state(sim.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(sim.clone(), apply_fault));
+        .layer(middleware::from_fn(apply_fault));
     Router::new()
         .route("/version.json", get(version))
         .nest("/app", app)
@@ -84,9 +84,15 @@ pub(crate) fn router(sim: Simulator) -> Router {
 
 // ---------------------------------------------------------------- middleware
 
-/// Buffers the body and records the request (admin requests excepted).
+/// The fault chosen for a Connect request when it was recorded, for [`apply_fault`].
+#[derive(Debug, Clone)]
+struct ChosenFault(Option<Fault>);
+
+/// Buffers the body and records the request (admin requests excepted). Connect's fault for
+/// the request is chosen here, so that the record says which fault it got.
 async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let at = sim.world().started.elapsed();
+    let (mut parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -95,9 +101,16 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
         )
         .into_response();
     };
-    let path = parts.uri.path();
+    let path = parts.uri.path().to_string();
     if path != "/_sim" && !path.starts_with("/_sim/") {
-        sim.world().record(RecordedRequest {
+        let mut world = sim.world();
+        let fault = if path == "/app" || path.starts_with("/app/") {
+            world.take_fault(&path)
+        } else {
+            None
+        };
+        parts.extensions.insert(ChosenFault(fault.clone()));
+        world.record(RecordedRequest {
             method: parts.method.to_string(),
             path: path.to_string(),
             query: parts.uri.query().unwrap_or_default().to_string(),
@@ -106,14 +119,19 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
                 .get(AUTHORIZATION)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            at,
+            fault,
         });
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
-async fn apply_fault(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
-    let fault = sim.world().fault.clone();
+async fn apply_fault(request: Request, next: Next) -> Response {
+    let fault = request
+        .extensions()
+        .get::<ChosenFault>()
+        .and_then(|c| c.0.clone());
     with_fault(fault, Service::Connect, request, next).await
 }
 
@@ -178,6 +196,27 @@ pub(crate) async fn with_fault(
             let half = bytes.slice(..bytes.len() / 2);
             Response::from_parts(parts, Body::from(half))
         }
+        Some(Fault::ConnectionReset) => {
+            // hyper writes nothing until the body gives its first chunk, and closes the
+            // connection when the body fails: the client gets no status line at all.
+            Body::from_stream(tokio_util::io::ReaderStream::new(FailingReader)).into_response()
+        }
+    }
+}
+
+/// A body source that fails at once, for [`Fault::ConnectionReset`].
+struct FailingReader;
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection reset",
+        )))
     }
 }
 
@@ -403,7 +442,7 @@ async fn list_printers(State(sim): State<Simulator>, params: Params) -> JsonResu
         world
             .printers
             .iter()
-            .filter(|p| team.is_none_or(|t| p.team_id == t))
+            .filter(|p| !p.hidden && team.is_none_or(|t| p.team_id == t))
     };
     let printers: Vec<Value> = page
         .of(matching())
@@ -513,14 +552,14 @@ async fn patch_job(
 }
 
 /// The feed, newest first; `from`/`to` are Unix seconds (floats allowed), `from` defaulting to
-/// 24 hours ago and `to` to no upper bound.
+/// 24 hours ago and `to` to no upper bound, both by Connect's clock (which may have jumped).
 async fn list_events(
     State(sim): State<Simulator>,
     PathArgs(uuid): PathArgs<String>,
     params: Params,
 ) -> JsonResult {
     let page = params.page(20, 500)?;
-    let now = real_now_us();
+    let now = sim.world().ctx.clock.now_us();
     let from = params.float("from")?;
     let to = params.float("to")?;
     let names = params.list("event");

@@ -128,20 +128,117 @@ impl PrinterSpec {
     }
 }
 
-/// A misbehaviour applied to every `/app/` request while it is set (or, with
-/// [`Simulator::set_account_fault`], to every account server request).
-#[derive(Debug, Clone, PartialEq)]
+/// A misbehaviour of the server. Connect's faults are set with [`Simulator::set_fault`] (every
+/// `/app/` request) or [`Simulator::add_fault`] (some of them, see [`FaultRule`]); the account
+/// server has its own switch, [`Simulator::set_account_fault`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status and a JSON error body; the request has no effect.
     Status(u16),
     /// Answer 429 with `Retry-After`; the request has no effect.
     TooManyRequests { retry_after_s: u64 },
-    /// Sleep this long, then answer normally.
+    /// Sleep this long, then answer normally (a client with a shorter timeout gives up first).
     Delay(Duration),
     /// Answer 200 with `{"printers": [oops`; the request has no effect.
     MalformedJson,
     /// Answer normally but with only the first half of the body.
     TruncatedJson,
+    /// Close the connection without answering: not even a status line is sent, so the client
+    /// sees a transport error ("connection closed before message completed"). The request
+    /// has no effect.
+    ConnectionReset,
+}
+
+impl Fault {
+    /// The fault as `/_sim/fault` takes it, e.g. `{"kind": "status", "status": 503}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Fault::Status(status) => json!({ "kind": "status", "status": status }),
+            Fault::TooManyRequests { retry_after_s } => {
+                json!({ "kind": "too_many_requests", "retry_after_s": retry_after_s })
+            }
+            Fault::Delay(d) => {
+                json!({ "kind": "delay", "ms": u64::try_from(d.as_millis()).unwrap_or(u64::MAX) })
+            }
+            Fault::MalformedJson => json!({ "kind": "malformed_json" }),
+            Fault::TruncatedJson => json!({ "kind": "truncated_json" }),
+            Fault::ConnectionReset => json!({ "kind": "connection_reset" }),
+        }
+    }
+}
+
+/// Which `/app/` requests a [`FaultRule`] hits, by path (the query string is not looked at).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PathFilter {
+    /// Every `/app/` request.
+    #[default]
+    Any,
+    /// Only this exact path, e.g. `/app/printers` (the fleet list, not a printer's pages).
+    Exactly(String),
+    /// Paths containing this text, e.g. `/events` (every printer's feed).
+    Containing(String),
+}
+
+impl PathFilter {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathFilter::Any => true,
+            PathFilter::Exactly(p) => path == p,
+            PathFilter::Containing(part) => path.contains(part.as_str()),
+        }
+    }
+}
+
+/// A fault for some of Connect's requests: "the next 3 list requests", "every feed request".
+/// `FaultRule::new(Fault::Status(503)).on_path("/app/printers").times(3)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRule {
+    pub fault: Fault,
+    pub paths: PathFilter,
+    /// How many more requests it hits; `None`: until it is cleared. A rule that reaches 0 is
+    /// dropped.
+    pub remaining: Option<u32>,
+}
+
+impl FaultRule {
+    /// Every `/app/` request, until cleared.
+    pub fn new(fault: Fault) -> FaultRule {
+        FaultRule {
+            fault,
+            paths: PathFilter::Any,
+            remaining: None,
+        }
+    }
+
+    /// Only requests for exactly `path` (e.g. `/app/printers`).
+    pub fn on_path(mut self, path: &str) -> FaultRule {
+        self.paths = PathFilter::Exactly(path.to_string());
+        self
+    }
+
+    /// Only requests whose path contains `part` (e.g. `/events`).
+    pub fn on_paths_containing(mut self, part: &str) -> FaultRule {
+        self.paths = PathFilter::Containing(part.to_string());
+        self
+    }
+
+    /// Only the next `n` matching requests.
+    pub fn times(mut self, n: u32) -> FaultRule {
+        self.remaining = Some(n);
+        self
+    }
+
+    /// Whether it hits a request for `path`; counts the hit down when it does.
+    pub(crate) fn hit(&mut self, path: &str) -> bool {
+        if self.remaining == Some(0) || !self.paths.matches(path) {
+            return false;
+        }
+        if let Some(n) = &mut self.remaining {
+            *n -= 1;
+        }
+        true
+    }
 }
 
 /// One HTTP request the simulator received (admin requests under `/_sim/` excluded).
@@ -154,6 +251,21 @@ pub struct RecordedRequest {
     pub authorization: Option<String>,
     /// The body as text (invalid UTF-8 replaced).
     pub body: String,
+    /// When it arrived, since the simulator was created (JSON: seconds as a float), so tests
+    /// can measure a client's backoff.
+    #[serde(serialize_with = "as_secs")]
+    pub at: Duration,
+    /// The Connect fault it was answered with, if any (the account server's are not shown).
+    #[serde(serialize_with = "fault_json")]
+    pub fault: Option<Fault>,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn fault_json<S: serde::Serializer>(f: &Option<Fault>, s: S) -> Result<S::Ok, S::Error> {
+    f.as_ref().map(Fault::to_json).serialize(s)
 }
 
 /// A cheap, cloneable handle to one simulated Connect.
@@ -389,8 +501,43 @@ impl Simulator {
         self.world().token = token.map(str::to_string);
     }
 
+    /// `Some(fault)`: every `/app/` request gets it until further notice. `None`: Connect
+    /// behaves again. Either way rules added with [`Simulator::add_fault`] are dropped.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.world().fault = fault;
+        self.world().faults = fault.map(FaultRule::new).into_iter().collect();
+    }
+
+    /// Adds a fault for some requests. Rules are tried in the order they were added and the
+    /// first one that matches a request answers it, so `add_fault(503 on /app/printers,
+    /// 3 times)` then `add_fault(500 on /app/printers, 2 times)` fails five list requests.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.world().faults.push(rule);
+    }
+
+    /// The fault rules still in force (counted-down rules that ran out are gone).
+    pub fn faults(&self) -> Vec<FaultRule> {
+        self.world().faults.clone()
+    }
+
+    /// `true`: the printer is left out of `GET /app/printers`, as when Connect's list
+    /// glitches; it still exists and its own endpoints still answer. `false`: listed again.
+    #[track_caller]
+    pub fn hide_printer(&self, uuid: &str, hidden: bool) {
+        self.script(uuid, |p, _| p.hidden = hidden)
+    }
+
+    /// Shifts Connect's clock by `seconds` (negative: backwards) from the real time, as when
+    /// the server's clock jumps: events created from now on carry `created` (and
+    /// `server_time`) shifted, and the feed's `pager.from`/`pager.to` follow. Earlier events
+    /// keep their times, so after a backwards jump `created` is no longer in the order events
+    /// happened. `0.0` puts the clock right again (itself a jump when it was off).
+    pub fn set_clock_offset(&self, seconds: f64) {
+        let us = if seconds.is_finite() {
+            (seconds * 1e6).round() as i64
+        } else {
+            0
+        };
+        self.world().ctx.clock.set_offset(us);
     }
 
     /// The count `GET /app/notifications/unseen` answers.

@@ -850,6 +850,285 @@ async fn requests_are_recorded_in_order() {
 }
 
 #[tokio::test]
+async fn requests_record_when_they_arrived_and_which_fault_they_got() {
+    let server = start_empty().await;
+    server.get("/app/printers").await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    server
+        .sim
+        .set_fault(Some(Fault::TooManyRequests { retry_after_s: 3 }));
+    server.get("/app/printers").await;
+    let requests = server.sim.requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].at - requests[0].at;
+    assert!(gap >= Duration::from_millis(60), "{gap:?}");
+    assert_eq!(requests[0].fault, None);
+    assert_eq!(
+        requests[1].fault,
+        Some(Fault::TooManyRequests { retry_after_s: 3 })
+    );
+    // Over HTTP `at` is in seconds and the fault in `/fault`'s form.
+    let (_, body) = server
+        .send(server.client.get(server.url("/_sim/requests")))
+        .await;
+    assert!(body[0]["at"].as_f64().is_some(), "{body}");
+    assert_eq!(
+        body[1]["fault"],
+        json!({ "kind": "too_many_requests", "retry_after_s": 3 })
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_reset_closes_the_connection_without_an_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = start_empty().await;
+    let uuid = server.sim.add_printer(PrinterSpec::named("A"));
+    server.sim.start_job(&uuid, "x.bgcode", 60, &[]);
+    server.sim.set_fault(Some(Fault::ConnectionReset));
+
+    // reqwest sees a transport error: no status, and not a timeout.
+    let err = server
+        .client
+        .get(server.url("/app/printers"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect_err("no response");
+    assert!(err.status().is_none() && !err.is_timeout(), "{err:?}");
+    let chain = format!("{:?}", anyhow::Error::from(err));
+    assert!(chain.contains("connection closed"), "{chain}");
+
+    // On the wire: not one byte comes back before the server closes the connection.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /app/printers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection at once");
+    assert!(
+        answer.is_empty(),
+        "{read:?}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A command that met a reset has no effect.
+    let sent = server
+        .client
+        .post(server.url(&format!("/app/printers/{uuid}/commands/sync")))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "command": "PAUSE_PRINT", "kwargs": {} }))
+        .send()
+        .await;
+    assert!(sent.is_err(), "{sent:?}");
+    assert_eq!(server.sim.printer_state(&uuid).as_deref(), Some("PRINTING"));
+    server.sim.set_fault(None);
+    assert_eq!(server.get("/app/printers").await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fault_rules_hit_only_their_paths_and_run_out() {
+    let server = start_empty().await;
+    let uuid = server.sim.add_printer(PrinterSpec::named("A"));
+    server.sim.add_fault(
+        FaultRule::new(Fault::Status(503))
+            .on_path("/app/printers")
+            .times(2),
+    );
+    server.sim.add_fault(
+        FaultRule::new(Fault::Status(502))
+            .on_path("/app/printers")
+            .times(1),
+    );
+    server
+        .sim
+        .add_fault(FaultRule::new(Fault::Status(500)).on_paths_containing("/events"));
+    let events = format!("/app/printers/{uuid}/events");
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(server.get("/app/printers?limit=5").await.0.as_u16());
+    }
+    assert_eq!(statuses, [503, 503, 502, 200], "in order, then used up");
+    assert_eq!(
+        server.get(&format!("/app/printers/{uuid}")).await.0,
+        StatusCode::OK,
+        "a printer's own page is not the list"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            server.get(&events).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!(
+        server.sim.faults(),
+        vec![FaultRule::new(Fault::Status(500)).on_paths_containing("/events")],
+        "the counted rules are gone, the open-ended one stays"
+    );
+    let faulted: Vec<(String, Option<Fault>)> = server
+        .sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.path, r.fault))
+        .collect();
+    assert_eq!(faulted[3], ("/app/printers".into(), None));
+    assert_eq!(faulted[4], (format!("/app/printers/{uuid}"), None));
+    assert_eq!(faulted[5], (events.clone(), Some(Fault::Status(500))));
+
+    // `set_fault` replaces every rule.
+    server.sim.set_fault(None);
+    assert_eq!(server.get(&events).await.0, StatusCode::OK);
+
+    // The same over HTTP.
+    let admin = |body: Value| server.client.post(server.url("/_sim/faults")).json(&body);
+    let (status, _) = server
+        .send(admin(json!({
+            "kind": "connection_reset", "path_contains": "/events", "times": 1
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, rules) = server
+        .send(server.client.get(server.url("/_sim/faults")))
+        .await;
+    assert_eq!(
+        rules,
+        json!([{
+            "fault": { "kind": "connection_reset" },
+            "path": null, "path_contains": "/events", "times": 1,
+        }])
+    );
+    assert!(
+        server
+            .client
+            .get(server.url(&events))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(server.get(&events).await.0, StatusCode::OK);
+    let (status, _) = server
+        .send(admin(
+            json!({ "kind": "status", "status": 500, "path": "/a", "path_contains": "/b" }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_hidden_printer_is_left_out_of_the_list_only() {
+    let server = start_empty().await;
+    let a = server.sim.add_printer(PrinterSpec::named("A"));
+    let b = server.sim.add_printer(PrinterSpec::named("B"));
+    server.sim.hide_printer(&a, true);
+    let (_, list) = server.get("/app/printers").await;
+    assert_eq!(list["pager"]["total"], 1);
+    assert_eq!(list["printers"][0]["uuid"], b.as_str());
+    assert_eq!(server.printer(&a).await["uuid"], a.as_str());
+    assert_eq!(
+        server.get(&format!("/app/printers/{a}/events")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.sim.printers(), vec![a.clone(), b.clone()]);
+
+    server.sim.hide_printer(&a, false);
+    let (_, list) = server.get("/app/printers").await;
+    assert_eq!(list["pager"]["total"], 2);
+
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/_sim/printers/{b}/hidden")))
+                .json(&json!({ "hidden": true })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = server.get("/app/printers").await;
+    assert_eq!(list["printers"][0]["uuid"], a.as_str());
+    assert_eq!(list["pager"]["total"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_feed_clock_jumps_backwards_and_forwards() {
+    let server = start_empty().await;
+    let uuid = server.sim.add_printer(PrinterSpec::named("A"));
+    let marked = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| e["marker"].as_str().map(str::to_string))
+            .collect()
+    };
+    server.sim.push_event(&uuid, "X", json!({ "marker": "a" }));
+    server.sim.set_clock_offset(-600.0);
+    server.sim.push_event(&uuid, "X", json!({ "marker": "b" }));
+    server.sim.push_event(&uuid, "X", json!({ "marker": "c" }));
+    server.sim.set_clock_offset(3_600.0);
+    server.sim.push_event(&uuid, "X", json!({ "marker": "d" }));
+    server.sim.set_clock_offset(0.0);
+    server.sim.push_event(&uuid, "X", json!({ "marker": "e" }));
+
+    let all = server.events(&uuid, "from=0&limit=100").await;
+    let at = |m: &str| {
+        all.iter()
+            .find(|e| e["marker"] == m)
+            .and_then(|e| e["created"].as_f64())
+            .expect("marked event")
+    };
+    assert!((at("a") - at("b") - 600.0).abs() < 1.0, "{all:?}");
+    assert!(at("b") < at("c"), "steady after the jump");
+    assert!((at("d") - at("e") - 3_600.0).abs() < 1.0);
+    // Sorted by `created`, as Connect sorts it, not in the order they happened.
+    assert_eq!(marked(&all), ["d", "e", "a", "c", "b"]);
+    assert!(
+        created(&all).windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {all:?}"
+    );
+    // A cursor taken at `a` misses what came after a backwards jump.
+    let from = at("a").floor();
+    let since_a = server
+        .events(&uuid, &format!("from={from}&limit=100"))
+        .await;
+    assert_eq!(marked(&since_a), ["d", "e", "a"]);
+
+    // `pager.to` follows Connect's clock.
+    server.sim.set_clock_offset(-7_200.0);
+    let (_, body) = server
+        .get(&format!("/app/printers/{uuid}/events?from=0"))
+        .await;
+    let to = body["pager"]["to"].as_f64().expect("pager.to");
+    let real_now = real_now_us() as f64 / 1e6;
+    assert!((real_now - 7_200.0 - to).abs() < 5.0, "{to} vs {real_now}");
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url("/_sim/clock"))
+                .json(&json!({ "offset_s": 0 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = server
+        .get(&format!("/app/printers/{uuid}/events?from=0"))
+        .await;
+    let to = body["pager"]["to"].as_f64().expect("pager.to");
+    assert!((real_now - to).abs() < 5.0, "{to} vs {real_now}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn admin_interface_scripts_the_world() {
     let server = start_empty().await;
     let admin = |path: &str, body: Value| {

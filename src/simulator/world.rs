@@ -5,12 +5,12 @@
 //! made it happen.
 
 use std::collections::VecDeque;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
 use super::scenario::Autopilot;
-use super::{Fault, PrinterSpec, RecordedRequest};
+use super::{Fault, FaultRule, PrinterSpec, RecordedRequest};
 
 pub(crate) const MAX_EVENTS_PER_PRINTER: usize = 10_000;
 pub(crate) const MAX_JOBS_PER_PRINTER: usize = 1_000;
@@ -35,18 +35,31 @@ pub(crate) fn secs(us: i64) -> f64 {
     us as f64 / 1e6
 }
 
-/// Real wall-clock time, made strictly increasing so that events created in one burst keep
-/// the order they happened in when sorted by `created`.
+/// Connect's clock: real wall-clock time plus a scripted offset (a clock jump), made strictly
+/// increasing so that events created in one burst keep the order they happened in when
+/// sorted by `created`.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
     last_us: i64,
+    offset_us: i64,
 }
 
 impl Clock {
     pub fn tick(&mut self) -> i64 {
-        let us = real_now_us().max(self.last_us + 1);
+        let us = self.now_us().max(self.last_us + 1);
         self.last_us = us;
         us
+    }
+
+    /// The time now by this clock, without advancing it.
+    pub fn now_us(&self) -> i64 {
+        real_now_us().saturating_add(self.offset_us)
+    }
+
+    /// Makes the clock jump: it may go backwards, past times it already gave out.
+    pub fn set_offset(&mut self, offset_us: i64) {
+        self.offset_us = offset_us;
+        self.last_us = i64::MIN + 1;
     }
 }
 
@@ -267,7 +280,8 @@ pub(crate) struct Printer {
     state_before_dialog: Option<String>,
     /// Oldest first.
     pub jobs: VecDeque<Job>,
-    /// Oldest first; `created_us` strictly increasing.
+    /// In the order they happened; `created_us` strictly increasing unless the clock jumped
+    /// backwards (see `Clock::set_offset`).
     pub events: VecDeque<Event>,
     pub queue: Vec<PlannedJob>,
     pub files: Vec<FileInfo>,
@@ -275,6 +289,8 @@ pub(crate) struct Printer {
     pub pilot: Option<Autopilot>,
     /// Fields laid over the rendered printer JSON, to serve what Connect might send one day.
     pub overrides: serde_json::Map<String, Value>,
+    /// Left out of the fleet list (a glitch in Connect's list), still answering on its own.
+    pub hidden: bool,
 }
 
 impl Printer {
@@ -327,6 +343,7 @@ impl Printer {
             dialog: None,
             state_before_dialog: None,
             overrides: serde_json::Map::new(),
+            hidden: false,
             jobs: VecDeque::new(),
             events: VecDeque::new(),
             queue: Vec::new(),
@@ -661,8 +678,8 @@ impl Printer {
         id
     }
 
-    /// The feed, newest first: events with `from_us <= created < to_us`, optionally only the
-    /// named ones.
+    /// The feed, newest `created` first (as Connect sorts it, also after a clock jump): events
+    /// with `from_us <= created < to_us`, optionally only the named ones.
     pub fn feed(
         &self,
         from_us: i64,
@@ -671,14 +688,16 @@ impl Printer {
         offset: usize,
         limit: usize,
     ) -> Vec<&Event> {
-        self.events
+        let mut matching: Vec<&Event> = self
+            .events
             .iter()
             .rev()
             .filter(|e| e.created_us >= from_us && to_us.is_none_or(|to| e.created_us < to))
             .filter(|e| names.is_empty() || names.contains(&e.name.as_str()))
-            .skip(offset)
-            .take(limit)
-            .collect()
+            .collect();
+        // Already in order unless the clock jumped; a stable sort keeps ties newest first.
+        matching.sort_by_key(|e| std::cmp::Reverse(e.created_us));
+        matching.into_iter().skip(offset).take(limit).collect()
     }
 }
 
@@ -722,9 +741,12 @@ pub(crate) struct World {
     /// Oldest first, capped at [`MAX_RECORDED_REQUESTS`].
     pub requests: VecDeque<RecordedRequest>,
     pub token: Option<String>,
-    pub fault: Option<Fault>,
+    /// Connect's fault rules, tried in order (see `Simulator::add_fault`).
+    pub faults: Vec<FaultRule>,
     pub unseen: u64,
     pub started_us: i64,
+    /// For the `at` of recorded requests.
+    pub started: Instant,
     /// Seconds of simulated time `step` has advanced.
     pub sim_time: f64,
     next_printer_number: u64,
@@ -739,9 +761,10 @@ impl World {
             cameras: Vec::new(),
             requests: VecDeque::new(),
             token,
-            fault: None,
+            faults: Vec::new(),
             unseen: 0,
             started_us: real_now_us(),
+            started: Instant::now(),
             sim_time: 0.0,
             next_printer_number: 1,
             next_camera_id: FIRST_CAMERA_ID,
@@ -818,6 +841,16 @@ impl World {
             name,
         });
         Some(id)
+    }
+
+    /// The fault for a request to `path` under `/app/`, counting down the rule that gives it.
+    pub fn take_fault(&mut self, path: &str) -> Option<Fault> {
+        let fault = self
+            .faults
+            .iter_mut()
+            .find_map(|r| r.hit(path).then(|| r.fault.clone()))?;
+        self.faults.retain(|r| r.remaining != Some(0));
+        Some(fault)
     }
 
     pub fn record(&mut self, request: RecordedRequest) {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prusa_connect_mqtt::config::Config;
-use prusa_connect_mqtt::simulator::{Scenario, SimOptions, Simulator};
+use prusa_connect_mqtt::simulator::{RecordedRequest, Scenario, SimOptions, Simulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,8 @@ use super::broker::TestBroker;
 
 pub const TOKEN: &str = "test-token";
 pub const BASE: &str = "pc";
+/// The deadline of [`wait_until`].
+const WAIT_UNTIL: Duration = Duration::from_secs(15);
 
 pub struct Sim {
     pub sim: Simulator,
@@ -72,6 +74,47 @@ impl Sim {
                 .total_cmp(&b["created"].as_f64().unwrap())
         });
         all
+    }
+}
+
+impl Sim {
+    /// The fleet list requests (`GET /app/printers`) received so far, oldest first.
+    pub fn list_requests(&self) -> Vec<RecordedRequest> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/app/printers")
+            .collect()
+    }
+}
+
+/// How many times the gateway has listed the printers so far.
+pub fn list_polls(sim: &Sim) -> usize {
+    sim.list_requests().len()
+}
+
+/// Waits until the gateway has listed the printers `n` more times.
+pub async fn wait_polls(sim: &Sim, n: usize) {
+    let target = list_polls(sim) + n;
+    wait_until(|| list_polls(sim) >= target).await;
+}
+
+/// Polls a condition on collected messages or requests (they arrive on other tasks), with a
+/// deadline.
+pub async fn wait_until(cond: impl Fn() -> bool) {
+    wait_until_or(cond, String::new).await
+}
+
+/// [`wait_until`], saying what `explain` returns when the deadline passes.
+pub async fn wait_until_or(cond: impl Fn() -> bool, explain: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + WAIT_UNTIL;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {WAIT_UNTIL:?}: {}",
+            explain()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
