@@ -50,6 +50,41 @@ struct Tracked {
     events_due: bool,
     device: Option<PrinterDevice>,
     end_attempts: u32,
+    /// Keys of the last published feed events, to recognise them when the feed is re-read
+    /// after Connect's clock went back.
+    recent_events: std::collections::VecDeque<String>,
+    feed_read_at: Option<Instant>,
+    /// Per kind of request ("events", "job"), the error last logged for this printer: a
+    /// failure is logged when it starts or changes, and once when it ends.
+    failing: HashMap<&'static str, String>,
+}
+
+/// How many published event keys each printer remembers.
+const RECENT_EVENTS: usize = 256;
+
+impl Tracked {
+    fn failed(&mut self, what: &'static str, name: &str, error: &ConnectError) {
+        let text = error.to_string();
+        if self.failing.get(what) != Some(&text) {
+            tracing::warn!("{name}: cannot read {what} ({text}); trying again next poll");
+            self.failing.insert(what, text);
+        } else {
+            tracing::debug!("{name}: still cannot read {what}: {text}");
+        }
+    }
+
+    fn succeeded(&mut self, what: &'static str, name: &str) {
+        if self.failing.remove(what).is_some() {
+            tracing::info!("{name}: {what} readable again");
+        }
+    }
+
+    fn remember_event(&mut self, key: String) {
+        if self.recent_events.len() == RECENT_EVENTS {
+            self.recent_events.pop_front();
+        }
+        self.recent_events.push_back(key);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -551,11 +586,9 @@ impl Bridge {
             return self.config.connect.poll_interval;
         }
         let base = self.config.connect.active_poll_interval;
-        let exp = base
-            .saturating_mul(1u32 << self.health.failures.min(10))
-            .min(MAX_BACKOFF);
+        let exp = base.saturating_mul(1u32 << self.health.failures.min(10));
         let jitter = rand::rng().random_range(0.8..1.2);
-        let wait = exp.mul_f64(jitter).max(base);
+        let wait = exp.mul_f64(jitter).clamp(base, MAX_BACKOFF.max(base));
         wait.max(e.retry_after().unwrap_or_default())
     }
 
@@ -603,6 +636,9 @@ impl Bridge {
             events_due: true,
             device: None,
             end_attempts: 0,
+            recent_events: Default::default(),
+            feed_read_at: None,
+            failing: HashMap::new(),
         });
         tracked.id = id.clone();
         let mut memory = self.memory.printers.remove(&uuid).unwrap_or_default();
@@ -651,9 +687,12 @@ impl Bridge {
         self.follow_job(&printer, &mut tracked, &mut memory).await;
         self.publish_discovery(&mut tracked, &printer).await;
         if tracked.events_due {
-            match self.publish_events(&uuid, &id, &mut memory).await {
-                Ok(()) => tracked.events_due = false,
-                Err(e) => tracing::warn!("events of {}: {e}", printer.display_name()),
+            match self.publish_events(&uuid, &mut tracked, &mut memory).await {
+                Ok(()) => {
+                    tracked.events_due = false;
+                    tracked.succeeded("events", printer.display_name());
+                }
+                Err(e) => tracked.failed("events", printer.display_name(), &e),
             }
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), tracked.job_detail.as_ref()) {
@@ -776,9 +815,7 @@ impl Bridge {
                     );
                     memory.active_job = None;
                 }
-                Err(e) => {
-                    tracing::warn!("{}: cannot read job {active}: {e}", printer.display_name())
-                }
+                Err(e) => tracked.failed("job", printer.display_name(), &e),
             }
         }
         if running
@@ -792,39 +829,77 @@ impl Bridge {
             && tracked.job_detail.as_ref().map(|j| j.id) != Some(id)
         {
             match self.connect.job(uuid, id).await {
-                Ok(job) => tracked.job_detail = Some(job),
-                Err(e) => tracing::warn!("{}: cannot read job {id}: {e}", printer.display_name()),
+                Ok(job) => {
+                    tracked.job_detail = Some(job);
+                    tracked.succeeded("job", printer.display_name());
+                }
+                Err(e) => tracked.failed("job", printer.display_name(), &e),
             }
         }
     }
 
     /// Publishes the feed events newer than the printer's cursor, oldest first, each once.
+    /// When Connect's clock is behind the cursor (it went back, or a jump forward was
+    /// corrected), new events carry older times than the cursor: the feed is then re-read
+    /// from Connect's "now" minus the time since the last read, and the events not published
+    /// before are published; the cursor follows Connect's clock from there.
     async fn publish_events(
         &mut self,
         uuid: &str,
-        id: &str,
+        tracked: &mut Tracked,
         memory: &mut PrinterMemory,
     ) -> Result<(), ConnectError> {
-        let events = self.connect.events_since(uuid, memory.events_after).await?;
-        let Some(after) = memory.events_after else {
+        let mut batch = self.connect.feed(uuid, memory.events_after).await?;
+        let read_before = tracked.feed_read_at.replace(Instant::now());
+        let Some(mut after) = memory.events_after else {
             // First look at this printer ever: start after the newest event, do not replay
             // history. An empty feed means everything that appears later is new (our clock
             // and Connect's may differ, so "now" would be a guess).
-            let newest = events.last().map(|e| e.created);
+            let newest = batch.events.last().map(|e| e.created);
             memory.events_after = Some(newest.unwrap_or(0.0));
-            memory.events_seen = events
+            memory.events_seen = batch
+                .events
                 .iter()
                 .filter(|e| Some(e.created) == newest)
                 .map(|e| e.key())
                 .collect();
+            for e in &batch.events {
+                tracked.remember_event(e.key());
+            }
             return Ok(());
         };
-        let topic = self.topics.event(id);
-        let mut after = after;
-        for event in events {
+        let mut rewound = false;
+        if let Some(now) = batch.server_now
+            && now + 1.0 < after
+        {
+            let since = read_before.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let from = now - (since + 60.0).min(86_400.0);
+            tracing::warn!(
+                "{}: Connect's clock ({}) is behind the feed position ({}): re-reading its \
+                 feed from {}",
+                tracked.printer.display_name(),
+                iso(now).unwrap_or_default(),
+                iso(after).unwrap_or_default(),
+                iso(from).unwrap_or_default()
+            );
+            batch = self.connect.feed(uuid, Some(from)).await?;
+            after = from;
+            memory.events_after = Some(from);
+            memory.events_seen.clear();
+            rewound = true;
+        }
+        let topic = self.topics.event(&tracked.id);
+        for event in batch.events {
             let key = event.key();
-            let new = event.created > after
-                || (event.created == after && !memory.events_seen.contains(&key));
+            // After a clock jump events stamped ahead of the cursor may be old ones: the keys
+            // of what was published recently say which.
+            let new = !tracked.recent_events.contains(&key)
+                && if rewound {
+                    event.created >= after
+                } else {
+                    event.created > after
+                        || (event.created == after && !memory.events_seen.contains(&key))
+                };
             if !new {
                 continue;
             }
@@ -832,8 +907,9 @@ impl Bridge {
                 after = event.created;
                 memory.events_seen.clear();
             }
-            memory.events_seen.push(key);
+            memory.events_seen.push(key.clone());
             memory.events_after = Some(after);
+            tracked.remember_event(key);
             self.outbox
                 .event(&topic, Value::Object(event.raw).to_string().into_bytes())
                 .await;

@@ -495,10 +495,6 @@ async fn a_forward_clock_jump_in_the_feed_loses_and_repeats_no_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: the feed cursor is the newest `created` seen, requested as \
-            `from=floor(cursor)` (src/connect/client.rs:396) and compared with `created > \
-            cursor` (src/bridge.rs:746), so every event Connect stamps after its clock went \
-            back (or a forward jump was corrected) is never published"]
 async fn a_backward_clock_jump_in_the_feed_loses_and_repeats_no_event() {
     clock_jump(-600.0).await;
 }

@@ -133,9 +133,6 @@ async fn a_failing_fleet_list_logs_once_per_fault_and_once_on_recovery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: a failed feed read is logged at WARN on every poll \
-            (src/bridge.rs:576) with no memory of the previous failure, and its recovery \
-            is not logged"]
 async fn a_failing_feed_logs_once_and_once_on_recovery() {
     let _turn = SERIAL.lock().await;
     let log = capture();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, TOKEN, config};
-use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -79,7 +79,7 @@ async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-async fn command_reached_connect(sim: &Sim) {
+async fn command_reached_connect(sim: &Sim, dir: &Path) {
     let deadline = Instant::now() + WAIT;
     while !sim
         .sim
@@ -87,7 +87,16 @@ async fn command_reached_connect(sim: &Sim) {
         .iter()
         .any(|r| r.path.ends_with("/commands/sync"))
     {
-        assert!(Instant::now() < deadline, "the command reached Connect");
+        assert!(
+            Instant::now() < deadline,
+            "the command did not reach Connect; requests: {:?}; the gateway's log:\n{}",
+            sim.sim
+                .requests()
+                .iter()
+                .map(|r| format!("{} {} {:?} {:?}", r.method, r.path, r.at, r.fault))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -107,15 +116,16 @@ async fn sigterm_lets_the_command_in_flight_reply_then_publishes_offline_and_exi
     .await;
 
     // Connect takes a second to answer: the stop comes while the command waits for it.
-    sim.sim
-        .set_fault(Some(Fault::Delay(Duration::from_millis(1000))));
+    sim.sim.add_fault(
+        FaultRule::new(Fault::Delay(Duration::from_millis(1000))).on_paths_containing("/commands/"),
+    );
     sub.publish(
         &format!("{BASE}/mk4/command"),
         r#"{"command": "PAUSE_PRINT", "transaction": "t-1"}"#,
         false,
     )
     .await;
-    command_reached_connect(&sim).await;
+    command_reached_connect(&sim, dir.path()).await;
     let stopped_at = Instant::now();
     signal(&child, "-TERM");
     let status = exit_within(&mut child, Duration::from_secs(5)).await;
@@ -156,15 +166,16 @@ async fn sigterm_does_not_wait_for_a_connect_that_hangs() {
         m.json()["state"] == "PRINTING"
     })
     .await;
-    sim.sim
-        .set_fault(Some(Fault::Delay(Duration::from_secs(8))));
+    sim.sim.add_fault(
+        FaultRule::new(Fault::Delay(Duration::from_secs(4))).on_paths_containing("/commands/"),
+    );
     sub.publish(
         &format!("{BASE}/mk4/command"),
         r#"{"command": "PAUSE_PRINT", "transaction": 7}"#,
         false,
     )
     .await;
-    command_reached_connect(&sim).await;
+    command_reached_connect(&sim, dir.path()).await;
     signal(&child, "-INT");
     let status = exit_within(&mut child, Duration::from_secs(5)).await;
     assert!(status.success(), "{status:?}");

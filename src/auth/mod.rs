@@ -232,8 +232,7 @@ pub(crate) async fn token_request(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(crate::connect::client::parse_retry_after);
     let bytes = resp.bytes().await.map_err(|e| {
         TokenEndpointError::Unreachable(crate::connect::client::describe_reqwest(&e))
     })?;

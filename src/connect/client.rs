@@ -152,6 +152,13 @@ impl std::fmt::Display for RejectedPrinter {
     }
 }
 
+/// Feed events, oldest first, and Connect's clock when the feed said it.
+#[derive(Debug, Clone)]
+pub struct FeedBatch {
+    pub events: Vec<FeedEvent>,
+    pub server_now: Option<f64>,
+}
+
 /// A successful snapshot fetch: new bytes, or "not modified".
 #[derive(Debug, Clone)]
 pub enum Snapshot {
@@ -419,7 +426,13 @@ impl ConnectClient {
         uuid: &str,
         from: Option<f64>,
     ) -> Result<Vec<FeedEvent>, ConnectError> {
+        self.feed(uuid, from).await.map(|batch| batch.events)
+    }
+
+    /// [`ConnectClient::events_since`], with Connect's clock as the feed reports it.
+    pub async fn feed(&self, uuid: &str, from: Option<f64>) -> Result<FeedBatch, ConnectError> {
         let mut all = Vec::new();
+        let mut server_now = None;
         let path = format!("/app/printers/{uuid}/events");
         for page_no in 0..EVENTS_MAX_PAGES {
             let mut query = vec![
@@ -430,6 +443,10 @@ impl ConnectClient {
                 query.push(("from", format!("{}", from.floor() as i64)));
             }
             let page: EventPage = self.get_json(&path, &query).await?;
+            if page_no == 0 {
+                // Without a `to` in the request, `pager.to` is Connect's "now".
+                server_now = page.pager.to.filter(|t| t.is_finite());
+            }
             let n = page.events.len() as u64;
             all.extend(page.events.into_iter().filter_map(FeedEvent::from_value));
             if n < EVENTS_PAGE {
@@ -437,7 +454,10 @@ impl ConnectClient {
             }
         }
         all.sort_by(|a, b| a.created.total_cmp(&b.created));
-        Ok(all)
+        Ok(FeedBatch {
+            events: all,
+            server_now,
+        })
     }
 
     pub async fn queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
@@ -598,8 +618,7 @@ async fn check_and_read(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(parse_retry_after);
     let bytes = read_limited(resp, 64 * 1024).await.unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let parsed: Option<ApiError> = body
@@ -621,6 +640,19 @@ async fn check_and_read(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>
         retry_after,
         body,
     })
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3); at most an hour.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ConnectError> {
@@ -651,4 +683,23 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_or_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(3600)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!((118..=120).contains(&wait.as_secs()), "{wait:?}");
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }
