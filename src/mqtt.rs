@@ -160,6 +160,8 @@ async fn drive(
     link: watch::Sender<Link>,
     incoming: mpsc::Sender<Incoming>,
 ) {
+    let (host, port) = eventloop.mqtt_options.broker_address();
+    let broker = format!("{host}:{port}");
     let mut backoff = BACKOFF_START;
     let mut failures = 0u32;
     loop {
@@ -208,7 +210,10 @@ async fn drive(
                 link.send_modify(|l| l.connected = false);
                 failures += 1;
                 if failures == 1 {
-                    tracing::warn!("MQTT broker connection lost: {e}; reconnecting with backoff");
+                    tracing::warn!(
+                        "MQTT broker: {}; retrying with backoff (`prusa-connect-mqtt check` tests the settings)",
+                        crate::check::explain_broker_error(&e, &broker)
+                    );
                 } else {
                     tracing::debug!("MQTT reconnect attempt {failures} failed: {e}");
                 }
