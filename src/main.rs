@@ -13,7 +13,7 @@ use prusa_connect_mqtt::config::{Config, LogFormat};
     name = "prusa-connect-mqtt",
     version,
     about = "Bridges 3D printers in Prusa Connect to MQTT, with Home Assistant discovery",
-    after_help = "Without a command, `run` is assumed. Try `prusa-connect-mqtt demo` first: it needs no account."
+    after_help = "Without a command, `run` is assumed.\n\nGetting started: `demo` (no account needed), then `login`, `check`, `run`.\nThe README has the topic reference, Home Assistant and Node-RED examples, and troubleshooting."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,12 +27,16 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Run,
-    /// Check the config, the Connect credentials, the printers (with their topics and Home
-    /// Assistant entities) and the broker; exits non-zero with advice on any problem.
+    /// Try the config, the token, the printers and the broker; say what to fix.
+    ///
+    /// Lists each printer with its topics and the Home Assistant entity ids it will get.
+    /// Exit code 0 when all is well, 2 when something must be fixed.
     Check,
-    /// Log in to the Prusa account (email, password, 2FA code when asked) and store a refresh
-    /// token in the state directory; the password is never stored. Reads from the terminal
-    /// without echo, or line by line from a pipe.
+    /// Log in to your Prusa account and store a refresh token in the state directory.
+    ///
+    /// Asks for the email, the password (not echoed, never stored) and a 2FA code when the
+    /// account has one. From a pipe it reads one answer per line. Run it with sudo for the
+    /// service, so the token lands in the service's state directory.
     Login {
         /// Account email (asked when not given).
         #[arg(long)]
@@ -41,8 +45,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
-    /// Zero set-up: a simulated Connect with printers doing a scripted day, the gateway, a
-    /// broker (localhost:1883 or an embedded one), and a printout of every message.
+    /// See it work without an account: simulated printers, the gateway, a broker.
+    ///
+    /// Three simulated printers run a scripted day; the broker is localhost:1883 when one
+    /// answers, else an embedded one; every message is printed; retained topics are removed
+    /// on Ctrl-C.
     Demo {
         /// Broker URL instead of localhost:1883 / embedded.
         #[arg(long)]
