@@ -476,7 +476,9 @@ impl Bridge {
             .min(MAX_BACKOFF);
         let jitter = rand::rng().random_range(0.8..1.2);
         let wait = exp.mul_f64(jitter).max(base);
-        wait.max(e.retry_after().unwrap_or_default())
+        // Honour Retry-After up to the longest backoff: a larger one (even u64::MAX seconds,
+        // which overflowed the clock) must not stop the gateway from ever looking again.
+        wait.max(e.retry_after().unwrap_or_default().min(MAX_BACKOFF))
     }
 
     fn on_connect_success(&mut self) {

@@ -8,10 +8,13 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
+use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+use common::broker::{Msg, Subscriber, TestBroker};
 use common::fake_http::{FakeHttp, Reply};
+use common::gateway::{BASE, Gateway, Sim, config};
 
 fn jwt_expiring_at(exp: serde_json::Value) -> String {
     let claims = URL_SAFE_NO_PAD.encode(json!({"exp": exp, "type": "access"}).to_string());
@@ -80,4 +83,37 @@ async fn an_absurd_expiry_in_auth_json_is_renewed() {
         let got = refresher.access_token().await.expect("renewed");
         assert_eq!(got.expose_secret(), "fresh", "expiry {expires}");
     }
+}
+
+/// Connect answering 429 with `Retry-After: 18446744073709551615`: the gateway waited
+/// `Instant::now() + u64::MAX s`, which overflowed and killed the bridge task.
+#[tokio::test]
+async fn a_huge_retry_after_is_survived() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("MK4"));
+    let info = format!("{BASE}/bridge/info");
+    let sub = Subscriber::connect(&broker, &[&info]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(config(&broker, &sim, dir.path(), ""));
+    let reachable = |up: bool| move |m: &Msg| m.json()["connect"]["reachable"] == up;
+    sub.wait_for(&info, Duration::from_secs(10), reachable(true))
+        .await;
+    sim.sim.set_fault(Some(Fault::TooManyRequests {
+        retry_after_s: u64::MAX,
+    }));
+    let down = sub
+        .wait_for(&info, Duration::from_secs(10), reachable(false))
+        .await;
+    assert!(
+        down.json()["connect"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("429")),
+        "{}",
+        down.text()
+    );
+    // The next poll is scheduled right after bridge/info goes out; give it that moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.sim.set_fault(None);
+    gateway.stop().await;
 }
