@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
+use prusa_connect_mqtt::config::Config;
 use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -116,4 +117,26 @@ async fn a_huge_retry_after_is_survived() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     sim.sim.set_fault(None);
     gateway.stop().await;
+}
+
+/// `poll_interval = "18446744073709551615s"` parsed, and the first poll then scheduled the
+/// next at `Instant::now() + u64::MAX s`: the bridge task panicked. Absurd intervals are now
+/// refused at start, naming the key.
+#[test]
+fn absurd_intervals_are_refused_naming_the_key() {
+    for (section, key) in [
+        ("connect", "poll_interval"),
+        ("connect", "active_poll_interval"),
+        ("connect", "request_timeout"),
+        ("camera", "interval"),
+    ] {
+        for value in ["18446744073709551615s", "100years", "25h"] {
+            let err =
+                Config::from_toml(&format!("[{section}]\n{key} = \"{value}\"\n")).expect_err(value);
+            let msg = format!("{err:#}");
+            assert!(msg.contains(&format!("{section}.{key}")), "{msg}");
+            assert!(msg.contains("too long"), "{msg}");
+        }
+        Config::from_toml(&format!("[{section}]\n{key} = \"1day\"\n")).expect("a day is fine");
+    }
 }
