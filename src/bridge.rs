@@ -589,7 +589,9 @@ impl Bridge {
         let exp = base.saturating_mul(1u32 << self.health.failures.min(10));
         let jitter = rand::rng().random_range(0.8..1.2);
         let wait = exp.mul_f64(jitter).clamp(base, MAX_BACKOFF.max(base));
-        wait.max(e.retry_after().unwrap_or_default())
+        // Honour Retry-After up to the longest backoff: a larger one (even u64::MAX seconds,
+        // which overflowed the clock) must not stop the gateway from ever looking again.
+        wait.max(e.retry_after().unwrap_or_default().min(MAX_BACKOFF))
     }
 
     fn on_connect_success(&mut self) {

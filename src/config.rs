@@ -17,6 +17,9 @@ use serde::Deserialize;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/prusa-connect-mqtt/config.toml";
 pub const ENV_PREFIX: &str = "PRUSA_CONNECT_MQTT__";
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+/// Intervals and timeouts longer than this are refused: far beyond any use, and the poll
+/// loop's clock arithmetic overflows near u64::MAX seconds ("18446744073709551615s" parses).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -314,6 +317,13 @@ impl Config {
         ] {
             if d.is_zero() {
                 bail!("{key} must be longer than 0s (for example \"30s\")");
+            }
+            if d > MAX_DURATION {
+                bail!(
+                    "{key} = \"{}\" is too long: at most {} (for example \"30s\")",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_DURATION)
+                );
             }
         }
         check_topic_segment("mqtt.base_topic", &self.mqtt.base_topic, true)?;

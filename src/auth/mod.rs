@@ -36,6 +36,9 @@ const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
 /// After the account server failed, wait this long before trying again while the current
 /// access token still works.
 const RETRY_WHILE_VALID: Duration = Duration::from_secs(15);
+/// Longer token lifetimes (from `expires_in`, the JWT's `exp` or `auth.json`) are taken as
+/// this: the clock arithmetic must not overflow on whatever the account server sends.
+const MAX_LIFETIME: Duration = Duration::from_secs(1_000_000_000);
 
 /// Why a refresh failed. `Display` is the message for the log and `bridge/info`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -296,10 +299,10 @@ impl Access {
     fn new(token: SecretString, expires_in: Option<f64>) -> Access {
         let lifetime = expires_in
             .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(1e9)))
+            .map(|s| Duration::from_secs_f64(s.min(MAX_LIFETIME.as_secs_f64())))
             .or_else(|| {
                 let exp = jwt_expiry(token.expose_secret())?;
-                Some(Duration::from_secs(exp.saturating_sub(unix_now())))
+                Some(Duration::from_secs(exp.saturating_sub(unix_now())).min(MAX_LIFETIME))
             })
             .unwrap_or(ASSUMED_LIFETIME);
         Access {
@@ -313,7 +316,9 @@ impl Access {
         let token = s.access_token.clone()?;
         let exp = s.access_expires_at?;
         let now = unix_now();
-        (exp > now).then(|| Access {
+        // An expiry further away than any real token's (a damaged file) is not trusted: renew.
+        let left = exp.saturating_sub(now);
+        (left > 0 && left <= MAX_LIFETIME.as_secs()).then(|| Access {
             token: SecretString::from(token),
             expires_at: UNIX_EPOCH + Duration::from_secs(exp),
             lifetime: Duration::from_secs(exp.saturating_sub(s.obtained_at).max(1)),

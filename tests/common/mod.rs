@@ -1,2 +1,3 @@
 pub mod broker;
+pub mod fake_http;
 pub mod gateway;
