@@ -383,7 +383,7 @@ fn explain_figment_error(e: figment::Error) -> String {
     let mut parts = Vec::new();
     for err in e {
         let key = err.path.join(".");
-        let what = err.kind.to_string();
+        let what = without_source_lines(&err.kind.to_string());
         if key.is_empty() {
             parts.push(what);
         } else {
@@ -391,6 +391,24 @@ fn explain_figment_error(e: figment::Error) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// A TOML syntax error quotes the offending line, which may hold a secret (an unquoted
+/// token): keep the position and the explanation, drop the quoted source.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| {
+            let t = line.trim_start();
+            let numbered = t
+                .split_once('|')
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+            !numbered
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn read_secret(path: &Path, key: &str) -> Result<SecretString> {

@@ -31,19 +31,25 @@ pub const NO_OBJECTS: &str = "(no cancelable objects)";
 
 /// A label per object, unique even when names repeat: `(object id, label)`.
 pub fn object_labels(objects: &[CancelableObject]) -> Vec<(i64, String)> {
+    let mut used = std::collections::HashSet::new();
     objects
         .iter()
         .map(|o| {
             let name = o.name.clone().unwrap_or_else(|| format!("Object {}", o.id));
             let repeated = objects.iter().filter(|x| x.name == o.name).count() > 1;
-            (
-                o.id,
-                if repeated {
-                    format!("{name} (#{})", o.id)
-                } else {
-                    name
-                },
-            )
+            let wanted = if repeated {
+                format!("{name} (#{})", o.id)
+            } else {
+                name
+            };
+            // An object may be *named* like another's label ("a (#1)"): number the later one.
+            let mut label = wanted.clone();
+            let mut n = 1;
+            while !used.insert(label.clone()) {
+                n += 1;
+                label = format!("{wanted} ({n})");
+            }
+            (o.id, label)
         })
         .collect()
 }

@@ -942,11 +942,10 @@ proptest! {
     }
 }
 
-/// Known issue: object labels are unique only while no object's own name looks like a
+/// Was a known issue (fixed): object labels are unique only while no object's own name looks like a
 /// disambiguated one: "a (#1)" next to two objects "a" (ids 1 and 2) gives "a (#1)" twice, and
 /// "Cancel object" by name then cancels the first of them.
 #[test]
-#[ignore = "known issue: object_labels can repeat a label"]
 fn object_labels_never_repeat() {
     let objects: Vec<CancelableObject> = serde_json::from_value(json!([
         {"id": 5, "name": "a (#1)"}, {"id": 1, "name": "a"}, {"id": 2, "name": "a"}
@@ -1104,12 +1103,11 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Known issue: a Connect that ignores `offset` and reports a `pager.total` larger than what
+/// Was a known issue (fixed): a Connect that ignores `offset` and reports a `pager.total` larger than what
 /// it sends makes one `printers()` call page on to offset 100,000: 25,000 requests (about a
 /// minute here) returning the same printers 25,000 times over. Stopping at a page that repeats
 /// uuids (or at a short page) would bound it.
 #[test]
-#[ignore = "known issue: printers() trusts pager.total when Connect ignores offset"]
 fn a_lying_pager_costs_few_requests_and_no_duplicates() {
     let _rt = rt().enter();
     let server = own_server!();
@@ -1221,11 +1219,10 @@ proptest! {
     }
 }
 
-/// Known issue: an error body with a blank `message` (or any JSON array, which serde reads
+/// Was a known issue (fixed): an error body with a blank `message` (or any JSON array, which serde reads
 /// as the struct's fields in order: `["", ""]`) gives the user "Connect answered 403 : "
 /// instead of falling back to the status's reason.
 #[test]
-#[ignore = "known issue: a blank error message is passed on as is"]
 fn a_blank_error_message_falls_back_to_the_status() {
     let _rt = rt().enter();
     let server = own_server!();
@@ -1596,11 +1593,10 @@ proptest! {
     }
 }
 
-/// Known issue: a TOML syntax error is reported with the offending line, so a token pasted
+/// Was a known issue (fixed): a TOML syntax error is reported with the offending line, so a token pasted
 /// without quotes is copied into the error (and the log), and the message names a line and
 /// column, not a key.
 #[test]
-#[ignore = "known issue: TOML syntax errors quote the line, secrets included"]
 fn a_syntax_error_does_not_echo_a_secret() {
     let err = Config::from_toml("[connect]\naccess_token = eyJhbGciOiJSUzI1NiJ9.S3CR3T\n")
         .expect_err("not TOML");
@@ -1860,11 +1856,10 @@ proptest! {
     }
 }
 
-/// Known issue: a token answer with `"refresh_token": ""` replaces the working refresh token
+/// Was a known issue (fixed): a token answer with `"refresh_token": ""` replaces the working refresh token
 /// with the blank one (in memory and in `auth.json`, which then reads as empty), so the next
 /// renewal fails and the user has to log in again. Keeping the old token would be safer.
 #[test]
-#[ignore = "known issue: a blank rotated refresh token is adopted"]
 fn a_blank_rotated_refresh_token_is_not_adopted() {
     let _rt = rt().enter();
     let server = own_server!();

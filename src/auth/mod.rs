@@ -546,8 +546,10 @@ impl Refresher {
 
     /// Stores the rotated refresh token, then hands out the new access token.
     fn adopt(&self, inner: &mut Inner, tokens: TokenResponse) -> SecretString {
+        // A blank "rotated" token would strand the gateway: keep the one that worked.
         let refresh = tokens
             .refresh_token
+            .filter(|t| !t.expose_secret().trim().is_empty())
             .unwrap_or_else(|| inner.refresh.clone());
         let access = Access::new(tokens.access_token, tokens.expires_in);
         let now = unix_now();

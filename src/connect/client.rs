@@ -320,6 +320,7 @@ impl ConnectClient {
                 let message = error_body(resp)
                     .await
                     .and_then(|e| e.message)
+                    .filter(|m| !m.trim().is_empty())
                     .unwrap_or_else(|| "no reason given".into());
                 let renewable =
                     matches!(self.tokens, TokenSource::File(_) | TokenSource::Refresh(_));
@@ -359,6 +360,7 @@ impl ConnectClient {
     /// A printer whose JSON cannot be read is returned in the second list, not fatal.
     pub async fn printers(&self) -> Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError> {
         let mut printers = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut bad = Vec::new();
         let mut offset = 0u64;
         loop {
@@ -378,9 +380,15 @@ impl ConnectClient {
                 )
                 .await?;
             let n = page.printers.len() as u64;
+            let mut new_on_page = 0;
             for value in page.printers {
                 match serde_json::from_value::<Printer>(value.clone()) {
-                    Ok(p) => printers.push(p),
+                    // A Connect that ignores `offset` sends the same page again: skip repeats.
+                    Ok(p) if seen.insert(p.uuid.clone()) => {
+                        new_on_page += 1;
+                        printers.push(p);
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         let uuid = value
                             .get("uuid")
@@ -395,7 +403,8 @@ impl ConnectClient {
             }
             offset += n;
             let total = page.pager.total.unwrap_or(offset);
-            if n == 0 || offset >= total || offset >= 100_000 {
+            // A page with nothing new ends the list whatever the pager says.
+            if n == 0 || new_on_page == 0 || offset >= total || offset >= 100_000 {
                 break;
             }
         }
@@ -627,6 +636,7 @@ async fn check_and_read(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>
     let message = parsed
         .as_ref()
         .and_then(|e| e.message.clone())
+        .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| {
             status
                 .canonical_reason()
