@@ -37,6 +37,20 @@ impl Sim {
         Sim { sim, addr, stop }
     }
 
+    /// [`Sim::start`] with the printers of `scenario`; they move only when the simulator is
+    /// stepped ([`Simulator::step`]).
+    pub async fn start_scenario(scenario: Scenario) -> Sim {
+        let sim = Simulator::new(SimOptions {
+            token: Some(TOKEN.to_string()),
+            scenario,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(sim.clone().serve(listener, stop.clone().cancelled_owned()));
+        Sim { sim, addr, stop }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
