@@ -248,7 +248,7 @@ fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> 
 }
 
 async fn broker(config: &Config, report: &mut Report) {
-    let url = &config.mqtt.url;
+    let url = &crate::config::redact_url(&config.mqtt.url);
     let mut cfg = config.mqtt.clone();
     // Never kick the running service off the broker (same client id).
     cfg.client_id = format!("{}-check", cfg.client_id);

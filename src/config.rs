@@ -305,7 +305,7 @@ impl Config {
             );
         }
         crate::mqtt::BrokerAddress::parse(&self.mqtt.url)
-            .with_context(|| format!("mqtt.url = {:?}", self.mqtt.url))?;
+            .with_context(|| format!("mqtt.url = {:?}", redact_url(&self.mqtt.url)))?;
         for (key, d) in [
             ("connect.poll_interval", self.connect.poll_interval),
             (
@@ -393,6 +393,20 @@ fn explain_figment_error(e: figment::Error) -> String {
     parts.join("; ")
 }
 
+/// `url` for messages: a password in it (`mqtt://user:secret@host`) is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// A TOML syntax error quotes the offending line, which may hold a secret (an unquoted
 /// token): keep the position and the explanation, drop the quoted source.
 fn without_source_lines(message: &str) -> String {
@@ -465,6 +479,18 @@ mod tests {
             format!("{err:#}").contains("connect.poll_interval"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn a_password_in_the_broker_url_is_never_echoed() {
+        let err = Config::from_toml("[mqtt]\nurl = \"mqtt://u:hunter2@host:99999\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("mqtt.url") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        assert_eq!(redact_url("mqtts://a:b@h:1"), "mqtts://a:***@h:1");
+        assert_eq!(redact_url("mqtt://h:1"), "mqtt://h:1");
     }
 
     #[test]

@@ -324,7 +324,9 @@ fn init_logging(level: &str, format: LogFormat) {
         prusa_connect_mqtt::embedded_broker::quiet_broker_logs(filter, rust_log.as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -78,8 +78,8 @@ pub struct Session {
 /// Builds the options: last will `offline` on `will_topic` (when given), TLS and credentials
 /// from config.
 pub fn options(cfg: &MqttConfig, will_topic: Option<&str>) -> Result<MqttOptions> {
-    let addr =
-        BrokerAddress::parse(&cfg.url).with_context(|| format!("mqtt.url = {:?}", cfg.url))?;
+    let addr = BrokerAddress::parse(&cfg.url)
+        .with_context(|| format!("mqtt.url = {:?}", crate::config::redact_url(&cfg.url)))?;
     let mut opts = MqttOptions::new(cfg.client_id.clone(), addr.host.clone(), addr.port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
