@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
@@ -17,19 +15,6 @@ use secrecy::SecretString;
 const WAIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "pw-Zebra-Quartz-91";
 const TOTP: &str = "770077";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn form_values(body: &str) -> Vec<String> {
     reqwest::Url::parse(&format!("http://x/?{body}"))
@@ -47,16 +32,7 @@ fn form_values(body: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_at_any_level() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    // The simulator is the test's stand-in for the cloud, not the gateway: its own logs are
-    // not the gateway's to keep clean.
-    let filter = tracing_subscriber::EnvFilter::new("trace,prusa_connect_mqtt::simulator=off");
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = common::logs::capture("trace");
 
     let broker = TestBroker::start();
     let sim = Sim::start().await;
@@ -148,7 +124,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
         .count();
     assert!(access_tokens >= 4, "the run used several access tokens");
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = String::from_utf8(captured.text().into_bytes()).unwrap();
     assert!(
         log.lines().count() > 100,
         "the capture works: {} lines",

@@ -6,60 +6,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config, wait_until_or};
+use common::logs::Captured;
 use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    /// The gateway's log lines written since `from` (a [`Captured::len`]).
-    fn lines_since(&self, from: usize) -> Vec<String> {
-        let bytes = self.0.lock().unwrap()[from..].to_vec();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| l.contains("prusa_connect_mqtt"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// The capture, installed as the global subscriber on first use.
 fn capture() -> &'static Captured {
-    static CAPTURE: OnceLock<Captured> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        // The simulator stands in for the cloud: its logs are not the gateway's.
-        let filter = tracing_subscriber::EnvFilter::new("info,prusa_connect_mqtt::simulator=off");
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    })
+    common::logs::capture("info")
 }
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -396,26 +396,7 @@ impl Subscriber {
         timeout: Duration,
         pred: impl Fn(&Msg) -> bool,
     ) -> Msg {
-        let mut arrivals = self.shared.arrivals.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            arrivals.borrow_and_update();
-            let found = self
-                .shared
-                .messages()
-                .iter()
-                .find(|msg| msg.topic == topic && pred(msg))
-                .cloned();
-            if let Some(msg) = found {
-                return msg;
-            }
-            if tokio::time::timeout_at(deadline, arrivals.changed())
-                .await
-                .is_err()
-            {
-                panic!("{}", self.describe_miss(topic, timeout));
-            }
-        }
+        self.wait_for_after(0, topic, timeout, pred).await
     }
 
     /// How many messages have arrived so far: a mark for [`Subscriber::wait_for_after`].

@@ -1,3 +1,4 @@
 pub mod broker;
 pub mod fake_http;
 pub mod gateway;
+pub mod logs;
