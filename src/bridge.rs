@@ -1009,7 +1009,9 @@ struct Watchdog {
 impl Watchdog {
     fn from_env() -> Watchdog {
         Watchdog {
-            every: sd_notify::watchdog_enabled().map(|period| period / 2),
+            // (At least 10 ms: a zero interval would panic on an absurd WATCHDOG_USEC.)
+            every: sd_notify::watchdog_enabled()
+                .map(|period| (period / 2).max(Duration::from_millis(10))),
             last: Instant::now(),
         }
     }
