@@ -592,3 +592,50 @@ async fn login_command_stores_a_working_token_and_never_prints_secrets() {
     let on_disk = std::fs::read_to_string(dir.path().join("state").join(auth::AUTH_FILE)).unwrap();
     assert!(!on_disk.contains(PASSWORD));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_rotating_the_token_does_not_interrupt_the_gateway() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_user(EMAIL, PASSWORD, None);
+    sim.sim.set_access_ttl(Duration::from_secs(2));
+    sim.sim.add_printer(PrinterSpec::named("MK4"));
+    let r0 = sim.sim.issue_refresh_token(EMAIL);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(refresh_config(&broker, &sim, dir.path(), &r0));
+    let avail = format!("{BASE}/mk4/availability");
+    sub.wait_for(&avail, WAIT, |m| m.text() == "online").await;
+    until("a first renewal", WAIT, || token_requests(&sim).len() >= 1).await;
+
+    // `check` (or `login`) on the same state directory rotates the token behind its back.
+    let mark = sub.mark();
+    let other =
+        auth::Refresher::new(&sim.url(), dir.path(), None, None, Duration::from_secs(5)).unwrap();
+    other.refresh_now().await.unwrap();
+    let before = sim.sim.account_stats().refreshes_ok;
+    until("the gateway's next renewals", WAIT, || {
+        sim.sim.account_stats().refreshes_ok >= before + 2
+    })
+    .await;
+    gateway.stop().await;
+    let stats = sim.sim.account_stats();
+    assert_eq!(
+        stats.refreshes_refused, 1,
+        "one refused try, then the new token: {stats:?}"
+    );
+    let after: Vec<_> = sub.messages().into_iter().skip(mark).collect();
+    assert!(
+        after
+            .iter()
+            .filter(|m| m.topic == avail)
+            .all(|m| m.text() == "online"),
+        "the printer never went offline"
+    );
+    assert!(
+        after
+            .iter()
+            .filter(|m| m.topic == format!("{BASE}/bridge/info"))
+            .all(|m| m.json()["auth"]["status"] == "ok")
+    );
+}

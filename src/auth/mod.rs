@@ -508,35 +508,50 @@ impl Refresher {
                 }
             }
         }
-        let refresh = inner.refresh.clone();
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.expose_secret()),
-            ("client_id", CLIENT_ID),
-        ];
-        tracing::debug!("renewing the Connect access token");
-        let error = match token_request(&self.http, &self.token_url, &form).await {
-            Ok(tokens) => return Ok(self.adopt(inner, tokens)),
-            Err(TokenEndpointError::Refused { status, detail, .. }) => {
-                inner.refused.insert(sha256_hex(refresh.expose_secret()));
-                inner.access = None;
-                AuthError::RefreshRejected {
-                    detail: format!("HTTP {status} {detail}"),
+        // Two tries: when the token is refused because another process (`login`, `check`, a
+        // second gateway on the same state directory) rotated it, the new one is in auth.json.
+        let mut tries = 0;
+        let error = loop {
+            tries += 1;
+            let refresh = inner.refresh.clone();
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.expose_secret()),
+                ("client_id", CLIENT_ID),
+            ];
+            tracing::debug!("renewing the Connect access token");
+            break match token_request(&self.http, &self.token_url, &form).await {
+                Ok(tokens) => return Ok(self.adopt(inner, tokens)),
+                Err(TokenEndpointError::Refused { status, detail, .. }) => {
+                    inner.refused.insert(sha256_hex(refresh.expose_secret()));
+                    inner.access = None;
+                    if tries == 1
+                        && let Some(newer) = self.newer_token(inner)
+                    {
+                        tracing::info!(
+                            "the refresh token was replaced by another process; using the new one"
+                        );
+                        inner.refresh = newer;
+                        continue;
+                    }
+                    AuthError::RefreshRejected {
+                        detail: format!("HTTP {status} {detail}"),
+                    }
                 }
-            }
-            Err(TokenEndpointError::Unreachable(detail)) => AuthError::AccountUnavailable {
-                url: self.auth_url.clone(),
-                detail: format!("is not reachable ({detail})"),
-                retry_after: None,
-            },
-            Err(TokenEndpointError::Unavailable {
-                detail,
-                retry_after,
-            }) => AuthError::AccountUnavailable {
-                url: self.auth_url.clone(),
-                detail,
-                retry_after,
-            },
+                Err(TokenEndpointError::Unreachable(detail)) => AuthError::AccountUnavailable {
+                    url: self.auth_url.clone(),
+                    detail: format!("is not reachable ({detail})"),
+                    retry_after: None,
+                },
+                Err(TokenEndpointError::Unavailable {
+                    detail,
+                    retry_after,
+                }) => AuthError::AccountUnavailable {
+                    url: self.auth_url.clone(),
+                    detail,
+                    retry_after,
+                },
+            };
         };
         // The caller reports it (the bridge logs once per change of fault).
         tracing::debug!("renewing the access token failed: {error}");
