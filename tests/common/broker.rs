@@ -458,7 +458,11 @@ impl Subscriber {
 
     /// The messages that arrived after `mark` (see [`Subscriber::mark`]), in arrival order.
     pub fn messages_since(&self, mark: usize) -> Vec<Msg> {
-        self.shared.messages().get(mark..).unwrap_or_default().to_vec()
+        self.shared
+            .messages()
+            .get(mark..)
+            .unwrap_or_default()
+            .to_vec()
     }
 
     /// Every message received, in arrival order.
