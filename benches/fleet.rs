@@ -4,7 +4,7 @@
 //! from a subscriber's point of view, next to the "anchors' strategy" baseline: one
 //! `GET /app/printers/{uuid}` per printer every 30 s, run as a tiny poller in this process.
 //!
-//! `cargo bench --bench fleet` (about 12 minutes); `BENCH_QUICK=1` for a ~3 minute run with
+//! `cargo bench --bench fleet` (about 12 minutes); `BENCH_QUICK=1` for a ~2 minute run with
 //! fewer samples and only 500 printers; `BENCH_SIZES=1,50` picks the fleet sizes.
 //! Prints a markdown table. It stops by itself.
 
@@ -28,6 +28,8 @@ const TOKEN: &str = "t";
 const BASE: &str = "prusa_connect";
 const IDLE_POLL: Duration = Duration::from_secs(30);
 const ACTIVE_POLL: Duration = Duration::from_secs(5);
+/// How long after its poll interval a change may take to show before it counts as lost.
+const DRAIN_MARGIN: Duration = Duration::from_secs(10);
 /// The baseline's period: one detail request per printer this often.
 const BASELINE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -230,7 +232,7 @@ async fn fleet(n: usize, plan: Plan) -> Row {
         Kind::Idle,
         plan.idle_samples,
         plan.idle_spacing,
-        IDLE_POLL + Duration::from_secs(10),
+        IDLE_POLL + DRAIN_MARGIN,
     )
     .await;
     // The baseline's view of these changes is collected at the end: it keeps polling.
@@ -302,7 +304,7 @@ async fn fleet(n: usize, plan: Plan) -> Row {
         Kind::Printing,
         plan.print_samples,
         plan.print_spacing,
-        ACTIVE_POLL + Duration::from_secs(10),
+        ACTIVE_POLL + DRAIN_MARGIN,
     )
     .await;
     let print_changes = row.gw_print_lat.len();
@@ -409,6 +411,7 @@ async fn sample_changes(
     }
     let mut pending: Vec<Pending> = Vec::new();
     let mut latencies = Vec::new();
+    let mut cool: HashMap<usize, Instant> = HashMap::new();
     let mut made = 0;
     let mut progress: HashMap<usize, f64> = HashMap::new();
     let mut next_change = Instant::now();
@@ -425,7 +428,12 @@ async fn sample_changes(
             break;
         }
         if made < count && Instant::now() >= next_change && Instant::now() < last_change {
-            let busy: HashSet<usize> = pending.iter().map(|p| p.printer).collect();
+            let now = Instant::now();
+            let busy: HashSet<usize> = pending
+                .iter()
+                .map(|p| p.printer)
+                .chain(cool.iter().filter(|(_, t)| **t > now).map(|(p, _)| *p))
+                .collect();
             // A random printer: the baseline polls printers at fixed phases of its period, so
             // neighbours changed one after the other would all be seen at about the same time.
             let start = rand::random_range(0..uuids.len());
@@ -481,6 +489,10 @@ async fn sample_changes(
             {
                 Some(m) => {
                     latencies.push(m.at.duration_since(s.at).as_secs_f64());
+                    // Changed again right away, a printer would always be changed just after
+                    // a poll (with one printer every sample would be a whole interval).
+                    let poll = drain - DRAIN_MARGIN;
+                    cool.insert(s.printer, m.at + poll.mul_f64(rand::random_range(0.0..1.0)));
                     false
                 }
                 None => true,
