@@ -420,7 +420,7 @@ async fn sample_changes(
     // No new change after this; with one printer each change waits for the last one.
     let last_change = Instant::now() + spacing * count as u32;
     while (made < count && Instant::now() < last_change) || !pending.is_empty() {
-        if Instant::now() > deadline {
+        if !pending.is_empty() && Instant::now() > deadline {
             eprintln!(
                 "{} {kind:?} changes never reached the broker",
                 pending.len()
