@@ -270,6 +270,8 @@ pub struct Msg {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// When the subscriber's event loop received it (the benches measure latency with it).
+    pub at: Instant,
 }
 
 impl Msg {
@@ -435,6 +437,15 @@ impl Subscriber {
         }
     }
 
+    /// The messages that arrived after `mark` (see [`Subscriber::mark`]), in arrival order.
+    pub fn messages_since(&self, mark: usize) -> Vec<Msg> {
+        self.shared
+            .messages()
+            .get(mark..)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
     /// Every message received, in arrival order.
     pub fn messages(&self) -> Vec<Msg> {
         self.shared.messages().clone()
@@ -570,6 +581,7 @@ async fn pump(
                     topic: publish.topic,
                     payload: publish.payload.to_vec(),
                     retain: publish.retain,
+                    at: Instant::now(),
                 });
                 shared.arrivals.send_modify(|count| *count += 1);
             }
