@@ -5,6 +5,7 @@
 //! moved (the events feed, from the cursor kept in the state directory).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
@@ -22,6 +23,8 @@ use crate::outbox::{Kind, Outbox};
 use crate::payloads::{self, iso, now_unix};
 use crate::store::{Memory, PrinterMemory, Store};
 use crate::topics::{Topics, assign_ids};
+
+type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
 
 /// A printer missing from this many successful list polls in a row is gone: its discovery
 /// and retained topics are removed. More than one, so a glitch in Connect's list does not
@@ -114,6 +117,8 @@ pub struct Bridge {
     fast_until: Option<Instant>,
     next_poll: Instant,
     watchdog: Watchdog,
+    /// When the poll that shows a command's effect is due.
+    poll_after_command: Option<Instant>,
     /// Remove every retained topic on the way out (`demo`).
     pub clear_retained_on_exit: bool,
 }
@@ -155,6 +160,7 @@ impl Bridge {
             fast_until: None,
             next_poll: Instant::now(),
             watchdog: Watchdog::from_env(),
+            poll_after_command: None,
             clear_retained_on_exit: false,
         }
     }
@@ -193,6 +199,9 @@ impl Bridge {
             interval
         });
         notify_systemd(&[sd_notify::NotifyState::Ready]);
+        // The fleet list request in flight, if any: polled beside commands and link changes
+        // (not spawned: it ends with the loop).
+        let mut listing: Option<std::pin::Pin<Box<dyn Future<Output = ListResult> + Send>>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -210,12 +219,22 @@ impl Bridge {
                         break;
                     }
                 }
-                _ = sleep_until(self.next_poll) => {
-                    let wait = self.tick().await;
-                    self.next_poll = Instant::now() + wait;
+                _ = sleep_until(self.next_poll), if listing.is_none() => {
+                    let connect = self.connect.clone();
+                    listing = Some(Box::pin(async move { connect.printers().await }));
+                }
+                listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
+                    listing = None;
+                    let wait = self.tick(listed).await;
+                    let now = Instant::now();
+                    self.next_poll = match self.poll_after_command.take() {
+                        Some(soon) if soon > now => (now + wait).min(soon),
+                        _ => now + wait,
+                    };
                 }
             }
         }
+        drop(listing);
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         while let Ok(msg) = incoming.try_recv() {
             self.refuse_while_stopping(&msg).await;
@@ -397,7 +416,10 @@ impl Bridge {
                 );
                 // Poll fast until the printer shows the effect.
                 self.fast_until = Some(Instant::now() + FAST_AFTER_COMMAND);
-                self.next_poll = self.next_poll.min(Instant::now() + POLL_AFTER_COMMAND);
+                let soon = Instant::now() + POLL_AFTER_COMMAND;
+                self.next_poll = self.next_poll.min(soon);
+                // A list request in flight started before the command: poll again after it.
+                self.poll_after_command = Some(soon);
                 if let Some(t) = self.printers.get_mut(&uuid) {
                     // Object states change with CANCEL_OBJECT: read the job again.
                     t.job_detail = None;
@@ -434,7 +456,10 @@ impl Bridge {
                 if matches!(code, ErrorCode::PrinterState | ErrorCode::InvalidArgument) {
                     // The printer may have changed (firmware, limits): ask again next time.
                     self.supported.remove(&uuid);
-                    self.next_poll = self.next_poll.min(Instant::now() + POLL_AFTER_COMMAND);
+                    let soon = Instant::now() + POLL_AFTER_COMMAND;
+                    self.next_poll = self.next_poll.min(soon);
+                    // A list request in flight started before the command: poll again after it.
+                    self.poll_after_command = Some(soon);
                 }
                 Err(CommandError::new(code, message))
             }
@@ -509,8 +534,11 @@ impl Bridge {
     }
 
     /// One poll of the fleet; returns how long to wait before the next.
-    async fn tick(&mut self) -> Duration {
-        let printers = match self.connect.printers().await {
+    /// One poll of the fleet, given the list request's result; returns how long to wait
+    /// before the next. The list request itself runs beside the loop (see `run`), so that
+    /// commands are not held up by it.
+    async fn tick(&mut self, listed: ListResult) -> Duration {
+        let printers = match listed {
             Ok((printers, rejected)) => {
                 if rejected != self.rejected {
                     for r in &rejected {

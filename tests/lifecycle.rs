@@ -344,6 +344,12 @@ async fn a_broker_killed_during_a_print_gets_every_retained_topic_back_within_5_
         m.text() == "online"
     })
     .await;
+    sub.wait_for(&format!("{BASE}/bridge/info"), WAIT, |m| {
+        m.json()["printers"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await;
     let before = retained_topics(&broker).await;
     // Discovery of both printers and the bridge, bridge state and info, and per printer
     // availability and state (and the job of the one printing).
