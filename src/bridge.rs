@@ -202,6 +202,7 @@ impl Bridge {
         // The fleet list request in flight, if any: polled beside commands and link changes
         // (not spawned: it ends with the loop).
         let mut listing: Option<std::pin::Pin<Box<dyn Future<Output = ListResult> + Send>>> = None;
+        let mut polled_once = false;
         loop {
             tokio::select! {
                 biased;
@@ -214,7 +215,8 @@ impl Bridge {
                     let now = *link.borrow_and_update();
                     self.on_link(now).await;
                 }
-                Some(msg) = incoming.recv() => {
+                // Until the first poll is done no printer is known: messages wait for it.
+                Some(msg) = incoming.recv(), if polled_once => {
                     if self.on_message_until(msg, shutdown.as_mut()).await {
                         break;
                     }
@@ -226,6 +228,7 @@ impl Bridge {
                 listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
                     listing = None;
                     let wait = self.tick(listed).await;
+                    polled_once = true;
                     let now = Instant::now();
                     self.next_poll = match self.poll_after_command.take() {
                         Some(soon) if soon > now => (now + wait).min(soon),
