@@ -218,27 +218,8 @@ fn from_notes() -> Vec<(Kind, Value)> {
     vec![
         (
             Kind::Printer,
-            json!({
-              "uuid": "00000000-0000-4000-8000-000000000004",
-              "name": "Busy MK4", "location": "Workshop", "sn": "SN-TEST-0001",
-              "printer_model": "MK4IS", "printer_type": "7.1.0", "printer_type_name": "Original Prusa MK4",
-              "team_id": 1, "team_name": "Team One", "firmware": "6.5.7+12836",
-              "printer_state": "PRINTING", "connect_state": "PRINTING", "state_reason": null,
-              "last_online": 1786872477.0,
-              "temp": {"temp_nozzle": 175.0, "temp_bed": 68.6, "target_nozzle": 175.0, "target_bed": 85.0},
-              "axis_x": 245.0, "axis_y": 0.0, "axis_z": 40.0, "speed": 100, "flow": 100,
-              "nozzle_diameter": 0.4, "filament": {"material": "PETG"},
-              "tools": {"1": {"temp": 175.0, "active": true, "nozzle_diameter": 0.4, "material": "PETG",
-                              "fan_hotend": 7000, "fan_print": 3200}},
-              "job_info": {"id": 85, "origin_id": 1, "path": "/usb/SHAPE-~1.BGC",
-                           "state": "PRINTING", "start": 1786872360, "progress": 1.0,
-                           "time_printing": 117, "time_remaining": 0,
-                           "display_name": "Shape-Cylinder_0.4n_0.2mm_PETG_MK4IS_45s.bgcode",
-                           "preview_url": "/app/teams/1/files/HASH/preview",
-                           "model_weight": 0.21, "weight_remaining": 0.2079},
-              "dialog_info": null,
-              "rights_r": true, "rights_w": true, "rights_u": true
-            }),
+            // The printer of the facts file, shared with the model's unit test.
+            serde_json::from_str(include_str!("fixtures/printer_from_facts.json")).unwrap(),
         ),
         (
             Kind::Job,

@@ -231,6 +231,16 @@ impl ConnectClient {
         self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Marks authentication as working; on every successful request, so no copy is made.
+    fn auth_ok(&self) {
+        let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        if auth.status != "ok" {
+            auth.status = "ok";
+            auth.action = None;
+            auth.detail = None;
+        }
+    }
+
     fn set_auth(&self, status: &'static str, action: Option<String>, detail: Option<String>) {
         let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
         auth.status = status;
@@ -336,9 +346,7 @@ impl ConnectClient {
                 );
                 return Err(error);
             }
-            if self.auth_status().status != "ok" {
-                self.set_auth("ok", None, None);
-            }
+            self.auth_ok();
             return Ok(resp);
         }
     }
