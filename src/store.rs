@@ -20,6 +20,11 @@ pub struct PrinterMemory {
     pub active_job: Option<i64>,
     /// The last job whose end was published on `job/finished`.
     pub announced_job: Option<i64>,
+    /// The dialog last announced on `P/event` (its id, or title and text), while shown.
+    pub announced_dialog: Option<String>,
+    /// The cameras in the printer's discovery `(id, name)`, to remove their entities even
+    /// after a restart.
+    pub cameras: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -31,7 +36,10 @@ pub struct Memory {
 
 pub struct Store {
     path: PathBuf,
-    saved: Memory,
+    /// What the file holds (`None` after a failed write: unknown, write again).
+    saved: Option<Memory>,
+    /// The write running in the background, if any (see [`Store::save_soon`]).
+    writing: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Store {
@@ -64,7 +72,8 @@ impl Store {
         };
         let store = Store {
             path,
-            saved: memory.clone(),
+            saved: Some(memory.clone()),
+            writing: None,
         };
         store.check_writable()?;
         Ok((store, memory))
@@ -82,14 +91,49 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename.
+    /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename. Waits
+    /// for a write started by [`Store::save_soon`] first.
     pub fn save(&mut self, memory: &Memory) -> Result<()> {
-        if *memory == self.saved {
+        if let Some(writing) = self.writing.take() {
+            self.finished(writing.join());
+        }
+        if self.saved.as_ref() == Some(memory) {
             return Ok(());
         }
         write_atomically(&self.path, &serde_json::to_vec_pretty(memory)?)?;
-        self.saved = memory.clone();
+        self.saved = Some(memory.clone());
         Ok(())
+    }
+
+    /// Like [`Store::save`], but the file is written (and fsynced, which can take
+    /// milliseconds) on a thread of its own, so the event loop goes on serving commands.
+    /// While a write runs, newer changes wait for the next call.
+    pub fn save_soon(&mut self, memory: &Memory) -> Result<()> {
+        if let Some(writing) = self.writing.take_if(|w| w.is_finished()) {
+            self.finished(writing.join());
+        }
+        if self.writing.is_some() || self.saved.as_ref() == Some(memory) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(memory)?;
+        let path = self.path.clone();
+        let writing = std::thread::Builder::new()
+            .name("state-file".into())
+            .spawn(move || write_atomically(&path, &bytes))
+            .context("cannot start writing the state file")?;
+        self.writing = Some(writing);
+        self.saved = Some(memory.clone());
+        Ok(())
+    }
+
+    fn finished(&mut self, result: std::thread::Result<Result<()>>) {
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => anyhow::anyhow!("the write stopped"),
+        };
+        tracing::warn!("cannot save the state file: {error:#}");
+        self.saved = None;
     }
 }
 
