@@ -106,7 +106,13 @@ struct Row {
     msgs_print: f64,
     bytes_print: f64,
     rtt: Vec<f64>,
+    /// The round trip minus the simulator's own time for the command request.
+    rtt_overhead: Vec<f64>,
     rtt_not_ok: usize,
+    cam_req_idle: f64,
+    cam_req_print: f64,
+    cam_msgs_print: f64,
+    cam_bytes_print: f64,
     accept: Vec<f64>,
     rss_kb: u64,
     cpu_idle: f64,
@@ -217,6 +223,7 @@ async fn fleet(n: usize, plan: Plan) -> Row {
     row.bl_req_idle = idle.bl_requests_per_printer_hour;
     row.gw_req_per_tick_idle = idle.gw_requests_per_tick;
     row.msgs_idle = idle.msgs_per_printer_hour;
+    row.cam_req_idle = idle.cam_requests_per_hour;
     row.bytes_idle = idle.bytes_per_printer_hour;
     row.cpu_idle = idle.cpu_per_hour;
     row.max_tick_idle = idle.max_tick(IDLE_POLL);
@@ -254,7 +261,21 @@ async fn fleet(n: usize, plan: Plan) -> Row {
                 m.json()["transaction"] == format!("m{i}").as_str()
             })
             .await;
-        row.rtt.push(reply.at.duration_since(sent).as_secs_f64());
+        let rtt = reply.at.duration_since(sent).as_secs_f64();
+        row.rtt.push(rtt);
+        // The simulator's own time for this command's request.
+        let sim_time = sim
+            .requests()
+            .iter()
+            .rev()
+            .find(|r| {
+                r.path.ends_with("/commands/sync") && r.body.contains(&format!("\"x\":{}", i % 200))
+            })
+            .and_then(|r| r.took)
+            .map(|d| d.as_secs_f64());
+        if let Some(t) = sim_time {
+            row.rtt_overhead.push((rtt - t).max(0.0));
+        }
         if reply.json()["status"] != "ok" {
             row.rtt_not_ok += 1;
         }
@@ -286,6 +307,9 @@ async fn fleet(n: usize, plan: Plan) -> Row {
     row.bl_req_print = printing.bl_requests_per_printer_hour;
     row.gw_req_per_tick_print = printing.gw_requests_per_tick;
     row.msgs_print = printing.msgs_per_printer_hour;
+    row.cam_req_print = printing.cam_requests_per_hour;
+    row.cam_msgs_print = printing.cam_msgs_per_hour;
+    row.cam_bytes_print = printing.cam_bytes_per_hour;
     row.bytes_print = printing.bytes_per_printer_hour;
     row.cpu_print = printing.cpu_per_hour;
     row.max_tick_print = printing.max_tick(ACTIVE_POLL);
@@ -580,6 +604,11 @@ struct Measured {
     bl_requests_per_printer_hour: f64,
     msgs_per_printer_hour: f64,
     bytes_per_printer_hour: f64,
+    /// The one camera (the simulator gives the first printer one): snapshot requests,
+    /// pictures and their bytes per hour. Not in the per-printer figures above.
+    cam_requests_per_hour: f64,
+    cam_msgs_per_hour: f64,
+    cam_bytes_per_hour: f64,
     cpu_per_hour: f64,
     /// Gaps between the gateway's ticks (first list page to first list page), seconds.
     tick_gaps: Vec<f64>,
@@ -624,6 +653,9 @@ impl Window {
             .into_iter()
             .filter(|r| r.at >= from && r.at < to && r.path.starts_with("/app/"))
             .collect();
+        let (cam, requests): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .partition(|r| r.path.starts_with("/app/cameras/"));
         let (bl, gw): (Vec<_>, Vec<_>) = requests.iter().partition(|r| is_baseline(&r.path));
         let tick_starts: Vec<f64> = sim
             .requests()
@@ -640,12 +672,16 @@ impl Window {
             .filter(|&&i| i > 0)
             .map(|&i| tick_starts[i] - tick_starts[i - 1])
             .collect();
-        let messages: Vec<Msg> = sub
+        let (cam_messages, messages): (Vec<Msg>, Vec<Msg>) = sub
             .messages_since(self.mark)
             .iter()
             .filter(|m| !m.topic.ends_with("/command"))
             .cloned()
-            .collect();
+            .partition(|m| m.topic.contains("/camera/"));
+        let cam_bytes: usize = cam_messages
+            .iter()
+            .map(|m| m.topic.len() + m.payload.len())
+            .sum();
         let bytes: usize = messages
             .iter()
             .map(|m| m.topic.len() + m.payload.len())
@@ -657,6 +693,9 @@ impl Window {
             bl_requests_per_printer_hour: per(bl.len() as f64),
             msgs_per_printer_hour: per(messages.len() as f64),
             bytes_per_printer_hour: per(bytes as f64),
+            cam_requests_per_hour: cam.len() as f64 / hours,
+            cam_msgs_per_hour: cam_messages.len() as f64 / hours,
+            cam_bytes_per_hour: cam_bytes as f64 / hours,
             cpu_per_hour: (gateway.cpu_seconds() - self.cpu) / hours,
             tick_gaps,
         }
@@ -938,7 +977,25 @@ fn table(rows: &[Row], quick: bool, took: Duration) -> String {
             }
             s
         },
+        "",
+    );
+    line(
+        "command round trip minus the simulator's time, median / p99",
+        "gateway",
+        &|r: &Row| lat(&r.rtt_overhead, 1e3, "ms"),
         "p99 <= 5 ms",
+    );
+    line(
+        "camera (1, on printer 1): snapshot requests / hour, idle / printing",
+        "gateway",
+        &|r: &Row| format!("{:.0} / {:.0}", r.cam_req_idle, r.cam_req_print),
+        "",
+    );
+    line(
+        "camera (1, on printer 1): pictures and bytes / hour, printing",
+        "gateway",
+        &|r: &Row| format!("{:.0} / {:.0}", r.cam_msgs_print, r.cam_bytes_print),
+        "",
     );
     line(
         "command accepted by Connect -> new state on broker, median / p99",

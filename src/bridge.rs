@@ -5,18 +5,22 @@
 //! moved (the events feed, from the cursor kept in the state directory).
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::command::{self, CommandError, CommandReply, CommandRequest, ErrorCode};
 use crate::config::Config;
-use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
-use crate::connect::model::{Job, Printer, PrinterState, SupportedCommand};
+use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter, Snapshot};
+use crate::connect::model::{
+    DialogInfo, Job, Printer, PrinterState, PrinterType, ServerVersion, SupportedCommand,
+};
 use crate::discovery::{Discovery, PrinterDevice};
 use crate::mqtt::{Incoming, Link};
 use crate::outbox::{Kind, Outbox};
@@ -41,6 +45,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// On SIGTERM, requests to Connect in progress (a command, a poll) get this long to be
 /// answered; then they are abandoned. The whole stop must fit in 5 seconds.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Camera snapshots fetched at the same time, at most.
+const SNAPSHOT_FETCHES: usize = 4;
+/// A request for extras (queue, cameras, printer types) that failed is tried again this late,
+/// so an endpoint Connect does not have costs no request per poll.
+const EXTRAS_RETRY: Duration = Duration::from_secs(600);
+/// Unseen notifications are read (when a printer's state changed) at most once per this
+/// many active poll intervals: every 30 s by default.
+const NOTIFICATIONS_EVERY_POLLS: u32 = 6;
+
+/// One camera of a printer, as the gateway follows it.
+#[derive(Debug, Clone)]
+struct CameraFeed {
+    id: String,
+    name: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    fetched_at: Option<Instant>,
+    fetching: bool,
+    /// The last picture, sent again when Home Assistant or the broker restarts (camera
+    /// messages are not retained).
+    image: Option<Arc<Vec<u8>>>,
+    too_large: bool,
+}
+
+/// A finished snapshot fetch, back from its task.
+struct SnapshotDone {
+    uuid: String,
+    camera: String,
+    result: Result<Snapshot, ConnectError>,
+}
 
 struct Tracked {
     id: String,
@@ -60,6 +94,17 @@ struct Tracked {
     /// Per kind of request ("events", "job"), the error last logged for this printer: a
     /// failure is logged when it starts or changes, and once when it ends.
     failing: HashMap<&'static str, String>,
+    /// The printer's cameras (`None`: not listed yet).
+    cameras: Option<Vec<CameraFeed>>,
+    /// The running job the cameras were last listed for, and when listing last failed.
+    cameras_listed_for: Option<i64>,
+    cameras_failed_at: Option<Instant>,
+    /// The queue fields of `P/state`, and what they were read for (feed signature and
+    /// `job_queue_count`): the queue is read again only when that changes.
+    queue: Value,
+    queue_read_for: Option<String>,
+    queue_failed_at: Option<Instant>,
+    dialog: Option<DialogInfo>,
 }
 
 /// How many published event keys each printer remembers.
@@ -119,6 +164,14 @@ pub struct Bridge {
     watchdog: Watchdog,
     /// When the poll that shows a command's effect is due.
     poll_after_command: Option<Instant>,
+    /// Connect's printer types by id (`None`: not read yet), and when they were last asked.
+    printer_types: Option<HashMap<String, PrinterType>>,
+    types_asked_at: Option<Instant>,
+    server_version: Option<ServerVersion>,
+    version_due: bool,
+    unseen: Option<u64>,
+    unseen_due: bool,
+    unseen_read_at: Option<Instant>,
     /// Remove every retained topic on the way out (`demo`).
     pub clear_retained_on_exit: bool,
 }
@@ -161,6 +214,13 @@ impl Bridge {
             next_poll: Instant::now(),
             watchdog: Watchdog::from_env(),
             poll_after_command: None,
+            printer_types: None,
+            types_asked_at: None,
+            server_version: None,
+            version_due: true,
+            unseen: None,
+            unseen_due: true,
+            unseen_read_at: None,
             clear_retained_on_exit: false,
         }
     }
@@ -199,10 +259,12 @@ impl Bridge {
             interval
         });
         notify_systemd(&[sd_notify::NotifyState::Ready]);
-        // The fleet list request in flight, if any: polled beside commands and link changes
-        // (not spawned: it ends with the loop).
-        let mut listing: Option<std::pin::Pin<Box<dyn Future<Output = ListResult> + Send>>> = None;
+        // The fleet list request in flight, if any: its own task, so neither the request nor
+        // the parsing of its pages holds up commands. Aborted when the loop ends.
+        let mut listing: Option<AbortOnDropHandle<ListResult>> = None;
         let mut polled_once = false;
+        // Camera snapshots being fetched, each in a task of its own (aborted with the set).
+        let mut snapshots: JoinSet<SnapshotDone> = JoinSet::new();
         loop {
             tokio::select! {
                 biased;
@@ -221,14 +283,29 @@ impl Bridge {
                         break;
                     }
                 }
+                Some(done) = snapshots.join_next(), if !snapshots.is_empty() => {
+                    if let Ok(done) = done {
+                        self.on_snapshot(done).await;
+                    }
+                    self.start_snapshots(&mut snapshots);
+                }
                 _ = sleep_until(self.next_poll), if listing.is_none() => {
                     let connect = self.connect.clone();
-                    listing = Some(Box::pin(async move { connect.printers().await }));
+                    listing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                        connect.printers().await
+                    })));
                 }
                 listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
                     listing = None;
-                    let wait = self.tick(listed).await;
+                    let listed = listed.unwrap_or_else(|e| {
+                        Err(ConnectError::Transport(format!("the list request stopped: {e}")))
+                    });
+                    // Commands that come in while the poll's result is processed are served
+                    // between printers (once the first poll made printers known).
+                    let serve = polled_once.then_some(&mut incoming);
+                    let wait = self.tick(listed, serve).await;
                     polled_once = true;
+                    self.start_snapshots(&mut snapshots);
                     let now = Instant::now();
                     self.next_poll = match self.poll_after_command.take() {
                         Some(soon) if soon > now => (now + wait).min(soon),
@@ -238,6 +315,7 @@ impl Bridge {
             }
         }
         drop(listing);
+        drop(snapshots);
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         while let Ok(msg) = incoming.try_recv() {
             self.refuse_while_stopping(&msg).await;
@@ -306,6 +384,7 @@ impl Bridge {
         if reconnected {
             let state = self.topics.bridge_state();
             self.outbox.on_connected((&state, b"online")).await;
+            self.resend_images().await;
         } else if !now.connected {
             self.outbox.set_disconnected();
         }
@@ -316,6 +395,7 @@ impl Bridge {
             if msg.payload.as_ref() == b"online" {
                 tracing::info!("Home Assistant is online: republishing discovery and state");
                 self.outbox.republish().await;
+                self.resend_images().await;
             }
             return;
         }
@@ -408,8 +488,15 @@ impl Bridge {
         if req.command == "CANCEL_OBJECT" {
             resolve_object_name(req, tracked.job_detail.as_ref())?;
         }
+        let limits = self.type_limits(&tracked.printer);
         let supported = self.supported_commands(&uuid).await?;
-        command::validate(req, &self.config.commands.allow, &supported, &state)?;
+        command::validate_with_limits(
+            req,
+            &self.config.commands.allow,
+            &supported,
+            &state,
+            &limits,
+        )?;
         match self.connect.execute(&uuid, &req.command, &req.kwargs).await {
             Ok(result) => {
                 tracing::info!(
@@ -540,7 +627,11 @@ impl Bridge {
     /// One poll of the fleet, given the list request's result; returns how long to wait
     /// before the next. The list request itself runs beside the loop (see `run`), so that
     /// commands are not held up by it.
-    async fn tick(&mut self, listed: ListResult) -> Duration {
+    async fn tick(
+        &mut self,
+        listed: ListResult,
+        mut serve: Option<&mut mpsc::Receiver<Incoming>>,
+    ) -> Duration {
         let printers = match listed {
             Ok((printers, rejected)) => {
                 if rejected != self.rejected {
@@ -554,6 +645,7 @@ impl Bridge {
             Err(e) => return self.on_connect_failure(e).await,
         };
         self.on_connect_success();
+        self.read_account_extras().await;
         let wanted = &self.config.connect.printers;
         let printers: Vec<Printer> = printers
             .into_iter()
@@ -575,15 +667,32 @@ impl Bridge {
             self.missing.remove(&printer.uuid);
             self.watchdog.feed_if_due();
             self.update_printer(printer, id, now).await;
+            if let Some(incoming) = serve.as_deref_mut() {
+                self.serve_waiting(incoming).await;
+            }
         }
         self.forget_missing(&ids).await;
+        self.read_notifications().await;
         self.publish_info().await;
-        self.save_memory();
+        if let Some(incoming) = serve {
+            self.serve_waiting(incoming).await;
+        }
+        if let Err(e) = self.store.save_soon(&self.memory) {
+            tracing::warn!("cannot save the state file: {e:#}");
+        }
         let fast = self.fast_until.is_some_and(|t| Instant::now() < t);
         if active || fast {
             self.config.connect.active_poll_interval
         } else {
             self.config.connect.poll_interval
+        }
+    }
+
+    /// Handles the messages that are waiting, so a command is not held up by a long poll
+    /// (500 printers take tens of milliseconds to go through).
+    async fn serve_waiting(&mut self, incoming: &mut mpsc::Receiver<Incoming>) {
+        while let Ok(msg) = incoming.try_recv() {
+            self.on_message(msg).await;
         }
     }
 
@@ -632,6 +741,8 @@ impl Bridge {
                     "Prusa Connect reachable again after {} failed polls",
                     self.health.failures
                 );
+                // An outage is often a new release of Connect.
+                self.version_due = true;
             }
             self.health.reachable = true;
             self.health.since = iso(now_unix());
@@ -672,6 +783,16 @@ impl Bridge {
             recent_events: Default::default(),
             feed_read_at: None,
             failing: HashMap::new(),
+            cameras: None,
+            cameras_listed_for: None,
+            cameras_failed_at: None,
+            queue: json!({
+                "queue_count": null, "queue_next": null,
+                "download_queue_count": null, "download_queue_next": null,
+            }),
+            queue_read_for: None,
+            queue_failed_at: None,
+            dialog: None,
         });
         tracked.id = id.clone();
         let mut memory = self.memory.printers.remove(&uuid).unwrap_or_default();
@@ -683,7 +804,12 @@ impl Bridge {
             tracing::info!("bridging printer {} as {}", printer.display_name(), id);
         }
 
-        let state = payloads::state(&printer, now);
+        let signature = feed_signature(&printer);
+        self.follow_queue(&printer, &signature, &mut tracked).await;
+        self.follow_cameras(&printer, &mut tracked, &mut memory)
+            .await;
+        let mut state = payloads::state(&printer, now);
+        merge_object(&mut state, &tracked.queue);
         if tracked.state.as_ref() != Some(&state) {
             let mut with_time = state.clone();
             with_time["updated"] = json!(iso(now));
@@ -709,13 +835,16 @@ impl Bridge {
             )
             .await;
 
-        let signature = feed_signature(&printer);
         if tracked.signature.as_ref() != Some(&signature) {
             if tracked.signature.is_some() {
                 tracked.events_due = true;
+                // Connect makes notifications of what printers do.
+                self.unseen_due = true;
             }
             tracked.signature = Some(signature);
         }
+        self.follow_dialog(&printer, &mut tracked, &mut memory, now)
+            .await;
 
         self.follow_job(&printer, &mut tracked, &mut memory).await;
         self.publish_discovery(&mut tracked, &printer).await;
@@ -750,10 +879,7 @@ impl Bridge {
             uuid: printer.uuid.clone(),
             id: tracked.id.clone(),
             name: printer.display_name().to_string(),
-            model: printer
-                .printer_type_name
-                .clone()
-                .or_else(|| printer.printer_model.clone()),
+            model: self.model_name(printer),
             serial: printer.sn.clone(),
             firmware: printer.firmware.clone(),
             configuration_url: self
@@ -776,11 +902,29 @@ impl Bridge {
                         .collect()
                 })
                 .unwrap_or_default(),
+            cameras: tracked
+                .cameras
+                .iter()
+                .flatten()
+                .map(|c| (c.id.clone(), c.name.clone()))
+                .collect(),
         };
         if tracked.device.as_ref() == Some(&device) {
             return;
         }
-        for (topic, payload) in discovery.printer(&device) {
+        let messages = discovery.printer(&device);
+        if let Some(old) = &tracked.device {
+            // Entities that went (a camera removed): their configs go too.
+            let gone: Vec<String> = discovery
+                .printer_topics(&old.uuid, &old.cameras)
+                .into_iter()
+                .filter(|t| !messages.iter().any(|(topic, _)| topic == t))
+                .collect();
+            for topic in gone {
+                self.outbox.clear(&topic).await;
+            }
+        }
+        for (topic, payload) in messages {
             self.outbox
                 .retain(Kind::Discovery, &topic, payload.to_string().into_bytes())
                 .await;
@@ -974,9 +1118,14 @@ impl Bridge {
                 continue;
             }
             self.missing.remove(&uuid);
-            self.memory.printers.remove(&uuid);
+            let cameras = self
+                .memory
+                .printers
+                .remove(&uuid)
+                .map(|m| m.cameras)
+                .unwrap_or_default();
             if let Some(discovery) = &self.discovery {
-                for topic in discovery.printer_topics(&uuid) {
+                for topic in discovery.printer_topics(&uuid, &cameras) {
                     self.outbox.clear(&topic).await;
                 }
             }
@@ -1009,18 +1158,386 @@ impl Bridge {
             "printers": printers,
             "connect": {
                 "url": self.connect.base_url().as_str(),
+                "server_version": self.server_version.as_ref().and_then(|v| v.version.clone()),
+                "server_commit": self.server_version.as_ref().and_then(|v| v.commit.clone()),
+                "server_date": self.server_version.as_ref().and_then(|v| v.date.clone()),
                 "reachable": self.health.reachable,
                 "since": self.health.since,
                 "last_error": self.health.last_error,
                 "last_error_at": self.health.last_error_at,
             },
             "auth": self.connect.auth_status(),
+            "notifications_unseen": self.unseen,
             "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         });
         let topic = self.topics.bridge_info();
         self.outbox
             .retain(Kind::Data, &topic, info.to_string().into_bytes())
             .await;
+    }
+
+    /// Account-wide data read once and then rarely: printer types (model names and command
+    /// limits) and Connect's version.
+    async fn read_account_extras(&mut self) {
+        let unknown_type = |types: &HashMap<String, PrinterType>| {
+            self.printers.values().any(|t| {
+                t.printer
+                    .printer_type
+                    .as_ref()
+                    .is_some_and(|id| !types.contains_key(id))
+            })
+        };
+        let ask_types = match &self.printer_types {
+            None => true,
+            // A printer of a type not in the list: ask again, once in a while.
+            Some(types) => unknown_type(types),
+        } && self
+            .types_asked_at
+            .is_none_or(|t| t.elapsed() >= EXTRAS_RETRY);
+        if ask_types {
+            self.types_asked_at = Some(Instant::now());
+            match self.connect.printer_types().await {
+                Ok(types) => {
+                    self.printer_types = Some(
+                        types
+                            .printer_types
+                            .into_iter()
+                            .map(|t| (t.id.clone(), t))
+                            .collect(),
+                    );
+                }
+                Err(e) => tracing::warn!("cannot read Connect's printer types: {e}"),
+            }
+        }
+        if self.version_due {
+            match self.connect.version().await {
+                Ok(v) => {
+                    if self.server_version.as_ref() != Some(&v) {
+                        tracing::info!(
+                            "Prusa Connect version {}",
+                            v.version.as_deref().unwrap_or("unknown")
+                        );
+                    }
+                    self.server_version = Some(v);
+                    self.version_due = false;
+                }
+                Err(e) => {
+                    tracing::debug!("cannot read Connect's version: {e}");
+                    self.version_due = false;
+                }
+            }
+        }
+    }
+
+    /// Reads the unseen notifications count when a printer's state changed (Connect makes
+    /// notifications of what printers do), at most every [`NOTIFICATIONS_EVERY_POLLS`]
+    /// active polls; never while nothing happens, so an idle fleet costs no request for it.
+    async fn read_notifications(&mut self) {
+        let every = self.config.connect.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
+        if !self.unseen_due || self.unseen_read_at.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.unseen_read_at = Some(Instant::now());
+        match self.connect.unseen_notifications().await {
+            Ok(n) => {
+                self.unseen = Some(n.unseen);
+                self.unseen_due = false;
+            }
+            Err(e) => tracing::debug!("cannot read the unseen notifications: {e}"),
+        }
+    }
+
+    fn printer_type(&self, printer: &Printer) -> Option<&PrinterType> {
+        let id = printer.printer_type.as_ref()?;
+        self.printer_types.as_ref()?.get(id)
+    }
+
+    /// The model for the device info: Connect's name of the printer's type.
+    fn model_name(&self, printer: &Printer) -> Option<String> {
+        printer
+            .printer_type_name
+            .clone()
+            .or_else(|| self.printer_type(printer).and_then(|t| t.name.clone()))
+            .or_else(|| printer.printer_model.clone())
+    }
+
+    fn type_limits(&self, printer: &Printer) -> Vec<command::ArgLimit> {
+        let Some(t) = self.printer_type(printer) else {
+            return Vec::new();
+        };
+        let name = t
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("printer type {}", t.id));
+        command::type_limits(t.parameters.as_ref(), &name)
+    }
+
+    /// Reads the printer's job queue and download queue when its state, job or
+    /// `job_queue_count` changed since the last read (a failed read is tried again after
+    /// [`EXTRAS_RETRY`]).
+    async fn follow_queue(&mut self, printer: &Printer, signature: &str, tracked: &mut Tracked) {
+        let key = format!("{signature}|{:?}", printer.queue_count());
+        let retry = tracked
+            .queue_failed_at
+            .is_some_and(|t| t.elapsed() >= EXTRAS_RETRY);
+        if tracked.queue_read_for.as_deref() == Some(key.as_str()) && !retry {
+            return;
+        }
+        tracked.queue_read_for = Some(key);
+        let uuid = &printer.uuid;
+        let read = async {
+            let queue = self.connect.queue(uuid).await?;
+            let downloads = self.connect.download_queue(uuid).await?;
+            Ok::<_, ConnectError>((queue, downloads))
+        };
+        match read.await {
+            Ok((queue, downloads)) => {
+                let count = |q: &crate::connect::model::Queue| {
+                    q.pager.total.unwrap_or(q.planned_jobs.len() as u64)
+                };
+                tracked.queue = json!({
+                    "queue_count": count(&queue),
+                    "queue_next": queue.planned_jobs.first().and_then(|j| j.label()),
+                    "download_queue_count": count(&downloads),
+                    "download_queue_next": downloads.planned_jobs.first().and_then(|j| j.label()),
+                });
+                tracked.queue_failed_at = None;
+                tracked.succeeded("queue", printer.display_name());
+            }
+            Err(e) => {
+                tracked.queue_failed_at = Some(Instant::now());
+                tracked.failed("queue", printer.display_name(), &e);
+            }
+        }
+    }
+
+    /// Lists the printer's cameras when first seen and when a new job starts (a print is
+    /// when people look), unless cameras are disabled.
+    async fn follow_cameras(
+        &mut self,
+        printer: &Printer,
+        tracked: &mut Tracked,
+        memory: &mut PrinterMemory,
+    ) {
+        if !self.config.camera.enabled {
+            return;
+        }
+        let running_job = printer
+            .job_info
+            .as_ref()
+            .and_then(|j| j.id)
+            .filter(|_| payloads::job_running(printer));
+        let new_job = running_job.is_some() && running_job != tracked.cameras_listed_for;
+        let retry = tracked
+            .cameras_failed_at
+            .is_some_and(|t| t.elapsed() >= EXTRAS_RETRY);
+        if tracked.cameras.is_some() && !new_job && !retry {
+            return;
+        }
+        tracked.cameras_listed_for = running_job;
+        match self.connect.cameras(&printer.uuid).await {
+            Ok(list) => {
+                let old = tracked.cameras.take().unwrap_or_default();
+                let cameras: Vec<CameraFeed> = list
+                    .cameras
+                    .iter()
+                    .map(|c| {
+                        let id = c.id_string();
+                        old.iter()
+                            .find(|o| o.id == id)
+                            .cloned()
+                            .unwrap_or_else(|| CameraFeed {
+                                name: c.name.clone().unwrap_or_else(|| format!("Camera {id}")),
+                                id,
+                                etag: None,
+                                last_modified: None,
+                                fetched_at: None,
+                                fetching: false,
+                                image: None,
+                                too_large: false,
+                            })
+                    })
+                    .collect();
+                memory.cameras = cameras
+                    .iter()
+                    .map(|c| (c.id.clone(), c.name.clone()))
+                    .collect();
+                tracked.cameras = Some(cameras);
+                tracked.cameras_failed_at = None;
+                tracked.succeeded("cameras", printer.display_name());
+            }
+            Err(e) => {
+                // Keep the cameras known so far; look again later.
+                tracked.cameras.get_or_insert_with(Vec::new);
+                tracked.cameras_failed_at = Some(Instant::now());
+                tracked.failed("cameras", printer.display_name(), &e);
+            }
+        }
+    }
+
+    /// Announces on `P/event` a dialog the printer shows (once per dialog, across restarts)
+    /// and its closing, so an automation can tell someone.
+    async fn follow_dialog(
+        &mut self,
+        printer: &Printer,
+        tracked: &mut Tracked,
+        memory: &mut PrinterMemory,
+        now: f64,
+    ) {
+        let key = printer.dialog_info.as_ref().map(dialog_key);
+        if key == memory.announced_dialog {
+            tracked.dialog = printer.dialog_info.clone();
+            return;
+        }
+        let (event, dialog) = match &printer.dialog_info {
+            Some(d) => ("DIALOG_SHOWN", Some(d)),
+            None => ("DIALOG_CLOSED", tracked.dialog.as_ref()),
+        };
+        let payload = json!({
+            "event": event,
+            "source": "GATEWAY",
+            "state": printer.effective_state().as_str(),
+            "created": now,
+            "dialog": dialog,
+        });
+        tracing::info!(
+            "{}: {} {}",
+            printer.display_name(),
+            if key.is_some() {
+                "shows a dialog:"
+            } else {
+                "dialog closed:"
+            },
+            dialog
+                .and_then(|d| d.title.as_deref())
+                .unwrap_or("(untitled)")
+        );
+        self.outbox
+            .event(
+                &self.topics.event(&tracked.id),
+                payload.to_string().into_bytes(),
+            )
+            .await;
+        memory.announced_dialog = key;
+        tracked.dialog = printer.dialog_info.clone();
+    }
+
+    /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is
+    /// busy, every `camera.idle_interval` otherwise; none while Connect is unreachable.
+    fn start_snapshots(&mut self, set: &mut JoinSet<SnapshotDone>) {
+        if !self.config.camera.enabled || !self.health.reachable {
+            return;
+        }
+        let now = Instant::now();
+        for (uuid, tracked) in &mut self.printers {
+            let interval = if tracked.printer.effective_state().is_active() {
+                self.config.camera.interval
+            } else {
+                self.config.camera.idle_interval
+            };
+            for camera in tracked.cameras.iter_mut().flatten() {
+                if set.len() >= SNAPSHOT_FETCHES {
+                    return;
+                }
+                let due = camera
+                    .fetched_at
+                    .is_none_or(|t| now.duration_since(t) >= interval);
+                if camera.fetching || !due {
+                    continue;
+                }
+                camera.fetching = true;
+                camera.fetched_at = Some(now);
+                let connect = self.connect.clone();
+                let (uuid, id) = (uuid.clone(), camera.id.clone());
+                let (etag, modified) = (camera.etag.clone(), camera.last_modified.clone());
+                set.spawn(async move {
+                    let result = connect
+                        .snapshot(&id, &uuid, etag.as_deref(), modified.as_deref())
+                        .await;
+                    SnapshotDone {
+                        uuid,
+                        camera: id,
+                        result,
+                    }
+                });
+            }
+        }
+    }
+
+    /// Publishes a new picture (an unchanged one came back as 304: nothing to send).
+    async fn on_snapshot(&mut self, done: SnapshotDone) {
+        let Some(tracked) = self.printers.get_mut(&done.uuid) else {
+            return;
+        };
+        let name = tracked.printer.display_name().to_string();
+        let Some(camera) = tracked
+            .cameras
+            .iter_mut()
+            .flatten()
+            .find(|c| c.id == done.camera)
+        else {
+            return;
+        };
+        camera.fetching = false;
+        let topic = self.topics.camera(&tracked.id, &camera.id);
+        match done.result {
+            Ok(Snapshot::NotModified) => tracked.succeeded("camera", &name),
+            Ok(Snapshot::Image {
+                bytes,
+                etag,
+                last_modified,
+            }) => {
+                camera.etag = etag;
+                camera.last_modified = last_modified;
+                // The MQTT packet also holds the topic and a header.
+                let fits = bytes.len() + topic.len() + 16 <= crate::mqtt::MAX_PACKET_BYTES;
+                if !fits {
+                    if !camera.too_large {
+                        tracing::warn!(
+                            "{name}: camera {} sent a {} byte picture, larger than an MQTT \
+                             message may be ({} bytes): not published",
+                            camera.name,
+                            bytes.len(),
+                            crate::mqtt::MAX_PACKET_BYTES
+                        );
+                    }
+                    camera.too_large = true;
+                    camera.image = None;
+                    return;
+                }
+                camera.too_large = false;
+                let image = Arc::new(bytes);
+                camera.image = Some(image.clone());
+                tracked.succeeded("camera", &name);
+                self.outbox
+                    .volatile(&topic, Arc::unwrap_or_clone(image))
+                    .await;
+            }
+            Err(ConnectError::Api { status: 404, .. }) => {
+                // The camera was removed: list the printer's cameras again next poll.
+                tracing::info!("{name}: camera {} is gone from Connect", camera.name);
+                tracked.cameras = None;
+            }
+            Err(e) => tracked.failed("camera", &name, &e),
+        }
+    }
+
+    /// Camera messages are not retained: after a broker or Home Assistant restart the last
+    /// pictures are sent again, so cameras do not stay blank until the next change.
+    async fn resend_images(&mut self) {
+        let images: Vec<(String, Arc<Vec<u8>>)> = self
+            .printers
+            .values()
+            .flat_map(|t| {
+                t.cameras.iter().flatten().filter_map(|c| {
+                    let image = c.image.clone()?;
+                    Some((self.topics.camera(&t.id, &c.id), image))
+                })
+            })
+            .collect();
+        for (topic, image) in images {
+            self.outbox.volatile(&topic, image.to_vec()).await;
+        }
     }
 
     fn save_memory(&mut self) {
@@ -1122,4 +1639,25 @@ fn feed_signature(p: &Printer) -> String {
         job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
         p.dialog_info.is_some()
     )
+}
+
+/// What identifies a dialog: Connect's id, else its title and text.
+fn dialog_key(d: &DialogInfo) -> String {
+    match &d.id {
+        Some(id) => id.to_string(),
+        None => format!(
+            "{}|{}",
+            d.title.as_deref().unwrap_or(""),
+            d.text.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// Copies the fields of the object `from` into the object `into`.
+fn merge_object(into: &mut Value, from: &Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        for (k, v) in from {
+            into.insert(k.clone(), v.clone());
+        }
+    }
 }

@@ -231,6 +231,7 @@ fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> 
         firmware: None,
         configuration_url: None,
         objects: Vec::new(),
+        cameras: Vec::new(),
     };
     let device_slug = slug(name);
     discovery

@@ -255,12 +255,73 @@ fn builtin_limit(command: &str, arg: &str) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// A limit of one command argument from the printer's type (`/app/printer-types`), applied
+/// on top of the limits in `supported-commands`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgLimit {
+    pub command: &'static str,
+    pub arg: &'static str,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Where the limit comes from, for the error message ("Original Prusa MINI+").
+    pub source: String,
+}
+
+/// Which printer-type parameter limits which command argument. The axis ranges are used
+/// when Connect's printer type carries them (`{"min": .., "max": ..}` like the others).
+const TYPE_PARAMETERS: &[(&str, &str, &str)] = &[
+    (
+        "temp_nozzle",
+        "SET_NOZZLE_TEMPERATURE",
+        "nozzle_temperature",
+    ),
+    ("temp_bed", "SET_HEATBED_TEMPERATURE", "bed_temperature"),
+    ("print_flow", "SET_FLOW", "flow"),
+    ("print_speed", "SET_SPEED", "speed"),
+    ("axis_x", "MOVE", "x"),
+    ("axis_y", "MOVE", "y"),
+];
+
+/// The argument limits a printer type's `parameters` give. Anything not shaped like
+/// `{"min": number, "max": number}` is ignored.
+pub fn type_limits(parameters: Option<&Value>, source: &str) -> Vec<ArgLimit> {
+    let Some(Value::Object(params)) = parameters else {
+        return Vec::new();
+    };
+    TYPE_PARAMETERS
+        .iter()
+        .filter_map(|(param, command, arg)| {
+            let p = params.get(*param)?;
+            let bound = |k: &str| p.get(k).and_then(Value::as_f64).filter(|v| v.is_finite());
+            let (min, max) = (bound("min"), bound("max"));
+            (min.is_some() || max.is_some()).then(|| ArgLimit {
+                command,
+                arg,
+                min,
+                max,
+                source: source.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Checks a request before anything is sent to Connect.
 pub fn validate(
     req: &CommandRequest,
     allow: &[String],
     supported: &[SupportedCommand],
     state: &PrinterState,
+) -> Result<(), CommandError> {
+    validate_with_limits(req, allow, supported, state, &[])
+}
+
+/// [`validate`], with the printer type's limits as well: the tighter of both applies.
+pub fn validate_with_limits(
+    req: &CommandRequest,
+    allow: &[String],
+    supported: &[SupportedCommand],
+    state: &PrinterState,
+    type_limits: &[ArgLimit],
 ) -> Result<(), CommandError> {
     let Some(spec) = supported.iter().find(|c| c.command == req.command) else {
         return Err(CommandError::new(
@@ -337,20 +398,38 @@ pub fn validate(
         }
         let (builtin_min, builtin_max) = builtin_limit(&req.command, &arg.name);
         if let Some(n) = value.as_f64() {
-            let min = arg.min.or(builtin_min);
-            let max = arg.max.or(builtin_max);
+            let mut min = arg.min.or(builtin_min);
+            let mut max = arg.max.or(builtin_max);
             let unit = arg
                 .unit
                 .as_deref()
                 .map(|u| format!(" {u}"))
                 .unwrap_or_default();
+            let (mut min_unit, mut max_unit) = (unit.clone(), unit);
+            for limit in type_limits
+                .iter()
+                .filter(|l| l.command == req.command && l.arg == arg.name)
+            {
+                if let Some(m) = limit.min
+                    && min.is_none_or(|old| m > old)
+                {
+                    min = Some(m);
+                    min_unit = format!("{min_unit} (limit of the {})", limit.source);
+                }
+                if let Some(m) = limit.max
+                    && max.is_none_or(|old| m < old)
+                {
+                    max = Some(m);
+                    max_unit = format!("{max_unit} (limit of the {})", limit.source);
+                }
+            }
             if let Some(min) = min
                 && n < min
             {
                 return Err(CommandError::new(
                     ErrorCode::InvalidArgument,
                     format!(
-                        "{} argument {:?} = {n} is below the printer's minimum of {min}{unit}",
+                        "{} argument {:?} = {n} is below the printer's minimum of {min}{min_unit}",
                         req.command, arg.name
                     ),
                 ));
@@ -361,7 +440,7 @@ pub fn validate(
                 return Err(CommandError::new(
                     ErrorCode::InvalidArgument,
                     format!(
-                        "{} argument {:?} = {n} is above the printer's maximum of {max}{unit}",
+                        "{} argument {:?} = {n} is above the printer's maximum of {max}{max_unit}",
                         req.command, arg.name
                     ),
                 ));

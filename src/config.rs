@@ -173,8 +173,12 @@ impl Default for CommandsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CameraConfig {
     pub enabled: bool,
+    /// Between snapshot fetches while the printer is busy (printing, paused, attention...).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Between snapshot fetches while the printer is idle or offline.
+    #[serde(with = "humantime_serde")]
+    pub idle_interval: Duration,
 }
 
 impl Default for CameraConfig {
@@ -182,6 +186,7 @@ impl Default for CameraConfig {
         Self {
             enabled: true,
             interval: Duration::from_secs(30),
+            idle_interval: Duration::from_secs(600),
         }
     }
 }
@@ -314,6 +319,7 @@ impl Config {
             ),
             ("connect.request_timeout", self.connect.request_timeout),
             ("camera.interval", self.camera.interval),
+            ("camera.idle_interval", self.camera.idle_interval),
         ] {
             if d.is_zero() {
                 bail!("{key} must be longer than 0s (for example \"30s\")");

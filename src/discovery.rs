@@ -24,6 +24,8 @@ pub struct PrinterDevice {
     pub configuration_url: Option<String>,
     /// Labels of the current job's objects not canceled yet (the "Cancel object" options).
     pub objects: Vec<String>,
+    /// The printer's cameras in Connect: `(camera id, name)`.
+    pub cameras: Vec<(String, String)>,
 }
 
 /// Shown as the only option of "Cancel object" when the job has none (HA needs one).
@@ -63,7 +65,7 @@ pub struct Discovery {
 
 /// One entity: its object id, platform and the platform-specific options.
 struct Entity {
-    object: &'static str,
+    object: std::borrow::Cow<'static, str>,
     component: &'static str,
     options: Value,
 }
@@ -87,32 +89,38 @@ impl Discovery {
         })
     }
 
-    fn printer_entities(&self, id: &str, objects: &[String]) -> Vec<Entity> {
+    fn printer_entities(
+        &self,
+        id: &str,
+        objects: &[String],
+        cameras: &[(String, String)],
+    ) -> Vec<Entity> {
         let state = self.topics.state(id);
         let command = self.topics.command(id);
-        let button = |object, name: &str, press: &str, icon: &str, states: &[PrinterState]| {
-            let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-            Entity {
-                object,
-                component: "button",
-                options: json!({
-                    "name": name,
-                    "command_topic": command,
-                    "payload_press": press,
-                    "icon": icon,
-                    // Available only in the states where Connect accepts the command.
-                    "availability": [{
-                        "topic": state,
-                        "value_template": format!(
-                            "{{{{ 'online' if value_json.state in {} else 'offline' }}}}",
-                            serde_json::to_string(&allowed).unwrap_or_default()
-                        ),
-                    }],
-                }),
-            }
-        };
+        let button =
+            |object: &'static str, name: &str, press: &str, icon: &str, states: &[PrinterState]| {
+                let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+                Entity {
+                    object: object.into(),
+                    component: "button",
+                    options: json!({
+                        "name": name,
+                        "command_topic": command,
+                        "payload_press": press,
+                        "icon": icon,
+                        // Available only in the states where Connect accepts the command.
+                        "availability": [{
+                            "topic": state,
+                            "value_template": format!(
+                                "{{{{ 'online' if value_json.state in {} else 'offline' }}}}",
+                                serde_json::to_string(&allowed).unwrap_or_default()
+                            ),
+                        }],
+                    }),
+                }
+            };
         let finished = self.topics.job_finished(id);
-        let sensor = |object, name: &str, template: &str, extra: Value| {
+        let sensor = |object: &'static str, name: &str, template: &str, extra: Value| {
             let mut options = json!({
                 "name": name,
                 "state_topic": state,
@@ -120,12 +128,12 @@ impl Discovery {
             });
             merge(&mut options, extra);
             Entity {
-                object,
+                object: object.into(),
                 component: "sensor",
                 options,
             }
         };
-        let temperature = |object, name: &str, field: &str| {
+        let temperature = |object: &'static str, name: &str, field: &str| {
             sensor(
                 object,
                 name,
@@ -134,10 +142,19 @@ impl Discovery {
                        "state_class": "measurement", "suggested_display_precision": 1}),
             )
         };
+        let camera_entities = cameras.iter().map(|(camera, name)| Entity {
+            object: format!("camera_{}", crate::topics::slug(camera)).into(),
+            component: "camera",
+            options: json!({
+                "name": name,
+                "topic": self.topics.camera(id, camera),
+                "icon": "mdi:cctv",
+            }),
+        });
         let mut states: Vec<&str> = PrinterState::KNOWN.to_vec();
         states.sort();
         let known_states = serde_json::to_string(&states).unwrap_or_default();
-        vec![
+        let mut entities = vec![
             sensor(
                 "state",
                 "State",
@@ -207,8 +224,26 @@ impl Discovery {
                 json!({"device_class": "distance", "unit_of_measurement": "mm",
                        "state_class": "measurement", "suggested_display_precision": 1}),
             ),
+            sensor(
+                "queue_count",
+                "Queued jobs",
+                "{{ value_json.queue_count }}",
+                json!({"state_class": "measurement", "icon": "mdi:tray-full"}),
+            ),
+            sensor(
+                "queue_next",
+                "Next queued job",
+                "{{ value_json.queue_next }}",
+                json!({"icon": "mdi:tray-arrow-up"}),
+            ),
+            sensor(
+                "download_queue_count",
+                "Downloads waiting",
+                "{{ value_json.download_queue_count }}",
+                json!({"state_class": "measurement", "icon": "mdi:tray-arrow-down"}),
+            ),
             Entity {
-                object: "printing",
+                object: "printing".into(),
                 component: "binary_sensor",
                 options: json!({
                     "name": "Printing",
@@ -218,7 +253,7 @@ impl Discovery {
                 }),
             },
             Entity {
-                object: "attention",
+                object: "attention".into(),
                 component: "binary_sensor",
                 options: json!({
                     "name": "Needs attention",
@@ -265,7 +300,7 @@ impl Discovery {
                 ],
             ),
             Entity {
-                object: "cancel_object",
+                object: "cancel_object".into(),
                 component: "select",
                 options: json!({
                     "name": "Cancel object",
@@ -280,7 +315,7 @@ impl Discovery {
                 }),
             },
             Entity {
-                object: "print_finished",
+                object: "print_finished".into(),
                 component: "event",
                 options: json!({
                     "name": "Print finished",
@@ -293,7 +328,9 @@ impl Discovery {
                     "icon": "mdi:printer-3d",
                 }),
             },
-        ]
+        ];
+        entities.extend(camera_entities);
+        entities
     }
 
     fn availability(&self, id: Option<&str>) -> Value {
@@ -328,20 +365,21 @@ impl Discovery {
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
         let node = node_id(&p.uuid);
-        let entities = self.printer_entities(&p.id, &p.objects);
+        let entities = self.printer_entities(&p.id, &p.objects, &p.cameras);
         let device = self.printer_device_info(p);
         self.pack(&node, device, Some(&p.id), entities)
     }
 
-    /// Discovery topics of a printer, for removing it (empty retained payloads).
-    pub fn printer_topics(&self, uuid: &str) -> Vec<String> {
+    /// Discovery topics of a printer with these cameras, for removing it (empty retained
+    /// payloads) or the entities it no longer has.
+    pub fn printer_topics(&self, uuid: &str, cameras: &[(String, String)]) -> Vec<String> {
         let node = node_id(uuid);
         match self.mode {
             DiscoveryMode::Device => vec![self.device_topic(&node)],
             DiscoveryMode::Entity => self
-                .printer_entities("_", &[])
+                .printer_entities("_", &[], cameras)
                 .iter()
-                .map(|e| self.entity_topic(e.component, &node, e.object))
+                .map(|e| self.entity_topic(e.component, &node, &e.object))
                 .collect(),
         }
     }
@@ -359,7 +397,7 @@ impl Discovery {
         let info = self.topics.bridge_info();
         let entities = vec![
             Entity {
-                object: "connect_reachable",
+                object: "connect_reachable".into(),
                 component: "binary_sensor",
                 options: json!({
                     "name": "Connect reachable",
@@ -370,7 +408,7 @@ impl Discovery {
                 }),
             },
             Entity {
-                object: "printers",
+                object: "printers".into(),
                 component: "sensor",
                 options: json!({
                     "name": "Printers",
@@ -381,7 +419,7 @@ impl Discovery {
                 }),
             },
             Entity {
-                object: "last_error",
+                object: "last_error".into(),
                 component: "sensor",
                 options: json!({
                     "name": "Last error",
@@ -389,6 +427,18 @@ impl Discovery {
                     "value_template": "{{ value_json.connect.last_error or 'none' }}",
                     "icon": "mdi:alert-circle-outline",
                     "entity_category": "diagnostic",
+                }),
+            },
+            Entity {
+                object: "notifications_unseen".into(),
+                component: "sensor",
+                options: json!({
+                    "name": "Unseen notifications",
+                    "state_topic": info,
+                    // "None" (not read yet) is "unknown" to Home Assistant.
+                    "value_template": "{{ value_json.notifications_unseen }}",
+                    "state_class": "measurement",
+                    "icon": "mdi:bell-badge-outline",
                 }),
             },
         ];
@@ -461,7 +511,7 @@ impl Discovery {
                         &mut payload,
                         json!({"device": device, "origin": Self::origin(), "qos": 1}),
                     );
-                    (self.entity_topic(e.component, node, e.object), payload)
+                    (self.entity_topic(e.component, node, &e.object), payload)
                 })
                 .collect(),
         }

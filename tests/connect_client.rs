@@ -67,12 +67,15 @@ async fn every_endpoint_parses() {
     let cameras = c.cameras(&uuid).await.unwrap();
     // The simulator gives the first printer a camera.
     let camera = cameras.cameras[0].id_string();
-    let Snapshot::Image { bytes, etag } = c.snapshot(&camera, &uuid, None).await.unwrap() else {
+    let Snapshot::Image { bytes, etag, .. } = c.snapshot(&camera, &uuid, None, None).await.unwrap()
+    else {
         panic!("expected an image")
     };
     assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
     assert!(matches!(
-        c.snapshot(&camera, &uuid, etag.as_deref()).await.unwrap(),
+        c.snapshot(&camera, &uuid, etag.as_deref(), None)
+            .await
+            .unwrap(),
         Snapshot::NotModified
     ));
     let supported = c.supported_commands(&uuid).await.unwrap();

@@ -20,6 +20,7 @@ fn device() -> PrinterDevice {
                 .into(),
         ),
         objects: vec!["Cube A".into(), "Cube B".into()],
+        cameras: vec![("414362".into(), "Buddy3D Camera".into())],
     }
 }
 
@@ -69,7 +70,8 @@ fn removal_covers_every_published_topic() {
             topics: Topics::new("prusa_connect"),
         };
         let published: Vec<String> = d.printer(&device()).into_iter().map(|(t, _)| t).collect();
-        assert_eq!(d.printer_topics(&device().uuid), published);
+        let device = device();
+        assert_eq!(d.printer_topics(&device.uuid, &device.cameras), published);
     }
 }
 

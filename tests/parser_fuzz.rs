@@ -590,11 +590,12 @@ fn exercise_printer(p: &Printer) -> Result<(), TestCaseError> {
         firmware: p.firmware.clone(),
         configuration_url: None,
         objects: Vec::new(),
+        cameras: vec![(format!("{}", p.uuid.len()), p.display_name().to_string())],
     };
     for mode in [DiscoveryMode::Device, DiscoveryMode::Entity] {
         let d = discovery(mode);
         prop_assert!(!d.printer(&device).is_empty());
-        let _ = d.printer_topics(&p.uuid);
+        let _ = d.printer_topics(&p.uuid, &device.cameras);
     }
     Ok(())
 }

@@ -165,6 +165,7 @@ pub enum Snapshot {
     Image {
         bytes: Vec<u8>,
         etag: Option<String>,
+        last_modified: Option<String>,
     },
     NotModified,
 }
@@ -477,17 +478,22 @@ impl ConnectClient {
         })
     }
 
+    /// The first planned job and (in `pager.total`) how many there are.
     pub async fn queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
         self.get_json(
             &format!("/app/printers/{uuid}/queue"),
-            &[("limit", "20".into()), ("offset", "0".into())],
+            &[("limit", "1".into()), ("offset", "0".into())],
         )
         .await
     }
 
+    /// The first file waiting to be downloaded to the printer, and how many wait.
     pub async fn download_queue(&self, uuid: &str) -> Result<Queue, ConnectError> {
-        self.get_json(&format!("/app/printers/{uuid}/download-queue"), &[])
-            .await
+        self.get_json(
+            &format!("/app/printers/{uuid}/download-queue"),
+            &[("limit", "1".into()), ("offset", "0".into())],
+        )
+        .await
     }
 
     pub async fn files(&self, uuid: &str) -> Result<Opaque, ConnectError> {
@@ -505,17 +511,19 @@ impl ConnectClient {
             .await
     }
 
-    /// The last snapshot of a camera; `etag` from the previous fetch makes an unchanged
-    /// image cost a 304 and no body.
+    /// The last snapshot of a camera; `etag` / `last_modified` from the previous fetch make
+    /// an unchanged image cost a 304 and no body.
     pub async fn snapshot(
         &self,
         camera_id: &str,
         printer_uuid: &str,
         etag: Option<&str>,
+        last_modified: Option<&str>,
     ) -> Result<Snapshot, ConnectError> {
         let headers: Vec<_> = etag
             .map(|e| (header::IF_NONE_MATCH, e.to_string()))
             .into_iter()
+            .chain(last_modified.map(|m| (header::IF_MODIFIED_SINCE, m.to_string())))
             .collect();
         let resp = self
             .send(
@@ -529,13 +537,20 @@ impl ConnectClient {
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(Snapshot::NotModified);
         }
-        let etag = resp
-            .headers()
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header_text = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header_text(header::ETAG);
+        let last_modified = header_text(header::LAST_MODIFIED);
         let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
-        Ok(Snapshot::Image { bytes, etag })
+        Ok(Snapshot::Image {
+            bytes,
+            etag,
+            last_modified,
+        })
     }
 
     pub async fn supported_commands(&self, uuid: &str) -> Result<SupportedCommands, ConnectError> {

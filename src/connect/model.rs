@@ -189,9 +189,17 @@ pub struct Printer {
     pub filament: Option<Filament>,
     pub job_info: Option<JobInfo>,
     pub dialog_info: Option<DialogInfo>,
+    /// Jobs planned in the printer's queue (one client's schema; absent in older captures).
+    /// Kept raw so a value of an unexpected type does not make the printer unreadable.
+    pub job_queue_count: Option<Value>,
 }
 
 impl Printer {
+    /// `job_queue_count` when Connect sent a whole number.
+    pub fn queue_count(&self) -> Option<u64> {
+        self.job_queue_count.as_ref().and_then(Value::as_u64)
+    }
+
     /// OFFLINE when Connect has lost the printer (its `printer_state` is then stale),
     /// otherwise what the printer says.
     pub fn effective_state(&self) -> PrinterState {
@@ -335,6 +343,17 @@ pub struct PlannedJob {
     pub set_ready: Option<bool>,
     pub position: Option<i64>,
     pub file: Option<JobFile>,
+}
+
+impl PlannedJob {
+    /// What a person calls the job: the file's display name, else its name, else the path.
+    pub fn label(&self) -> Option<String> {
+        let file = self.file.as_ref();
+        file.and_then(|f| f.display_name.clone())
+            .or_else(|| file.and_then(|f| f.name.clone()))
+            .or_else(|| self.path.clone())
+            .or_else(|| file.and_then(|f| f.path.clone()))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -103,25 +103,37 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
     };
     let path = parts.uri.path().to_string();
     if path != "/_sim" && !path.starts_with("/_sim/") {
-        let mut world = sim.world();
-        let fault = if path == "/app" || path.starts_with("/app/") {
-            world.take_fault(&path)
-        } else {
-            None
+        let seq = {
+            let mut world = sim.world();
+            let fault = if path == "/app" || path.starts_with("/app/") {
+                world.take_fault(&path)
+            } else {
+                None
+            };
+            parts.extensions.insert(ChosenFault(fault.clone()));
+            world.record(RecordedRequest {
+                method: parts.method.to_string(),
+                path: path.to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                authorization: parts
+                    .headers
+                    .get(AUTHORIZATION)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+                at,
+                fault,
+                status: None,
+                took: None,
+                seq: 0,
+            })
         };
-        parts.extensions.insert(ChosenFault(fault.clone()));
-        world.record(RecordedRequest {
-            method: parts.method.to_string(),
-            path: path.to_string(),
-            query: parts.uri.query().unwrap_or_default().to_string(),
-            authorization: parts
-                .headers
-                .get(AUTHORIZATION)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            at,
-            fault,
-        });
+        let started = std::time::Instant::now();
+        let response = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+        sim.world()
+            .answered(seq, response.status().as_u16(), started.elapsed());
+        return response;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -709,12 +721,13 @@ async fn snapshot(
         let printer = world
             .printer(&camera.printer_uuid)
             .ok_or_else(camera_not_found)?;
-        jpeg::snapshot(&jpeg::Scene {
+        let picture = jpeg::snapshot(&jpeg::Scene {
             camera_id: camera.id,
             printer_number: printer.number,
             state: printer.effective_state(),
             progress: printer.info_job().map_or(0.0, |j| j.progress),
-        })
+        });
+        jpeg::padded(picture, camera.min_bytes)
     };
     Ok(conditional(&headers, "image/jpeg", bytes))
 }

@@ -94,6 +94,24 @@ impl BitWriter {
     }
 }
 
+/// `jpeg` made at least `min_bytes` long with comment segments right after its start marker.
+pub(crate) fn padded(jpeg: Vec<u8>, min_bytes: usize) -> Vec<u8> {
+    if jpeg.len() >= min_bytes || jpeg.len() < 2 {
+        return jpeg;
+    }
+    let mut out = Vec::with_capacity(min_bytes + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    let mut missing = min_bytes - jpeg.len();
+    while missing > 0 {
+        // A segment is 4 bytes of header and at most 65533 of payload.
+        let payload = missing.saturating_sub(4).clamp(1, 65_533);
+        segment(&mut out, 0xfe, &vec![b' '; payload]);
+        missing = missing.saturating_sub(payload + 4);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 fn segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) {
     let len = u16::try_from(payload.len() + 2).unwrap_or(u16::MAX);
     out.extend_from_slice(&[0xff, marker]);

@@ -258,6 +258,17 @@ pub struct RecordedRequest {
     /// The Connect fault it was answered with, if any (the account server's are not shown).
     #[serde(serialize_with = "fault_json")]
     pub fault: Option<Fault>,
+    /// The status it was answered with (`None` while it is being handled).
+    pub status: Option<u16>,
+    /// How long the simulator took to answer it, from the moment it was read (JSON: seconds).
+    #[serde(serialize_with = "opt_secs")]
+    pub took: Option<Duration>,
+    /// Numbers requests in arrival order.
+    pub seq: u64,
+}
+
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(|d| d.as_secs_f64()).serialize(s)
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -469,6 +480,40 @@ impl Simulator {
     #[track_caller]
     pub fn push_event(&self, uuid: &str, event: &str, extra: serde_json::Value) {
         self.script(uuid, |p, ctx| p.push_event(ctx, event, extra))
+    }
+
+    /// Starts the first job of the printer's queue (as the printer does once it is ready) and
+    /// returns the new job's id; `None` when the queue is empty.
+    #[track_caller]
+    pub fn start_next_queued(&self, uuid: &str, duration_s: u64) -> Option<i64> {
+        self.script(uuid, |p, ctx| {
+            if p.queue.is_empty() {
+                return None;
+            }
+            let planned = p.queue.remove(0);
+            let job = NewJob::new(&planned.file.name, duration_s as f64, &[]);
+            Some(p.start_job(ctx, job, &Cause::CONNECT))
+        })
+    }
+
+    /// The ids of the printer's cameras, in the order they were attached.
+    pub fn camera_ids(&self, uuid: &str) -> Vec<i64> {
+        let world = self.world();
+        world
+            .cameras
+            .iter()
+            .filter(|c| c.printer_uuid == uuid)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Makes every snapshot of `camera_id` at least `bytes` long (padding in JPEG comment
+    /// segments, so it stays a valid picture that changes as before), like the large pictures
+    /// of a real 1080p camera. 0 turns it off.
+    pub fn set_snapshot_size(&self, camera_id: i64, bytes: usize) {
+        if let Some(c) = self.world().cameras.iter_mut().find(|c| c.id == camera_id) {
+            c.min_bytes = bytes;
+        }
     }
 
     /// Adds a planned job to the printer's queue and returns its id.

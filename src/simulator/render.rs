@@ -67,6 +67,7 @@ pub(crate) fn printer(p: &Printer, now_us: i64, detail: bool) -> Value {
             }
         },
         "dialog_info": p.dialog,
+        "job_queue_count": p.queue.len(),
         "rights_r": true,
         "rights_w": true,
         "rights_u": true,
@@ -244,16 +245,32 @@ pub(crate) fn storages(p: &Printer) -> Value {
 }
 
 pub(crate) fn printer_types() -> Value {
+    // (The bed sizes as `axis_x`/`axis_y` ranges are this simulator's assumption of how
+    // Connect would carry them; the captured types show only temperatures, flow, extrusion.)
     let types: Vec<Value> = [
-        ("1.3.1", "Original Prusa i3 MK3S", 300, 120, "5.1.2"),
-        ("2.1.0", "Original Prusa MINI+", 280, 100, "6.2.6"),
-        ("3.1.0", "Original Prusa XL", 300, 120, "6.2.6"),
-        ("7.1.0", "Original Prusa MK4", 290, 120, "6.2.6"),
-        ("7.2.0", "Prusa CORE One", 290, 120, "6.3.2"),
-        ("8.1.0", "Prusa CORE One L", 290, 120, "6.5.2"),
+        (
+            "1.3.1",
+            "Original Prusa i3 MK3S",
+            300,
+            120,
+            "5.1.2",
+            (250, 210),
+        ),
+        (
+            "2.1.0",
+            "Original Prusa MINI+",
+            280,
+            100,
+            "6.2.6",
+            (180, 180),
+        ),
+        ("3.1.0", "Original Prusa XL", 300, 120, "6.2.6", (360, 360)),
+        ("7.1.0", "Original Prusa MK4", 290, 120, "6.2.6", (250, 210)),
+        ("7.2.0", "Prusa CORE One", 290, 120, "6.3.2", (250, 220)),
+        ("8.1.0", "Prusa CORE One L", 290, 120, "6.5.2", (300, 330)),
     ]
     .iter()
-    .map(|(id, name, nozzle_max, bed_max, stable)| {
+    .map(|(id, name, nozzle_max, bed_max, stable, (x_max, y_max))| {
         let mut parts = id.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
         let (t, v, s) = (parts.next(), parts.next(), parts.next());
         json!({
@@ -268,6 +285,8 @@ pub(crate) fn printer_types() -> Value {
                 "print_speed": { "max": 999, "min": 10, "default": 100 },
                 "temp_nozzle": { "max": nozzle_max, "min": 0 },
                 "temp_bed": { "max": bed_max, "min": 0 },
+                "axis_x": { "max": x_max, "min": 0 },
+                "axis_y": { "max": y_max, "min": 0 },
             },
             "fw_device_type_id": id,
             "support": { "stable": stable },

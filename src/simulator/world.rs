@@ -5,7 +5,7 @@
 //! made it happen.
 
 use std::collections::VecDeque;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
@@ -247,6 +247,8 @@ pub(crate) struct Camera {
     pub id: i64,
     pub printer_uuid: String,
     pub name: String,
+    /// Snapshots are padded to at least this many bytes.
+    pub min_bytes: usize,
 }
 
 pub(crate) struct Printer {
@@ -751,6 +753,7 @@ pub(crate) struct World {
     pub sim_time: f64,
     next_printer_number: u64,
     next_camera_id: i64,
+    next_request_seq: u64,
 }
 
 impl World {
@@ -768,6 +771,7 @@ impl World {
             sim_time: 0.0,
             next_printer_number: 1,
             next_camera_id: FIRST_CAMERA_ID,
+            next_request_seq: 0,
         }
     }
 
@@ -839,6 +843,7 @@ impl World {
             id,
             printer_uuid: uuid.to_string(),
             name,
+            min_bytes: 0,
         });
         Some(id)
     }
@@ -853,10 +858,23 @@ impl World {
         Some(fault)
     }
 
-    pub fn record(&mut self, request: RecordedRequest) {
+    /// Records a request; returns its `seq` for [`World::answered`].
+    pub fn record(&mut self, mut request: RecordedRequest) -> u64 {
+        self.next_request_seq += 1;
+        request.seq = self.next_request_seq;
+        let seq = request.seq;
         self.requests.push_back(request);
         while self.requests.len() > MAX_RECORDED_REQUESTS {
             self.requests.pop_front();
+        }
+        seq
+    }
+
+    /// Notes how a recorded request was answered.
+    pub fn answered(&mut self, seq: u64, status: u16, took: Duration) {
+        if let Some(r) = self.requests.iter_mut().rev().find(|r| r.seq == seq) {
+            r.status = Some(status);
+            r.took = Some(took);
         }
     }
 
