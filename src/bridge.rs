@@ -50,6 +50,9 @@ const SNAPSHOT_FETCHES: usize = 4;
 /// A request for extras (queue, cameras, printer types) that failed is tried again this late,
 /// so an endpoint Connect does not have costs no request per poll.
 const EXTRAS_RETRY: Duration = Duration::from_secs(600);
+/// Requests for extras (queues, camera lists) one poll may make; a farm's first poll spreads
+/// them over the next polls instead of making thousands of requests at once.
+const EXTRAS_PER_TICK: u32 = 64;
 /// Unseen notifications are read (when a printer's state changed) at most once per this
 /// many active poll intervals: every 30 s by default.
 const NOTIFICATIONS_EVERY_POLLS: u32 = 6;
@@ -172,6 +175,8 @@ pub struct Bridge {
     unseen: Option<u64>,
     unseen_due: bool,
     unseen_read_at: Option<Instant>,
+    /// What is left of [`EXTRAS_PER_TICK`] in this poll.
+    extras_budget: u32,
     /// Remove every retained topic on the way out (`demo`).
     pub clear_retained_on_exit: bool,
 }
@@ -221,6 +226,7 @@ impl Bridge {
             unseen: None,
             unseen_due: true,
             unseen_read_at: None,
+            extras_budget: EXTRAS_PER_TICK,
             clear_retained_on_exit: false,
         }
     }
@@ -645,6 +651,7 @@ impl Bridge {
             Err(e) => return self.on_connect_failure(e).await,
         };
         self.on_connect_success();
+        self.extras_budget = EXTRAS_PER_TICK;
         self.read_account_extras().await;
         let wanted = &self.config.connect.printers;
         let printers: Vec<Printer> = printers
@@ -668,6 +675,9 @@ impl Bridge {
             self.watchdog.feed_if_due();
             self.update_printer(printer, id, now).await;
             if let Some(incoming) = serve.as_deref_mut() {
+                // Let the MQTT event loop run (it may be holding a command for us), then
+                // serve what came in.
+                tokio::task::yield_now().await;
                 self.serve_waiting(incoming).await;
             }
         }
@@ -1283,10 +1293,21 @@ impl Bridge {
         if tracked.queue_read_for.as_deref() == Some(key.as_str()) && !retry {
             return;
         }
+        // Connect's list says the queue is empty: no need to read it.
+        let empty = printer.queue_count() == Some(0);
+        let cost = if empty { 1 } else { 2 };
+        if self.extras_budget < cost {
+            return; // next poll
+        }
+        self.extras_budget -= cost;
         tracked.queue_read_for = Some(key);
         let uuid = &printer.uuid;
         let read = async {
-            let queue = self.connect.queue(uuid).await?;
+            let queue = if empty {
+                crate::connect::model::Queue::default()
+            } else {
+                self.connect.queue(uuid).await?
+            };
             let downloads = self.connect.download_queue(uuid).await?;
             Ok::<_, ConnectError>((queue, downloads))
         };
@@ -1334,6 +1355,10 @@ impl Bridge {
         if tracked.cameras.is_some() && !new_job && !retry {
             return;
         }
+        if self.extras_budget == 0 {
+            return; // next poll
+        }
+        self.extras_budget -= 1;
         tracked.cameras_listed_for = running_job;
         match self.connect.cameras(&printer.uuid).await {
             Ok(list) => {

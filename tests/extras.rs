@@ -153,7 +153,7 @@ async fn the_queue_follows_jobs_added_and_started_without_polling_it() {
         sim.sim
             .requests()
             .iter()
-            .filter(|r| r.path.ends_with("/queue"))
+            .filter(|r| r.path.ends_with("/queue") || r.path.ends_with("/download-queue"))
             .count()
     };
     let reads = queue_reads();
@@ -346,5 +346,130 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
         "only the move within the bed was sent: {moves:?}"
     );
     assert!(moves[0].contains("200"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farms_first_polls_spread_the_queue_and_camera_reads() {
+    const PRINTERS: usize = 70;
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuids: Vec<String> = (0..PRINTERS)
+        .map(|i| {
+            let uuid = sim
+                .sim
+                .add_printer(PrinterSpec::named(&format!("Farm {i:02}")));
+            sim.sim.queue_job(&uuid, "part.bgcode");
+            uuid
+        })
+        .collect();
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let all_known = || {
+        (0..PRINTERS).all(|i| {
+            sub.on(&format!("{BASE}/farm_{i:02}/state"))
+                .last()
+                .is_some_and(|m| m.json()["queue_count"] == 1)
+        })
+    };
+    wait_until_or(all_known, || "not every printer's queue was read".into()).await;
+    gateway.stop().await;
+
+    // Between two list requests, at most 64 queue and camera-list requests.
+    let mut per_poll = vec![0usize];
+    for r in sim.sim.requests() {
+        if r.path == "/app/printers" {
+            per_poll.push(0);
+        } else if r.path.ends_with("/queue")
+            || r.path.ends_with("/download-queue")
+            || r.path.ends_with("/cameras")
+        {
+            *per_poll.last_mut().unwrap() += 1;
+        }
+    }
+    let total: usize = per_poll.iter().sum();
+    assert_eq!(
+        total,
+        PRINTERS * 3,
+        "one queue, download queue and camera list each"
+    );
+    assert!(
+        per_poll.iter().all(|&n| n <= 64),
+        "extras per poll: {per_poll:?}"
+    );
+    assert!(per_poll.iter().filter(|&&n| n > 0).count() >= 4);
+    assert_eq!(uuids.len(), PRINTERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_are_looked_at_rarely_when_idle_and_never_when_disabled() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    let camera = sim.sim.camera_ids(&uuid)[0];
+    let snapshots = || {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/snapshots/last"))
+            .count()
+    };
+
+    // Disabled: no camera request, no camera entity.
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+    let gateway = Gateway::start(config(
+        &broker,
+        &sim,
+        state.path(),
+        "[camera]\nenabled = false\ninterval = \"100ms\"",
+    ));
+    let discovery = sub
+        .wait_for(
+            &format!("homeassistant/device/prusa_connect_{uuid}/config"),
+            WAIT,
+            |m| !m.payload.is_empty(),
+        )
+        .await
+        .json();
+    wait_polls(&sim, 5).await;
+    gateway.stop().await;
+    assert!(
+        !discovery["components"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("camera")),
+        "no camera entity when cameras are disabled"
+    );
+    let camera_requests = sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("camera"))
+        .count();
+    assert_eq!(camera_requests, 0);
+    assert!(
+        sub.on(&format!("{BASE}/busy_mk4/camera/{camera}"))
+            .is_empty()
+    );
+
+    // Idle: one look, then nothing for an hour; printing: every interval.
+    let gateway = Gateway::start(config(
+        &broker,
+        &sim,
+        state.path(),
+        "[camera]\ninterval = \"100ms\"\nidle_interval = \"1h\"",
+    ));
+    wait_until_or(|| snapshots() == 1, || "no first look".into()).await;
+    wait_polls(&sim, 8).await;
+    assert_eq!(
+        snapshots(),
+        1,
+        "an idle printer's camera is not looked at again soon"
+    );
+    sim.sim.start_job(&uuid, "cube.bgcode", 600, &[]);
+    wait_until_or(|| snapshots() >= 4, || format!("{} looks", snapshots())).await;
     gateway.stop().await;
 }
