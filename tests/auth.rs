@@ -425,7 +425,15 @@ async fn a_gateway_killed_mid_run_restarts_on_the_stored_token() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
     let gateway = Gateway::start(refresh_config(&broker, &sim, dir.path(), &r0));
-    until("two refreshes", WAIT, || token_requests(&sim).len() >= 2).await;
+    // Killed after a refresh whose new token is stored (a kill between Connect's answer and
+    // the write would lose the rotated token, as any crash at that moment would).
+    until("two refreshes, the last one stored", WAIT, || {
+        token_requests(&sim).len() >= 2
+            && TokenStore::new(dir.path())
+                .load()
+                .is_some_and(|s| sim.sim.is_refresh_token_valid(&s.refresh_token))
+    })
+    .await;
     gateway.kill().await;
 
     let before = sub.on(&format!("{BASE}/bridge/info")).len();

@@ -264,7 +264,8 @@ async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
     sub.wait_for(&format!("{BASE}/farm_049/state"), WAIT, |_| true)
         .await;
-    // Wait for one more list poll after the first, so start-up catch-up is over.
+    // Wait for three more list polls, so start-up catch-up is over (the first polls read
+    // each printer's queue and cameras, at most 64 such requests a poll).
     let lists = |sim: &Sim| {
         sim.sim
             .requests()
@@ -273,7 +274,7 @@ async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
             .count()
     };
     let start = lists(&sim);
-    wait_until(|| lists(&sim) > start).await;
+    wait_until(|| lists(&sim) > start + 2).await;
     sim.sim.clear_requests();
     wait_until(|| lists(&sim) >= 5).await;
     let requests = sim.sim.requests();
