@@ -50,6 +50,8 @@ const SNAPSHOT_FETCHES: usize = 4;
 /// A request for extras (queue, cameras, printer types) that failed is tried again this late,
 /// so an endpoint Connect does not have costs no request per poll.
 const EXTRAS_RETRY: Duration = Duration::from_secs(600);
+/// A printer's cameras are listed again when a job starts at most this often.
+const CAMERAS_RELIST: Duration = Duration::from_secs(3600);
 /// Requests for extras (queues, camera lists) one poll may make; a farm's first poll spreads
 /// them over the next polls instead of making thousands of requests at once.
 const EXTRAS_PER_TICK: u32 = 64;
@@ -99,8 +101,10 @@ struct Tracked {
     failing: HashMap<&'static str, String>,
     /// The printer's cameras (`None`: not listed yet).
     cameras: Option<Vec<CameraFeed>>,
-    /// The running job the cameras were last listed for, and when listing last failed.
+    /// The running job the cameras were last listed for, when they were listed, and when
+    /// listing last failed.
     cameras_listed_for: Option<i64>,
+    cameras_listed_at: Option<Instant>,
     cameras_failed_at: Option<Instant>,
     /// The queue fields of `P/state`, and what they were read for (feed signature and
     /// `job_queue_count`): the queue is read again only when that changes.
@@ -795,6 +799,7 @@ impl Bridge {
             failing: HashMap::new(),
             cameras: None,
             cameras_listed_for: None,
+            cameras_listed_at: None,
             cameras_failed_at: None,
             queue: json!({
                 "queue_count": null, "queue_next": null,
@@ -1293,9 +1298,10 @@ impl Bridge {
         if tracked.queue_read_for.as_deref() == Some(key.as_str()) && !retry {
             return;
         }
-        // Connect's list says the queue is empty: no need to read it.
+        // Connect's list says no job is planned: both queues are empty (the download queue
+        // holds planned jobs too), no need to read them.
         let empty = printer.queue_count() == Some(0);
-        let cost = if empty { 1 } else { 2 };
+        let cost = if empty { 0 } else { 2 };
         if self.extras_budget < cost {
             return; // next poll
         }
@@ -1303,11 +1309,10 @@ impl Bridge {
         tracked.queue_read_for = Some(key);
         let uuid = &printer.uuid;
         let read = async {
-            let queue = if empty {
-                crate::connect::model::Queue::default()
-            } else {
-                self.connect.queue(uuid).await?
-            };
+            if empty {
+                return Ok(Default::default());
+            }
+            let queue = self.connect.queue(uuid).await?;
             let downloads = self.connect.download_queue(uuid).await?;
             Ok::<_, ConnectError>((queue, downloads))
         };
@@ -1333,7 +1338,8 @@ impl Bridge {
     }
 
     /// Lists the printer's cameras when first seen and when a new job starts (a print is
-    /// when people look), unless cameras are disabled.
+    /// when people look) if the last list is older than [`CAMERAS_RELIST`], unless cameras
+    /// are disabled.
     async fn follow_cameras(
         &mut self,
         printer: &Printer,
@@ -1348,7 +1354,11 @@ impl Bridge {
             .as_ref()
             .and_then(|j| j.id)
             .filter(|_| payloads::job_running(printer));
-        let new_job = running_job.is_some() && running_job != tracked.cameras_listed_for;
+        let new_job = running_job.is_some()
+            && running_job != tracked.cameras_listed_for
+            && tracked
+                .cameras_listed_at
+                .is_none_or(|t| t.elapsed() >= CAMERAS_RELIST);
         let retry = tracked
             .cameras_failed_at
             .is_some_and(|t| t.elapsed() >= EXTRAS_RETRY);
@@ -1388,6 +1398,7 @@ impl Bridge {
                     .map(|c| (c.id.clone(), c.name.clone()))
                     .collect();
                 tracked.cameras = Some(cameras);
+                tracked.cameras_listed_at = Some(Instant::now());
                 tracked.cameras_failed_at = None;
                 tracked.succeeded("cameras", printer.display_name());
             }

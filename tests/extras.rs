@@ -296,22 +296,9 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
     assert_eq!(discovery["device"]["model"], "Original Prusa MK4");
 
     // supported-commands allows y up to 250; the MK4's type says its bed ends at 210.
-    let reply_topic = format!("{BASE}/busy_mk4/command/response");
     sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |_| true)
         .await;
-    let mark = sub.mark();
-    sub.publish(
-        &format!("{BASE}/busy_mk4/command"),
-        r#"{"command":"MOVE","kwargs":{"x":10,"y":230,"feedrate":3000},"transaction":"far"}"#,
-        false,
-    )
-    .await;
-    let reply = sub
-        .wait_for_after(mark, &reply_topic, WAIT, |m| {
-            m.json()["transaction"] == "far"
-        })
-        .await
-        .json();
+    let reply = move_y(&sub, 230).await;
     assert_eq!(reply["status"], "error");
     assert_eq!(reply["code"], "INVALID_ARGUMENT");
     let message = reply["error"].as_str().unwrap();
@@ -319,19 +306,7 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
         message.contains("210") && message.contains("Original Prusa MK4"),
         "{message}"
     );
-    let mark = sub.mark();
-    sub.publish(
-        &format!("{BASE}/busy_mk4/command"),
-        r#"{"command":"MOVE","kwargs":{"x":10,"y":200,"feedrate":3000},"transaction":"near"}"#,
-        false,
-    )
-    .await;
-    let reply = sub
-        .wait_for_after(mark, &reply_topic, WAIT, |m| {
-            m.json()["transaction"] == "near"
-        })
-        .await
-        .json();
+    let reply = move_y(&sub, 200).await;
     assert_eq!(reply["status"], "ok", "{reply}");
     let moves: Vec<String> = sim
         .sim
@@ -472,4 +447,26 @@ async fn cameras_are_looked_at_rarely_when_idle_and_never_when_disabled() {
     sim.sim.start_job(&uuid, "cube.bgcode", 600, &[]);
     wait_until_or(|| snapshots() >= 4, || format!("{} looks", snapshots())).await;
     gateway.stop().await;
+}
+
+/// Sends `MOVE` to y on busy_mk4 and returns the reply.
+async fn move_y(sub: &Subscriber, y: u32) -> Value {
+    let transaction = format!("y{y}");
+    let mark = sub.mark();
+    sub.publish(
+        &format!("{BASE}/busy_mk4/command"),
+        format!(
+            r#"{{"command":"MOVE","kwargs":{{"x":10,"y":{y},"feedrate":3000}},"transaction":"{transaction}"}}"#
+        ),
+        false,
+    )
+    .await;
+    sub.wait_for_after(
+        mark,
+        &format!("{BASE}/busy_mk4/command/response"),
+        WAIT,
+        |m| m.json()["transaction"] == transaction.as_str(),
+    )
+    .await
+    .json()
 }
