@@ -50,7 +50,8 @@ const SNAPSHOT_FETCHES: usize = 4;
 /// A request for extras (queue, cameras, printer types) that failed is tried again this late,
 /// so an endpoint Connect does not have costs no request per poll.
 const EXTRAS_RETRY: Duration = Duration::from_secs(600);
-/// A printer's cameras are listed again when a job starts at most this often.
+/// A printer's cameras are listed again when a job starts at most this often; printer types
+/// are asked again this often while a printer's type is missing from them.
 const CAMERAS_RELIST: Duration = Duration::from_secs(3600);
 /// Requests for extras (queues, camera lists) one poll may make; a farm's first poll spreads
 /// them over the next polls instead of making thousands of requests at once.
@@ -1202,13 +1203,12 @@ impl Bridge {
                     .is_some_and(|id| !types.contains_key(id))
             })
         };
-        let ask_types = match &self.printer_types {
-            None => true,
-            // A printer of a type not in the list: ask again, once in a while.
-            Some(types) => unknown_type(types),
-        } && self
-            .types_asked_at
-            .is_none_or(|t| t.elapsed() >= EXTRAS_RETRY);
+        let (wanted, wait) = match &self.printer_types {
+            None => (true, EXTRAS_RETRY),
+            // A printer of a type not in the list: ask again, once an hour.
+            Some(types) => (unknown_type(types), CAMERAS_RELIST),
+        };
+        let ask_types = wanted && self.types_asked_at.is_none_or(|t| t.elapsed() >= wait);
         if ask_types {
             self.types_asked_at = Some(Instant::now());
             match self.connect.printer_types().await {
