@@ -112,7 +112,6 @@ struct Tracked {
     queue: Value,
     queue_read_for: Option<String>,
     queue_failed_at: Option<Instant>,
-    dialog: Option<DialogInfo>,
 }
 
 /// How many published event keys each printer remembers.
@@ -808,7 +807,6 @@ impl Bridge {
             }),
             queue_read_for: None,
             queue_failed_at: None,
-            dialog: None,
         });
         tracked.id = id.clone();
         let mut memory = self.memory.printers.remove(&uuid).unwrap_or_default();
@@ -1422,12 +1420,12 @@ impl Bridge {
     ) {
         let key = printer.dialog_info.as_ref().map(dialog_key);
         if key == memory.announced_dialog {
-            tracked.dialog = printer.dialog_info.clone();
             return;
         }
+        // (`tracked.printer` is still the previous poll's printer here.)
         let (event, dialog) = match &printer.dialog_info {
             Some(d) => ("DIALOG_SHOWN", Some(d)),
-            None => ("DIALOG_CLOSED", tracked.dialog.as_ref()),
+            None => ("DIALOG_CLOSED", tracked.printer.dialog_info.as_ref()),
         };
         let payload = json!({
             "event": event,
@@ -1455,7 +1453,6 @@ impl Bridge {
             )
             .await;
         memory.announced_dialog = key;
-        tracked.dialog = printer.dialog_info.clone();
     }
 
     /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is

@@ -89,6 +89,14 @@ async fn a_camera_picture_is_published_once_per_change_and_an_unchanged_one_cost
         2,
         "two pictures downloaded"
     );
+
+    // Pictures are not retained: Home Assistant's birth message gets the last one again,
+    // without a new download.
+    let mark = sub.mark();
+    sub.publish("homeassistant/status", "online", false).await;
+    let again = sub.wait_for_after(mark, &topic, WAIT, |_| true).await;
+    assert_eq!(again.payload, second.payload);
+    assert_eq!(snapshot_answers(&sim, camera, 200), 2);
     gateway.stop().await;
 }
 
@@ -258,6 +266,10 @@ async fn a_dialog_needs_attention_is_announced_once_and_notifications_follow() {
         .await
         .json();
     assert_eq!(closed["state"], "PRINTING");
+    assert_eq!(
+        closed["dialog"]["title"], "Filament runout",
+        "the dialog that closed"
+    );
     assert_eq!(shown_count(&sub), 1);
     gateway.stop().await;
 }
