@@ -19,6 +19,10 @@ pub enum ErrorCode {
     PrinterState,
     ConnectError,
     UnknownPrinter,
+    /// More command messages wait than the gateway keeps; this one was not run.
+    RateLimited,
+    /// The MQTT connection dropped after the message came and before it ran: not run.
+    Expired,
 }
 
 impl ErrorCode {
@@ -31,6 +35,8 @@ impl ErrorCode {
             Self::PrinterState => "PRINTER_STATE",
             Self::ConnectError => "CONNECT_ERROR",
             Self::UnknownPrinter => "UNKNOWN_PRINTER",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Expired => "EXPIRED",
         }
     }
 }

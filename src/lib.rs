@@ -1,8 +1,9 @@
 //! prusa-connect-mqtt: bridges 3D printers in Prusa Connect to MQTT.
 //!
-//! Data comes in through [`connect`] (Connect's HTTP API), is turned into messages by
-//! [`payloads`] and [`discovery`] (pure functions), and goes out through [`outbox`] and
-//! [`mqtt`]. [`bridge`] is the loop that ties them together.
+//! Data comes in through [`connect`] (Connect's HTTP API), is turned into messages by the
+//! [`bridge`]'s sans-IO core (with [`payloads`] and [`discovery`], pure functions), and goes
+//! out through [`mqtt`], which delivers what [`outbox`] says the broker is owed. The bridge's
+//! shell is the loop that ties them together.
 
 pub mod auth;
 pub mod bridge;
@@ -77,16 +78,27 @@ pub async fn run_with(
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?
         .with_max_response_bytes(config.connect.max_response_bytes);
-    let (store, memory) = store::Store::open(&config.state.dir)?;
-    let topics = topics::Topics::new(&config.mqtt.base_topic);
-    let options = mqtt::options(&config.mqtt, Some(&topics.bridge_state()))?;
-    let session = mqtt::start(options, bridge::Bridge::subscriptions(&config));
-    let outbox = outbox::Outbox::new(session.client.clone());
+    let (store, memory): (store::Store, bridge::registry::Memory) =
+        store::Store::open(&config.state.dir)?;
+    let settings = bridge::Settings::from_config(&config)?;
+    let status = settings.topics.bridge_state();
+    let options = mqtt::options(&config.mqtt, Some(&status))?;
+    let ha_status = config
+        .homeassistant
+        .enabled
+        .then(|| config.homeassistant.status_topic.clone());
+    let session = mqtt::start(options, bridge::subscriptions(&config), &status, ha_status);
     let abort = connect.abort_handle();
-    let mut bridge = bridge::Bridge::new(config, connect, outbox, store, memory);
-    bridge.clear_retained_on_exit = clear_retained;
+    let core = bridge::Core::new(settings, memory);
+    let shell = bridge::Shell::new(
+        core,
+        connect,
+        session.publisher.clone(),
+        store,
+        clear_retained,
+    );
     let stop = tokio_util::sync::CancellationToken::new();
-    let running = bridge.run(
+    let running = shell.run(
         session.link,
         session.incoming,
         stop.clone().cancelled_owned(),
@@ -109,14 +121,13 @@ pub async fn run_with(
             }
         }
     };
-    // `offline` was queued by the bridge; a clean DISCONNECT suppresses the last will, so it
-    // must be flushed before disconnecting.
-    let _ = session.client.disconnect().await;
-    if tokio::time::timeout(STOP_FLUSH, session.task)
-        .await
-        .is_err()
-    {
+    // The shell asked the session to deliver what is owed (`offline` last) and disconnect: a
+    // clean DISCONNECT suppresses the last will, so `offline` must reach the broker first.
+    session.publisher.stop();
+    let mut task = session.task;
+    if tokio::time::timeout(STOP_FLUSH, &mut task).await.is_err() {
         tracing::warn!("the MQTT broker did not take the last messages in time");
+        task.abort();
     }
     result.map(|_| ())
 }

@@ -1,8 +1,13 @@
-//! The rumqttc session: connect, back off, resubscribe on every ConnAck, and report the
-//! connection state and incoming messages to the bridge.
+//! The rumqttc session: connect, back off, resubscribe on every ConnAck, and deliver what the
+//! [`Outbox`] says the broker is owed; report the connection state and incoming messages to
+//! the bridge.
 //!
-//! The event loop runs in its own task that never awaits a client call (that deadlocks when
-//! the request channel is full); it only uses `try_*` calls.
+//! Two tasks. One only polls rumqttc's event loop (never cancelled, never awaiting a client
+//! call) and forwards what happened. The other owns the outbox and is the only one handing
+//! publishes to rumqttc: it learns of a dropped connection in order with everything else, and
+//! after each ConnAck it subscribes before handing anything, so the `Outgoing::Subscribe`
+//! event marks where the new connection's publishes start (anything rumqttc writes before it
+//! was handed over before the drop and is owed again already).
 
 use std::time::Duration;
 
@@ -10,13 +15,17 @@ use anyhow::{Context, Result, bail};
 use rand::Rng;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
-    TlsConfiguration, Transport,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use secrecy::ExposeSecret;
+use std::collections::HashSet;
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::MqttConfig;
+use crate::outbox::{self, Message, Outbox};
 
 /// Big enough for discovery messages and camera snapshots.
 pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
@@ -52,27 +61,6 @@ impl BrokerAddress {
         let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
         Ok(BrokerAddress { host, port, tls })
     }
-}
-
-/// The session's connection state; `generation` counts ConnAcks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Link {
-    pub connected: bool,
-    pub generation: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub topic: String,
-    pub payload: bytes::Bytes,
-    pub retain: bool,
-}
-
-pub struct Session {
-    pub client: AsyncClient,
-    pub link: watch::Receiver<Link>,
-    pub incoming: mpsc::Receiver<Incoming>,
-    pub task: JoinHandle<()>,
 }
 
 /// Builds the options: last will `offline` on `will_topic` (when given), TLS and credentials
@@ -132,82 +120,181 @@ pub fn options(cfg: &MqttConfig, will_topic: Option<&str>) -> Result<MqttOptions
     Ok(opts)
 }
 
-/// Starts the session. `subscriptions` are (re)subscribed on every ConnAck.
-pub fn start(opts: MqttOptions, subscriptions: Vec<String>) -> Session {
-    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
-    eventloop.set_network_options(low_latency());
+/// The session's connection state; `generation` counts ConnAcks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    pub connected: bool,
+    pub generation: u64,
+}
+
+/// A message from the broker, with the connection (generation) it came in on.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: bytes::Bytes,
+    pub retain: bool,
+    pub generation: u64,
+}
+
+/// What the bridge asks of the session.
+#[derive(Debug)]
+enum Request {
+    Publish(Message),
+    Republish,
+    ClearAll,
+    /// Deliver what is owed, then disconnect.
+    Stop,
+}
+
+/// The bridge's handle on the outbox: never blocks, never fails (once the session is gone,
+/// there is nobody left to tell).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Publisher {
+    pub fn publish(&self, message: Message) {
+        let _ = self.tx.send(Request::Publish(message));
+    }
+
+    pub fn publish_all(&self, messages: impl IntoIterator<Item = Message>) {
+        for m in messages {
+            self.publish(m);
+        }
+    }
+
+    /// Every retained value and the last pictures again (Home Assistant's birth message).
+    pub fn republish(&self) {
+        let _ = self.tx.send(Request::Republish);
+    }
+
+    /// Clears every retained topic published so far.
+    pub fn clear_all(&self) {
+        let _ = self.tx.send(Request::ClearAll);
+    }
+
+    /// Delivers everything owed (what was published before this call included), then
+    /// disconnects cleanly; the session task ends after that.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request::Stop);
+    }
+
+    /// A publisher whose requests land in a plain channel, for in-process tests of the bridge:
+    /// the receiver yields each published [`Message`] (other requests are left out).
+    pub fn channel() -> (Publisher, PublishedMessages) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, PublishedMessages { rx })
+    }
+}
+
+/// See [`Publisher::channel`].
+pub struct PublishedMessages {
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
+impl PublishedMessages {
+    /// The messages published so far (without waiting).
+    pub fn take(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Ok(request) = self.rx.try_recv() {
+            if let Request::Publish(m) = request {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+pub struct Session {
+    pub publisher: Publisher,
+    pub link: watch::Receiver<Link>,
+    pub incoming: mpsc::UnboundedReceiver<Incoming>,
+    /// Ends after [`Publisher::stop`] has delivered what was owed (or at once when the broker
+    /// is away: the last will says `offline`).
+    pub task: JoinHandle<()>,
+}
+
+/// What the polling task saw.
+enum Polled {
+    Event(Event),
+    /// The connection failed or dropped; the polling task backs off before trying again.
+    Dropped,
+}
+
+/// Starts the session. `subscriptions` are (re)subscribed on every ConnAck; `status_topic`
+/// (the bridge's `online`/`offline`) is published `online` first on every connection; a
+/// message `online` on `ha_status` (Home Assistant's birth topic) republishes everything.
+pub fn start(
+    opts: MqttOptions,
+    subscriptions: Vec<String>,
+    status_topic: &str,
+    ha_status: Option<String>,
+) -> Session {
+    // The outbox hands over at most WINDOW publishes, plus one subscribe: the channel never
+    // fills.
+    let (client, eventloop) = AsyncClient::new(opts, outbox::WINDOW * 2 + 8);
     let (link_tx, link) = watch::channel(Link::default());
-    let (in_tx, incoming) = mpsc::channel(1024);
-    let task = tokio::spawn(drive(
-        eventloop,
-        client.clone(),
-        subscriptions,
-        link_tx,
-        in_tx,
-    ));
-    Session {
+    let (in_tx, incoming) = mpsc::unbounded_channel();
+    let (req_tx, requests) = mpsc::unbounded_channel();
+    let (polled_tx, polled) = mpsc::unbounded_channel();
+    let poller = AbortOnDropHandle::new(tokio::spawn(poll(eventloop, polled_tx)));
+    let state = SessionState {
         client,
+        outbox: Outbox::new(status_topic),
+        subscriptions,
+        ha_status,
+        link: link_tx,
+        incoming: in_tx,
+        syncing: false,
+        subscribe_owed: false,
+        stale: HashSet::new(),
+        stopping: false,
+        disconnecting: false,
+    };
+    let task = tokio::spawn(state.run(polled, requests, poller));
+    Session {
+        publisher: Publisher { tx: req_tx },
         link,
         incoming,
         task,
     }
 }
 
-async fn drive(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    subscriptions: Vec<String>,
-    link: watch::Sender<Link>,
-    incoming: mpsc::Sender<Incoming>,
-) {
+/// Polls rumqttc's event loop and forwards what happens, waiting (with backoff and jitter)
+/// after a failure: rumqttc reconnects at once on the next poll.
+async fn poll(mut eventloop: EventLoop, out: mpsc::UnboundedSender<Polled>) {
+    eventloop.set_network_options(low_latency());
     let (host, port) = eventloop.mqtt_options.broker_address();
     let broker = format!("{host}:{port}");
     let mut backoff = BACKOFF_START;
     let mut failures = 0u32;
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = BACKOFF_START;
-                if failures > 0 {
-                    tracing::info!("MQTT broker connection restored");
-                } else {
-                    tracing::info!("connected to the MQTT broker");
-                }
-                failures = 0;
-                for filter in &subscriptions {
-                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                        tracing::warn!("cannot subscribe to {filter}: {e}");
+            Ok(event) => {
+                let disconnect = matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect));
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    backoff = BACKOFF_START;
+                    if failures > 0 {
+                        tracing::info!("MQTT broker connection restored");
+                    } else {
+                        tracing::info!("connected to the MQTT broker");
                     }
+                    failures = 0;
                 }
-                link.send_modify(|l| {
-                    l.connected = true;
-                    l.generation += 1;
-                });
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let msg = Incoming {
-                    topic: p.topic.clone(),
-                    payload: p.payload.clone(),
-                    retain: p.retain,
-                };
-                if incoming.try_send(msg).is_err() {
-                    if incoming.is_closed() {
-                        return;
-                    }
-                    tracing::warn!("dropping MQTT message on {}: the bridge is busy", p.topic);
-                }
-            }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                link.send_modify(|l| l.connected = false);
-                drain(&mut eventloop).await;
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if matches!(e, ConnectionError::RequestsDone) {
+                if out.send(Polled::Event(event)).is_err() {
                     return;
                 }
-                link.send_modify(|l| l.connected = false);
+                if disconnect {
+                    drain(&mut eventloop).await;
+                    return;
+                }
+            }
+            Err(ConnectionError::RequestsDone) => return,
+            Err(e) => {
+                if out.send(Polled::Dropped).is_err() {
+                    return;
+                }
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(
@@ -217,10 +304,191 @@ async fn drive(
                 } else {
                     tracing::debug!("MQTT reconnect attempt {failures} failed: {e}");
                 }
-                // rumqttc reconnects at once on the next poll: wait first, with jitter.
                 let jitter = rand::rng().random_range(0.75..1.25);
                 tokio::time::sleep(backoff.mul_f64(jitter)).await;
                 backoff = (backoff * 2).min(BACKOFF_CAP);
+            }
+        }
+    }
+}
+
+struct SessionState {
+    client: AsyncClient,
+    outbox: Outbox,
+    subscriptions: Vec<String>,
+    ha_status: Option<String>,
+    link: watch::Sender<Link>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    /// Between a ConnAck and rumqttc writing our SUBSCRIBE: publishes rumqttc writes then were
+    /// handed over before the connection dropped (their acks are ignored: `stale`).
+    syncing: bool,
+    /// The SUBSCRIBE could not be handed over yet.
+    subscribe_owed: bool,
+    stale: HashSet<u16>,
+    stopping: bool,
+    disconnecting: bool,
+}
+
+impl SessionState {
+    async fn run(
+        mut self,
+        mut polled: mpsc::UnboundedReceiver<Polled>,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        _poller: AbortOnDropHandle<()>,
+    ) {
+        let mut requests_open = true;
+        loop {
+            tokio::select! {
+                event = polled.recv() => match event {
+                    Some(event) => self.on_polled(event),
+                    None => return,
+                },
+                request = requests.recv(), if requests_open => match request {
+                    Some(request) => self.on_request(request),
+                    // Every handle is gone: deliver what is owed and stop.
+                    None => {
+                        requests_open = false;
+                        self.stopping = true;
+                    }
+                },
+            }
+            self.pump();
+            if self.stopping && !self.disconnecting {
+                if !self.outbox.is_connected() {
+                    // Nothing can be delivered; the last will says `offline`.
+                    return;
+                }
+                if self.outbox.is_idle() {
+                    self.disconnecting = true;
+                    if self.client.try_disconnect().is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Publish(m) => self.outbox.push(m),
+            Request::Republish => self.outbox.republish(),
+            Request::ClearAll => self.outbox.clear_all(),
+            Request::Stop => self.stopping = true,
+        }
+    }
+
+    fn on_polled(&mut self, polled: Polled) {
+        let event = match polled {
+            Polled::Event(event) => event,
+            Polled::Dropped => {
+                if self.outbox.is_connected() {
+                    self.outbox.on_disconnected();
+                }
+                self.syncing = false;
+                self.subscribe_owed = false;
+                self.stale.clear();
+                self.link
+                    .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
+                return;
+            }
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                self.outbox.on_connected();
+                self.stale.clear();
+                self.syncing = true;
+                self.subscribe_owed = true;
+                self.subscribe();
+                self.link.send_modify(|l| {
+                    l.connected = true;
+                    l.generation += 1;
+                });
+            }
+            Event::Outgoing(rumqttc::Outgoing::Subscribe(_)) => self.syncing = false,
+            Event::Incoming(Packet::SubAck(ack)) => {
+                for (filter, code) in self.subscriptions.iter().zip(&ack.return_codes) {
+                    if matches!(code, SubscribeReasonCode::Failure) {
+                        tracing::error!(
+                            "the MQTT broker refused the subscription to {filter}: messages on \
+                             it will not reach the gateway (check the broker's access rules)"
+                        );
+                    }
+                }
+            }
+            Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
+                if self.syncing {
+                    if pkid != 0 {
+                        self.stale.insert(pkid);
+                    }
+                } else {
+                    self.outbox.on_sent(pkid);
+                }
+            }
+            Event::Outgoing(rumqttc::Outgoing::AwaitAck(pkid)) => {
+                tracing::warn!("rumqttc holds back publish {pkid}: its packet id is still in use");
+            }
+            Event::Incoming(Packet::PubAck(ack)) if !self.stale.remove(&ack.pkid) => {
+                self.outbox.on_acked(ack.pkid);
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                if self.ha_status.as_deref() == Some(p.topic.as_str()) {
+                    if p.payload.as_ref() == b"online" {
+                        tracing::info!(
+                            "Home Assistant is online: republishing discovery and state"
+                        );
+                        self.outbox.republish();
+                    }
+                    return;
+                }
+                let generation = self.link.borrow().generation;
+                let _ = self.incoming.send(Incoming {
+                    topic: p.topic,
+                    payload: p.payload,
+                    retain: p.retain,
+                    generation,
+                });
+            }
+            Event::Outgoing(rumqttc::Outgoing::Disconnect) => {
+                self.link
+                    .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
+            }
+            _ => {}
+        }
+    }
+
+    fn subscribe(&mut self) {
+        if !self.subscribe_owed {
+            return;
+        }
+        let filters = self
+            .subscriptions
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        match self.client.try_subscribe_many(filters) {
+            Ok(()) => self.subscribe_owed = false,
+            // Only while rumqttc's channel still holds what was handed over before a drop:
+            // tried again at the next event.
+            Err(e) => tracing::debug!("cannot subscribe yet: {e}"),
+        }
+    }
+
+    /// Hands rumqttc what the outbox lets go.
+    fn pump(&mut self) {
+        self.subscribe();
+        if self.syncing || self.disconnecting {
+            return;
+        }
+        while let Some(t) = self.outbox.poll_transmit() {
+            let qos = if t.acknowledged {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            };
+            let (topic, retain) = (t.topic.clone(), t.retain);
+            if let Err(e) = self.client.try_publish(t.topic, qos, t.retain, t.payload) {
+                tracing::debug!("rumqttc did not take a publish on {topic}: {e}");
+                self.outbox.unsend(topic, retain);
+                return;
             }
         }
     }

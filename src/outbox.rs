@@ -1,13 +1,31 @@
-//! Everything the bridge sends goes through here: unchanged retained values are not sent
-//! again, every retained value is remembered so a reconnect or Home Assistant's birth message
-//! can republish it, and messages produced while the broker is away wait in a bounded queue.
+//! What the broker is owed, as a plain state machine with no I/O (the MQTT session in
+//! [`crate::mqtt`] drives it).
+//!
+//! - Retained values are kept (discovery apart from data): an unchanged value is not sent
+//!   again, and every (re)connect or Home Assistant birth message sends them all again.
+//! - A cleared topic is owed until the broker acknowledged the clear; a value set after the
+//!   clear replaces it, so a topic cleared and set again while the broker was away ends up set.
+//! - Events (feed events, job ends, command replies) are owed until their PubAck. When the
+//!   connection drops, everything not acknowledged goes back in front of the queue in the order
+//!   it was made, so each reaches the broker at least once and in order, whatever rumqttc did
+//!   with its own queue (with a clean session it forgets unacknowledged messages).
+//! - Camera pictures are replaceable: QoS 0, only the last one per topic is kept, and it is
+//!   sent again after a reconnect.
+//!
+//! The session hands messages to rumqttc only through [`Outbox::poll_transmit`], at most
+//! [`WINDOW`] at a time, and reports what rumqttc did with them ([`Outbox::on_sent`],
+//! [`Outbox::on_acked`]); rumqttc writes publishes in the order it was given them, which is how
+//! a packet id is tied to a message.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
-use rumqttc::{AsyncClient, QoS};
-
-/// Non-retained messages kept while the broker is away; the oldest are dropped beyond this.
-const MAX_PENDING: usize = 10_000;
+/// Messages handed to rumqttc and not yet acknowledged, at most. Below rumqttc's default
+/// in-flight limit (100), so its packet ids never collide and its request channel never fills.
+pub const WINDOW: usize = 64;
+/// Events kept while the broker is away (or slower than the gateway); beyond it the oldest
+/// are dropped with a warning.
+pub const MAX_OWED_EVENTS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -16,123 +34,450 @@ pub enum Kind {
     Data,
 }
 
+/// What the bridge hands to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A retained value; nothing is sent while it is unchanged.
+    Retain {
+        kind: Kind,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// Removes a retained value from the broker.
+    Clear { topic: String },
+    /// Delivered at least once and in order: feed events, job ends, command replies.
+    Event { topic: String, payload: Vec<u8> },
+    /// Replaceable data (camera pictures): QoS 0, the last one sent again after a reconnect.
+    Image {
+        topic: String,
+        payload: Arc<Vec<u8>>,
+    },
+}
+
+impl Message {
+    pub fn retain(kind: Kind, topic: String, payload: impl Into<Vec<u8>>) -> Message {
+        Message::Retain {
+            kind,
+            topic,
+            payload: payload.into(),
+        }
+    }
+
+    pub fn event(topic: String, payload: impl Into<Vec<u8>>) -> Message {
+        Message::Event {
+            topic,
+            payload: payload.into(),
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        match self {
+            Message::Retain { topic, .. }
+            | Message::Clear { topic }
+            | Message::Event { topic, .. }
+            | Message::Image { topic, .. } => topic,
+        }
+    }
+}
+
+/// One publish for rumqttc.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmit {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// QoS 1 when true, else QoS 0.
+    pub acknowledged: bool,
+    pub retain: bool,
+}
+
+/// What waits to be handed over. Retained values and pictures are named by topic and read
+/// from the maps when handed over, so the latest value goes and repeats coalesce.
+#[derive(Debug)]
+enum Queued {
+    Retained(String),
+    Clear { topic: String, seq: u64 },
+    Image(String),
+    Event(Event),
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    seq: u64,
+    topic: String,
+    payload: Vec<u8>,
+}
+
+/// What must happen when a handed-over publish is acknowledged.
+#[derive(Debug)]
+enum Owed {
+    Nothing,
+    Clear { topic: String, seq: u64 },
+    Event(Event),
+}
+
+#[derive(Debug)]
+struct Handed {
+    acknowledged: bool,
+    owed: Owed,
+}
+
+#[derive(Debug, Default)]
 pub struct Outbox {
-    client: AsyncClient,
+    /// `B/bridge/state`: `online` goes first on every connection.
+    status_topic: String,
     connected: bool,
     discovery: BTreeMap<String, Vec<u8>>,
-    retained: BTreeMap<String, Vec<u8>>,
-    pending: VecDeque<(String, Vec<u8>, QoS)>,
+    data: BTreeMap<String, Vec<u8>>,
+    /// Topics whose clear the broker has not acknowledged, with the clear's sequence number.
+    clears: BTreeMap<String, u64>,
+    images: BTreeMap<String, Arc<Vec<u8>>>,
+    queue: VecDeque<Queued>,
+    /// Retained and picture topics in `queue` (each at most once).
+    queued: HashSet<String>,
+    /// Events in `queue`.
+    queued_events: usize,
+    /// Handed to rumqttc, not yet written (rumqttc reports the packet id when it writes).
+    handed: VecDeque<Handed>,
+    /// Written at QoS 1, waiting for the PubAck, by packet id.
+    unacked: HashMap<u16, Handed>,
+    seq: u64,
+    dropped: u64,
 }
 
 impl Outbox {
-    pub fn new(client: AsyncClient) -> Self {
-        Self {
-            client,
-            connected: false,
-            discovery: BTreeMap::new(),
-            retained: BTreeMap::new(),
-            pending: VecDeque::new(),
+    pub fn new(status_topic: &str) -> Outbox {
+        Outbox {
+            status_topic: status_topic.to_string(),
+            ..Default::default()
         }
     }
 
-    async fn send(&mut self, topic: &str, payload: Vec<u8>, retain: bool, qos: QoS) {
-        if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
-            // Only when the event loop is gone (shutdown); nothing to retry.
-            tracing::debug!("cannot publish {topic}: {e}");
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Takes a message from the bridge.
+    pub fn push(&mut self, message: Message) {
+        match message {
+            Message::Retain {
+                kind,
+                topic,
+                payload,
+            } => self.retain(kind, topic, payload),
+            Message::Clear { topic } => self.clear(topic),
+            Message::Event { topic, payload } => self.event(topic, payload),
+            Message::Image { topic, payload } => {
+                self.images.insert(topic.clone(), payload);
+                if self.connected {
+                    self.enqueue_topic(topic, Queued::Image);
+                }
+            }
         }
     }
 
-    /// Publishes a retained value unless it is already the current one.
-    pub async fn retain(&mut self, kind: Kind, topic: &str, payload: Vec<u8>) -> bool {
-        let map = match kind {
-            Kind::Discovery => &mut self.discovery,
-            Kind::Data => &mut self.retained,
+    fn retain(&mut self, kind: Kind, topic: String, payload: Vec<u8>) {
+        if payload.is_empty() {
+            return self.clear(topic);
+        }
+        let (map, other) = match kind {
+            Kind::Discovery => (&mut self.discovery, &mut self.data),
+            Kind::Data => (&mut self.data, &mut self.discovery),
         };
-        if map.get(topic) == Some(&payload) {
-            return false;
-        }
-        map.insert(topic.to_string(), payload.clone());
-        if self.connected {
-            self.send(topic, payload, true, QoS::AtLeastOnce).await;
-        }
-        true
-    }
-
-    /// Removes a retained value from the broker (empty retained payload) and from memory.
-    pub async fn clear(&mut self, topic: &str) {
-        self.discovery.remove(topic);
-        self.retained.remove(topic);
-        if self.connected {
-            self.send(topic, Vec::new(), true, QoS::AtLeastOnce).await;
-        } else {
-            self.pending
-                .push_back((topic.to_string(), Vec::new(), QoS::AtLeastOnce));
-        }
-    }
-
-    /// A message that is delivered once (events, replies): queued while the broker is away.
-    pub async fn event(&mut self, topic: &str, payload: Vec<u8>) {
-        self.message(topic, payload, QoS::AtLeastOnce).await
-    }
-
-    /// Large, replaceable data (camera images): QoS 0, dropped while the broker is away.
-    pub async fn volatile(&mut self, topic: &str, payload: Vec<u8>) {
-        if self.connected {
-            self.send(topic, payload, false, QoS::AtMostOnce).await;
-        }
-    }
-
-    async fn message(&mut self, topic: &str, payload: Vec<u8>, qos: QoS) {
-        if self.connected {
-            self.send(topic, payload, false, qos).await;
+        if map.get(&topic) == Some(&payload) {
             return;
         }
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            tracing::warn!("MQTT broker away too long: dropping the oldest queued message");
-        }
-        self.pending.push_back((topic.to_string(), payload, qos));
-    }
-
-    pub fn set_disconnected(&mut self) {
-        self.connected = false;
-    }
-
-    /// After a ConnAck: `first` (bridge/state online), then every retained value (discovery
-    /// first), then what waited while the broker was away.
-    pub async fn on_connected(&mut self, first: (&str, &[u8])) {
-        self.connected = true;
-        self.send(first.0, first.1.to_vec(), true, QoS::AtLeastOnce)
-            .await;
-        self.republish().await;
-        while let Some((topic, payload, qos)) = self.pending.pop_front() {
-            let retain = payload.is_empty();
-            self.send(&topic, payload, retain, qos).await;
+        other.remove(&topic);
+        map.insert(topic.clone(), payload);
+        // The value replaces a clear not yet acknowledged: that clear must not be sent again.
+        self.clears.remove(&topic);
+        if self.connected {
+            self.enqueue_topic(topic, Queued::Retained);
         }
     }
 
-    /// Sends every retained value again (Home Assistant's birth message, a reconnect).
-    pub async fn republish(&mut self) {
-        if !self.connected {
-            return;
+    fn clear(&mut self, topic: String) {
+        self.discovery.remove(&topic);
+        self.data.remove(&topic);
+        self.images.remove(&topic);
+        self.seq += 1;
+        self.clears.insert(topic.clone(), self.seq);
+        if self.connected {
+            self.queue.push_back(Queued::Clear {
+                topic,
+                seq: self.seq,
+            });
         }
-        let all: Vec<(String, Vec<u8>)> = self
-            .discovery
+    }
+
+    fn event(&mut self, topic: String, payload: Vec<u8>) {
+        self.seq += 1;
+        if self.queued_events >= MAX_OWED_EVENTS {
+            self.drop_oldest_event();
+        }
+        self.queue.push_back(Queued::Event(Event {
+            seq: self.seq,
+            topic,
+            payload,
+        }));
+        self.queued_events += 1;
+    }
+
+    fn drop_oldest_event(&mut self) {
+        if let Some(at) = self
+            .queue
             .iter()
-            .chain(self.retained.iter())
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
-        for (topic, payload) in all {
-            self.send(&topic, payload, true, QoS::AtLeastOnce).await;
+            .position(|q| matches!(q, Queued::Event(_)))
+        {
+            self.queue.remove(at);
+            self.queued_events -= 1;
+            self.dropped += 1;
+            if self.dropped == 1 || self.dropped.is_power_of_two() {
+                tracing::warn!(
+                    "MQTT broker away or slow for too long: {} queued message(s) dropped so far \
+                     (at most {MAX_OWED_EVENTS} are kept)",
+                    self.dropped
+                );
+            }
         }
     }
 
-    /// Every retained topic currently published (for `demo`'s clean-up).
-    pub fn retained_topics(&self) -> Vec<String> {
-        self.discovery
+    fn enqueue_topic(&mut self, topic: String, make: fn(String) -> Queued) {
+        if self.queued.insert(topic.clone()) {
+            self.queue.push_back(make(topic));
+        }
+    }
+
+    /// Home Assistant came back: every retained value and the last pictures again.
+    pub fn republish(&mut self) {
+        if !self.connected {
+            return; // the next connection sends everything anyway
+        }
+        let topics: Vec<String> = self
+            .discovery
             .keys()
-            .chain(self.retained.keys())
+            .chain(self.data.keys())
             .cloned()
-            .collect()
+            .collect();
+        for topic in topics {
+            self.enqueue_topic(topic, Queued::Retained);
+        }
+        let images: Vec<String> = self.images.keys().cloned().collect();
+        for topic in images {
+            self.enqueue_topic(topic, Queued::Image);
+        }
+    }
+
+    /// Clears every retained topic published (`demo` leaves nothing behind).
+    pub fn clear_all(&mut self) {
+        let topics: Vec<String> = self
+            .discovery
+            .keys()
+            .chain(self.data.keys())
+            .cloned()
+            .collect();
+        for topic in topics {
+            self.clear(topic);
+        }
+    }
+
+    /// A ConnAck: `online` first, then discovery, owed clears, data and pictures, then the
+    /// events still owed, oldest first.
+    pub fn on_connected(&mut self) {
+        self.connected = true;
+        self.data
+            .insert(self.status_topic.clone(), b"online".to_vec());
+        self.clears.remove(&self.status_topic);
+        let events: Vec<Queued> = self
+            .queue
+            .drain(..)
+            .filter(|q| matches!(q, Queued::Event(_)))
+            .collect();
+        self.queued.clear();
+        let status = self.status_topic.clone();
+        self.enqueue_topic(status, Queued::Retained);
+        let discovery: Vec<String> = self.discovery.keys().cloned().collect();
+        for topic in discovery {
+            self.enqueue_topic(topic, Queued::Retained);
+        }
+        let clears: Vec<(String, u64)> = self.clears.iter().map(|(t, s)| (t.clone(), *s)).collect();
+        for (topic, seq) in clears {
+            self.queue.push_back(Queued::Clear { topic, seq });
+        }
+        let data: Vec<String> = self.data.keys().cloned().collect();
+        for topic in data {
+            self.enqueue_topic(topic, Queued::Retained);
+        }
+        let images: Vec<String> = self.images.keys().cloned().collect();
+        for topic in images {
+            self.enqueue_topic(topic, Queued::Image);
+        }
+        self.queue.extend(events);
+    }
+
+    /// The connection dropped: rumqttc forgets what it was given, so every event handed over
+    /// and not acknowledged is owed again, in its original order, ahead of newer ones.
+    pub fn on_disconnected(&mut self) {
+        self.connected = false;
+        let mut owed: Vec<Event> = Vec::new();
+        for handed in self
+            .handed
+            .drain(..)
+            .chain(self.unacked.drain().map(|(_, h)| h))
+        {
+            if let Owed::Event(e) = handed.owed {
+                owed.push(e);
+            }
+        }
+        for queued in self.queue.drain(..) {
+            if let Queued::Event(e) = queued {
+                owed.push(e);
+            }
+        }
+        self.queued.clear();
+        owed.sort_by_key(|e| e.seq);
+        self.queued_events = owed.len();
+        self.queue.extend(owed.into_iter().map(Queued::Event));
+        while self.queued_events > MAX_OWED_EVENTS {
+            self.drop_oldest_event();
+        }
+    }
+
+    /// The next publish to hand to rumqttc, when connected and the window allows.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.connected || self.handed.len() + self.unacked.len() >= WINDOW {
+            return None;
+        }
+        while let Some(queued) = self.queue.pop_front() {
+            let (transmit, owed) = match queued {
+                Queued::Retained(topic) => {
+                    self.queued.remove(&topic);
+                    let Some(payload) = self.discovery.get(&topic).or(self.data.get(&topic)) else {
+                        continue; // cleared since: its clear is queued behind
+                    };
+                    let payload = payload.clone();
+                    (Self::transmit(topic, payload, true, true), Owed::Nothing)
+                }
+                Queued::Clear { topic, seq } => {
+                    if self.clears.get(&topic) != Some(&seq) {
+                        continue; // set again (or cleared again) since
+                    }
+                    (
+                        Self::transmit(topic.clone(), Vec::new(), true, true),
+                        Owed::Clear { topic, seq },
+                    )
+                }
+                Queued::Image(topic) => {
+                    self.queued.remove(&topic);
+                    let Some(image) = self.images.get(&topic) else {
+                        continue;
+                    };
+                    let payload = image.as_ref().clone();
+                    (Self::transmit(topic, payload, false, false), Owed::Nothing)
+                }
+                Queued::Event(event) => {
+                    self.queued_events -= 1;
+                    (
+                        Self::transmit(event.topic.clone(), event.payload.clone(), true, false),
+                        Owed::Event(event),
+                    )
+                }
+            };
+            self.handed.push_back(Handed {
+                acknowledged: transmit.acknowledged,
+                owed,
+            });
+            return Some(transmit);
+        }
+        None
+    }
+
+    fn transmit(topic: String, payload: Vec<u8>, acknowledged: bool, retain: bool) -> Transmit {
+        Transmit {
+            topic,
+            payload,
+            acknowledged,
+            retain,
+        }
+    }
+
+    /// rumqttc could not take the last transmit (its channel is gone or full): take it back.
+    pub fn unsend(&mut self, topic: String, retain: bool) {
+        let Some(handed) = self.handed.pop_back() else {
+            return;
+        };
+        match handed.owed {
+            Owed::Event(e) => {
+                self.queued_events += 1;
+                self.queue.push_front(Queued::Event(e));
+            }
+            Owed::Clear { topic, seq } => self.queue.push_front(Queued::Clear { topic, seq }),
+            Owed::Nothing => {
+                if self.queued.insert(topic.clone()) {
+                    let queued = if retain {
+                        Queued::Retained(topic)
+                    } else {
+                        Queued::Image(topic)
+                    };
+                    self.queue.push_front(queued);
+                }
+            }
+        }
+    }
+
+    /// rumqttc wrote the oldest handed-over publish with packet id `pkid` (0 at QoS 0).
+    pub fn on_sent(&mut self, pkid: u16) {
+        let Some(handed) = self.handed.pop_front() else {
+            tracing::debug!("rumqttc wrote a publish the outbox did not hand over (pkid {pkid})");
+            return;
+        };
+        if handed.acknowledged {
+            if let Some(old) = self.unacked.insert(pkid, handed) {
+                // Only when rumqttc reused an id before its ack (it does not under WINDOW):
+                // keep the older one owed rather than lose it.
+                if let Owed::Event(e) = old.owed {
+                    self.queued_events += 1;
+                    self.queue.push_front(Queued::Event(e));
+                }
+            }
+        }
+    }
+
+    /// The broker acknowledged packet `pkid`.
+    pub fn on_acked(&mut self, pkid: u16) {
+        let Some(handed) = self.unacked.remove(&pkid) else {
+            return;
+        };
+        if let Owed::Clear { topic, seq } = handed.owed
+            && self.clears.get(&topic) == Some(&seq)
+        {
+            self.clears.remove(&topic);
+        }
+    }
+
+    /// Nothing waits and nothing is unacknowledged.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.handed.is_empty() && self.unacked.is_empty()
+    }
+
+    /// Events not yet acknowledged by the broker.
+    pub fn owed_events(&self) -> usize {
+        self.queued_events
+            + self
+                .handed
+                .iter()
+                .chain(self.unacked.values())
+                .filter(|h| matches!(h.owed, Owed::Event(_)))
+                .count()
+    }
+
+    /// The current retained value of `topic`, if any.
+    pub fn retained(&self, topic: &str) -> Option<&[u8]> {
+        self.discovery
+            .get(topic)
+            .or(self.data.get(topic))
+            .map(Vec::as_slice)
     }
 }
+
+#[cfg(test)]
+mod tests;

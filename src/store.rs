@@ -1,43 +1,17 @@
-//! What must survive a restart, in `state.dir/state.json`: per printer the event-feed cursor
-//! and which job was running and which end was announced, so a restarted gateway neither
-//! replays events nor announces a finished job twice. Written atomically.
+//! `state.dir/state.json`: what must survive a restart (the bridge's registry decides what),
+//! read at start and written atomically, off the event loop.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PrinterMemory {
-    /// `created` of the newest published feed event.
-    pub events_after: Option<f64>,
-    /// Keys of the published events whose `created` equals `events_after`.
-    pub events_seen: Vec<String>,
-    /// The job that was running when last seen.
-    pub active_job: Option<i64>,
-    /// The last job whose end was published on `job/finished`.
-    pub announced_job: Option<i64>,
-    /// The dialog last announced on `P/event` (its id, or title and text), while shown.
-    pub announced_dialog: Option<String>,
-    /// The cameras in the printer's discovery `(id, name)`, to remove their entities even
-    /// after a restart.
-    pub cameras: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Memory {
-    /// Keyed by printer uuid; a printer here has had discovery published.
-    pub printers: BTreeMap<String, PrinterMemory>,
-}
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub struct Store {
     path: PathBuf,
     /// What the file holds (`None` after a failed write: unknown, write again).
-    saved: Option<Memory>,
+    saved: Option<Vec<u8>>,
     /// The write running in the background, if any (see [`Store::save_soon`]).
     writing: Option<std::thread::JoinHandle<Result<()>>>,
 }
@@ -45,7 +19,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating the directory when needed) and loads the state file. A corrupt file
     /// is moved aside with a warning rather than stopping the service.
-    pub fn open(dir: &Path) -> Result<(Store, Memory)> {
+    pub fn open<T: DeserializeOwned + Default + Serialize>(dir: &Path) -> Result<(Store, T)> {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
                 "cannot create the state directory {} (set state.dir to a writable directory)",
@@ -54,7 +28,7 @@ impl Store {
         })?;
         let path = dir.join("state.json");
         let memory = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Memory>(&bytes) {
+            Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
                 Ok(m) => m,
                 Err(e) => {
                     let aside = dir.join("state.json.corrupt");
@@ -64,15 +38,15 @@ impl Store {
                         aside.display()
                     );
                     let _ = std::fs::rename(&path, &aside);
-                    Memory::default()
+                    T::default()
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Memory::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => T::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         let store = Store {
             path,
-            saved: Some(memory.clone()),
+            saved: serde_json::to_vec_pretty(&memory).ok(),
             writing: None,
         };
         store.check_writable()?;
@@ -93,36 +67,41 @@ impl Store {
 
     /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename. Waits
     /// for a write started by [`Store::save_soon`] first.
-    pub fn save(&mut self, memory: &Memory) -> Result<()> {
+    pub fn save(&mut self, memory: &impl Serialize) -> Result<()> {
         if let Some(writing) = self.writing.take() {
             self.finished(writing.join());
         }
-        if self.saved.as_ref() == Some(memory) {
+        let bytes = serde_json::to_vec_pretty(memory)?;
+        if self.saved.as_ref() == Some(&bytes) {
             return Ok(());
         }
-        write_atomically(&self.path, &serde_json::to_vec_pretty(memory)?)?;
-        self.saved = Some(memory.clone());
+        write_atomically(&self.path, &bytes)?;
+        self.saved = Some(bytes);
         Ok(())
     }
 
     /// Like [`Store::save`], but the file is written (and fsynced, which can take
     /// milliseconds) on a thread of its own, so the event loop goes on serving commands.
     /// While a write runs, newer changes wait for the next call.
-    pub fn save_soon(&mut self, memory: &Memory) -> Result<()> {
+    pub fn save_soon(&mut self, memory: &impl Serialize) -> Result<()> {
         if let Some(writing) = self.writing.take_if(|w| w.is_finished()) {
             self.finished(writing.join());
         }
-        if self.writing.is_some() || self.saved.as_ref() == Some(memory) {
+        if self.writing.is_some() {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(memory)?;
+        if self.saved.as_ref() == Some(&bytes) {
+            return Ok(());
+        }
         let path = self.path.clone();
+        let written = bytes.clone();
         let writing = std::thread::Builder::new()
             .name("state-file".into())
-            .spawn(move || write_atomically(&path, &bytes))
+            .spawn(move || write_atomically(&path, &written))
             .context("cannot start writing the state file")?;
         self.writing = Some(writing);
-        self.saved = Some(memory.clone());
+        self.saved = Some(bytes);
         Ok(())
     }
 
@@ -165,18 +144,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn round_trip_and_corrupt_file_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, mut memory) = Store::open(dir.path()).unwrap();
-        memory.printers.entry("u".into()).or_default().events_after = Some(12.5);
+        let (mut store, mut memory): (Store, BTreeMap<String, f64>) =
+            Store::open(dir.path()).unwrap();
+        memory.insert("u".into(), 12.5);
         store.save(&memory).unwrap();
-        let (_, loaded) = Store::open(dir.path()).unwrap();
+        let (_, loaded): (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert_eq!(loaded, memory);
         std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
-        let (_, fresh) = Store::open(dir.path()).unwrap();
-        assert_eq!(fresh, Memory::default());
+        let (_, fresh): (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        assert!(fresh.is_empty());
         assert!(dir.path().join("state.json.corrupt").exists());
     }
 }

@@ -1,0 +1,826 @@
+//! The bridge's decisions, with no I/O: the printer list, read results and commands go in;
+//! messages to publish and reads to make come out ([`Core::take_messages`],
+//! [`Core::take_reads`]). Time is an argument (`now` for schedules, `wall` Unix seconds for
+//! payloads), so every decision can be tested in-process.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::extras::{Account, EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS, QueueStep};
+use super::registry::{Live, Memory, PrinterEntry, Registry};
+use super::{jobs, reads::Read};
+use crate::config::{CameraConfig, Config};
+use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
+use crate::connect::model::{DialogInfo, Printer, PrinterState, PrinterType};
+use crate::discovery::{Discovery, PrinterDevice};
+use crate::outbox::{Kind, Message};
+use crate::payloads::{self, iso};
+use crate::topics::Topics;
+
+/// A printer missing from this many successful list polls in a row is gone: its discovery
+/// and retained topics are removed. More than one, so a glitch in Connect's list does not
+/// wipe a farm's entities.
+pub const REMOVE_AFTER_MISSING_POLLS: u32 = 3;
+/// Longest wait between polls while Connect fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What the core needs of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub topics: Topics,
+    pub discovery: Option<Discovery>,
+    /// Uuids or names to bridge (empty: all).
+    pub printers: Vec<String>,
+    pub printer_ids: BTreeMap<String, String>,
+    pub poll_interval: Duration,
+    pub active_poll_interval: Duration,
+    pub camera: CameraConfig,
+    pub connect_url: reqwest::Url,
+    pub allow: Vec<String>,
+    pub max_payload_bytes: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        let topics = Topics::new(&config.mqtt.base_topic);
+        let connect_url = reqwest::Url::parse(&config.connect.url).map_err(|e| {
+            anyhow::anyhow!("connect.url = {:?} is not a URL: {e}", config.connect.url)
+        })?;
+        Ok(Settings {
+            discovery: config.homeassistant.enabled.then(|| Discovery {
+                prefix: config.homeassistant.discovery_prefix.clone(),
+                mode: config.homeassistant.mode,
+                topics: topics.clone(),
+            }),
+            topics,
+            printers: config.connect.printers.clone(),
+            printer_ids: config.mqtt.printer_ids.clone(),
+            poll_interval: config.connect.poll_interval,
+            active_poll_interval: config.connect.active_poll_interval,
+            camera: config.camera.clone(),
+            connect_url,
+            allow: config.commands.allow.clone(),
+            max_payload_bytes: config.mqtt.max_payload_bytes,
+        })
+    }
+}
+
+/// Whether Connect answers, for `bridge/info` and availability.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    reachable: bool,
+    since: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    failures: u32,
+}
+
+pub struct Core {
+    pub(super) s: Settings,
+    pub(super) registry: Registry,
+    pub(super) account: Account,
+    health: Health,
+    rejected: Vec<RejectedPrinter>,
+    /// Poll fast until then (after a command).
+    pub(super) fast_until: Option<Instant>,
+    /// What is left of [`EXTRAS_PER_TICK`] in this poll.
+    budget: u32,
+    /// The printers of the list being processed, and whether any is busy.
+    listed: HashSet<String>,
+    active: bool,
+    /// `bridge/info` waits for the account reads in flight that it shows.
+    info_owed: Option<AuthStatus>,
+    out: Vec<Message>,
+    reads: Vec<Read>,
+}
+
+impl Core {
+    pub fn new(s: Settings, memory: Memory) -> Core {
+        Core {
+            s,
+            registry: Registry::from_memory(memory),
+            account: Account {
+                version_due: true,
+                unseen_due: true,
+                ..Default::default()
+            },
+            health: Health::default(),
+            rejected: Vec::new(),
+            fast_until: None,
+            budget: EXTRAS_PER_TICK,
+            listed: HashSet::new(),
+            active: false,
+            info_owed: None,
+            out: Vec::new(),
+            reads: Vec::new(),
+        }
+    }
+
+    /// What to publish at start: the bridge's own discovery.
+    pub fn start(&mut self) {
+        if let Some(d) = &self.s.discovery {
+            for (topic, payload) in d.bridge() {
+                self.out
+                    .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
+            }
+        }
+    }
+
+    /// The messages decided since the last call, in order.
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The reads decided since the last call.
+    pub fn take_reads(&mut self) -> Vec<Read> {
+        std::mem::take(&mut self.reads)
+    }
+
+    /// What goes into the state file.
+    pub fn memory(&self) -> Memory {
+        self.registry.memory()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(super) fn publish(&mut self, message: Message) {
+        self.out.push(message);
+    }
+
+    pub(super) fn read(&mut self, read: Read) {
+        self.reads.push(read);
+    }
+
+    /// How long to wait for the next poll.
+    fn interval(&self, now: Instant) -> Duration {
+        let fast = self.fast_until.is_some_and(|t| now < t);
+        if self.active || fast {
+            self.s.active_poll_interval
+        } else {
+            self.s.poll_interval
+        }
+    }
+
+    /// One poll's whole list at once (the shell goes printer by printer, see
+    /// [`Core::list_begin`]); returns how long to wait for the next poll.
+    pub fn on_list(
+        &mut self,
+        now: Instant,
+        wall: f64,
+        listed: Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>,
+        auth: AuthStatus,
+    ) -> Duration {
+        match listed {
+            Err(e) => self.list_failed(wall, e, auth),
+            Ok((printers, rejected)) => {
+                for printer in self.list_begin(now, printers, rejected) {
+                    self.observe(now, wall, printer);
+                }
+                self.list_end(now, auth)
+            }
+        }
+    }
+
+    /// The list request failed: every known printer is unavailable (also those known only
+    /// from the state file: their retained `online` is from an earlier run). Returns the
+    /// backoff before the next poll.
+    pub fn list_failed(&mut self, wall: f64, e: ConnectError, auth: AuthStatus) -> Duration {
+        let text = e.to_string();
+        let h = &mut self.health;
+        h.failures += 1;
+        if h.reachable || h.since.is_none() || h.last_error.as_deref() != Some(&text) {
+            tracing::warn!("Prusa Connect: {text}; marking printers unavailable and retrying");
+        } else {
+            tracing::debug!("Prusa Connect still failing: {text}");
+        }
+        if h.reachable || h.since.is_none() {
+            h.since = iso(wall);
+        }
+        h.reachable = false;
+        h.last_error = Some(text);
+        h.last_error_at = iso(wall);
+        let ids: Vec<String> = self
+            .registry
+            .entries()
+            .filter_map(|e| e.id().map(str::to_string))
+            .collect();
+        for id in ids {
+            let topic = self.s.topics.availability(&id);
+            self.publish(Message::retain(Kind::Data, topic, "offline"));
+        }
+        self.publish_info(auth);
+        if e.needs_user() && matches!(e, ConnectError::Auth(_)) {
+            // Waiting for a new token costs no request: look for one every normal poll.
+            return self.s.poll_interval;
+        }
+        let base = self.s.active_poll_interval;
+        let exp = base.saturating_mul(1u32 << self.health.failures.min(10));
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let wait = exp.mul_f64(jitter).clamp(base, MAX_BACKOFF.max(base));
+        // Honour Retry-After up to the longest backoff: a larger one must not stop the
+        // gateway from ever looking again.
+        wait.max(e.retry_after().unwrap_or_default().min(MAX_BACKOFF))
+    }
+
+    /// Starts a poll's processing: Connect answered with `printers`. Returns the printers to
+    /// bridge (the `connect.printers` filter applied), each with its topic id assigned; pass
+    /// each to [`Core::observe`], then call [`Core::list_end`].
+    pub fn list_begin(
+        &mut self,
+        now: Instant,
+        printers: Vec<Printer>,
+        rejected: Vec<RejectedPrinter>,
+    ) -> Vec<Printer> {
+        if rejected != self.rejected {
+            for r in &rejected {
+                tracing::warn!("Connect sent a printer that cannot be read: {r}");
+            }
+            self.rejected = rejected;
+        }
+        if !self.health.reachable {
+            if self.health.failures > 0 {
+                tracing::info!(
+                    "Prusa Connect reachable again after {} failed polls",
+                    self.health.failures
+                );
+                // An outage is often a new release of Connect.
+                self.account.version_due = true;
+            }
+            self.health.reachable = true;
+            self.health.since = iso(payloads::now_unix());
+        }
+        self.health.failures = 0;
+        self.budget = EXTRAS_PER_TICK;
+        self.active = false;
+        self.account_reads(now);
+        let wanted = &self.s.printers;
+        let printers: Vec<Printer> = printers
+            .into_iter()
+            .filter(|p| {
+                wanted.is_empty()
+                    || wanted.contains(&p.uuid)
+                    || p.name.as_ref().is_some_and(|n| wanted.contains(n))
+            })
+            .collect();
+        self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
+        let renamed = self
+            .registry
+            .assign_ids(&printers.iter().collect::<Vec<_>>(), &self.s.printer_ids);
+        for r in renamed {
+            // The old topics would be stale retained values.
+            tracing::info!(
+                "printer {} now publishes as {} (was {})",
+                r.uuid,
+                r.new,
+                r.old
+            );
+            for topic in [
+                self.s.topics.state(&r.old),
+                self.s.topics.job(&r.old),
+                self.s.topics.availability(&r.old),
+            ] {
+                self.publish(Message::Clear { topic });
+            }
+            if let Some(live) = self.registry.get_mut(&r.uuid).and_then(|e| e.live.as_mut()) {
+                // Everything is published again on the new topics.
+                live.shown_state = None;
+                live.device = None;
+            }
+        }
+        printers
+    }
+
+    /// One printer of the list: what changed is published, and the reads it calls for are
+    /// asked for.
+    pub fn observe(&mut self, now: Instant, wall: f64, printer: Printer) {
+        let uuid = printer.uuid.clone();
+        self.active |= printer.effective_state().is_active();
+        let Some(entry) = self.registry.get_mut(&uuid) else {
+            return; // not assigned an id: not listed by list_begin
+        };
+        entry.missing = 0;
+        let id = entry.id().unwrap_or_default().to_string();
+        if !entry.known {
+            entry.known = true;
+            entry.record.jobs.first_seen(&printer);
+            tracing::info!("bridging printer {} as {id}", printer.display_name());
+        }
+        let live = entry
+            .live
+            .get_or_insert_with(|| Live::new(printer.clone(), now));
+        let previous_dialog = live.printer.dialog_info.clone();
+        live.printer = printer;
+        let printer = &live.printer;
+
+        // The queues, when the printer's state, job or queue count moved.
+        let signature = feed_signature(printer);
+        let queue_key = format!("{signature}|{:?}", printer.queue_count());
+        let empty = printer.queue_count() == Some(0);
+        if live.queue.step(queue_key, empty, &mut self.budget, now) == QueueStep::Read {
+            self.reads.push(Read::Queue { uuid: uuid.clone() });
+        }
+        // The cameras, when first seen and when a new job starts.
+        let running_job = printer
+            .job_info
+            .as_ref()
+            .and_then(|j| j.id)
+            .filter(|_| payloads::job_running(printer));
+        if self.s.camera.enabled && live.cameras.wants_list(running_job, now) && self.budget > 0 {
+            self.budget -= 1;
+            live.cameras.start_list(running_job);
+            self.reads.push(Read::Cameras { uuid: uuid.clone() });
+        }
+        // The feed, when the state, job or dialog changed (Connect also makes notifications
+        // of what printers do).
+        if live.signature.as_ref() != Some(&signature) {
+            if live.signature.is_some() {
+                live.feed.request(now);
+                self.account.unseen_due = true;
+            }
+            live.signature = Some(signature);
+        }
+        if live.feed.start(now) {
+            self.reads.push(Read::Feed {
+                uuid: uuid.clone(),
+                from: entry.record.feed.after,
+                rewound: false,
+            });
+            live.feed_rewound = false;
+        }
+        // Dialogs: announced once each (across restarts), and their closing.
+        let key = live.printer.dialog_info.as_ref().map(dialog_key);
+        if key != entry.record.announced_dialog {
+            let event = dialog_event(&live.printer, previous_dialog.as_ref(), wall);
+            self.out
+                .push(Message::event(self.s.topics.event(&id), event));
+            entry.record.announced_dialog = key;
+        }
+        // Jobs: starts and ends; the ended ones' records and the current one's detail.
+        entry.record.jobs.observe(&live.printer, wall);
+        let mut jobs = entry.record.jobs.reads_due(&live.job_reads, now);
+        if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
+            && live.job_detail.as_ref().map(|j| j.id) != Some(current)
+            && !jobs.contains(&current)
+        {
+            jobs.push(current);
+        }
+        for job in jobs {
+            if live.job_reads.in_flight.insert(job) {
+                self.reads.push(Read::Job {
+                    uuid: uuid.clone(),
+                    job,
+                });
+            }
+        }
+        self.render(&uuid, wall);
+    }
+
+    /// Publishes a printer's retained topics that changed: `P/state`, `P/job`, discovery,
+    /// and `P/availability` last (once it says `online`, the rest is there).
+    pub(super) fn render(&mut self, uuid: &str, wall: f64) {
+        let reachable = self.health.reachable;
+        let Some(entry) = self.registry.get_mut(uuid) else {
+            return;
+        };
+        let id = entry.id().unwrap_or_default().to_string();
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        // A printer's first publication waits for the reads in flight that it shows (the feed
+        // cursor, cameras, the running job's objects): Home Assistant gets the whole device
+        // at once, and once a printer is `online` its feed cursor is set.
+        if !live.introduced && live.first_reads_pending() {
+            return;
+        }
+        live.introduced = true;
+        let printer = &live.printer;
+        let online = reachable && printer.effective_state() != PrinterState::Offline;
+        let mut state = payloads::state(printer, wall);
+        merge_object(&mut state, &live.queue.fields);
+        if live.shown_state.as_ref() != Some(&state) {
+            live.state_updated = wall;
+            let mut with_time = state.clone();
+            with_time["updated"] = json!(iso(wall));
+            self.out.push(Message::retain(
+                Kind::Data,
+                self.s.topics.state(&id),
+                with_time.to_string(),
+            ));
+            live.shown_state = Some(state);
+        }
+        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.job_detail.as_ref()) {
+            self.out.push(Message::retain(
+                Kind::Data,
+                self.s.topics.job(&id),
+                job.to_string(),
+            ));
+        }
+        self.render_discovery(uuid);
+        self.out.push(Message::retain(
+            Kind::Data,
+            self.s.topics.availability(&id),
+            if online { "online" } else { "offline" },
+        ));
+    }
+
+    /// The printer's discovery, when what it shows changed; entities that went are removed.
+    fn render_discovery(&mut self, uuid: &str) {
+        let Some(discovery) = &self.s.discovery else {
+            return;
+        };
+        let model = self
+            .registry
+            .get(uuid)
+            .and_then(|e| e.live.as_ref())
+            .and_then(|l| self.model_name(&l.printer));
+        let Some(entry) = self.registry.get_mut(uuid) else {
+            return;
+        };
+        let id = entry.id().unwrap_or_default().to_string();
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        let printer = &live.printer;
+        let device = PrinterDevice {
+            uuid: uuid.to_string(),
+            id,
+            name: printer.display_name().to_string(),
+            model,
+            serial: printer.sn.clone(),
+            firmware: printer.firmware.clone(),
+            configuration_url: self
+                .s
+                .connect_url
+                .join(&format!("/printer/{uuid}/dashboard"))
+                .ok()
+                .map(|u| u.to_string()),
+            objects: live
+                .job_detail
+                .as_ref()
+                .filter(|_| payloads::job_running(printer))
+                .and_then(|j| j.cancelable.as_ref())
+                .map(|c| {
+                    crate::discovery::object_labels(&c.objects)
+                        .into_iter()
+                        .zip(&c.objects)
+                        .filter(|(_, o)| !o.canceled)
+                        .map(|((_, label), _)| label)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            cameras: live.cameras.named(),
+        };
+        if live.device.as_ref() == Some(&device) {
+            return;
+        }
+        let messages = discovery.printer(&device);
+        // Entities that went (a camera removed): their configs go too. After a restart the
+        // state file knows which cameras the last discovery had.
+        let old_cameras = match &live.device {
+            Some(old) => old.cameras.clone(),
+            None => entry.record.cameras.clone(),
+        };
+        for topic in discovery.printer_topics(uuid, &old_cameras) {
+            if !messages.iter().any(|(t, _)| *t == topic) {
+                self.out.push(Message::Clear { topic });
+            }
+        }
+        for (topic, payload) in messages {
+            self.out
+                .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
+        }
+        entry.record.cameras = device.cameras.clone();
+        live.device = Some(device);
+    }
+
+    /// Ends a poll's processing: printers gone for long enough are removed, account-wide
+    /// reads and pictures that are due are asked for, `bridge/info` is published. Returns
+    /// how long to wait for the next poll.
+    pub fn list_end(&mut self, now: Instant, auth: AuthStatus) -> Duration {
+        self.forget_missing();
+        // Unseen notifications: after a printer changed, at most every few active polls.
+        let every = self.s.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
+        let a = &mut self.account;
+        if a.unseen_due
+            && !a.unseen_reading
+            && a.unseen_read_at
+                .is_none_or(|t| now.duration_since(t) >= every)
+        {
+            a.unseen_read_at = Some(now);
+            a.unseen_reading = true;
+            self.reads.push(Read::Unseen);
+        }
+        self.snapshot_reads(now);
+        self.publish_info(auth);
+        self.interval(now)
+    }
+
+    /// Printers gone from the (filtered) list for long enough lose their topics and discovery.
+    fn forget_missing(&mut self) {
+        let rejected: HashSet<&str> = self
+            .rejected
+            .iter()
+            .filter_map(|r| r.uuid.as_deref())
+            .collect();
+        let mut gone = Vec::new();
+        for entry in self.registry.entries_mut() {
+            // Unreadable this time is not gone: keep its entities (named in bridge/info).
+            if self.listed.contains(&entry.uuid) || rejected.contains(entry.uuid.as_str()) {
+                continue;
+            }
+            entry.missing += 1;
+            if entry.missing >= REMOVE_AFTER_MISSING_POLLS {
+                gone.push(entry.uuid.clone());
+            }
+        }
+        for uuid in gone {
+            let Some(entry) = self.registry.remove(&uuid) else {
+                continue;
+            };
+            match &entry.live {
+                Some(live) => tracing::info!(
+                    "printer {} is gone from Connect: removing it",
+                    live.printer.display_name()
+                ),
+                None => tracing::info!("printer {uuid} is no longer bridged: removing it"),
+            }
+            self.remove_topics(&entry);
+        }
+    }
+
+    fn remove_topics(&mut self, entry: &PrinterEntry) {
+        if let Some(discovery) = &self.s.discovery {
+            for topic in discovery.printer_topics(&entry.uuid, &entry.record.cameras) {
+                self.out.push(Message::Clear { topic });
+            }
+        }
+        if let Some(id) = entry.id() {
+            for topic in [
+                self.s.topics.state(id),
+                self.s.topics.job(id),
+                self.s.topics.availability(id),
+            ] {
+                self.out.push(Message::Clear { topic });
+            }
+        }
+    }
+
+    fn publish_info(&mut self, auth: AuthStatus) {
+        // It is the last message of a poll: it waits for what it shows (account reads) and
+        // for printers not published yet.
+        let introducing = self
+            .registry
+            .entries()
+            .any(|e| e.live.as_ref().is_some_and(|l| !l.introduced));
+        if self.account.version_reading || self.account.unseen_reading || introducing {
+            self.info_owed = Some(auth);
+            return;
+        }
+        self.info_owed = None;
+        let printers: Vec<Value> = self
+            .registry
+            .entries()
+            .filter_map(|e| {
+                let live = e.live.as_ref()?;
+                Some(json!({"uuid": e.uuid, "id": e.id(), "name": live.printer.name}))
+            })
+            .collect();
+        let version = self.account.server_version.as_ref();
+        let h = &self.health;
+        let info = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "printers": printers,
+            "connect": {
+                "url": self.s.connect_url.as_str(),
+                "server_version": version.and_then(|v| v.version.clone()),
+                "server_commit": version.and_then(|v| v.commit.clone()),
+                "server_date": version.and_then(|v| v.date.clone()),
+                "reachable": h.reachable,
+                "since": h.since,
+                "last_error": h.last_error,
+                "last_error_at": h.last_error_at,
+            },
+            "auth": auth,
+            "notifications_unseen": self.account.unseen,
+            "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        });
+        let topic = self.s.topics.bridge_info();
+        self.publish(Message::retain(Kind::Data, topic, info.to_string()));
+    }
+
+    /// Printer types (model names and command limits) once, again hourly while a printer's
+    /// type is missing from them; Connect's version at start and after an outage.
+    fn account_reads(&mut self, now: Instant) {
+        use super::extras::{CAMERAS_RELIST, EXTRAS_RETRY};
+        let a = &self.account;
+        let unknown_type = |types: &std::collections::HashMap<String, PrinterType>| {
+            self.registry.entries().any(|e| {
+                e.live
+                    .as_ref()
+                    .and_then(|l| l.printer.printer_type.as_ref())
+                    .is_some_and(|id| !types.contains_key(id))
+            })
+        };
+        let (wanted, wait) = match &a.printer_types {
+            None => (true, EXTRAS_RETRY),
+            Some(types) => (unknown_type(types), CAMERAS_RELIST),
+        };
+        let ask = wanted
+            && !a.types_reading
+            && a.types_asked_at
+                .is_none_or(|t| now.duration_since(t) >= wait);
+        if ask {
+            self.account.types_asked_at = Some(now);
+            self.account.types_reading = true;
+            self.reads.push(Read::PrinterTypes);
+        }
+        if self.account.version_due && !self.account.version_reading {
+            self.account.version_reading = true;
+            self.reads.push(Read::Version);
+        }
+    }
+
+    /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is
+    /// busy, every `camera.idle_interval` otherwise; none while Connect is unreachable.
+    pub fn snapshot_reads(&mut self, now: Instant) {
+        if !self.s.camera.enabled || !self.health.reachable {
+            return;
+        }
+        let mut fetching: usize = self
+            .registry
+            .entries()
+            .filter_map(|e| e.live.as_ref())
+            .map(|l| l.cameras.fetching())
+            .sum();
+        for entry in self.registry.entries_mut() {
+            let Some(live) = entry.live.as_mut() else {
+                continue;
+            };
+            let interval = if live.printer.effective_state().is_active() {
+                self.s.camera.interval
+            } else {
+                self.s.camera.idle_interval
+            };
+            for camera in live.cameras.list.iter_mut().flatten() {
+                if fetching >= super::extras::SNAPSHOT_FETCHES {
+                    return;
+                }
+                let due = camera
+                    .fetched_at
+                    .is_none_or(|t| now.duration_since(t) >= interval);
+                if camera.fetching || !due {
+                    continue;
+                }
+                camera.fetching = true;
+                camera.fetched_at = Some(now);
+                fetching += 1;
+                self.reads.push(Read::Snapshot {
+                    uuid: entry.uuid.clone(),
+                    camera: camera.id.clone(),
+                    etag: camera.etag.clone(),
+                    last_modified: camera.last_modified.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn printer_type(&self, printer: &Printer) -> Option<&PrinterType> {
+        let id = printer.printer_type.as_ref()?;
+        self.account.printer_types.as_ref()?.get(id)
+    }
+
+    /// The model for the device info: Connect's name of the printer's type.
+    fn model_name(&self, printer: &Printer) -> Option<String> {
+        printer
+            .printer_type_name
+            .clone()
+            .or_else(|| self.printer_type(printer).and_then(|t| t.name.clone()))
+            .or_else(|| printer.printer_model.clone())
+    }
+
+    /// Publishes `bridge/info` if it waited for an account read that is done.
+    pub(super) fn info_if_owed(&mut self) {
+        if let Some(auth) = self.info_owed.take() {
+            self.publish_info(auth);
+        }
+    }
+
+    /// Publishes `job/finished` for an ended job.
+    pub(super) fn announce_end(&mut self, uuid: &str, job: &crate::connect::model::Job) {
+        let Some(entry) = self.registry.get(uuid) else {
+            return;
+        };
+        let (Some(id), Some(live)) = (entry.id(), entry.live.as_ref()) else {
+            return;
+        };
+        if let Some(payload) = payloads::job_finished(&live.printer, id, job) {
+            tracing::info!(
+                "{}: job {} ended {}",
+                live.printer.display_name(),
+                job.id,
+                payload["event_type"].as_str().unwrap_or("?")
+            );
+            let topic = self.s.topics.job_finished(id);
+            self.publish(Message::event(topic, payload.to_string()));
+        }
+    }
+
+    /// Logs what became of an ending job that is not announced.
+    pub(super) fn log_verdict(&self, uuid: &str, job: i64, verdict: &jobs::JobVerdict) {
+        let name = self
+            .registry
+            .get(uuid)
+            .and_then(|e| e.live.as_ref())
+            .map(|l| l.printer.display_name().to_string())
+            .unwrap_or_else(|| uuid.to_string());
+        match verdict {
+            jobs::JobVerdict::NotAnnounced(state) => {
+                tracing::info!("{name}: job {job} ended in state {state} (not announced)")
+            }
+            jobs::JobVerdict::Vanished => {
+                tracing::warn!("{name}: job {job} vanished from Connect")
+            }
+            jobs::JobVerdict::GaveUp => tracing::warn!(
+                "{name}: Connect's record of job {job} still does not say how it ended, {} hours \
+                 after it did: not announced",
+                jobs::LAG_GIVE_UP_SECONDS / 3600.0
+            ),
+            _ => {}
+        }
+    }
+
+    /// The bridge's `online`/`offline` on the way out, or (`clear`) every retained topic.
+    pub fn stop_messages(&mut self, clear: bool) -> Option<Message> {
+        let topic = self.s.topics.bridge_state();
+        (!clear).then(|| Message::retain(Kind::Data, topic, "offline"))
+    }
+}
+
+/// The parts of a printer whose change means the events feed has something new.
+fn feed_signature(p: &Printer) -> String {
+    let job = p.job_info.as_ref();
+    format!(
+        "{}|{}|{:?}|{:?}|{}",
+        p.effective_state(),
+        p.printer_state.as_ref().map(|s| s.as_str()).unwrap_or(""),
+        job.and_then(|j| j.id),
+        job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
+        p.dialog_info.is_some()
+    )
+}
+
+/// What identifies a dialog: Connect's id, else its title and text.
+fn dialog_key(d: &DialogInfo) -> String {
+    match &d.id {
+        Some(id) => id.to_string(),
+        None => format!(
+            "{}|{}",
+            d.title.as_deref().unwrap_or(""),
+            d.text.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// `DIALOG_SHOWN` with the dialog the printer shows, or `DIALOG_CLOSED` with the one it
+/// showed before.
+fn dialog_event(printer: &Printer, previous: Option<&DialogInfo>, wall: f64) -> String {
+    let (event, dialog) = match &printer.dialog_info {
+        Some(d) => ("DIALOG_SHOWN", Some(d)),
+        None => ("DIALOG_CLOSED", previous),
+    };
+    tracing::info!(
+        "{}: {} {}",
+        printer.display_name(),
+        if printer.dialog_info.is_some() {
+            "shows a dialog:"
+        } else {
+            "dialog closed:"
+        },
+        dialog
+            .and_then(|d| d.title.as_deref())
+            .unwrap_or("(untitled)")
+    );
+    json!({
+        "event": event,
+        "source": "GATEWAY",
+        "state": printer.effective_state().as_str(),
+        "created": wall,
+        "dialog": dialog,
+    })
+    .to_string()
+}
+
+/// Copies the fields of the object `from` into the object `into`.
+fn merge_object(into: &mut Value, from: &Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        for (k, v) in from {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The bridge: Connect's printers in, MQTT messages out, commands in between.
+//!
+//! A sans-IO core ([`core::Core`]) makes every decision on one registry of printers
+//! ([`registry`]): a poll's printer list, a read's result or a command go in; messages to
+//! publish and reads to make come out. The shell ([`shell::Shell`]) owns the clocks and the
+//! network: it polls the list, carries out the reads, runs commands and hands messages to
+//! the MQTT session ([`crate::mqtt`]), which delivers them ([`crate::outbox`]).
+//!
+//! The data path of one printer update: the shell's list task returns the printers →
+//! [`core::Core::list_begin`] assigns topic ids → [`core::Core::observe`] compares each
+//! printer with its entry and queues `P/state`, `P/availability`, `P/job`, discovery and
+//! dialog events, and asks for reads (job record, feed, queues, cameras) → the shell makes
+//! the reads concurrently → [`core::Core::on_read`] publishes what they show (feed events,
+//! `P/job/finished`, pictures) → the session hands each message to rumqttc and keeps what
+//! the broker has not acknowledged.
+
+pub mod commands;
+pub mod core;
+pub mod extras;
+pub mod feed;
+pub mod jobs;
+pub mod reads;
+pub mod registry;
+mod results;
+pub mod schedule;
+pub mod shell;
+
+#[cfg(test)]
+mod tests;
+
+pub use core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
+pub use shell::{STOP_GRACE, Shell};
+
+use crate::config::Config;
+use crate::topics::Topics;
+
+/// MQTT subscriptions the bridge needs on every connection.
+pub fn subscriptions(config: &Config) -> Vec<String> {
+    let topics = Topics::new(&config.mqtt.base_topic);
+    let mut subs = vec![topics.command_filter(), topics.job_reason_filter()];
+    if config.homeassistant.enabled {
+        subs.push(config.homeassistant.status_topic.clone());
+    }
+    subs
+}

@@ -1,0 +1,87 @@
+//! The reads the core asks for and their results: plain data, carried out by the shell.
+
+use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
+use crate::connect::model::{CameraList, Job, PrinterTypes, Queue, ServerVersion, Unseen};
+
+/// A request to Connect that a decision needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// A job's record: the current job's detail, or how an ended job ended.
+    Job {
+        uuid: String,
+        job: i64,
+    },
+    /// The printer's event feed from `from` (`rewound`: after Connect's clock went back).
+    Feed {
+        uuid: String,
+        from: Option<f64>,
+        rewound: bool,
+    },
+    /// The job queue and the download queue (one item each; the count is the pager's total).
+    Queue {
+        uuid: String,
+    },
+    Cameras {
+        uuid: String,
+    },
+    Snapshot {
+        uuid: String,
+        camera: String,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    PrinterTypes,
+    Version,
+    Unseen,
+}
+
+impl Read {
+    /// The printer the read is about, if any.
+    pub fn uuid(&self) -> Option<&str> {
+        match self {
+            Read::Job { uuid, .. }
+            | Read::Feed { uuid, .. }
+            | Read::Queue { uuid }
+            | Read::Cameras { uuid }
+            | Read::Snapshot { uuid, .. } => Some(uuid),
+            Read::PrinterTypes | Read::Version | Read::Unseen => None,
+        }
+    }
+}
+
+/// What a read brought back.
+#[derive(Debug)]
+pub enum ReadResult {
+    /// Boxed: a job's detail is far larger than the other results.
+    Job(Box<Result<Job, ConnectError>>),
+    Feed(Result<FeedBatch, ConnectError>),
+    Queue(Result<(Queue, Queue), ConnectError>),
+    Cameras(Result<CameraList, ConnectError>),
+    Snapshot(Result<Snapshot, ConnectError>),
+    PrinterTypes(Result<PrinterTypes, ConnectError>),
+    Version(Result<ServerVersion, ConnectError>),
+    Unseen(Result<Unseen, ConnectError>),
+}
+
+impl ReadResult {
+    /// The failure of `read` (its task ended without an answer).
+    pub fn failed(read: &Read, error: ConnectError) -> ReadResult {
+        match read {
+            Read::Job { .. } => ReadResult::Job(Box::new(Err(error))),
+            Read::Feed { .. } => ReadResult::Feed(Err(error)),
+            Read::Queue { .. } => ReadResult::Queue(Err(error)),
+            Read::Cameras { .. } => ReadResult::Cameras(Err(error)),
+            Read::Snapshot { .. } => ReadResult::Snapshot(Err(error)),
+            Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
+            Read::Version => ReadResult::Version(Err(error)),
+            Read::Unseen => ReadResult::Unseen(Err(error)),
+        }
+    }
+}
+
+/// A read and its result.
+#[derive(Debug)]
+pub struct ReadDone {
+    pub read: Read,
+    pub result: ReadResult,
+}

@@ -1,0 +1,338 @@
+//! One registry of printers: a [`PrinterEntry`] per uuid holding what survives a restart
+//! ([`PrinterRecord`], in `state.dir/state.json`) and what is live. Topic ids are assigned
+//! here, once, and persisted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::extras::{Cameras, QueueInfo};
+use super::feed::{FeedCursor, RecentEvents};
+use super::jobs::{JobReads, JobRecord};
+use super::schedule::Due;
+use crate::connect::model::{Job, Printer, SupportedCommand};
+use crate::discovery::PrinterDevice;
+use crate::topics::slug;
+
+/// What survives a restart, per printer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PrinterRecord {
+    /// The topic id (`P`), assigned once.
+    pub id: Option<String>,
+    /// The Connect name `id` was made from; `None` when the operator chose the id
+    /// (`mqtt.printer_ids`). A printer renamed in Connect gets a new id.
+    pub id_name: Option<String>,
+    #[serde(flatten)]
+    pub feed: FeedCursor,
+    #[serde(flatten)]
+    pub jobs: JobRecord,
+    /// The dialog last announced on `P/event` (its id, or title and text), while shown.
+    pub announced_dialog: Option<String>,
+    /// The cameras in the printer's discovery `(id, name)`, to remove their entities even
+    /// after a restart.
+    pub cameras: Vec<(String, String)>,
+}
+
+/// `state.dir/state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Memory {
+    /// Keyed by printer uuid; a printer here has had discovery published.
+    pub printers: BTreeMap<String, PrinterRecord>,
+}
+
+/// What the gateway knows of a printer while it runs.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The printer as the last list showed it.
+    pub printer: Printer,
+    /// The current job's detail (file, objects), when read.
+    pub job_detail: Option<Job>,
+    pub job_reads: JobReads,
+    /// Published at least once (see `Core::render`).
+    pub introduced: bool,
+    /// The published `P/state` without `updated`, and when its content last changed.
+    pub shown_state: Option<Value>,
+    pub state_updated: f64,
+    /// What, when it changes, calls for a look at the events feed.
+    pub signature: Option<String>,
+    pub feed: Due,
+    /// When the feed was last read, and whether the read in flight is from a rewound cursor.
+    pub feed_read_at: Option<Instant>,
+    pub feed_rewound: bool,
+    pub recent_events: RecentEvents,
+    /// The discovery last published.
+    pub device: Option<PrinterDevice>,
+    pub cameras: Cameras,
+    pub queue: QueueInfo,
+    /// `supported-commands`: read at the first command, dropped when Connect refuses one.
+    pub supported: Option<Vec<SupportedCommand>>,
+    /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
+    /// it starts or changes, and once when it ends.
+    pub failing: HashMap<&'static str, String>,
+}
+
+impl Live {
+    pub fn new(printer: Printer, now: Instant) -> Live {
+        Live {
+            printer,
+            job_detail: None,
+            job_reads: JobReads::default(),
+            introduced: false,
+            shown_state: None,
+            state_updated: 0.0,
+            signature: None,
+            // Catch up with the feed from the stored cursor on the first look.
+            feed: Due::now(now),
+            feed_read_at: None,
+            feed_rewound: false,
+            recent_events: RecentEvents::default(),
+            device: None,
+            cameras: Cameras::default(),
+            queue: QueueInfo::default(),
+            supported: None,
+            failing: HashMap::new(),
+        }
+    }
+
+    /// Reads in flight whose result the printer's first publication shows: the feed cursor,
+    /// the cameras, the current job's detail.
+    pub fn first_reads_pending(&self) -> bool {
+        let current = self.printer.job_info.as_ref().and_then(|j| j.id);
+        self.feed.is_running()
+            || self.cameras.listing
+            || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
+    }
+
+    pub fn failed(&mut self, what: &'static str, error: &str) {
+        let name = self.printer.display_name();
+        if self.failing.get(what).map(String::as_str) != Some(error) {
+            tracing::warn!("{name}: cannot read {what} ({error}); trying again later");
+            self.failing.insert(what, error.to_string());
+        } else {
+            tracing::debug!("{name}: still cannot read {what}: {error}");
+        }
+    }
+
+    pub fn succeeded(&mut self, what: &'static str) {
+        if self.failing.remove(what).is_some() {
+            tracing::info!("{}: {what} readable again", self.printer.display_name());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PrinterEntry {
+    pub uuid: String,
+    pub record: PrinterRecord,
+    /// `None` for a printer known from the state file and not seen in this run yet.
+    pub live: Option<Live>,
+    /// Successful list polls in a row that did not show it.
+    pub missing: u32,
+    /// Known before this poll (from the state file or an earlier poll): a printer seen for
+    /// the first time ever is not.
+    pub known: bool,
+}
+
+impl PrinterEntry {
+    pub fn id(&self) -> Option<&str> {
+        self.record.id.as_deref()
+    }
+}
+
+/// Every printer the gateway knows, by uuid, and which topic id belongs to which.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, PrinterEntry>,
+    by_id: HashMap<String, String>,
+}
+
+/// A printer whose topic id changed: its old topics hold stale retained values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Renamed {
+    pub uuid: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl Registry {
+    pub fn from_memory(memory: Memory) -> Registry {
+        let mut registry = Registry::default();
+        for (uuid, record) in memory.printers {
+            if let Some(id) = &record.id
+                && !registry.by_id.contains_key(id)
+            {
+                registry.by_id.insert(id.clone(), uuid.clone());
+            }
+            registry.entries.insert(
+                uuid.clone(),
+                PrinterEntry {
+                    uuid,
+                    record,
+                    live: None,
+                    missing: 0,
+                    known: true,
+                },
+            );
+        }
+        registry
+    }
+
+    /// What goes into the state file.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            printers: self
+                .entries
+                .iter()
+                .map(|(uuid, e)| (uuid.clone(), e.record.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, uuid: &str) -> Option<&PrinterEntry> {
+        self.entries.get(uuid)
+    }
+
+    pub fn get_mut(&mut self, uuid: &str) -> Option<&mut PrinterEntry> {
+        self.entries.get_mut(uuid)
+    }
+
+    pub fn contains(&self, uuid: &str) -> bool {
+        self.entries.contains_key(uuid)
+    }
+
+    /// The printer that publishes as `id`.
+    pub fn by_id(&self, id: &str) -> Option<&PrinterEntry> {
+        self.entries.get(self.by_id.get(id)?)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &PrinterEntry> {
+        self.entries.values()
+    }
+
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut PrinterEntry> {
+        self.entries.values_mut()
+    }
+
+    pub fn remove(&mut self, uuid: &str) -> Option<PrinterEntry> {
+        let entry = self.entries.remove(uuid)?;
+        if let Some(id) = entry.id()
+            && self.by_id.get(id).map(String::as_str) == Some(uuid)
+        {
+            self.by_id.remove(id);
+        }
+        Some(entry)
+    }
+
+    /// Gives each listed printer its topic id: the one it has, unless it was renamed in
+    /// Connect or `overrides` (by uuid or name) says otherwise. New and renamed printers get
+    /// the configured id, else the slug of their name, with a short uuid suffix when another
+    /// printer the gateway knows (listed or not) has it. New printers are taken in uuid order,
+    /// so the same account gets the same ids on a fresh start.
+    pub fn assign_ids(
+        &mut self,
+        printers: &[&Printer],
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<Renamed> {
+        let mut sorted: Vec<&Printer> = printers.to_vec();
+        sorted.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        let mut renamed = Vec::new();
+        let chosen = |p: &Printer| {
+            overrides
+                .get(&p.uuid)
+                .or_else(|| p.name.as_ref().and_then(|n| overrides.get(n)))
+                .cloned()
+        };
+        // The operator's choices first, so a slug never takes an id the operator chose.
+        for p in &sorted {
+            if let Some(id) = chosen(p)
+                && self.entries.get(&p.uuid).and_then(PrinterEntry::id) != Some(id.as_str())
+            {
+                // When it was another printer's id, that printer gets a new one below (its
+                // entry no longer owns the id).
+                self.set_id(p, id, None, &mut renamed);
+            } else if chosen(p).is_some()
+                && let Some(e) = self.entries.get_mut(&p.uuid)
+            {
+                e.record.id_name = None;
+            }
+        }
+        for p in &sorted {
+            if chosen(p).is_some() {
+                continue;
+            }
+            let name = p.name.clone().unwrap_or_default();
+            let entry = self.entries.get(&p.uuid);
+            let keep = entry.is_some_and(|e| {
+                e.id().is_some_and(|id| self.by_id.get(id) == Some(&p.uuid))
+                    && e.record.id_name.as_deref() == Some(name.as_str())
+            });
+            if !keep {
+                let id = self.fresh_id(p);
+                self.set_id(p, id, Some(name), &mut renamed);
+            }
+        }
+        renamed
+    }
+
+    fn fresh_id(&self, p: &Printer) -> String {
+        let taken = |id: &str| self.by_id.get(id).is_some_and(|u| u != &p.uuid);
+        let base = slug(p.name.as_deref().unwrap_or(""));
+        let short: String = p
+            .uuid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let short = &short[short.len().saturating_sub(6)..];
+        let base = if base.is_empty() {
+            format!("printer_{short}")
+        } else {
+            base
+        };
+        if !taken(&base) {
+            return base;
+        }
+        let mut id = format!("{base}_{short}");
+        let mut n = 2;
+        while taken(&id) {
+            id = format!("{base}_{short}_{n}");
+            n += 1;
+        }
+        id
+    }
+
+    fn set_id(
+        &mut self,
+        p: &Printer,
+        id: String,
+        id_name: Option<String>,
+        renamed: &mut Vec<Renamed>,
+    ) {
+        let entry = self
+            .entries
+            .entry(p.uuid.clone())
+            .or_insert_with(|| PrinterEntry {
+                uuid: p.uuid.clone(),
+                record: PrinterRecord::default(),
+                live: None,
+                missing: 0,
+                known: false,
+            });
+        let old = entry.record.id.replace(id.clone());
+        entry.record.id_name = id_name;
+        if let Some(old) = old.filter(|o| *o != id) {
+            if self.by_id.get(&old) == Some(&p.uuid) {
+                self.by_id.remove(&old);
+            }
+            renamed.push(Renamed {
+                uuid: p.uuid.clone(),
+                old,
+                new: id.clone(),
+            });
+        }
+        self.by_id.insert(id, p.uuid.clone());
+    }
+}

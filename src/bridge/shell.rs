@@ -1,0 +1,660 @@
+//! The I/O shell around the core: one loop that polls Connect's printer list, carries out
+//! the reads the core asks for (concurrently, at most [`MAX_READS`] at a time), runs commands
+//! (one at a time per printer, in order), hands messages to the MQTT session, and stops
+//! cleanly.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinSet};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::task::AbortOnDropHandle;
+
+use super::commands::{self, CommandDone, CommandJob, CommandTask, Inbound, Outcome, Prepared};
+use super::core::Core;
+use super::reads::{Read, ReadDone, ReadResult};
+use crate::command::{self, CommandError, CommandReply, ErrorCode};
+use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
+use crate::connect::model::Printer;
+use crate::mqtt::{Incoming, Link, Publisher};
+use crate::payloads::now_unix;
+use crate::store::Store;
+
+type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
+
+/// Reads to Connect in flight at the same time, at most: a farm whose printers all change at
+/// once is served in parallel, without a burst of hundreds of requests.
+pub const MAX_READS: usize = 8;
+/// Command messages waiting (not yet running) at most; more are answered `RATE_LIMITED`.
+pub const MAX_WAITING_COMMANDS: usize = 1024;
+/// On SIGTERM, requests to Connect in progress (a command, a poll) get this long to be
+/// answered; then they are abandoned. The whole stop must fit in 5 seconds.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+const STOPPING: &str = "the gateway is stopping: the command may not have reached the printer; \
+                        send it again once the gateway is back";
+
+pub struct Shell {
+    core: Core,
+    connect: ConnectClient,
+    publisher: Publisher,
+    store: Store,
+    watchdog: Watchdog,
+    reads: ReadRunner,
+    commands: CommandRunner,
+    /// The MQTT connection commands must have come on to run (see [`Incoming::generation`]).
+    generation: u64,
+    /// Remove every retained topic on the way out (`demo`).
+    clear_retained_on_exit: bool,
+    next_poll: Instant,
+    /// A command's effect shows at the poll after it; a list request in flight started
+    /// before the command, so another one follows it.
+    poll_after_command: Option<Instant>,
+}
+
+impl Shell {
+    pub fn new(
+        core: Core,
+        connect: ConnectClient,
+        publisher: Publisher,
+        store: Store,
+        clear_retained_on_exit: bool,
+    ) -> Shell {
+        Shell {
+            reads: ReadRunner::new(connect.clone()),
+            commands: CommandRunner::new(connect.clone()),
+            core,
+            connect,
+            publisher,
+            store,
+            watchdog: Watchdog::from_env(),
+            generation: 0,
+            clear_retained_on_exit,
+            next_poll: Instant::now(),
+            poll_after_command: None,
+        }
+    }
+
+    /// Runs until `shutdown` resolves. Commands running then finish and reply (the caller
+    /// abandons Connect requests after [`STOP_GRACE`]); commands waiting are answered without
+    /// being sent; then `offline` is handed to the session, which delivers what is owed and
+    /// disconnects. Tells systemd when it is ready and feeds its watchdog from this loop, so
+    /// a loop that hangs gets the service restarted.
+    pub async fn run(
+        mut self,
+        mut link: watch::Receiver<Link>,
+        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        self.core.start();
+        self.flush();
+        let mut watchdog = self.watchdog.every.map(|every| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
+        // The fleet list request in flight, if any: a task of its own, so neither the request
+        // nor the parsing of its pages holds up commands.
+        let mut listing: Option<AbortOnDropHandle<ListResult>> = None;
+        // Until the first poll is done no printer is known: messages wait for it.
+        let mut held: Option<VecDeque<Incoming>> = Some(VecDeque::new());
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = tick_of(&mut watchdog) => self.watchdog.feed(),
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        anyhow::bail!("the MQTT session ended unexpectedly");
+                    }
+                    self.generation = link.borrow_and_update().generation;
+                }
+                Some(msg) = incoming.recv() => match held.as_mut() {
+                    Some(held) if held.len() < MAX_WAITING_COMMANDS => held.push_back(msg),
+                    Some(_) => self.refuse(&msg, ErrorCode::RateLimited, &busy()),
+                    None => self.on_incoming(msg),
+                },
+                Some(done) = self.commands.next(), if !self.commands.is_idle() => {
+                    self.on_command_done(done);
+                }
+                Some(done) = self.reads.next(), if !self.reads.is_idle() => {
+                    self.core.on_read(done, Instant::now(), now_unix());
+                    self.flush();
+                }
+                _ = sleep_until(self.next_poll), if listing.is_none() => {
+                    let connect = self.connect.clone();
+                    listing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                        connect.printers().await
+                    })));
+                }
+                listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
+                    listing = None;
+                    let listed = listed.unwrap_or_else(|e| {
+                        Err(ConnectError::Transport(format!("the list request stopped: {e}")))
+                    });
+                    let wait = self.on_listed(listed, &mut incoming, held.is_none()).await;
+                    if let Some(held) = held.take() {
+                        for msg in held {
+                            self.on_incoming(msg);
+                        }
+                    }
+                    let now = Instant::now();
+                    self.next_poll = match self.poll_after_command.take() {
+                        Some(soon) if soon > now => (now + wait).min(soon),
+                        _ => now + wait,
+                    };
+                }
+            }
+        }
+        drop(listing);
+        self.stop(incoming, held.unwrap_or_default()).await;
+        Ok(())
+    }
+
+    /// One poll's result, printer by printer. Between printers the MQTT tasks get to run and
+    /// waiting commands are served (when `serve`), so a farm's poll does not hold them up.
+    async fn on_listed(
+        &mut self,
+        listed: ListResult,
+        incoming: &mut mpsc::UnboundedReceiver<Incoming>,
+        serve: bool,
+    ) -> Duration {
+        let wait = match listed {
+            Err(e) => self
+                .core
+                .list_failed(now_unix(), e, self.connect.auth_status()),
+            Ok((printers, rejected)) => {
+                let printers = self.core.list_begin(Instant::now(), printers, rejected);
+                for printer in printers {
+                    self.watchdog.feed_if_due();
+                    self.core.observe(Instant::now(), now_unix(), printer);
+                    self.flush();
+                    if serve {
+                        tokio::task::yield_now().await;
+                        while let Ok(msg) = incoming.try_recv() {
+                            self.on_incoming(msg);
+                        }
+                        while let Some(done) = self.commands.try_next() {
+                            self.on_command_done(done);
+                        }
+                    }
+                }
+                self.core
+                    .list_end(Instant::now(), self.connect.auth_status())
+            }
+        };
+        self.flush();
+        if let Err(e) = self.store.save_soon(&self.core.memory()) {
+            tracing::warn!("cannot save the state file: {e:#}");
+        }
+        wait
+    }
+
+    /// Hands the core's messages to the session and starts the reads it asked for.
+    fn flush(&mut self) {
+        self.publisher.publish_all(self.core.take_messages());
+        for read in self.core.take_reads() {
+            self.reads.start(read);
+        }
+    }
+
+    /// A message from the broker: a command waits for its printer's earlier ones.
+    fn on_incoming(&mut self, msg: Incoming) {
+        let printer_id = match self.core.classify(&msg.topic) {
+            Inbound::Command { printer_id } | Inbound::JobReason { printer_id } => printer_id,
+            Inbound::Other => return,
+        };
+        if self.commands.waiting() >= MAX_WAITING_COMMANDS {
+            self.refuse(&msg, ErrorCode::RateLimited, &busy());
+            return;
+        }
+        self.commands.enqueue(printer_id, msg);
+        self.start_commands();
+    }
+
+    /// Starts the commands whose printer has none running.
+    fn start_commands(&mut self) {
+        while let Some(msg) = self.commands.next_startable() {
+            if msg.generation != self.generation {
+                // Commands are never queued by the broker for the gateway; neither are they
+                // kept across a reconnect: one that waited through it is not run.
+                self.refuse(
+                    &msg,
+                    ErrorCode::Expired,
+                    "the MQTT connection dropped after the command came and before it ran: it \
+                     was not sent; send it again",
+                );
+                self.commands.finished_waiting(&msg);
+                continue;
+            }
+            match self.core.prepare(&msg) {
+                Prepared::Ignore => self.commands.finished_waiting(&msg),
+                Prepared::Reply(reply) => {
+                    self.publisher.publish(reply);
+                    self.commands.finished_waiting(&msg);
+                }
+                Prepared::Run(job) => self.commands.run(msg, job),
+            }
+        }
+    }
+
+    fn on_command_done(&mut self, done: CommandDone) {
+        if let Some(soon) = self.core.command_done(done, Instant::now()) {
+            self.next_poll = self.next_poll.min(soon);
+            self.poll_after_command = Some(soon);
+        }
+        self.flush();
+        self.start_commands();
+    }
+
+    fn refuse(&mut self, msg: &Incoming, code: ErrorCode, why: &str) {
+        if let Some(reply) = self.core.refuse(msg, code, why) {
+            self.publisher.publish(reply);
+        }
+    }
+
+    async fn stop(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        held: VecDeque<Incoming>,
+    ) {
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        self.reads.abort();
+        for msg in self.commands.take_waiting().into_iter().chain(held) {
+            self.refuse(&msg, ErrorCode::ConnectError, STOPPING);
+        }
+        // Commands already sent get their answer (Connect is abandoned after STOP_GRACE).
+        while let Some(done) = self.commands.next().await {
+            self.core.command_done(done, Instant::now());
+            self.publisher.publish_all(self.core.take_messages());
+        }
+        while let Ok(msg) = incoming.try_recv() {
+            self.refuse(&msg, ErrorCode::ConnectError, STOPPING);
+        }
+        if self.clear_retained_on_exit {
+            self.publisher.clear_all();
+        }
+        if let Some(offline) = self.core.stop_messages(self.clear_retained_on_exit) {
+            self.publisher.publish(offline);
+        }
+        let memory = self.core.memory();
+        let mut store = self.store;
+        let saved = tokio::task::spawn_blocking(move || store.save(&memory)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot save the state file: {e:#}"),
+            Err(e) => tracing::warn!("cannot save the state file: {e}"),
+        }
+        self.publisher.stop();
+    }
+}
+
+fn busy() -> String {
+    format!(
+        "the gateway has {MAX_WAITING_COMMANDS} command messages waiting: this one was not run; \
+         send it again later"
+    )
+}
+
+/// Reads in flight, each in a task of its own; more wait in line. A read whose task ends
+/// without an answer (a panic) comes back as a failed read, so nothing waits for it forever.
+struct ReadRunner {
+    connect: ConnectClient,
+    tasks: JoinSet<ReadDone>,
+    running: HashMap<Id, Read>,
+    waiting: VecDeque<Read>,
+}
+
+impl ReadRunner {
+    fn new(connect: ConnectClient) -> ReadRunner {
+        ReadRunner {
+            connect,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            waiting: VecDeque::new(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn abort(&mut self) {
+        self.waiting.clear();
+        self.tasks.abort_all();
+    }
+
+    fn start(&mut self, read: Read) {
+        self.waiting.push_back(read);
+        self.fill();
+    }
+
+    fn fill(&mut self) {
+        while self.tasks.len() < MAX_READS
+            && let Some(read) = self.waiting.pop_front()
+        {
+            let connect = self.connect.clone();
+            let task = read.clone();
+            let handle = self
+                .tasks
+                .spawn(async move { perform(&connect, task).await });
+            self.running.insert(handle.id(), read);
+        }
+    }
+
+    /// The next read to finish.
+    async fn next(&mut self) -> Option<ReadDone> {
+        let joined = self.tasks.join_next_with_id().await?;
+        let done = match joined {
+            Ok((id, done)) => {
+                self.running.remove(&id);
+                done
+            }
+            Err(e) => {
+                let read = self.running.remove(&e.id())?;
+                tracing::error!("a read of Connect failed unexpectedly ({read:?}): {e}");
+                let error = ConnectError::Transport(format!("the read stopped: {e}"));
+                ReadDone {
+                    result: ReadResult::failed(&read, error),
+                    read,
+                }
+            }
+        };
+        self.fill();
+        Some(done)
+    }
+}
+
+/// Carries out one read.
+async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
+    let result = match &read {
+        Read::Job { uuid, job } => ReadResult::Job(Box::new(connect.job(uuid, *job).await)),
+        Read::Feed { uuid, from, .. } => ReadResult::Feed(connect.feed(uuid, *from).await),
+        Read::Queue { uuid } => ReadResult::Queue(
+            async {
+                let queue = connect.queue(uuid).await?;
+                let downloads = connect.download_queue(uuid).await?;
+                Ok((queue, downloads))
+            }
+            .await,
+        ),
+        Read::Cameras { uuid } => ReadResult::Cameras(connect.cameras(uuid).await),
+        Read::Snapshot {
+            uuid,
+            camera,
+            etag,
+            last_modified,
+        } => ReadResult::Snapshot(
+            connect
+                .snapshot(camera, uuid, etag.as_deref(), last_modified.as_deref())
+                .await,
+        ),
+        Read::PrinterTypes => ReadResult::PrinterTypes(connect.printer_types().await),
+        Read::Version => ReadResult::Version(connect.version().await),
+        Read::Unseen => ReadResult::Unseen(connect.unseen_notifications().await),
+    };
+    ReadDone { read, result }
+}
+
+/// Command messages per printer, in order; one command runs per printer at a time.
+struct CommandRunner {
+    connect: ConnectClient,
+    queues: HashMap<String, VecDeque<Incoming>>,
+    /// Printers with a command running, and which message each task answers.
+    busy: HashMap<String, Id>,
+    running: HashMap<Id, (String, Incoming)>,
+    tasks: JoinSet<CommandDone>,
+    waiting: usize,
+    /// Printers whose queue may have a command that can start.
+    ready: VecDeque<String>,
+}
+
+impl CommandRunner {
+    fn new(connect: ConnectClient) -> CommandRunner {
+        CommandRunner {
+            connect,
+            queues: HashMap::new(),
+            busy: HashMap::new(),
+            running: HashMap::new(),
+            tasks: JoinSet::new(),
+            waiting: 0,
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    fn enqueue(&mut self, printer_id: String, msg: Incoming) {
+        self.waiting += 1;
+        self.queues
+            .entry(printer_id.clone())
+            .or_default()
+            .push_back(msg);
+        self.ready.push_back(printer_id);
+    }
+
+    /// The next message whose printer has no command running; counts as waiting until
+    /// [`CommandRunner::run`] or [`CommandRunner::finished_waiting`].
+    fn next_startable(&mut self) -> Option<Incoming> {
+        while let Some(printer_id) = self.ready.pop_front() {
+            if self.busy.contains_key(&printer_id) {
+                continue;
+            }
+            let Some(queue) = self.queues.get_mut(&printer_id) else {
+                continue;
+            };
+            let Some(msg) = queue.pop_front() else {
+                self.queues.remove(&printer_id);
+                continue;
+            };
+            if queue.is_empty() {
+                self.queues.remove(&printer_id);
+            } else {
+                self.ready.push_back(printer_id);
+            }
+            return Some(msg);
+        }
+        None
+    }
+
+    fn finished_waiting(&mut self, _msg: &Incoming) {
+        self.waiting -= 1;
+    }
+
+    fn run(&mut self, msg: Incoming, job: CommandJob) {
+        self.waiting -= 1;
+        let connect = self.connect.clone();
+        let printer_id = job.printer_id.clone();
+        let handle = self
+            .tasks
+            .spawn(async move { execute(&connect, job).await });
+        self.busy.insert(printer_id.clone(), handle.id());
+        self.running.insert(handle.id(), (printer_id, msg));
+    }
+
+    fn take_waiting(&mut self) -> Vec<Incoming> {
+        self.waiting = 0;
+        self.ready.clear();
+        self.queues.drain().flat_map(|(_, q)| q).collect()
+    }
+
+    fn joined(
+        &mut self,
+        joined: Result<(Id, CommandDone), tokio::task::JoinError>,
+    ) -> Option<CommandDone> {
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let (printer_id, msg) = self.running.remove(&id)?;
+        self.busy.remove(&printer_id);
+        self.ready.push_back(printer_id.clone());
+        match joined {
+            Ok((_, done)) => Some(done),
+            Err(e) => {
+                tracing::error!("a command for {printer_id} failed unexpectedly: {e}");
+                let error = CommandError::new(
+                    ErrorCode::ConnectError,
+                    format!("the command stopped unexpectedly ({e}); it may have been sent"),
+                );
+                let reply = match command::parse(&msg.payload) {
+                    Ok(req) => CommandReply::error(&req, error),
+                    Err(reply) => CommandReply {
+                        outcome: Err(error),
+                        ..reply
+                    },
+                };
+                Some(CommandDone {
+                    printer_id,
+                    uuid: String::new(),
+                    reply,
+                    supported: None,
+                    outcome: Outcome::Other,
+                })
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<CommandDone> {
+        loop {
+            let joined = self.tasks.join_next_with_id().await?;
+            if let Some(done) = self.joined(joined) {
+                return Some(done);
+            }
+        }
+    }
+
+    fn try_next(&mut self) -> Option<CommandDone> {
+        loop {
+            let joined = self.tasks.try_join_next_with_id()?;
+            if let Some(done) = self.joined(joined) {
+                return Some(done);
+            }
+        }
+    }
+}
+
+/// Runs one command (or failure reason) against Connect. Never retried: MOVE twice moves
+/// twice.
+async fn execute(connect: &ConnectClient, job: CommandJob) -> CommandDone {
+    let CommandJob {
+        printer_id, uuid, ..
+    } = &job;
+    let done = |reply, supported, outcome| CommandDone {
+        printer_id: printer_id.clone(),
+        uuid: uuid.clone(),
+        reply,
+        supported,
+        outcome,
+    };
+    match &job.task {
+        CommandTask::Command {
+            req,
+            state,
+            limits,
+            supported,
+            allow,
+        } => {
+            let (list, fetched) = match supported {
+                Some(s) => (s.clone(), None),
+                None => match connect.supported_commands(uuid).await {
+                    Ok(s) => (s.commands.clone(), Some(s.commands)),
+                    Err(e) => {
+                        let error = CommandError::new(
+                            ErrorCode::ConnectError,
+                            format!("cannot read the printer's supported commands: {e}"),
+                        );
+                        return done(CommandReply::error(req, error), None, Outcome::Other);
+                    }
+                },
+            };
+            if let Err(e) = command::validate_with_limits(req, allow, &list, state, limits) {
+                return done(CommandReply::error(req, e), fetched, Outcome::Other);
+            }
+            match connect.execute(uuid, &req.command, &req.kwargs).await {
+                Ok(result) => {
+                    tracing::info!(
+                        "{printer_id}: {} accepted by Connect (command id {})",
+                        req.command,
+                        result.command.id
+                    );
+                    let reply = CommandReply::ok(req, Some(result.command.id));
+                    done(reply, fetched, Outcome::Accepted)
+                }
+                Err(e) => {
+                    let (error, outcome) = commands::connect_refusal(&req.command, printer_id, &e);
+                    done(CommandReply::error(req, error), fetched, outcome)
+                }
+            }
+        }
+        CommandTask::JobReason {
+            req,
+            job_id,
+            reason,
+        } => match connect.set_job_reason(uuid, *job_id, reason).await {
+            Ok(()) => done(CommandReply::ok(req, None), None, Outcome::Other),
+            Err(e) => {
+                let error = commands::reason_refusal(*job_id, e);
+                done(CommandReply::error(req, error), None, Outcome::Other)
+            }
+        },
+    }
+}
+
+/// systemd's watchdog (`WatchdogSec=`): fed at half its period by the event loop, and between
+/// printers during a long poll, so only a loop that really hangs gets the service restarted.
+struct Watchdog {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        Watchdog {
+            // (At least 10 ms: a zero interval would panic on an absurd WATCHDOG_USEC.)
+            every: sd_notify::watchdog_enabled()
+                .map(|period| (period / 2).max(Duration::from_millis(10))),
+            last: Instant::now(),
+        }
+    }
+
+    fn feed(&mut self) {
+        if self.every.is_some() {
+            notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            self.last = Instant::now();
+        }
+    }
+
+    fn feed_if_due(&mut self) {
+        if self.every.is_some_and(|every| self.last.elapsed() >= every) {
+            self.feed();
+        }
+    }
+}
+
+/// Waits for the next watchdog tick; never, without a watchdog.
+async fn tick_of(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A message for systemd (`Type=notify`); nothing when not run by systemd.
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!("cannot notify systemd: {e}");
+    }
+}
