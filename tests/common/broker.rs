@@ -112,6 +112,15 @@ impl TestBroker {
         self.mosquitto_mut("stop").kill();
     }
 
+    /// Freezes the broker (SIGSTOP), as when it hangs: connections stay open, but nothing is
+    /// read, forwarded or acknowledged any more. `stop()` or `restart()` end it. Mosquitto only.
+    pub fn freeze(&mut self) {
+        let child = self.mosquitto_mut("freeze").child.as_ref();
+        let pid = child.expect("mosquitto is running").id().to_string();
+        let stopped = Command::new("kill").args(["-STOP", &pid]).status();
+        assert!(stopped.is_ok_and(|s| s.success()), "kill -STOP {pid}");
+    }
+
     /// Starts the broker again on the same port, stopping it first if it runs. It comes back
     /// empty: no retained messages, no sessions. Mosquitto only.
     pub fn restart(&mut self) {
