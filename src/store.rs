@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -117,28 +118,55 @@ impl Store {
 }
 
 /// Replaces `path` with `bytes` so a crash leaves either the old or the new file, mode 0600.
+///
+/// Every write has a temporary file of its own (`.NAME.PID.N.tmp` beside `path`): the service
+/// and `login` or `check` may write the same file at the same moment, and with a shared name
+/// one would rename the other's half-written bytes into place, or fail.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    // A leftover from a crash could carry a wider mode than the one set at creation.
-    let _ = std::fs::remove_file(&tmp);
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
+    let (tmp, mut file) = create_temporary(dir, &name.to_string_lossy())?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot replace {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
+    written?;
+    if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates a new, private temporary file for [`write_atomically`]. Never opens an existing
+/// one: it could be another write's, or a crashed process's leftover with a wider mode.
+fn create_temporary(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File)> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot write {}", tmp.display())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +187,106 @@ mod tests {
         let (_, fresh): (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert!(fresh.is_empty());
         assert!(dir.path().join("state.json.corrupt").exists());
+    }
+
+    /// The service and `login` (or `check`) can write auth.json at the same moment: a reader
+    /// must always find one write, whole, and every write must succeed.
+    #[test]
+    fn concurrent_writers_never_mix_their_bytes() {
+        const WRITERS: usize = 6;
+        const WRITES: usize = 15;
+        fn content(writer: usize, write: usize) -> Vec<u8> {
+            // Large enough that a write is still going on when another one starts.
+            let fill = format!("{writer}-{write};").repeat(50_000);
+            serde_json::to_vec(&serde_json::json!({
+                "writer": writer,
+                "write": write,
+                "fill": fill,
+            }))
+            .unwrap()
+        }
+        fn identify(bytes: &[u8]) -> Result<(usize, usize), String> {
+            let value: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| format!("{} bytes that do not parse: {e}", bytes.len()))?;
+            let id = (
+                value["writer"].as_u64().unwrap_or(u64::MAX) as usize,
+                value["write"].as_u64().unwrap_or(u64::MAX) as usize,
+            );
+            if bytes == content(id.0, id.1) {
+                Ok(id)
+            } else {
+                Err(format!("{id:?} parses but is not what was written"))
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        write_atomically(&path, &content(0, 0)).unwrap();
+        let writing = std::sync::atomic::AtomicBool::new(true);
+        let (failures, reads) = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut bad = Vec::new();
+                        let mut reads = 0;
+                        while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                            let found = std::fs::read(&path).map_err(|e| e.to_string());
+                            if let Err(e) = found.and_then(|bytes| identify(&bytes)) {
+                                bad.push(e);
+                            }
+                            reads += 1;
+                        }
+                        (bad, reads)
+                    })
+                })
+                .collect();
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|writer| {
+                    let path = &path;
+                    s.spawn(move || {
+                        (0..WRITES)
+                            .filter_map(|write| {
+                                write_atomically(path, &content(writer, write))
+                                    .err()
+                                    .map(|e| format!("writer {writer}: {e:#}"))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut failures: Vec<String> = writers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
+            writing.store(false, std::sync::atomic::Ordering::Relaxed);
+            let mut reads = 0;
+            for reader in readers {
+                let (bad, n) = reader.join().unwrap();
+                failures.extend(bad.into_iter().map(|b| format!("a reader found {b}")));
+                reads += n;
+            }
+            (failures, reads)
+        });
+        assert!(reads > 0);
+        let (found, written): (Vec<_>, Vec<_>) =
+            failures.iter().partition(|f| f.starts_with("a reader"));
+        assert!(
+            failures.is_empty(),
+            "{} failed writes, the first: {:?}; {} of {reads} reads found no whole write, the \
+             first: {:?}",
+            written.len(),
+            written.first(),
+            found.len(),
+            found.first()
+        );
+        // Whole, and the last write of one of the writers.
+        let (_, write) = identify(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(write, WRITES - 1);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["auth.json"]);
     }
 }
