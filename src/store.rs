@@ -117,6 +117,20 @@ impl Store {
     }
 }
 
+/// Runs file I/O on tokio's threads for blocking work, for async code: a slow disk, a network
+/// file system or a FIFO then holds up no runtime thread. A panic in `work` goes on in the
+/// caller.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => anyhow::anyhow!("the file operation did not run: {e}"),
+        })
+}
+
 /// Replaces `path` with `bytes` so a crash leaves either the old or the new file, mode 0600.
 ///
 /// Every write has a temporary file of its own (`.NAME.PID.N.tmp` beside `path`): the service

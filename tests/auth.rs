@@ -650,3 +650,69 @@ async fn another_process_rotating_the_token_does_not_interrupt_the_gateway() {
             .all(|m| m.json()["auth"]["status"] == "ok")
     );
 }
+
+/// Where a refresh token replaces a refused one: `auth.json` (written by `login`) or
+/// `connect.refresh_token_file`.
+#[derive(Clone, Copy, Debug)]
+enum NewTokenIn {
+    AuthJson,
+    RefreshTokenFile,
+}
+
+/// The refresh token in use is refused; a new one is in a file that blocks until a task of the
+/// same (one-thread) runtime writes it. Reading it must not hold up that runtime.
+fn refresh_with_a_new_token_in_a_file_that_blocks(place: NewTokenIn) {
+    common::blocking::on_one_thread("a refresh reading the new token", move || async move {
+        let sim = Sim::start().await;
+        sim.sim.add_user(EMAIL, PASSWORD, None);
+        let refused = sim.sim.issue_refresh_token(EMAIL);
+        sim.sim.revoke_refresh_tokens();
+        let fresh = sim.sim.issue_refresh_token(EMAIL);
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("refresh_token");
+        let refresher = auth::Refresher::new(
+            &sim.url(),
+            dir.path(),
+            Some(&SecretString::from(refused)),
+            Some(token_file.clone()),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let writer = match place {
+            NewTokenIn::AuthJson => {
+                let stored = StoredAuth {
+                    refresh_token: fresh.clone(),
+                    access_token: None,
+                    access_expires_at: None,
+                    obtained_at: 1,
+                    configured_sha256: None,
+                    source: "login".into(),
+                };
+                let fifo = common::blocking::make_fifo(&dir.path().join(auth::AUTH_FILE));
+                common::blocking::write_fifo_when_read(&fifo, serde_json::to_vec(&stored).unwrap())
+            }
+            NewTokenIn::RefreshTokenFile => {
+                let fifo = common::blocking::make_fifo(&token_file);
+                common::blocking::write_fifo_when_read(&fifo, fresh.clone())
+            }
+        };
+        refresher
+            .refresh_now()
+            .await
+            .unwrap_or_else(|e| panic!("{place:?}: {e}"));
+        writer.await.unwrap();
+        assert!(!sim.sim.is_refresh_token_valid(&fresh), "it was used");
+        let stored = TokenStore::new(dir.path()).load().expect("auth.json");
+        assert!(sim.sim.is_refresh_token_valid(&stored.refresh_token));
+    });
+}
+
+#[test]
+fn a_new_refresh_token_in_auth_json_is_read_off_the_runtime() {
+    refresh_with_a_new_token_in_a_file_that_blocks(NewTokenIn::AuthJson);
+}
+
+#[test]
+fn a_new_refresh_token_in_the_token_file_is_read_off_the_runtime() {
+    refresh_with_a_new_token_in_a_file_that_blocks(NewTokenIn::RefreshTokenFile);
+}

@@ -145,3 +145,23 @@ async fn errors_are_typed() {
     assert!(printers.is_empty());
     assert_eq!(rejected[0].uuid.as_deref(), Some(uuid.as_str()));
 }
+
+/// `connect.token_file` is read off the runtime's threads: a file that takes its time (here a
+/// FIFO that a task of the same runtime writes) holds up nothing else.
+#[test]
+fn a_token_file_that_blocks_does_not_block_the_runtime() {
+    let printers = common::blocking::on_one_thread("a request reading the token file", || async {
+        let sim = Sim::start().await;
+        sim.sim.add_printer(PrinterSpec::named("MK4"));
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = common::blocking::make_fifo(&dir.path().join("token"));
+        let writer = common::blocking::write_fifo_when_read(&fifo, format!("{TOKEN}\n"));
+        let c = ConnectClient::new(&sim.url(), TokenSource::File(fifo), Duration::from_secs(5))
+            .unwrap();
+        let listed = c.printers().await;
+        writer.await.unwrap();
+        listed
+    });
+    let (printers, _) = printers.expect("the token from the file works");
+    assert_eq!(printers.len(), 1);
+}

@@ -170,6 +170,24 @@ impl TokenStore {
         let bytes = serde_json::to_vec_pretty(stored)?;
         crate::store::write_atomically(&self.path, &bytes)
     }
+
+    /// [`TokenStore::load`] for async code: the file is read on a thread for blocking work.
+    pub async fn load_async(&self) -> Option<StoredAuth> {
+        let store = self.clone();
+        crate::store::off_runtime(move || store.load())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot read {}: {e:#}", self.path.display());
+                None
+            })
+    }
+
+    /// [`TokenStore::save`] for async code: the write, its fsync and the rename run on a
+    /// thread for blocking work; it has happened when this returns.
+    pub async fn save_async(&self, stored: &StoredAuth) -> anyhow::Result<()> {
+        let (store, stored) = (self.clone(), stored.clone());
+        crate::store::off_runtime(move || store.save(&stored)).await?
+    }
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -496,7 +514,7 @@ impl Refresher {
     async fn refresh_locked(&self, inner: &mut Inner) -> Result<SecretString, AuthError> {
         let current = sha256_hex(inner.refresh.expose_secret());
         if inner.refused.contains(&current) {
-            match self.newer_token(inner) {
+            match self.newer_token(inner).await {
                 Some(token) => {
                     tracing::info!("found a new refresh token; trying it");
                     inner.refresh = token;
@@ -521,12 +539,12 @@ impl Refresher {
             ];
             tracing::debug!("renewing the Connect access token");
             break match token_request(&self.http, &self.token_url, &form).await {
-                Ok(tokens) => return Ok(self.adopt(inner, tokens)),
+                Ok(tokens) => return Ok(self.adopt(inner, tokens).await),
                 Err(TokenEndpointError::Refused { status, detail, .. }) => {
                     inner.refused.insert(sha256_hex(refresh.expose_secret()));
                     inner.access = None;
                     if tries == 1
-                        && let Some(newer) = self.newer_token(inner)
+                        && let Some(newer) = self.newer_token(inner).await
                     {
                         tracing::info!(
                             "the refresh token was replaced by another process; using the new one"
@@ -559,8 +577,10 @@ impl Refresher {
         Err(error)
     }
 
-    /// Stores the rotated refresh token, then hands out the new access token.
-    fn adopt(&self, inner: &mut Inner, tokens: TokenResponse) -> SecretString {
+    /// Stores the rotated refresh token, then hands out the new access token. The write runs
+    /// off the runtime's threads while the refresh lock is held: no second refresh starts
+    /// before the new token is on disk.
+    async fn adopt(&self, inner: &mut Inner, tokens: TokenResponse) -> SecretString {
         // A blank "rotated" token would strand the gateway: keep the one that worked.
         let refresh = tokens
             .refresh_token
@@ -580,7 +600,7 @@ impl Refresher {
             configured_sha256: self.configured_sha256.clone(),
             source: "refresh".into(),
         };
-        if let Err(e) = self.store.save(&stored) {
+        if let Err(e) = self.store.save_async(&stored).await {
             // The old refresh token is spent: keep the new one in memory so the service works
             // until it restarts, and say loudly that a restart will need a new login.
             tracing::error!(
@@ -605,15 +625,15 @@ impl Refresher {
 
     /// A refresh token that appeared since the current one was refused: from `login` (the
     /// state file) or from the configured token file.
-    fn newer_token(&self, inner: &Inner) -> Option<SecretString> {
+    async fn newer_token(&self, inner: &Inner) -> Option<SecretString> {
         let fresh = |t: &str| !t.is_empty() && !inner.refused.contains(&sha256_hex(t));
-        if let Some(stored) = self.store.load()
+        if let Some(stored) = self.store.load_async().await
             && fresh(stored.refresh_token.trim())
         {
             return Some(SecretString::from(stored.refresh_token.trim().to_string()));
         }
         let path = self.configured_file.as_ref()?;
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = tokio::fs::read_to_string(path).await.ok()?;
         fresh(text.trim()).then(|| SecretString::from(text.trim().to_string()))
     }
 }

@@ -257,7 +257,8 @@ impl ConnectClient {
             TokenSource::File(path) => {
                 let mut cached = self.file_token.lock().await;
                 if rejected.is_some() || cached.is_none() {
-                    *cached = std::fs::read_to_string(path)
+                    *cached = tokio::fs::read_to_string(path)
+                        .await
                         .ok()
                         .map(|t| t.trim().to_string())
                         .filter(|t| !t.is_empty())

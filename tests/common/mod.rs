@@ -1,3 +1,4 @@
+pub mod blocking;
 pub mod broker;
 pub mod fake_http;
 pub mod gateway;
