@@ -104,9 +104,12 @@ async fn local_or_embedded_broker() -> Result<String> {
     {
         return Ok("mqtt://127.0.0.1:1883".into());
     }
-    let addr = crate::embedded_broker::start(local)
-        .or_else(|_| crate::embedded_broker::start("127.0.0.1:0".parse().expect("literal address")))
-        .context("no broker on localhost:1883 and the embedded one did not start")?;
+    let addr = match crate::embedded_broker::start(local).await {
+        Ok(addr) => addr,
+        Err(_) => crate::embedded_broker::start("127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .context("no broker on localhost:1883 and the embedded one did not start")?,
+    };
     println!("  (no broker answered on localhost:1883: started an embedded one on {addr})");
     Ok(format!("mqtt://{addr}"))
 }

@@ -16,12 +16,13 @@
 //!   it: the new connection then dies without any will being published.
 //! - There is no way to stop it: it runs until the process exits.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::net::TcpStream;
 use tracing_subscriber::EnvFilter;
 
 /// Largest packet a client may send (rumqttd's `max_payload_size` is really the packet's
@@ -35,8 +36,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 /// process exits.
 ///
 /// MQTT 3.1.1 over TCP, anonymous, retained messages, QoS 0 and 1, packets up to
-/// [`MAX_PACKET_SIZE`]. Fails when the address is already in use.
-pub fn start(addr: SocketAddr) -> Result<SocketAddr> {
+/// [`MAX_PACKET_SIZE`]. Fails when the address is already in use. Waits (asynchronously) until
+/// the broker accepts connections, at most a few seconds.
+pub async fn start(addr: SocketAddr) -> Result<SocketAddr> {
     // rumqttd binds inside its own thread and never tells which port it got, so port 0 is
     // resolved here. Binding first also turns "port in use" into an error instead of rumqttd
     // logging it and our readiness probe then reaching whoever owns the port.
@@ -54,7 +56,7 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr> {
         })
         .context("cannot spawn the embedded MQTT broker thread")?;
 
-    wait_until_accepting(addr, server)?;
+    wait_until_accepting(addr, server).await?;
     Ok(addr)
 }
 
@@ -114,7 +116,10 @@ fn config(listen: SocketAddr) -> Config {
 }
 
 /// Polls until the listener accepts a TCP connection. rumqttd gives no other readiness signal.
-fn wait_until_accepting(addr: SocketAddr, server: JoinHandle<Result<(), String>>) -> Result<()> {
+async fn wait_until_accepting(
+    addr: SocketAddr,
+    server: JoinHandle<Result<(), String>>,
+) -> Result<()> {
     let target = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
@@ -130,7 +135,8 @@ fn wait_until_accepting(addr: SocketAddr, server: JoinHandle<Result<(), String>>
             };
             bail!("embedded MQTT broker on {addr} did not start: {why}");
         }
-        if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+        let probe = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(target));
+        if probe.await.is_ok_and(|connected| connected.is_ok()) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -138,7 +144,7 @@ fn wait_until_accepting(addr: SocketAddr, server: JoinHandle<Result<(), String>>
                 "embedded MQTT broker on {addr} not accepting connections after {READY_DEADLINE:?}"
             );
         }
-        thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -225,7 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn retained_message_reaches_a_later_subscriber_flagged_retained() {
-        let addr = start(loopback()).unwrap();
+        let addr = start(loopback()).await.unwrap();
         publish_acked(addr, "printer/1/state", b"PRINTING".to_vec(), true).await;
 
         let (_client, mut events) = subscriber(addr, "printer/+/state").await;
@@ -238,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn qos1_message_round_trips() {
-        let addr = start(loopback()).unwrap();
+        let addr = start(loopback()).await.unwrap();
         let (_client, mut events) = subscriber(addr, "cmd/#").await;
 
         publish_acked(addr, "cmd/pause", b"{\"id\":1}".to_vec(), false).await;
@@ -252,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn large_payloads_round_trip() {
-        let addr = start(loopback()).unwrap();
+        let addr = start(loopback()).await.unwrap();
         let (_client, mut events) = subscriber(addr, "camera/#").await;
 
         for size in [200 * 1024, 3 * 1024 * 1024] {
@@ -269,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn last_will_is_published_when_a_client_vanishes() {
-        let addr = start(loopback()).unwrap();
+        let addr = start(loopback()).await.unwrap();
         let mut options = options(addr);
         let will = LastWill::new("bridge/status", "offline", QoS::AtLeastOnce, true);
         options.set_last_will(will);
@@ -289,7 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_clients_can_connect_at_once() {
-        let addr = start(loopback()).unwrap();
+        let addr = start(loopback()).await.unwrap();
         let clients: Vec<_> = (0..50)
             .map(|_| tokio::spawn(connect(options(addr))))
             .collect();
@@ -298,10 +304,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_address_in_use_is_an_error() {
+    /// `demo` starts the broker from async code: while it waits for the broker to accept
+    /// connections, the other tasks of a one-thread runtime go on.
+    #[tokio::test]
+    async fn other_tasks_run_while_the_broker_starts() {
+        let ticks = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = ticks.clone();
+        let ticking = tokio::spawn(async move {
+            loop {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let addr = start(loopback()).await.unwrap();
+        let during = ticks.load(Ordering::Relaxed);
+        ticking.abort();
+        assert!(during > 0, "no other task ran while the broker started");
+        publish_acked(addr, "started", b"yes".to_vec(), false).await;
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_is_an_error() {
         let taken = TcpListener::bind(loopback()).unwrap();
-        let err = start(taken.local_addr().unwrap()).unwrap_err();
+        let err = start(taken.local_addr().unwrap()).await.unwrap_err();
         assert!(format!("{err:#}").contains("cannot listen"), "{err:#}");
     }
 

@@ -55,7 +55,18 @@ impl TestBroker {
     /// The in-process rumqttd. It cannot be stopped: it lives until the test binary exits.
     pub fn start_embedded() -> TestBroker {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, reserve_port()));
-        let addr = embedded_broker::start(addr)
+        // This set-up is synchronous, like mosquitto's, and mostly called inside a test's
+        // runtime, which cannot be blocked on: the async start gets a runtime of its own.
+        let starting = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(embedded_broker::start(addr))
+        });
+        let addr = starting
+            .join()
+            .expect("the embedded broker's start does not panic")
             .unwrap_or_else(|err| panic!("embedded broker did not start: {err:#}"));
         TestBroker {
             port: addr.port(),
