@@ -10,7 +10,7 @@ use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config_with_credentials};
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore, login::LoginError};
 use prusa_connect_mqtt::connect::{ConnectClient, TokenSource};
-use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -715,4 +715,101 @@ fn a_new_refresh_token_in_auth_json_is_read_off_the_runtime() {
 #[test]
 fn a_new_refresh_token_in_the_token_file_is_read_off_the_runtime() {
     refresh_with_a_new_token_in_a_file_that_blocks(NewTokenIn::RefreshTokenFile);
+}
+
+/// How long a stop may take: the bridge's grace for Connect (2 s), the flush of `offline`,
+/// and a little slack. (`Gateway::stop` itself would wait 10 s.)
+const STOP_WITHIN: Duration = Duration::from_secs(6);
+
+/// A gateway on a refresh token whose account server takes longer to answer than the
+/// gateway's request timeout (30 s): only abandoning the refresh gets it out in time.
+fn hanging_account_server_config(
+    broker: &TestBroker,
+    sim: &Sim,
+    dir: &std::path::Path,
+) -> prusa_connect_mqtt::config::Config {
+    sim.sim.add_user(EMAIL, PASSWORD, None);
+    let r0 = sim.sim.issue_refresh_token(EMAIL);
+    let mut config = refresh_config(broker, sim, dir, &r0);
+    config.connect.request_timeout = Duration::from_secs(30);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_hanging_token_renewal_for_a_command_exits_within_a_few_seconds() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("MK4"));
+    sim.sim.start_job(&uuid, "cube.bgcode", 3600, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(hanging_account_server_config(&broker, &sim, dir.path()));
+    sub.wait_for(&format!("{BASE}/mk4/availability"), WAIT, |m| {
+        m.text() == "online"
+    })
+    .await;
+
+    // The account server stops answering, and Connect refuses the token of the command's
+    // first request: the command waits for a renewal that hangs.
+    sim.sim.set_token_endpoint_delay(Duration::from_secs(60));
+    sim.sim.add_fault(
+        FaultRule::new(Fault::Status(401))
+            .on_paths_containing("/commands")
+            .times(1),
+    );
+    sub.publish(&format!("{BASE}/mk4/command"), "pause", false)
+        .await;
+    until(
+        "the command refused, then a renewal under way",
+        WAIT,
+        || {
+            let requests = sim.sim.requests();
+            let refused = requests
+                .iter()
+                .position(|r| r.path.contains("/commands") && r.status == Some(401));
+            refused.is_some_and(|at| requests[at..].iter().any(|r| r.path == "/o/token/"))
+        },
+    )
+    .await;
+
+    tokio::time::timeout(STOP_WITHIN, gateway.stop())
+        .await
+        .expect("the gateway exits within a few seconds of the stop");
+    let reply = sub
+        .wait_for(&format!("{BASE}/mk4/command/response"), WAIT, |_| true)
+        .await
+        .json();
+    assert_eq!(reply["status"], "error", "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap_or("").contains("stopping"),
+        "{reply}"
+    );
+    sub.wait_for(&format!("{BASE}/bridge/state"), WAIT, |m| {
+        m.text() == "offline"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_first_poll_waits_for_a_hanging_token_renewal_exits_within_a_few_seconds()
+{
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("MK4"));
+    sim.sim.set_token_endpoint_delay(Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(hanging_account_server_config(&broker, &sim, dir.path()));
+    until("the first renewal under way", WAIT, || {
+        !token_requests(&sim).is_empty()
+    })
+    .await;
+
+    tokio::time::timeout(STOP_WITHIN, gateway.stop())
+        .await
+        .expect("the gateway exits within a few seconds of the stop");
+    sub.wait_for(&format!("{BASE}/bridge/state"), WAIT, |m| {
+        m.text() == "offline"
+    })
+    .await;
 }

@@ -165,3 +165,139 @@ fn a_token_file_that_blocks_does_not_block_the_runtime() {
     let (printers, _) = printers.expect("the token from the file works");
     assert_eq!(printers.len(), 1);
 }
+
+/// A server that accepts connections, reads nothing and never answers; counts connections.
+async fn silent_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            open.push(socket);
+        }
+    });
+    (url, accepted)
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Far below the request timeout: the request was abandoned, it did not time out.
+const GIVE_UP_WITHIN: Duration = Duration::from_secs(5);
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Cancels `client`'s abort handle (as a stopping gateway does) and requires `call` to give
+/// up at once, as abandoned.
+async fn abort_and_expect_abandoned<T: std::fmt::Debug>(
+    client: &ConnectClient,
+    what: &str,
+    call: tokio::task::JoinHandle<Result<T, ConnectError>>,
+) {
+    client.abort_handle().cancel();
+    let result = tokio::time::timeout(GIVE_UP_WITHIN, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} still waits {GIVE_UP_WITHIN:?} after the abort"))
+        .unwrap();
+    match result {
+        Err(ConnectError::Transport(detail)) if detail.contains("stopping") => {}
+        other => panic!("{what}: expected the request abandoned, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn abort_abandons_a_version_request_connect_does_not_answer() {
+    let (url, accepted) = silent_server().await;
+    let c = ConnectClient::new(&url, TokenSource::Static(TOKEN.into()), REQUEST_TIMEOUT).unwrap();
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.version().await }
+    });
+    wait_until("the version request reached the server", || {
+        accepted.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    abort_and_expect_abandoned(&c, "version()", call).await;
+}
+
+#[tokio::test]
+async fn abort_abandons_a_request_waiting_for_a_hanging_token_renewal() {
+    let sim = Sim::start().await;
+    sim.sim.add_user("maker@example.com", "pw", None);
+    sim.sim.set_token_endpoint_delay(Duration::from_secs(60));
+    let refresh = sim.sim.issue_refresh_token("maker@example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let refresher = prusa_connect_mqtt::auth::Refresher::new(
+        &sim.url(),
+        dir.path(),
+        Some(&refresh.into()),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
+    let c = ConnectClient::new(
+        &sim.url(),
+        TokenSource::Refresh(std::sync::Arc::new(refresher)),
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.printers().await }
+    });
+    wait_until("the token renewal reached the account server", || {
+        sim.sim.requests().iter().any(|r| r.path == "/o/token/")
+    })
+    .await;
+    abort_and_expect_abandoned(&c, "printers()", call).await;
+    assert!(sim.sim.requests().iter().all(|r| r.path != "/app/printers"));
+}
+
+/// The renewal a request started goes on when the request is abandoned: the account server
+/// may already have rotated the refresh token, and the new one must still reach auth.json.
+#[tokio::test]
+async fn an_abandoned_request_does_not_lose_the_rotated_refresh_token() {
+    let sim = Sim::start().await;
+    sim.sim.add_user("maker@example.com", "pw", None);
+    sim.sim.set_token_endpoint_delay(Duration::from_millis(500));
+    let refresh = sim.sim.issue_refresh_token("maker@example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let refresher = prusa_connect_mqtt::auth::Refresher::new(
+        &sim.url(),
+        dir.path(),
+        Some(&refresh.clone().into()),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
+    let c = ConnectClient::new(
+        &sim.url(),
+        TokenSource::Refresh(std::sync::Arc::new(refresher)),
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.printers().await }
+    });
+    wait_until("the token renewal reached the account server", || {
+        sim.sim.requests().iter().any(|r| r.path == "/o/token/")
+    })
+    .await;
+    abort_and_expect_abandoned(&c, "printers()", call).await;
+    let store = prusa_connect_mqtt::auth::TokenStore::new(dir.path());
+    wait_until("the rotated refresh token stored", || {
+        store
+            .load()
+            .is_some_and(|s| sim.sim.is_refresh_token_valid(&s.refresh_token))
+    })
+    .await;
+    assert!(!sim.sim.is_refresh_token_valid(&refresh));
+}

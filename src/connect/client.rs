@@ -266,11 +266,27 @@ impl ConnectClient {
                 }
                 cached.clone().ok_or(ConnectError::NoCredentials)
             }
-            TokenSource::Refresh(refresher) => match rejected {
-                Some(token) => refresher.after_rejection(token).await,
-                None => refresher.access_token().await,
+            TokenSource::Refresh(refresher) => {
+                // A task of its own: a request given up mid-renewal (the gateway stopping, a
+                // poll task aborted) must not cut the exchange short after the account server
+                // rotated the refresh token and before the new one is stored.
+                let (refresher, rejected) = (refresher.clone(), rejected.cloned());
+                let renewal = tokio::spawn(async move {
+                    match rejected {
+                        Some(token) => refresher.after_rejection(&token).await,
+                        None => refresher.access_token().await,
+                    }
+                });
+                match renewal.await {
+                    Ok(result) => result.map_err(ConnectError::Auth),
+                    Err(e) => match e.try_into_panic() {
+                        Ok(panic) => std::panic::resume_unwind(panic),
+                        Err(e) => Err(ConnectError::Transport(format!(
+                            "the token renewal stopped: {e}"
+                        ))),
+                    },
+                }
             }
-            .map_err(ConnectError::Auth),
         };
         if let Err(e) = &result {
             match e {
@@ -298,8 +314,21 @@ impl ConnectClient {
     }
 
     /// Sends one request; on a 401 renews the token once (refresh token, token file) and
-    /// retries.
+    /// retries. Everything it waits for, the token included, is abandoned when the gateway
+    /// stops ([`ConnectClient::abort_handle`]).
     async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> Result<reqwest::Response, ConnectError> {
+        self.abortable(self.send_renewing(method, path, query, body, headers))
+            .await
+    }
+
+    async fn send_renewing(
         &self,
         method: Method,
         path: &str,
@@ -321,13 +350,10 @@ impl ConnectClient {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            let resp = self
-                .abortable(async {
-                    req.send()
-                        .await
-                        .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))
-                })
-                .await?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let message = error_body(resp)
                     .await
@@ -568,13 +594,18 @@ impl ConnectClient {
     }
 
     pub async fn version(&self) -> Result<ServerVersion, ConnectError> {
-        let resp = self
-            .http
-            .get(self.url("/version.json", &[])?)
-            .send()
-            .await
-            .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
-        let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
+        let url = self.url("/version.json", &[])?;
+        let bytes = self
+            .abortable(async {
+                let resp = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+                check_and_read(resp, self.max_body).await
+            })
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: "/version.json".into(),
             detail: e.to_string(),
