@@ -8,10 +8,11 @@ use rumqttc::{ConnectReturnCode, ConnectionError, Event, Packet};
 use serde_json::Value;
 
 use crate::auth::{self, TokenStore};
+use crate::bridge::registry::{Memory, Registry};
 use crate::config::{Config, DiscoveryMode};
 use crate::connect::{ConnectClient, ConnectError, TokenSource};
 use crate::discovery::{Discovery, PrinterDevice};
-use crate::topics::{Topics, assign_ids, slug};
+use crate::topics::{Topics, slug};
 
 /// How long the broker gets to accept the connection.
 const BROKER_WAIT: Duration = Duration::from_secs(5);
@@ -197,10 +198,20 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
             ));
         }
     }
-    let ids = assign_ids(&bridged, &config.mqtt.printer_ids);
+    // The ids the gateway uses: those it persisted in the state directory, new ones given
+    // the way it gives them (the state file is only read).
+    let memory = std::fs::read(config.state.dir.join("state.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Memory>(&bytes).ok())
+        .unwrap_or_default();
+    let mut registry = Registry::from_memory(memory);
+    registry.assign_ids(&bridged, &config.mqtt.printer_ids);
     let topics = Topics::new(&config.mqtt.base_topic);
     for p in bridged {
-        let id = &ids[&p.uuid];
+        let id = registry
+            .get(&p.uuid)
+            .and_then(|e| e.id())
+            .unwrap_or_default();
         report.note(format!(
             "{} ({}, {}): topics {}/{id}/...",
             p.display_name(),

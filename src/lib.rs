@@ -74,15 +74,23 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
     clear_retained: bool,
 ) -> Result<()> {
-    let tokens = token_source(&config)?;
+    // The token, the state file and the broker's certificates are read from disk: off the
+    // runtime's threads.
+    let setup = config.clone();
+    let (tokens, (store, memory), options) = tokio::task::spawn_blocking(move || {
+        let tokens = token_source(&setup)?;
+        let memory: (store::Store, bridge::registry::Memory) =
+            store::Store::open(&setup.state.dir)?;
+        let status = topics::Topics::new(&setup.mqtt.base_topic).bridge_state();
+        anyhow::Ok((tokens, memory, mqtt::options(&setup.mqtt, Some(&status))?))
+    })
+    .await
+    .context("the start-up stopped")??;
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?
         .with_max_response_bytes(config.connect.max_response_bytes);
-    let (store, memory): (store::Store, bridge::registry::Memory) =
-        store::Store::open(&config.state.dir)?;
     let settings = bridge::Settings::from_config(&config)?;
     let status = settings.topics.bridge_state();
-    let options = mqtt::options(&config.mqtt, Some(&status))?;
     let ha_status = config
         .homeassistant
         .enabled

@@ -1,9 +1,5 @@
 //! The topic layout, in one place. `B` is the base topic, `P` a printer's topic id.
 
-use std::collections::{BTreeMap, HashSet};
-
-use crate::connect::model::Printer;
-
 #[derive(Debug, Clone)]
 pub struct Topics {
     base: String,
@@ -99,69 +95,9 @@ pub fn slug(name: &str) -> String {
     out
 }
 
-/// Topic ids for a set of printers: the configured override (by uuid or name), else the slug
-/// of the name; a clash or an empty slug gets a short uuid suffix. Ordered by uuid so the same
-/// account gives the same ids every time.
-pub fn assign_ids(
-    printers: &[&Printer],
-    overrides: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut sorted: Vec<&&Printer> = printers.iter().collect();
-    sorted.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-    let mut taken: HashSet<String> = HashSet::new();
-    let mut ids = BTreeMap::new();
-    // Overrides first, so a slug never steals an id the operator chose.
-    for p in &sorted {
-        let chosen = overrides
-            .get(&p.uuid)
-            .or_else(|| p.name.as_ref().and_then(|n| overrides.get(n)));
-        if let Some(id) = chosen
-            && taken.insert(id.clone())
-        {
-            ids.insert(p.uuid.clone(), id.clone());
-        }
-    }
-    for p in &sorted {
-        if ids.contains_key(&p.uuid) {
-            continue;
-        }
-        let base = slug(p.name.as_deref().unwrap_or(""));
-        let short: String = p
-            .uuid
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let short = &short[short.len().saturating_sub(6)..];
-        let mut id = if base.is_empty() {
-            format!("printer_{short}")
-        } else {
-            base.clone()
-        };
-        if taken.contains(&id) {
-            id = format!("{base}_{short}");
-        }
-        let mut n = 2;
-        while taken.contains(&id) {
-            id = format!("{base}_{short}_{n}");
-            n += 1;
-        }
-        taken.insert(id.clone());
-        ids.insert(p.uuid.clone(), id);
-    }
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn printer(uuid: &str, name: &str) -> Printer {
-        Printer {
-            uuid: uuid.into(),
-            name: Some(name.into()),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn slugs() {
@@ -169,21 +105,6 @@ mod tests {
         assert_eq!(slug("  Core One (left) "), "core_one_left");
         assert_eq!(slug("Průša"), "pr_a");
         assert_eq!(slug("+#/"), "");
-    }
-
-    #[test]
-    fn clashes_get_uuid_suffix_and_overrides_win() {
-        let a = printer("00000000-0000-4000-8000-0000000000aa", "MK4");
-        let b = printer("00000000-0000-4000-8000-0000000000bb", "mk4");
-        let c = printer("00000000-0000-4000-8000-0000000000cc", "###");
-        let d = printer("00000000-0000-4000-8000-0000000000dd", "Left");
-        let mut overrides = BTreeMap::new();
-        overrides.insert("Left".to_string(), "mk4".to_string());
-        let ids = assign_ids(&[&a, &b, &c, &d], &overrides);
-        assert_eq!(ids[&d.uuid], "mk4");
-        assert_eq!(ids[&a.uuid], "mk4_0000aa");
-        assert_eq!(ids[&b.uuid], "mk4_0000bb");
-        assert_eq!(ids[&c.uuid], "printer_0000cc");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use prusa_connect_mqtt::auth::{self, TokenResponse, TokenStore};
+use prusa_connect_mqtt::bridge::registry::Registry;
 use prusa_connect_mqtt::command::{self, CommandReply};
 use prusa_connect_mqtt::config::{Config, DEFAULT_ALLOWED_COMMANDS, DiscoveryMode};
 use prusa_connect_mqtt::connect::model::*;
@@ -27,7 +28,7 @@ use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
 use prusa_connect_mqtt::discovery::{self, Discovery, PrinterDevice};
 use prusa_connect_mqtt::payloads;
 use prusa_connect_mqtt::simulator::{PrinterSpec, Scenario, SimOptions, Simulator};
-use prusa_connect_mqtt::topics::{Topics, assign_ids};
+use prusa_connect_mqtt::topics::Topics;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
@@ -569,8 +570,13 @@ fn exercise_printer(p: &Printer) -> Result<(), TestCaseError> {
     check_state_payload(p, &state)?;
     let _ = payloads::job_running(p);
     let _ = payloads::job(p.job_info.as_ref(), None);
-    let ids = assign_ids(&[p], &BTreeMap::new());
-    let id = &ids[&p.uuid];
+    let mut registry = Registry::default();
+    registry.assign_ids(&[p], &BTreeMap::new());
+    let id = &registry
+        .get(&p.uuid)
+        .and_then(|e| e.id())
+        .unwrap()
+        .to_string();
     prop_assert!(
         !id.is_empty()
             && id

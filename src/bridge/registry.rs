@@ -336,3 +336,73 @@ impl Registry {
         self.by_id.insert(id, p.uuid.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printer(uuid: &str, name: &str) -> Printer {
+        Printer {
+            uuid: uuid.into(),
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_fresh_start_gives_the_ids_earlier_versions_gave() {
+        let a = printer("00000000-0000-4000-8000-0000000000aa", "MK4");
+        let b = printer("00000000-0000-4000-8000-0000000000bb", "mk4");
+        let c = printer("00000000-0000-4000-8000-0000000000cc", "###");
+        let d = printer("00000000-0000-4000-8000-0000000000dd", "Left");
+        let mut overrides = BTreeMap::new();
+        overrides.insert("Left".to_string(), "mk4".to_string());
+        let mut registry = Registry::default();
+        let renamed = registry.assign_ids(&[&d, &b, &c, &a], &overrides);
+        assert!(renamed.is_empty());
+        let id = |p: &Printer| registry.get(&p.uuid).unwrap().id().unwrap().to_string();
+        assert_eq!(id(&d), "mk4");
+        assert_eq!(id(&a), "mk4_0000aa");
+        assert_eq!(id(&b), "mk4_0000bb");
+        assert_eq!(id(&c), "printer_0000cc");
+        assert_eq!(registry.by_id("mk4").unwrap().uuid, d.uuid);
+    }
+
+    #[test]
+    fn an_id_is_kept_when_a_namesake_comes_or_goes() {
+        let a = printer("00000000-0000-4000-8000-0000000000aa", "MK4");
+        let b = printer("00000000-0000-4000-8000-0000000000bb", "MK4");
+        let none = BTreeMap::new();
+        let mut registry = Registry::default();
+        registry.assign_ids(&[&b], &none);
+        assert_eq!(registry.get(&b.uuid).unwrap().id(), Some("mk4"));
+        // A namesake whose uuid sorts first arrives: it does not take the id.
+        assert!(registry.assign_ids(&[&a, &b], &none).is_empty());
+        assert_eq!(registry.get(&a.uuid).unwrap().id(), Some("mk4_0000aa"));
+        assert_eq!(registry.get(&b.uuid).unwrap().id(), Some("mk4"));
+        // The holder goes away: the namesake keeps its own.
+        registry.remove(&b.uuid);
+        assert!(registry.assign_ids(&[&a], &none).is_empty());
+        assert_eq!(registry.get(&a.uuid).unwrap().id(), Some("mk4_0000aa"));
+        assert!(registry.by_id("mk4").is_none());
+    }
+
+    #[test]
+    fn an_override_removed_gives_the_printer_its_name_back() {
+        let a = printer("00000000-0000-4000-8000-0000000000aa", "MK4");
+        let mut overrides = BTreeMap::new();
+        overrides.insert(a.uuid.clone(), "left".to_string());
+        let mut registry = Registry::default();
+        registry.assign_ids(&[&a], &overrides);
+        assert_eq!(registry.get(&a.uuid).unwrap().id(), Some("left"));
+        let renamed = registry.assign_ids(&[&a], &BTreeMap::new());
+        assert_eq!(
+            renamed,
+            [Renamed {
+                uuid: a.uuid.clone(),
+                old: "left".into(),
+                new: "mk4".into()
+            }]
+        );
+    }
+}

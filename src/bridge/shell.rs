@@ -339,11 +339,13 @@ impl ReadRunner {
         {
             let connect = self.connect.clone();
             let task = read.clone();
-            let handle = self
-                .tasks
-                .spawn(async move { perform(&connect, task).await });
-            self.running.insert(handle.id(), read);
+            self.spawn(read, async move { perform(&connect, task).await });
         }
+    }
+
+    fn spawn(&mut self, read: Read, task: impl Future<Output = ReadDone> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.running.insert(handle.id(), read);
     }
 
     /// The next read to finish.
@@ -656,5 +658,36 @@ async fn tick_of(watchdog: &mut Option<tokio::time::Interval>) {
 fn notify_systemd(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::debug!("cannot notify systemd: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::TokenSource;
+
+    #[tokio::test]
+    async fn a_read_whose_task_panics_comes_back_failed() {
+        let connect = ConnectClient::new(
+            "http://127.0.0.1:9",
+            TokenSource::None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut reads = ReadRunner::new(connect);
+        let read = Read::Snapshot {
+            uuid: "u".into(),
+            camera: "5".into(),
+            etag: None,
+            last_modified: None,
+        };
+        reads.spawn(read.clone(), async { panic!("a bug in a read") });
+        let done = reads.next().await.expect("the read comes back");
+        assert_eq!(done.read, read);
+        assert!(matches!(
+            done.result,
+            ReadResult::Snapshot(Err(ConnectError::Transport(_)))
+        ));
+        assert!(reads.is_idle());
     }
 }

@@ -1,1 +1,725 @@
+//! The core's decisions, in-process: a previous state and an input (a printer list, a read's
+//! result, a command), then exactly the messages and reads that come out. No broker, no HTTP.
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::commands::{CommandDone, CommandTask, Outcome, Prepared};
+use super::core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
+use super::reads::{Read, ReadDone, ReadResult};
+use super::registry::{Memory, PrinterRecord};
+use crate::command::{CommandReply, ErrorCode};
+use crate::config::Config;
+use crate::connect::client::{AuthStatus, ConnectError, FeedBatch};
+use crate::connect::model::{FeedEvent, Job, JobState, Printer};
+use crate::mqtt::Incoming;
+use crate::outbox::Message;
+
+const WALL: f64 = 1_800_000_000.0;
+const A: &str = "00000000-0000-4000-8000-0000000000aa";
+const B: &str = "00000000-0000-4000-8000-0000000000bb";
+
+/// The test config: cameras off unless `extra` has a `[camera]` table.
+fn settings(extra: &str) -> Settings {
+    let cameras = if extra.contains("[camera]") {
+        ""
+    } else {
+        "[camera]\nenabled = false"
+    };
+    let config = Config::from_toml(&format!(
+        "[connect]\naccess_token = \"t\"\nurl = \"http://127.0.0.1:9\"\n\
+         [mqtt]\nbase_topic = \"pc\"\n{cameras}\n{extra}"
+    ))
+    .unwrap();
+    Settings::from_config(&config).unwrap()
+}
+
+fn auth() -> AuthStatus {
+    AuthStatus {
+        method: "access_token",
+        status: "ok",
+        action: None,
+        detail: None,
+    }
+}
+
+fn printer(uuid: &str, name: &str, state: &str) -> Value {
+    json!({"uuid": uuid, "name": name, "printer_state": state, "connect_state": state,
+           "job_queue_count": 0})
+}
+
+fn printing(uuid: &str, name: &str, job: i64) -> Value {
+    let mut p = printer(uuid, name, "PRINTING");
+    p["job_info"] = json!({"id": job, "state": "PRINTING", "progress": 10.0});
+    p
+}
+
+fn job(id: i64, state: JobState) -> Job {
+    Job {
+        id,
+        state: Some(state),
+        ts_started: Some(WALL - 60.0),
+        ts_ended: Some(WALL),
+        ..Default::default()
+    }
+}
+
+/// A core and its clock.
+struct Bridge {
+    core: Core,
+    now: Instant,
+    wall: f64,
+}
+
+/// What came out of one input.
+#[derive(Debug)]
+struct Out {
+    messages: Vec<Message>,
+    reads: Vec<Read>,
+}
+
+impl Out {
+    /// `retain TOPIC`, `clear TOPIC` or `event TOPIC`, in order.
+    fn topics(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .map(|m| match m {
+                Message::Retain { topic, .. } => format!("retain {topic}"),
+                Message::Clear { topic } => format!("clear {topic}"),
+                Message::Event { topic, .. } => format!("event {topic}"),
+                Message::Image { topic, .. } => format!("image {topic}"),
+            })
+            .collect()
+    }
+
+    fn payload(&self, topic: &str) -> Option<Value> {
+        self.messages.iter().rev().find_map(|m| match m {
+            Message::Retain {
+                topic: t, payload, ..
+            }
+            | Message::Event { topic: t, payload }
+                if t == topic =>
+            {
+                serde_json::from_slice(payload)
+                    .ok()
+                    .or(Some(json!(String::from_utf8_lossy(payload).into_owned())))
+            }
+            _ => None,
+        })
+    }
+
+    fn events(&self, topic: &str) -> Vec<Value> {
+        self.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Event { topic: t, payload } if t == topic => {
+                    serde_json::from_slice(payload).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Bridge {
+    fn new(extra: &str) -> Bridge {
+        Bridge::with_memory(extra, Memory::default())
+    }
+
+    fn with_memory(extra: &str, memory: Memory) -> Bridge {
+        Bridge {
+            core: Core::new(settings(extra), memory),
+            now: Instant::now(),
+            wall: WALL,
+        }
+    }
+
+    fn take(&mut self) -> Out {
+        Out {
+            messages: self.core.take_messages(),
+            reads: self.core.take_reads(),
+        }
+    }
+
+    fn poll(&mut self, printers: &[Value]) -> Out {
+        let printers: Vec<Printer> = printers
+            .iter()
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect();
+        self.core
+            .on_list(self.now, self.wall, Ok((printers, Vec::new())), auth());
+        self.take()
+    }
+
+    fn fail_poll(&mut self, error: ConnectError) -> Out {
+        self.core.on_list(self.now, self.wall, Err(error), auth());
+        self.take()
+    }
+
+    fn answer(&mut self, read: Read, result: ReadResult) -> Out {
+        self.core
+            .on_read(ReadDone { read, result }, self.now, self.wall);
+        self.take()
+    }
+
+    /// Answers the account reads and a printer's first reads with "nothing there".
+    fn settle(&mut self, reads: Vec<Read>) -> Out {
+        let mut messages = Vec::new();
+        let mut more = Vec::new();
+        for read in reads {
+            let result = match &read {
+                Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
+                    events: Vec::new(),
+                    server_now: Some(self.wall),
+                })),
+                Read::Queue { .. } => ReadResult::Queue(Ok(Default::default())),
+                Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
+                Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
+                Read::Version => ReadResult::Version(Ok(Default::default())),
+                Read::Unseen => ReadResult::Unseen(Ok(Default::default())),
+                Read::Job { job, .. } => {
+                    ReadResult::Job(Box::new(Ok(job_record(*job, JobState::Printing))))
+                }
+                Read::Snapshot { .. } => continue,
+            };
+            let out = self.answer(read, result);
+            messages.extend(out.messages);
+            more.extend(out.reads);
+        }
+        Out {
+            messages,
+            reads: more,
+        }
+    }
+
+    /// A poll whose reads are all answered with "nothing there".
+    fn poll_settled(&mut self, printers: &[Value]) -> Out {
+        let first = self.poll(printers);
+        let rest = self.settle(first.reads);
+        let mut messages = first.messages;
+        messages.extend(rest.messages);
+        Out {
+            messages,
+            reads: rest.reads,
+        }
+    }
+
+    fn advance(&mut self, seconds: u64) {
+        self.now += Duration::from_secs(seconds);
+        self.wall += seconds as f64;
+    }
+
+    fn command(&mut self, topic: &str, payload: &str) -> Prepared {
+        self.core.prepare(&Incoming {
+            topic: topic.into(),
+            payload: payload.as_bytes().to_vec().into(),
+            retain: false,
+            generation: 1,
+        })
+    }
+}
+
+fn job_record(id: i64, state: JobState) -> Job {
+    Job {
+        id,
+        state: Some(state),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
+    let mut b = Bridge::new("[camera]\nenabled = true");
+    let first = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert_eq!(
+        first.reads,
+        [
+            Read::PrinterTypes,
+            Read::Version,
+            Read::Cameras { uuid: A.into() },
+            Read::Feed {
+                uuid: A.into(),
+                from: None,
+                rewound: false
+            },
+            Read::Unseen,
+        ],
+        "queue_count 0: no queue read"
+    );
+    assert!(
+        first.topics().is_empty(),
+        "nothing of the printer before its feed cursor and cameras are known: {:?}",
+        first.topics()
+    );
+    let rest = b.settle(first.reads);
+    assert_eq!(
+        rest.topics(),
+        [
+            "retain pc/busy_mk4/state",
+            "retain homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
+            "retain pc/busy_mk4/availability",
+            "retain pc/bridge/info",
+        ]
+    );
+    assert_eq!(
+        rest.payload("pc/busy_mk4/availability"),
+        Some(json!("online"))
+    );
+    assert_eq!(rest.payload("pc/busy_mk4/state").unwrap()["queue_count"], 0);
+    // The same list again: only what may change without a change (availability, info) is
+    // handed over; the outbox drops unchanged values.
+    let again = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert!(again.reads.is_empty(), "{:?}", again.reads);
+    assert_eq!(
+        again.topics(),
+        ["retain pc/busy_mk4/availability", "retain pc/bridge/info"]
+    );
+}
+
+#[test]
+fn ids_stay_with_their_printers_when_a_namesake_is_missing() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[
+        printer(B, "Workshop MK4", "IDLE"),
+        printer(A, "Workshop MK4", "IDLE"),
+    ]);
+    let id = |b: &Bridge, uuid: &str| {
+        b.core
+            .registry()
+            .get(uuid)
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id(&b, A), "workshop_mk4");
+    assert_eq!(id(&b, B), "workshop_mk4_0000bb");
+    // A is missing from two polls: B keeps its id and nothing of either is cleared.
+    for _ in 0..REMOVE_AFTER_MISSING_POLLS - 1 {
+        let out = b.poll_settled(&[printer(B, "Workshop MK4", "IDLE")]);
+        assert!(
+            !out.topics().iter().any(|t| t.starts_with("clear")),
+            "{:?}",
+            out.topics()
+        );
+        assert_eq!(id(&b, B), "workshop_mk4_0000bb");
+    }
+    // Commands go by id to the printer that has it.
+    let Prepared::Run(job) = b.command("pc/workshop_mk4_0000bb/command", "home") else {
+        panic!("runs");
+    };
+    assert_eq!(job.uuid, B);
+    let Prepared::Run(job) = b.command("pc/workshop_mk4/command", "home") else {
+        panic!("runs");
+    };
+    assert_eq!(job.uuid, A, "a missing printer keeps taking commands");
+    // Back: the same ids.
+    b.poll_settled(&[
+        printer(A, "Workshop MK4", "IDLE"),
+        printer(B, "Workshop MK4", "IDLE"),
+    ]);
+    assert_eq!(id(&b, A), "workshop_mk4");
+    assert_eq!(id(&b, B), "workshop_mk4_0000bb");
+    // Gone for good (three polls): only A's topics go, and B keeps its id.
+    let mut cleared = Vec::new();
+    for _ in 0..REMOVE_AFTER_MISSING_POLLS {
+        cleared.extend(
+            b.poll_settled(&[printer(B, "Workshop MK4", "IDLE")])
+                .topics()
+                .into_iter()
+                .filter(|t| t.starts_with("clear")),
+        );
+    }
+    assert_eq!(
+        cleared,
+        [
+            "clear homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
+            "clear pc/workshop_mk4/state",
+            "clear pc/workshop_mk4/job",
+            "clear pc/workshop_mk4/availability",
+        ]
+    );
+    assert_eq!(id(&b, B), "workshop_mk4_0000bb");
+    assert!(matches!(
+        b.command("pc/workshop_mk4/command", "home"),
+        Prepared::Reply(_)
+    ));
+}
+
+#[test]
+fn ids_survive_a_restart_and_change_only_when_the_printer_is_renamed() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE"), printer(B, "MK4", "IDLE")]);
+    let memory = b.core.memory();
+    assert_eq!(memory.printers[B].id.as_deref(), Some("mk4_0000bb"));
+    // After a restart B comes back alone first: it keeps its id.
+    let mut b = Bridge::with_memory("", memory);
+    b.poll_settled(&[printer(B, "MK4", "IDLE")]);
+    assert_eq!(b.core.registry().get(B).unwrap().id(), Some("mk4_0000bb"));
+    // Renamed in Connect: a new id, and the old topics are cleared.
+    let out = b.poll_settled(&[printer(B, "Left", "IDLE"), printer(A, "MK4", "IDLE")]);
+    assert_eq!(b.core.registry().get(B).unwrap().id(), Some("left"));
+    for topic in ["state", "job", "availability"] {
+        assert!(
+            out.topics()
+                .contains(&format!("clear pc/mk4_0000bb/{topic}")),
+            "{:?}",
+            out.topics()
+        );
+    }
+    assert_eq!(out.payload("pc/left/availability"), Some(json!("online")));
+    assert_eq!(b.core.registry().get(A).unwrap().id(), Some("mk4"));
+}
+
+#[test]
+fn the_operators_id_wins_and_takes_effect_at_once() {
+    let mut b = Bridge::new("[mqtt.printer_ids]\n\"MK4\" = \"left\"");
+    b.poll_settled(&[printer(A, "MK4", "IDLE"), printer(B, "Other", "IDLE")]);
+    assert_eq!(b.core.registry().get(A).unwrap().id(), Some("left"));
+    assert_eq!(b.core.registry().get(B).unwrap().id(), Some("other"));
+}
+
+#[test]
+fn a_job_that_started_and_ended_between_two_polls_is_announced_once() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 7)]);
+    // Next poll: the job is over (the list says FIN_OK) and the printer idle.
+    let mut idle = printer(A, "MK4", "IDLE");
+    idle["job_info"] = json!({"id": 7, "state": "FIN_OK"});
+    let out = b.poll(std::slice::from_ref(&idle));
+    let reads: Vec<&Read> = out
+        .reads
+        .iter()
+        .filter(|r| matches!(r, Read::Job { .. }))
+        .collect();
+    assert_eq!(
+        reads,
+        [&Read::Job {
+            uuid: A.into(),
+            job: 7
+        }]
+    );
+    let done = b.answer(
+        Read::Job {
+            uuid: A.into(),
+            job: 7,
+        },
+        ReadResult::Job(Box::new(Ok(job(7, JobState::FinOk)))),
+    );
+    let ends = done.events("pc/mk4/job/finished");
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0]["event_type"], "FIN_OK");
+    assert_eq!(ends[0]["job_id"], 7);
+    assert_eq!(ends[0]["duration"], 60);
+    // Nothing more: not on the next poll, nor after a restart.
+    b.advance(30);
+    let out = b.poll_settled(std::slice::from_ref(&idle));
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+    let mut b = Bridge::with_memory("", b.core.memory());
+    let out = b.poll_settled(&[idle]);
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+}
+
+#[test]
+fn a_job_ended_before_the_printer_was_first_seen_is_never_announced() {
+    let mut b = Bridge::new("");
+    let mut idle = printer(A, "MK4", "IDLE");
+    idle["job_info"] = json!({"id": 3, "state": "FIN_ERROR"});
+    let out = b.poll_settled(&[idle]);
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+    assert_eq!(b.core.memory().printers[A].jobs.announced_job, Some(3));
+}
+
+#[test]
+fn a_lagging_job_record_is_read_again_with_backoff_for_more_than_an_hour() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 9)]);
+    let idle = printer(A, "MK4", "IDLE");
+    let job_read = || Read::Job {
+        uuid: A.into(),
+        job: 9,
+    };
+    let mut out = b.poll(std::slice::from_ref(&idle));
+    let mut reads_made = 0;
+    let mut waits = Vec::new();
+    let mut last_read_at = b.wall;
+    // Connect's record says PRINTING for an hour and a half.
+    while b.wall < WALL + 5400.0 {
+        if out.reads.contains(&job_read()) {
+            reads_made += 1;
+            waits.push(b.wall - last_read_at);
+            last_read_at = b.wall;
+            let answer = b.answer(
+                job_read(),
+                ReadResult::Job(Box::new(Ok(job(9, JobState::Printing)))),
+            );
+            assert!(answer.events("pc/mk4/job/finished").is_empty());
+        }
+        b.advance(5);
+        out = b.poll(std::slice::from_ref(&idle));
+    }
+    assert!(
+        (10..40).contains(&reads_made),
+        "read {reads_made} times: {waits:?}"
+    );
+    assert!(
+        waits.iter().skip(2).all(|w| *w > 5.0),
+        "backs off: {waits:?}"
+    );
+    assert!(
+        waits.iter().all(|w| *w <= 305.0),
+        "at most 5 min apart: {waits:?}"
+    );
+    // Then the record says how it ended: announced.
+    while !out.reads.contains(&job_read()) {
+        b.advance(5);
+        out = b.poll(std::slice::from_ref(&idle));
+    }
+    let done = b.answer(
+        job_read(),
+        ReadResult::Job(Box::new(Ok(job(9, JobState::FinStopped)))),
+    );
+    assert_eq!(
+        done.events("pc/mk4/job/finished")[0]["event_type"],
+        "FIN_STOPPED"
+    );
+}
+
+#[test]
+fn a_printer_state_change_reads_the_feed_and_publishes_each_event_once() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let quiet = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(quiet.reads.is_empty(), "nothing changed, no feed read");
+    let out = b.poll(&[printing(A, "MK4", 5)]);
+    let feed = out
+        .reads
+        .iter()
+        .find(|r| matches!(r, Read::Feed { .. }))
+        .cloned()
+        .expect("a feed read");
+    assert_eq!(
+        feed,
+        Read::Feed {
+            uuid: A.into(),
+            from: Some(0.0),
+            rewound: false
+        }
+    );
+    let event = |name: &str, at: f64| {
+        FeedEvent::from_value(json!({"event": name, "created": at, "state": "PRINTING"})).unwrap()
+    };
+    let batch = || {
+        ReadResult::Feed(Ok(FeedBatch {
+            events: vec![event("JOB_INFO", WALL - 1.0), event("STATE_CHANGED", WALL)],
+            server_now: Some(WALL),
+        }))
+    };
+    let published = b.answer(feed.clone(), batch());
+    let events = published.events("pc/mk4/event");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect::<Vec<_>>(),
+        [json!("JOB_INFO"), json!("STATE_CHANGED")]
+    );
+    assert!(b.answer(feed, batch()).events("pc/mk4/event").is_empty());
+}
+
+#[test]
+fn dialogs_are_announced_once_and_their_closing_too() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let mut asking = printer(A, "MK4", "ATTENTION");
+    asking["dialog_info"] = json!({"id": 42, "title": "Filament runout", "buttons": ["Continue"]});
+    let shown = b.poll_settled(&[asking.clone()]).events("pc/mk4/event");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["event"], "DIALOG_SHOWN");
+    assert!(b.poll_settled(&[asking]).events("pc/mk4/event").is_empty());
+    let closed = b
+        .poll_settled(&[printer(A, "MK4", "IDLE")])
+        .events("pc/mk4/event");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["event"], "DIALOG_CLOSED");
+    assert_eq!(closed[0]["dialog"]["title"], "Filament runout");
+}
+
+#[test]
+fn a_failed_list_marks_every_known_printer_offline_even_those_known_only_from_the_state_file() {
+    let mut memory = Memory::default();
+    for (uuid, id) in [(A, "left"), (B, "right")] {
+        memory.printers.insert(
+            uuid.into(),
+            PrinterRecord {
+                id: Some(id.into()),
+                id_name: Some(id.into()),
+                ..Default::default()
+            },
+        );
+    }
+    let mut b = Bridge::with_memory("", memory);
+    let out = b.fail_poll(ConnectError::Unauthorized {
+        message: "token expired".into(),
+    });
+    assert_eq!(
+        out.topics(),
+        [
+            "retain pc/left/availability",
+            "retain pc/right/availability",
+            "retain pc/bridge/info"
+        ]
+    );
+    assert_eq!(out.payload("pc/left/availability"), Some(json!("offline")));
+    let info = out.payload("pc/bridge/info").unwrap();
+    assert_eq!(info["connect"]["reachable"], false);
+}
+
+#[test]
+fn commands_are_checked_here_and_their_replies_change_the_polls() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    // Unknown printer, retained message, oversized message: answered (or cleared) at once.
+    let Prepared::Reply(Message::Event { topic, payload }) = b.command("pc/nope/command", "home")
+    else {
+        panic!("a reply")
+    };
+    assert_eq!(topic, "pc/nope/command/response");
+    let reply: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["code"], "UNKNOWN_PRINTER");
+    let retained = b.core.prepare(&Incoming {
+        topic: "pc/mk4/command".into(),
+        payload: b"stop".to_vec().into(),
+        retain: true,
+        generation: 1,
+    });
+    assert!(matches!(retained, Prepared::Reply(Message::Clear { .. })));
+    // A command for a printer runs with what the core knows of it.
+    let Prepared::Run(job) = b.command(
+        "pc/mk4/command",
+        r#"{"command": "MOVE", "kwargs": {"x": 1}, "transaction": "t1"}"#,
+    ) else {
+        panic!("runs")
+    };
+    let CommandTask::Command { req, supported, .. } = &job.task else {
+        panic!("a command")
+    };
+    assert_eq!(req.command, "MOVE");
+    assert!(supported.is_none(), "read at the first command");
+    // Connect took it: the reply, and fast polls from now on.
+    let soon = b.core.command_done(
+        CommandDone {
+            printer_id: job.printer_id.clone(),
+            uuid: job.uuid.clone(),
+            reply: CommandReply::ok(req, Some(77)),
+            supported: Some(Vec::new()),
+            outcome: Outcome::Accepted,
+        },
+        b.now,
+    );
+    assert!(soon.is_some_and(|t| t <= b.now + Duration::from_secs(1)));
+    let out = b.take();
+    assert_eq!(
+        out.events("pc/mk4/command/response")[0],
+        json!({"transaction": "t1", "command": "MOVE", "status": "ok", "connect_command_id": 77})
+    );
+    let wait = b.core.on_list(
+        b.now,
+        b.wall,
+        Ok((
+            vec![serde_json::from_value(printer(A, "MK4", "IDLE")).unwrap()],
+            Vec::new(),
+        )),
+        auth(),
+    );
+    assert_eq!(wait, Duration::from_secs(5), "the active poll interval");
+}
+
+#[test]
+fn messages_the_gateway_will_not_run_are_answered_job_reasons_included() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let msg = |topic: &str, payload: &str| Incoming {
+        topic: topic.into(),
+        payload: payload.as_bytes().to_vec().into(),
+        retain: false,
+        generation: 1,
+    };
+    let reason = b.core.refuse(
+        &msg(
+            "pc/mk4/job/reason",
+            r#"{"tags": ["WARPING"], "transaction": "r1"}"#,
+        ),
+        ErrorCode::ConnectError,
+        "the gateway is stopping",
+    );
+    let Some(Message::Event { topic, payload }) = reason else {
+        panic!("a reply");
+    };
+    assert_eq!(topic, "pc/mk4/command/response");
+    let reply: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["transaction"], "r1");
+    assert_eq!(reply["command"], "SET_JOB_REASON");
+    assert_eq!(reply["code"], "CONNECT_ERROR");
+    let busy = b
+        .core
+        .refuse(
+            &msg("pc/mk4/command", "not json {"),
+            ErrorCode::RateLimited,
+            "busy",
+        )
+        .unwrap();
+    let Message::Event { payload, .. } = busy else {
+        panic!("a reply")
+    };
+    let reply: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["code"], "RATE_LIMITED");
+    assert!(
+        b.core
+            .refuse(&msg("pc/mk4/state", "x"), ErrorCode::Expired, "")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_picture_read_that_never_answered_does_not_stop_its_camera() {
+    let mut b =
+        Bridge::new("[camera]\nenabled = true\ninterval = \"10s\"\nidle_interval = \"10s\"");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let mut snapshot = None;
+    for read in first.reads {
+        let result = match &read {
+            Read::Cameras { .. } => ReadResult::Cameras(Ok(serde_json::from_value(
+                json!({"cameras": [{"id": 5, "name": "Top"}]}),
+            )
+            .unwrap())),
+            Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
+                events: Vec::new(),
+                server_now: None,
+            })),
+            Read::Version => ReadResult::Version(Ok(Default::default())),
+            Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
+            _ => continue,
+        };
+        let out = b.answer(read, result);
+        snapshot = snapshot.or(out
+            .reads
+            .into_iter()
+            .find(|r| matches!(r, Read::Snapshot { .. })));
+    }
+    let snapshot = snapshot.expect("the camera's picture is asked for once it is listed");
+    // The read's task died (the shell reports it as failed): the camera is asked again
+    // when its interval comes round.
+    b.answer(
+        snapshot.clone(),
+        ReadResult::failed(
+            &snapshot,
+            ConnectError::Transport("the read stopped".into()),
+        ),
+    );
+    b.advance(10);
+    let out = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(out.reads.contains(&snapshot), "{:?}", out.reads);
+}

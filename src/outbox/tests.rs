@@ -1,1 +1,294 @@
+//! The outbox as rumqttc would drive it: transmits handed over, written with packet ids,
+//! acknowledged, and connections dropped in between.
 
+use super::*;
+
+const STATUS: &str = "pc/bridge/state";
+
+/// A session as rumqttc runs it: hands over what the outbox lets go, writes it with the next
+/// packet id (0 at QoS 0), and acknowledges on request.
+struct Broker {
+    outbox: Outbox,
+    next_pkid: u16,
+    /// Written at QoS 1, not acknowledged yet, in order.
+    written: Vec<(u16, Transmit)>,
+    /// Everything written, in order.
+    log: Vec<Transmit>,
+}
+
+impl Broker {
+    fn new() -> Broker {
+        Broker {
+            outbox: Outbox::new(STATUS),
+            next_pkid: 0,
+            written: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Hands over and writes all the window allows; returns what was written.
+    fn write(&mut self) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        while let Some(t) = self.outbox.poll_transmit() {
+            let pkid = if t.acknowledged {
+                self.next_pkid = self.next_pkid % 100 + 1;
+                self.next_pkid
+            } else {
+                0
+            };
+            self.outbox.on_sent(pkid);
+            if t.acknowledged {
+                self.written.push((pkid, t.clone()));
+            }
+            self.log.push(t.clone());
+            out.push(t);
+        }
+        out
+    }
+
+    fn ack_all(&mut self) {
+        for (pkid, _) in std::mem::take(&mut self.written) {
+            self.outbox.on_acked(pkid);
+        }
+    }
+
+    /// Writes and acknowledges until nothing is left; returns what was written.
+    fn deliver(&mut self) -> Vec<Transmit> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.write();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+            self.ack_all();
+        }
+    }
+
+    fn drop_connection(&mut self) {
+        self.written.clear();
+        self.outbox.on_disconnected();
+    }
+
+    fn connect(&mut self) {
+        self.outbox.on_connected();
+    }
+}
+
+fn topics(ts: &[Transmit]) -> Vec<String> {
+    ts.iter()
+        .map(|t| {
+            let what = if t.payload.is_empty() {
+                "<clear>".to_string()
+            } else {
+                String::from_utf8_lossy(&t.payload).into_owned()
+            };
+            format!("{}={what}", t.topic)
+        })
+        .collect()
+}
+
+fn data(topic: &str, v: &str) -> Message {
+    Message::retain(Kind::Data, topic.into(), v)
+}
+
+#[test]
+fn online_first_then_discovery_then_data_and_unchanged_values_are_not_sent_again() {
+    let mut b = Broker::new();
+    b.outbox.push(data("pc/p/state", "1"));
+    b.outbox
+        .push(Message::retain(Kind::Discovery, "ha/p/config".into(), "d"));
+    b.connect();
+    assert_eq!(
+        topics(&b.deliver()),
+        ["pc/bridge/state=online", "ha/p/config=d", "pc/p/state=1"]
+    );
+    b.outbox.push(data("pc/p/state", "1"));
+    assert!(b.deliver().is_empty(), "unchanged");
+    b.outbox.push(data("pc/p/state", "2"));
+    assert_eq!(topics(&b.deliver()), ["pc/p/state=2"]);
+}
+
+#[test]
+fn a_topic_cleared_then_set_while_away_ends_up_set() {
+    let mut b = Broker::new();
+    b.connect();
+    b.outbox.push(data("pc/p/state", "1"));
+    b.deliver();
+    b.drop_connection();
+    b.outbox.push(Message::Clear {
+        topic: "pc/p/state".into(),
+    });
+    b.outbox.push(data("pc/p/state", "2"));
+    b.connect();
+    let sent = topics(&b.deliver());
+    assert_eq!(sent, ["pc/bridge/state=online", "pc/p/state=2"]);
+}
+
+#[test]
+fn a_topic_set_then_cleared_while_away_is_cleared() {
+    let mut b = Broker::new();
+    b.connect();
+    b.outbox.push(data("pc/p/state", "1"));
+    b.deliver();
+    b.drop_connection();
+    b.outbox.push(data("pc/p/state", "2"));
+    b.outbox.push(Message::Clear {
+        topic: "pc/p/state".into(),
+    });
+    b.connect();
+    assert_eq!(
+        topics(&b.deliver()),
+        ["pc/bridge/state=online", "pc/p/state=<clear>"]
+    );
+    // Acknowledged: the next connection owes nothing for it.
+    b.drop_connection();
+    b.connect();
+    assert_eq!(topics(&b.deliver()), ["pc/bridge/state=online"]);
+}
+
+#[test]
+fn a_clear_not_acknowledged_when_the_connection_drops_is_sent_again() {
+    let mut b = Broker::new();
+    b.connect();
+    b.outbox.push(data("pc/p/state", "1"));
+    b.deliver();
+    b.outbox.push(Message::Clear {
+        topic: "pc/p/state".into(),
+    });
+    assert_eq!(topics(&b.write()), ["pc/p/state=<clear>"]);
+    b.drop_connection();
+    b.connect();
+    assert_eq!(
+        topics(&b.deliver()),
+        ["pc/bridge/state=online", "pc/p/state=<clear>"]
+    );
+}
+
+#[test]
+fn events_not_acknowledged_are_sent_again_in_order_after_retained_values() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    for i in 0..5 {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), format!("e{i}")));
+    }
+    let written = b.write();
+    assert_eq!(written.len(), 5);
+    // The broker acknowledged the first two; then the connection dropped.
+    let acked: Vec<u16> = b.written.iter().take(2).map(|(p, _)| *p).collect();
+    for pkid in acked {
+        b.outbox.on_acked(pkid);
+    }
+    assert_eq!(b.outbox.owed_events(), 3);
+    b.drop_connection();
+    b.outbox
+        .push(Message::event("pc/p/event".into(), "e5".to_string()));
+    b.outbox.push(data("pc/p/state", "s"));
+    b.connect();
+    assert_eq!(
+        topics(&b.deliver()),
+        [
+            "pc/bridge/state=online",
+            "pc/p/state=s",
+            "pc/p/event=e2",
+            "pc/p/event=e3",
+            "pc/p/event=e4",
+            "pc/p/event=e5"
+        ]
+    );
+    assert_eq!(b.outbox.owed_events(), 0);
+    assert!(b.outbox.is_idle());
+}
+
+#[test]
+fn at_most_a_window_is_handed_over_until_acks_come() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    for i in 0..(WINDOW + 10) {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), format!("{i}")));
+    }
+    assert_eq!(b.write().len(), WINDOW);
+    assert!(b.write().is_empty(), "the window is full");
+    b.ack_all();
+    assert_eq!(b.write().len(), 10);
+}
+
+#[test]
+fn pictures_go_at_qos_0_only_the_last_is_kept_and_it_is_sent_again_after_a_reconnect() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    let image = |bytes: &[u8]| Message::Image {
+        topic: "pc/p/camera/1".into(),
+        payload: Arc::new(bytes.to_vec()),
+    };
+    b.outbox.push(image(b"one"));
+    let sent = b.deliver();
+    assert_eq!(topics(&sent), ["pc/p/camera/1=one"]);
+    assert!(!sent[0].acknowledged && !sent[0].retain);
+    b.drop_connection();
+    b.outbox.push(image(b"two"));
+    b.outbox.push(image(b"three"));
+    b.connect();
+    assert_eq!(
+        topics(&b.deliver()),
+        ["pc/bridge/state=online", "pc/p/camera/1=three"]
+    );
+    b.outbox.republish();
+    assert_eq!(
+        topics(&b.deliver()),
+        ["pc/bridge/state=online", "pc/p/camera/1=three"]
+    );
+}
+
+#[test]
+fn while_away_the_oldest_events_beyond_the_limit_are_dropped() {
+    let mut b = Broker::new();
+    for i in 0..(MAX_OWED_EVENTS + 3) {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), format!("{i}")));
+    }
+    assert_eq!(b.outbox.owed_events(), MAX_OWED_EVENTS);
+    b.connect();
+    let sent = b.deliver();
+    assert_eq!(sent.len(), MAX_OWED_EVENTS + 1);
+    assert_eq!(sent[1].payload, b"3");
+}
+
+#[test]
+fn clear_all_removes_every_retained_topic() {
+    let mut b = Broker::new();
+    b.connect();
+    b.outbox.push(data("pc/p/state", "1"));
+    b.outbox
+        .push(Message::retain(Kind::Discovery, "ha/p/config".into(), "d"));
+    b.deliver();
+    b.outbox.clear_all();
+    let mut cleared = topics(&b.deliver());
+    cleared.sort();
+    assert_eq!(
+        cleared,
+        [
+            "ha/p/config=<clear>",
+            "pc/bridge/state=<clear>",
+            "pc/p/state=<clear>"
+        ]
+    );
+    assert!(b.outbox.retained("pc/p/state").is_none());
+}
+
+#[test]
+fn a_publish_rumqttc_refused_is_handed_over_again() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    b.outbox.push(Message::event("pc/p/event".into(), "e"));
+    let t = b.outbox.poll_transmit().unwrap();
+    b.outbox.unsend(t.topic, t.retain);
+    assert_eq!(topics(&b.deliver()), ["pc/p/event=e"]);
+    assert!(b.log.len() >= 2);
+}
