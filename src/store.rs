@@ -27,6 +27,7 @@ impl Store {
                 dir.display()
             )
         })?;
+        sweep_leftovers(dir);
         let path = dir.join("state.json");
         let memory = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
@@ -164,6 +165,31 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files of writes that a crash interrupted (`.NAME.PID.N.tmp` of a
+/// process that no longer runs; they may hold a refresh token), and the fixed-name ones of
+/// earlier versions. A write of a running `login` or `check` is left alone.
+pub fn sweep_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = match name.strip_suffix(".tmp") {
+            Some("state" | "auth") => true,
+            Some(rest) if rest.starts_with('.') => {
+                let mut parts = rest.rsplitn(3, '.');
+                let (_n, pid) = (parts.next(), parts.next());
+                pid.and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            }
+            _ => false,
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::debug!("removed {name}, left by an interrupted write");
+        }
+    }
+}
+
 /// Creates a new, private temporary file for [`write_atomically`]. Never opens an existing
 /// one: it could be another write's, or a crashed process's leftover with a wider mode.
 fn create_temporary(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File)> {
@@ -187,6 +213,24 @@ fn create_temporary(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File)> 
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn leftovers_of_crashed_writes_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let crashed = dir.path().join(".auth.json.4000000000.3.tmp");
+        let ours = dir
+            .path()
+            .join(format!(".auth.json.{}.3.tmp", std::process::id()));
+        let old = dir.path().join("state.tmp");
+        let other = dir.path().join("notes.tmp");
+        for f in [&crashed, &ours, &old, &other] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let _: (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        assert!(!crashed.exists() && !old.exists());
+        assert!(ours.exists(), "a write in progress is left alone");
+        assert!(other.exists());
+    }
 
     #[test]
     fn round_trip_and_corrupt_file_is_set_aside() {
