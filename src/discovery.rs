@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::DiscoveryMode;
 use crate::connect::model::{CancelableObject, JobState, PrinterState};
+use crate::payloads::StatePayload;
 use crate::topics::Topics;
 
 /// What discovery needs to know about a printer.
@@ -133,11 +134,13 @@ impl Discovery {
                 options,
             }
         };
-        let temperature = |object: &'static str, name: &str, field: &str| {
+        // `{{ value_json.<field> }}` of a field `P/state` has.
+        let field = |name: &str| format!("{{{{ {} }}}}", StatePayload::template_field(name));
+        let temperature = |object: &'static str, name: &str, key: &str| {
             sensor(
                 object,
                 name,
-                &format!("{{{{ value_json.{field} }}}}"),
+                &field(key),
                 json!({"device_class": "temperature", "unit_of_measurement": "°C",
                        "state_class": "measurement", "suggested_display_precision": 1}),
             )
@@ -167,38 +170,38 @@ impl Discovery {
             sensor(
                 "progress",
                 "Progress",
-                "{{ value_json.progress }}",
+                &field("progress"),
                 json!({"unit_of_measurement": "%", "state_class": "measurement",
                        "icon": "mdi:progress-clock", "suggested_display_precision": 0}),
             ),
             sensor(
                 "time_remaining",
                 "Time remaining",
-                "{{ value_json.time_remaining }}",
+                &field("time_remaining"),
                 json!({"device_class": "duration", "unit_of_measurement": "s"}),
             ),
             sensor(
                 "time_printing",
                 "Time printing",
-                "{{ value_json.time_printing }}",
+                &field("time_printing"),
                 json!({"device_class": "duration", "unit_of_measurement": "s"}),
             ),
             sensor(
                 "eta",
                 "ETA",
-                "{{ value_json.eta }}",
+                &field("eta"),
                 json!({"device_class": "timestamp"}),
             ),
             sensor(
                 "job_started",
                 "Job started",
-                "{{ value_json.job_started }}",
+                &field("job_started"),
                 json!({"device_class": "timestamp"}),
             ),
             sensor(
                 "job_name",
                 "Job name",
-                "{{ value_json.job_name }}",
+                &field("job_name"),
                 json!({"icon": "mdi:file-document-outline"}),
             ),
             temperature("temp_nozzle", "Nozzle temperature", "temp_nozzle"),
@@ -208,38 +211,38 @@ impl Discovery {
             sensor(
                 "material",
                 "Material",
-                "{{ value_json.material }}",
+                &field("material"),
                 json!({"icon": "mdi:printer-3d-nozzle"}),
             ),
             sensor(
                 "speed",
                 "Speed",
-                "{{ value_json.speed }}",
+                &field("speed"),
                 json!({"unit_of_measurement": "%", "icon": "mdi:speedometer"}),
             ),
             sensor(
                 "z_height",
                 "Z height",
-                "{{ value_json.axis_z }}",
+                &field("axis_z"),
                 json!({"device_class": "distance", "unit_of_measurement": "mm",
                        "state_class": "measurement", "suggested_display_precision": 1}),
             ),
             sensor(
                 "queue_count",
                 "Queued jobs",
-                "{{ value_json.queue_count }}",
+                &field("queue_count"),
                 json!({"state_class": "measurement", "icon": "mdi:tray-full"}),
             ),
             sensor(
                 "queue_next",
                 "Next queued job",
-                "{{ value_json.queue_next }}",
+                &field("queue_next"),
                 json!({"icon": "mdi:tray-arrow-up"}),
             ),
             sensor(
                 "download_queue_count",
                 "Downloads waiting",
-                "{{ value_json.download_queue_count }}",
+                &field("download_queue_count"),
                 json!({"state_class": "measurement", "icon": "mdi:tray-arrow-down"}),
             ),
             Entity {
@@ -521,5 +524,57 @@ impl Discovery {
 fn merge(into: &mut Value, from: Value) {
     if let (Value::Object(a), Value::Object(b)) = (into, from) {
         a.extend(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `value_json.<field>` a template reads from `P/state` is a field of the payload.
+    #[test]
+    fn templates_read_only_fields_the_state_payload_has() {
+        let topics = Topics::new("pc");
+        let keys = StatePayload::keys();
+        let device = PrinterDevice {
+            uuid: "u".into(),
+            id: "p".into(),
+            name: "P".into(),
+            model: None,
+            serial: None,
+            firmware: None,
+            configuration_url: None,
+            objects: Vec::new(),
+            cameras: Vec::new(),
+        };
+        let discovery = Discovery {
+            prefix: "homeassistant".into(),
+            mode: DiscoveryMode::Entity,
+            topics: topics.clone(),
+        };
+        let mut checked = 0;
+        for (_, config) in discovery.printer(&device) {
+            let mut templates = Vec::new();
+            if config["state_topic"] == topics.state("p") {
+                templates.push(config["value_template"].clone());
+            }
+            for a in config["availability"].as_array().into_iter().flatten() {
+                if a["topic"] == topics.state("p") {
+                    templates.push(a["value_template"].clone());
+                }
+            }
+            for template in templates {
+                let text = template.as_str().unwrap_or_default();
+                for part in text.split("value_json.").skip(1) {
+                    let field: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(keys.contains(&field), "{field} is not in P/state: {text}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} fields checked");
     }
 }

@@ -1,6 +1,7 @@
 //! Pure functions from Connect data to the JSON payloads of `P/state`, `P/job` and
 //! `P/job/finished`. No I/O: the bridge decides when to call them and what to publish.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,13 +21,6 @@ pub fn iso(unix: f64) -> Option<String> {
 
 pub fn now_unix() -> f64 {
     OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
-}
-
-fn round1(v: Option<f64>) -> Value {
-    match v {
-        Some(v) if v.is_finite() => json!((v * 10.0).round() / 10.0),
-        _ => Value::Null,
-    }
 }
 
 /// Connect says 0 or -1 when it has no estimate yet.
@@ -49,54 +43,128 @@ pub fn job_running(p: &Printer) -> bool {
     }
 }
 
-/// The flat `P/state` snapshot, without `updated` (the bridge adds it when the rest changed).
+/// A printer's job queue and download queue, as `P/state` shows them (null until read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueFields {
+    pub queue_count: Option<u64>,
+    pub queue_next: Option<String>,
+    pub download_queue_count: Option<u64>,
+    pub download_queue_next: Option<String>,
+}
+
+/// `P/state`: one flat snapshot of a printer. Discovery's templates read these fields, and
+/// the README documents them ([`StatePayload::keys`] is the list both are checked against).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatePayload {
+    /// Effective: OFFLINE when Connect lost the printer, else the printer's state.
+    pub state: String,
+    pub connect_state: Option<String>,
+    pub printer_state: Option<String>,
+    pub printing: bool,
+    pub attention: bool,
+    pub temp_nozzle: Option<f64>,
+    pub target_nozzle: Option<f64>,
+    pub temp_bed: Option<f64>,
+    pub target_bed: Option<f64>,
+    pub axis_x: Option<f64>,
+    pub axis_y: Option<f64>,
+    pub axis_z: Option<f64>,
+    pub speed: Option<f64>,
+    pub flow: Option<f64>,
+    pub material: Option<String>,
+    pub nozzle_diameter: Option<f64>,
+    /// 0-100.
+    pub progress: Option<f64>,
+    /// Seconds; null while there is no estimate.
+    pub time_remaining: Option<i64>,
+    pub time_printing: Option<i64>,
+    pub job_id: Option<i64>,
+    pub job_name: Option<String>,
+    pub job_state: Option<String>,
+    /// ISO 8601.
+    pub job_started: Option<String>,
+    /// ISO 8601, rounded to the minute; null while there is no estimate.
+    pub eta: Option<String>,
+    pub dialog: Option<Value>,
+    #[serde(flatten)]
+    pub queue: QueueFields,
+    /// When the rest last changed (ISO 8601); `None` while comparing.
+    pub updated: Option<String>,
+}
+
+impl StatePayload {
+    /// Every key of the JSON, in order.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(StatePayload::default()) {
+            Ok(Value::Object(o)) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `value_json.<field>` for a Home Assistant template; `field` must be a key of the
+    /// payload (checked by a test of every template).
+    pub fn template_field(field: &str) -> String {
+        debug_assert!(
+            Self::keys().iter().any(|k| k == field),
+            "{field} is not a field of P/state"
+        );
+        format!("value_json.{field}")
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+fn round1(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite())
+        .map(|v| (v * 10.0).round() / 10.0)
+}
+
+/// The `P/state` snapshot, without `updated` (the bridge adds it when the rest changed).
 /// `now` anchors the ETA; it is rounded to the minute so a steady estimate does not churn.
-pub fn state(p: &Printer, now: f64) -> Value {
+pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
     let effective = p.effective_state();
     let job = p.job_info.as_ref();
     let temp = p.temp.clone().unwrap_or_default();
     let running = job_running(p);
     let time_remaining = remaining(job).filter(|_| running);
-    let eta = time_remaining.and_then(|r| iso(((now + r) / 60.0).round() * 60.0));
-    let dialog = p
-        .dialog_info
-        .as_ref()
-        .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
-    let material = p
-        .filament
-        .as_ref()
-        .and_then(|f| f.material.clone())
-        .map(Value::from)
-        .unwrap_or(Value::Null);
-    json!({
-        "state": effective.as_str(),
-        "connect_state": p.connect_state.as_ref().map(|s| s.as_str()),
-        "printer_state": p.printer_state.as_ref().map(|s| s.as_str()),
-        "printing": matches!(effective, PrinterState::Printing),
-        "attention": matches!(effective, PrinterState::Attention | PrinterState::Error)
+    StatePayload {
+        state: effective.as_str().to_string(),
+        connect_state: p.connect_state.as_ref().map(|s| s.as_str().to_string()),
+        printer_state: p.printer_state.as_ref().map(|s| s.as_str().to_string()),
+        printing: matches!(effective, PrinterState::Printing),
+        attention: matches!(effective, PrinterState::Attention | PrinterState::Error)
             || p.dialog_info.is_some(),
-        "temp_nozzle": round1(temp.temp_nozzle),
-        "target_nozzle": round1(temp.target_nozzle),
-        "temp_bed": round1(temp.temp_bed),
-        "target_bed": round1(temp.target_bed),
-        "axis_x": round1(p.axis_x),
-        "axis_y": round1(p.axis_y),
-        "axis_z": round1(p.axis_z),
-        "speed": round1(p.speed),
-        "flow": round1(p.flow),
-        "material": material,
-        "nozzle_diameter": p.nozzle_diameter,
-        "progress": round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
-        "time_remaining": time_remaining.map(|t| t.round() as i64),
-        "time_printing": job.and_then(|j| j.time_printing).filter(|t| t.is_finite() && *t >= 0.0).map(|t| t.round() as i64),
-        "job_id": job.and_then(|j| j.id),
-        "job_name": job.and_then(|j| j.display_name.clone().or_else(|| j.path.clone())),
-        "job_state": job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
-        "job_started": job.and_then(|j| j.start).and_then(iso),
-        "eta": eta,
-        "dialog": dialog,
-    })
+        temp_nozzle: round1(temp.temp_nozzle),
+        target_nozzle: round1(temp.target_nozzle),
+        temp_bed: round1(temp.temp_bed),
+        target_bed: round1(temp.target_bed),
+        axis_x: round1(p.axis_x),
+        axis_y: round1(p.axis_y),
+        axis_z: round1(p.axis_z),
+        speed: round1(p.speed),
+        flow: round1(p.flow),
+        material: p.filament.as_ref().and_then(|f| f.material.clone()),
+        nozzle_diameter: p.nozzle_diameter.filter(|d| d.is_finite()),
+        progress: round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
+        time_remaining: time_remaining.map(|t| t.round() as i64),
+        time_printing: job
+            .and_then(|j| j.time_printing)
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .map(|t| t.round() as i64),
+        job_id: job.and_then(|j| j.id),
+        job_name: job.and_then(|j| j.display_name.clone().or_else(|| j.path.clone())),
+        job_state: job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
+        job_started: job.and_then(|j| j.start).and_then(iso),
+        eta: time_remaining.and_then(|r| iso(((now + r) / 60.0).round() * 60.0)),
+        dialog: p
+            .dialog_info
+            .as_ref()
+            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null)),
+        queue: queue.clone(),
+        updated: None,
+    }
 }
 
 /// The `P/job` payload: the live `job_info` merged with the job's detail (file, material,
@@ -179,7 +247,7 @@ mod tests {
 
     #[test]
     fn state_of_a_printing_printer() {
-        let s = state(&printing(), 1_700_000_600.0);
+        let s = state(&printing(), 1_700_000_600.0, &QueueFields::default()).to_value();
         assert_eq!(s["state"], "PRINTING");
         assert_eq!(s["printing"], true);
         assert_eq!(s["temp_nozzle"], 215.0);
@@ -196,7 +264,7 @@ mod tests {
         let mut p = printing();
         p.job_info.as_mut().unwrap().time_remaining = Some(-1.0);
         p.connect_state = Some(PrinterState::Offline);
-        let s = state(&p, 0.0);
+        let s = state(&p, 0.0, &QueueFields::default()).to_value();
         assert_eq!(s["state"], "OFFLINE");
         assert_eq!(s["printer_state"], "PRINTING");
         assert_eq!(s["time_remaining"], Value::Null);

@@ -566,7 +566,7 @@ fn check_state_payload(p: &Printer, s: &Value) -> Result<(), TestCaseError> {
 /// Everything the bridge derives from a printer: state, job, topic id and discovery.
 fn exercise_printer(p: &Printer) -> Result<(), TestCaseError> {
     let _ = p.display_name();
-    let state = payloads::state(p, NOW);
+    let state = payloads::state(p, NOW, &Default::default()).to_value();
     check_state_payload(p, &state)?;
     let _ = payloads::job_running(p);
     let _ = payloads::job(p.job_info.as_ref(), None);
@@ -795,8 +795,8 @@ proptest! {
             prop_assert_eq!(p.printer_state.as_ref(), Some(&state));
             let expected = if offline { PrinterState::Offline } else { state.clone() };
             prop_assert_eq!(p.effective_state(), expected.clone());
-            let shown = payloads::state(&p, NOW);
-            prop_assert_eq!(shown["state"].as_str(), Some(expected.as_str()));
+            let shown = payloads::state(&p, NOW, &Default::default());
+            prop_assert_eq!(shown.state.as_str(), expected.as_str());
             if let Some(job) = &p.job_info {
                 prop_assert_eq!(job.state.as_ref(), Some(&JobState::parse(&s)));
             }

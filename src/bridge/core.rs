@@ -18,7 +18,7 @@ use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::model::{DialogInfo, Printer, PrinterState, PrinterType};
 use crate::discovery::{Discovery, PrinterDevice};
 use crate::outbox::{Kind, Message};
-use crate::payloads::{self, iso};
+use crate::payloads::{self, StatePayload, iso};
 use crate::topics::Topics;
 
 /// A printer missing from this many successful list polls in a row is gone: its discovery
@@ -401,16 +401,16 @@ impl Core {
         live.introduced = true;
         let printer = &live.printer;
         let online = reachable && printer.effective_state() != PrinterState::Offline;
-        let mut state = payloads::state(printer, wall);
-        merge_object(&mut state, &live.queue.fields);
+        let state = payloads::state(printer, wall, &live.queue.fields);
         if live.shown_state.as_ref() != Some(&state) {
-            live.state_updated = wall;
-            let mut with_time = state.clone();
-            with_time["updated"] = json!(iso(wall));
+            let with_time = StatePayload {
+                updated: iso(wall),
+                ..state.clone()
+            };
             self.out.push(Message::retain(
                 Kind::Data,
                 self.s.topics.state(&id),
-                with_time.to_string(),
+                with_time.to_value().to_string(),
             ));
             live.shown_state = Some(state);
         }
@@ -814,13 +814,4 @@ fn dialog_event(printer: &Printer, previous: Option<&DialogInfo>, wall: f64) -> 
         "dialog": dialog,
     })
     .to_string()
-}
-
-/// Copies the fields of the object `from` into the object `into`.
-fn merge_object(into: &mut Value, from: &Value) {
-    if let (Value::Object(into), Value::Object(from)) = (into, from) {
-        for (k, v) in from {
-            into.insert(k.clone(), v.clone());
-        }
-    }
 }

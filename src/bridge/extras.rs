@@ -2,14 +2,13 @@
 //! and cameras, the cameras' pictures, and account-wide data (printer types, Connect's
 //! version, unseen notifications). Pure decisions; the reads are made by the shell.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::schedule::Due;
 use crate::connect::model::{CameraList, Queue};
+use crate::payloads::QueueFields;
 
 /// A request for extras (queue, cameras, printer types) that failed is tried again this late,
 /// so an endpoint Connect does not have costs no request per poll.
@@ -27,29 +26,15 @@ pub const SNAPSHOT_FETCHES: usize = 4;
 pub const NOTIFICATIONS_EVERY_POLLS: u32 = 6;
 
 /// A printer's job queue and download queue, as shown in `P/state`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueInfo {
     /// The queue fields of `P/state` (null until first read).
-    pub fields: Value,
+    pub fields: QueueFields,
     /// What the queues were last read for (feed signature and `job_queue_count`): they are
     /// read again only when that changes.
     pub read_for: Option<String>,
     pub due: Due,
     pub failed_at: Option<Instant>,
-}
-
-impl Default for QueueInfo {
-    fn default() -> Self {
-        QueueInfo {
-            fields: json!({
-                "queue_count": null, "queue_next": null,
-                "download_queue_count": null, "download_queue_next": null,
-            }),
-            read_for: None,
-            due: Due::default(),
-            failed_at: None,
-        }
-    }
 }
 
 /// What the queue needs this poll.
@@ -99,14 +84,14 @@ impl QueueInfo {
     }
 }
 
-fn queue_fields(queue: &Queue, downloads: &Queue) -> Value {
+fn queue_fields(queue: &Queue, downloads: &Queue) -> QueueFields {
     let count = |q: &Queue| q.pager.total.unwrap_or(q.planned_jobs.len() as u64);
-    json!({
-        "queue_count": count(queue),
-        "queue_next": queue.planned_jobs.first().and_then(|j| j.label()),
-        "download_queue_count": count(downloads),
-        "download_queue_next": downloads.planned_jobs.first().and_then(|j| j.label()),
-    })
+    QueueFields {
+        queue_count: Some(count(queue)),
+        queue_next: queue.planned_jobs.first().and_then(|j| j.label()),
+        download_queue_count: Some(count(downloads)),
+        download_queue_next: downloads.planned_jobs.first().and_then(|j| j.label()),
+    }
 }
 
 /// One camera of a printer, as the gateway follows it.
@@ -118,8 +103,7 @@ pub struct CameraFeed {
     pub last_modified: Option<String>,
     pub fetched_at: Option<Instant>,
     pub fetching: bool,
-    /// The last picture published (camera messages are not retained; the outbox sends it
-    /// again after a reconnect).
+    /// The last picture was too large to publish (warned about once).
     pub too_large: bool,
 }
 
@@ -209,17 +193,6 @@ impl Cameras {
     pub fn camera_mut(&mut self, id: &str) -> Option<&mut CameraFeed> {
         self.list.iter_mut().flatten().find(|c| c.id == id)
     }
-}
-
-/// A fetched picture, ready to publish, or why not.
-#[derive(Debug, PartialEq)]
-pub enum Picture {
-    Publish(Arc<Vec<u8>>),
-    /// Larger than an MQTT message may be: warned about once.
-    TooLarge {
-        bytes: usize,
-        first: bool,
-    },
 }
 
 /// Account-wide data: read once and then rarely.

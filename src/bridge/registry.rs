@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::extras::{Cameras, QueueInfo};
@@ -14,6 +13,7 @@ use super::jobs::{JobReads, JobRecord};
 use super::schedule::Due;
 use crate::connect::model::{Job, Printer, SupportedCommand};
 use crate::discovery::PrinterDevice;
+use crate::payloads::StatePayload;
 use crate::topics::slug;
 
 /// What survives a restart, per printer.
@@ -54,9 +54,8 @@ pub struct Live {
     pub job_reads: JobReads,
     /// Published at least once (see `Core::render`).
     pub introduced: bool,
-    /// The published `P/state` without `updated`, and when its content last changed.
-    pub shown_state: Option<Value>,
-    pub state_updated: f64,
+    /// The published `P/state` without `updated`.
+    pub shown_state: Option<StatePayload>,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
@@ -83,7 +82,6 @@ impl Live {
             job_reads: JobReads::default(),
             introduced: false,
             shown_state: None,
-            state_updated: 0.0,
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),
