@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use broker::{Subscriber, TestBroker};
 use prusa_connect_mqtt::config::Config;
-use prusa_connect_mqtt::simulator::{PrinterSpec, Scenario, SimOptions, Simulator};
+use prusa_connect_sim::{PrinterSpec, Scenario, SimOptions, Simulator};
 use tokio_util::sync::CancellationToken;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker::{Msg, Subscriber, TestBroker};
-use prusa_connect_mqtt::simulator::{
-    PrinterSpec, RecordedRequest, Scenario, SimOptions, Simulator,
-};
+use prusa_connect_sim::{PrinterSpec, RecordedRequest, Scenario, SimOptions, Simulator};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "t";

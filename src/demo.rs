@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use prusa_connect_sim::{Scenario, SimOptions, Simulator};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::mqtt::BrokerAddress;
-use crate::simulator::{Scenario, SimOptions, Simulator};
 
 pub const DEMO_TOKEN: &str = "demo-access-token";
 pub const DEMO_BASE_TOPIC: &str = "prusa_connect_demo";
@@ -36,7 +36,7 @@ pub async fn run(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let sim_addr = listener.local_addr()?;
     tokio::spawn(sim.clone().serve(listener, stop.clone().cancelled_owned()));
-    tokio::spawn(crate::simulator::run_ticker(
+    tokio::spawn(prusa_connect_sim::run_ticker(
         sim.clone(),
         Duration::from_secs(1),
         stop.clone().cancelled_owned(),

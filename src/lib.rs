@@ -17,7 +17,6 @@ pub mod embedded_broker;
 pub mod mqtt;
 pub mod outbox;
 pub mod payloads;
-pub mod simulator;
 pub mod store;
 pub mod topics;
 

@@ -147,7 +147,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             access_ttl,
         } => {
             init_logging("info", LogFormat::Text);
-            use prusa_connect_mqtt::simulator::{Scenario, SimOptions, Simulator};
+            use prusa_connect_sim::{Scenario, SimOptions, Simulator};
             let sim = Simulator::new(SimOptions {
                 token,
                 scenario: Scenario::Farm { printers },
@@ -172,7 +172,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 );
             }
             let stop = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(prusa_connect_mqtt::simulator::run_ticker(
+            tokio::spawn(prusa_connect_sim::run_ticker(
                 sim.clone(),
                 std::time::Duration::from_secs(1),
                 stop.clone().cancelled_owned(),

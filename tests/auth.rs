@@ -10,7 +10,7 @@ use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config_with_credentials};
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore, login::LoginError};
 use prusa_connect_mqtt::connect::{ConnectClient, TokenSource};
-use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
+use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config_with_credentials};
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 use secrecy::SecretString;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::broker::{TestBroker, reserve_port};
 use common::gateway::{Sim, TOKEN};
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 
 struct Outcome {
     code: i32,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::broker::{Msg, Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config};
-use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use prusa_connect_sim::{Fault, PrinterSpec};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -9,7 +9,7 @@ use common::gateway::{Sim, TOKEN};
 use prusa_connect_mqtt::connect::client::Snapshot;
 use prusa_connect_mqtt::connect::model::{JobState, PrinterState};
 use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
-use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use prusa_connect_sim::{Fault, PrinterSpec};
 use serde_json::json;
 
 fn client(sim: &Sim, token: &str) -> ConnectClient {

@@ -11,7 +11,7 @@ use common::broker::{Msg, Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config, list_polls, wait_until, wait_until_or};
 use prusa_connect_mqtt::config::Config;
 use prusa_connect_mqtt::payloads::{iso, now_unix};
-use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec, RecordedRequest};
+use prusa_connect_sim::{Fault, FaultRule, PrinterSpec, RecordedRequest};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config, wait_polls, wait_until_or};
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
 use prusa_connect_mqtt::config::Config;
-use prusa_connect_mqtt::simulator::{Fault, PrinterSpec};
+use prusa_connect_sim::{Fault, PrinterSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config, wait_until_or};
 use common::logs::Captured;
-use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
+use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 
 const WAIT: Duration = Duration::from_secs(10);
 

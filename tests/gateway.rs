@@ -9,7 +9,7 @@ use common::broker::{Subscriber, TestBroker};
 use common::gateway::{
     BASE, Gateway, Sim, config, list_polls, wait_polls, wait_until, wait_until_or,
 };
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -359,7 +359,7 @@ async fn unchanged_values_are_not_republished_and_a_connect_outage_marks_printer
 
     // Connect answers 503: the printer becomes unavailable and bridge/info says why.
     sim.sim
-        .set_fault(Some(prusa_connect_mqtt::simulator::Fault::Status(503)));
+        .set_fault(Some(prusa_connect_sim::Fault::Status(503)));
     sub.wait_for(&avail, WAIT, |m| m.text() == "offline").await;
     let down = sub
         .wait_for(&info, WAIT, |m| m.json()["connect"]["reachable"] == false)

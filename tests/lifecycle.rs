@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, TOKEN, config};
-use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
+use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -27,8 +27,8 @@ use prusa_connect_mqtt::connect::model::*;
 use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
 use prusa_connect_mqtt::discovery::{self, Discovery, PrinterDevice};
 use prusa_connect_mqtt::payloads;
-use prusa_connect_mqtt::simulator::{PrinterSpec, Scenario, SimOptions, Simulator};
 use prusa_connect_mqtt::topics::Topics;
+use prusa_connect_sim::{PrinterSpec, Scenario, SimOptions, Simulator};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config};
 use prusa_connect_mqtt::payloads::StatePayload;
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);

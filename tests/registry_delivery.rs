@@ -15,7 +15,7 @@ use common::broker::{Msg, Subscriber, TestBroker};
 use common::gateway::{
     BASE, Gateway, Sim, config, config_with_credentials, list_polls, wait_polls, wait_until_or,
 };
-use prusa_connect_mqtt::simulator::PrinterSpec;
+use prusa_connect_sim::PrinterSpec;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::broker::{Msg, Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config, wait_polls, wait_until_or};
-use prusa_connect_mqtt::simulator::{Fault, FaultRule, PrinterSpec};
+use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};

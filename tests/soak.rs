@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prusa_connect_mqtt::simulator::{Fault, Scenario};
+use prusa_connect_sim::{Fault, Scenario};
 use rand::Rng;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prusa_connect_mqtt::config::Config;
-use prusa_connect_mqtt::simulator::{RecordedRequest, Scenario, SimOptions, Simulator};
+use prusa_connect_sim::{RecordedRequest, Scenario, SimOptions, Simulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

@@ -47,9 +47,7 @@ pub fn capture(level: &str) -> &'static Captured {
     CAPTURE.get_or_init(|| {
         let captured = Captured::default();
         let writer = captured.clone();
-        let filter = tracing_subscriber::EnvFilter::new(format!(
-            "{level},prusa_connect_mqtt::simulator=off"
-        ));
+        let filter = tracing_subscriber::EnvFilter::new(format!("{level},prusa_connect_sim=off"));
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)

@@ -1,6 +1,6 @@
 //! A simulated Prusa Connect: a real HTTP server with an in-memory world of printers.
 //!
-//! The gateway's tests, `demo` and `simulate` talk to it over TCP exactly as they would talk
+//! prusa-connect-mqtt's tests, `demo` and `simulate` talk to it over TCP exactly as they would talk
 //! to `connect.prusa3d.com`. Tests script it synchronously through [`Simulator`]; the `demo`
 //! and `simulate` commands let scenario printers run by themselves through [`Simulator::step`]
 //! (usually from [`run_ticker`]). Other processes (curl, Node-RED) can script it over HTTP
