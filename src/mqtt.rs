@@ -84,8 +84,9 @@ pub fn options(cfg: &MqttConfig, will_topic: Option<&str>) -> Result<MqttOptions
         opts.set_credentials(user.clone(), password);
     }
     if addr.tls {
-        // reqwest brings rustls with ring and rumqttc with aws-lc-rs: with two providers
-        // compiled in, rustls cannot pick one itself and panics at the first handshake.
+        // ring is the only provider compiled in (rumqttc without its aws-lc-rs default, see
+        // Cargo.toml), so rustls could pick it itself; naming it keeps the first handshake
+        // from panicking should a dependency ever compile in a second provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca_path = cfg
             .ca_file
