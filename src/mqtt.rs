@@ -27,8 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::config::MqttConfig;
 use crate::outbox::{self, Message, Outbox};
 
-/// Big enough for discovery messages and camera snapshots.
-pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
+pub use crate::outbox::MAX_PACKET_BYTES;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -293,6 +292,16 @@ async fn poll(mut eventloop: EventLoop, out: mpsc::UnboundedSender<Polled>) {
             }
             Err(ConnectionError::RequestsDone) => return,
             Err(e) => {
+                // What rumqttc did before the failure and has not reported yet belongs to the
+                // connection that dropped: reported now, it is not mistaken for the next one's.
+                for event in eventloop.state.events.drain(..) {
+                    if out.send(Polled::Event(event)).is_err() {
+                        return;
+                    }
+                }
+                // A publish held back for a packet id still in use would keep rumqttc from
+                // taking any request on the next connection: it is owed again by the outbox.
+                eventloop.state.collision = None;
                 if out.send(Polled::Dropped).is_err() {
                     return;
                 }
@@ -422,6 +431,8 @@ impl SessionState {
                         self.stale.insert(pkid);
                     }
                 } else {
+                    // A packet id in use again: an ack for the old one will not come.
+                    self.stale.remove(&pkid);
                     self.outbox.on_sent(pkid);
                 }
             }

@@ -21,8 +21,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Messages handed to rumqttc and not yet acknowledged, at most. Below rumqttc's default
-/// in-flight limit (100), so its packet ids never collide and its request channel never fills.
+/// in-flight limit (100), so its request channel never fills and, with a broker that acks in
+/// order, its packet ids do not collide.
 pub const WINDOW: usize = 64;
+/// The largest MQTT packet the gateway sends (and the session accepts): discovery messages
+/// and camera pictures are large.
+pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
 /// Events kept while the broker is away (or slower than the gateway); beyond it the oldest
 /// are dropped with a warning.
 pub const MAX_OWED_EVENTS: usize = 10_000;
@@ -52,6 +56,8 @@ pub enum Message {
         topic: String,
         payload: Arc<Vec<u8>>,
     },
+    /// The last picture of a topic is not sent again (its camera or printer is gone).
+    Forget { topic: String },
 }
 
 impl Message {
@@ -75,7 +81,8 @@ impl Message {
             Message::Retain { topic, .. }
             | Message::Clear { topic }
             | Message::Event { topic, .. }
-            | Message::Image { topic, .. } => topic,
+            | Message::Image { topic, .. }
+            | Message::Forget { topic } => topic,
         }
     }
 }
@@ -142,6 +149,8 @@ pub struct Outbox {
     unacked: HashMap<u16, Handed>,
     seq: u64,
     dropped: u64,
+    /// Topics already warned about as unpublishable.
+    refused: HashSet<String>,
 }
 
 impl Outbox {
@@ -156,8 +165,17 @@ impl Outbox {
         self.connected
     }
 
-    /// Takes a message from the bridge.
+    /// Takes a message from the bridge. One that no broker would take (a topic with a
+    /// wildcard, a packet over [`MAX_PACKET_BYTES`]) is dropped with a warning: handed to
+    /// rumqttc it would stop the messages behind it or break the connection, again and again.
     pub fn push(&mut self, message: Message) {
+        if let Some(why) = unpublishable(&message) {
+            let topic = message.topic().to_string();
+            if self.refused.len() < 1024 && self.refused.insert(topic.clone()) {
+                tracing::warn!("not publishing on {topic:?}: {why}");
+            }
+            return;
+        }
         match message {
             Message::Retain {
                 kind,
@@ -171,6 +189,9 @@ impl Outbox {
                 if self.connected {
                     self.enqueue_topic(topic, Queued::Image);
                 }
+            }
+            Message::Forget { topic } => {
+                self.images.remove(&topic);
             }
         }
     }
@@ -477,6 +498,23 @@ impl Outbox {
             .or(self.data.get(topic))
             .map(Vec::as_slice)
     }
+}
+
+/// Why no broker would take `message`, if so.
+fn unpublishable(message: &Message) -> Option<String> {
+    let topic = message.topic();
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) || topic.len() > 65_535 {
+        return Some("not a valid MQTT topic".into());
+    }
+    let size = match message {
+        Message::Retain { payload, .. } | Message::Event { payload, .. } => payload.len(),
+        Message::Image { payload, .. } => payload.len(),
+        Message::Clear { .. } | Message::Forget { .. } => 0,
+    };
+    // The packet also holds the topic and a header.
+    (size + topic.len() + 16 > MAX_PACKET_BYTES).then(|| {
+        format!("{size} bytes is more than an MQTT message may be ({MAX_PACKET_BYTES} bytes)")
+    })
 }
 
 #[cfg(test)]

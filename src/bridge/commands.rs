@@ -157,7 +157,7 @@ impl Core {
             .printer_by_id(printer_id)
             .map_err(|e| CommandReply::error(&req, e))?;
         if req.command == "CANCEL_OBJECT" {
-            resolve_object_name(&mut req, live.job_detail.as_ref())
+            resolve_object_name(&mut req, live.current_detail())
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
         let limits = self
@@ -290,8 +290,9 @@ impl Core {
                     if done.supported.is_some() {
                         live.supported = done.supported;
                     }
-                    // Object states change with CANCEL_OBJECT: read the job again.
-                    live.job_detail = None;
+                    // Object states change with CANCEL_OBJECT: read the job again (showing
+                    // the detail read before until then).
+                    live.detail_stale = true;
                 }
                 Some(now + POLL_AFTER_COMMAND)
             }

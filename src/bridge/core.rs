@@ -274,6 +274,15 @@ impl Core {
             .assign_ids(&printers.iter().collect::<Vec<_>>(), &self.s.printer_ids);
         for r in renamed {
             // The old topics would be stale retained values.
+            let cameras = self
+                .registry
+                .get(&r.uuid)
+                .map(|e| e.record.cameras.clone())
+                .unwrap_or_default();
+            for (camera, _) in cameras {
+                let topic = self.s.topics.camera(&r.old, &camera);
+                self.publish(Message::Forget { topic });
+            }
             tracing::info!(
                 "printer {} now publishes as {} (was {})",
                 r.uuid,
@@ -365,7 +374,7 @@ impl Core {
         entry.record.jobs.observe(&live.printer, wall);
         let mut jobs = entry.record.jobs.reads_due(&live.job_reads, now);
         if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
-            && live.job_detail.as_ref().map(|j| j.id) != Some(current)
+            && (live.current_detail().is_none() || live.detail_stale)
             && !jobs.contains(&current)
         {
             jobs.push(current);
@@ -414,7 +423,7 @@ impl Core {
             ));
             live.shown_state = Some(state);
         }
-        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.job_detail.as_ref()) {
+        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
             self.out.push(Message::retain(
                 Kind::Data,
                 self.s.topics.job(&id),
@@ -461,8 +470,7 @@ impl Core {
                 .ok()
                 .map(|u| u.to_string()),
             objects: live
-                .job_detail
-                .as_ref()
+                .current_detail()
                 .filter(|_| payloads::job_running(printer))
                 .and_then(|j| j.cancelable.as_ref())
                 .map(|c| {
@@ -561,6 +569,10 @@ impl Core {
             }
         }
         if let Some(id) = entry.id() {
+            for (camera, _) in &entry.record.cameras {
+                let topic = self.s.topics.camera(id, camera);
+                self.out.push(Message::Forget { topic });
+            }
             for topic in [
                 self.s.topics.state(id),
                 self.s.topics.job(id),
@@ -702,6 +714,26 @@ impl Core {
             .clone()
             .or_else(|| self.printer_type(printer).and_then(|t| t.name.clone()))
             .or_else(|| printer.printer_model.clone())
+    }
+
+    /// The last pictures of these cameras of a printer are not sent again.
+    pub(super) fn forget_pictures<'a>(
+        &mut self,
+        uuid: &str,
+        cameras: impl Iterator<Item = &'a (String, String)>,
+    ) {
+        let Some(id) = self
+            .registry
+            .get(uuid)
+            .and_then(|e| e.id())
+            .map(str::to_string)
+        else {
+            return;
+        };
+        for (camera, _) in cameras {
+            let topic = self.s.topics.camera(&id, camera);
+            self.out.push(Message::Forget { topic });
+        }
     }
 
     /// Publishes `bridge/info` if it waited for an account read that is done.

@@ -117,6 +117,8 @@ pub struct Cameras {
     pub listed_at: Option<Instant>,
     pub failed_at: Option<Instant>,
     pub listing: bool,
+    /// Connect said a camera is gone: list again (keeping the others meanwhile).
+    pub relist: bool,
 }
 
 impl Cameras {
@@ -134,7 +136,7 @@ impl Cameras {
         let retry = self
             .failed_at
             .is_some_and(|t| now.duration_since(t) >= EXTRAS_RETRY);
-        self.list.is_none() || new_job || retry
+        self.list.is_none() || self.relist || new_job || retry
     }
 
     pub fn start_list(&mut self, running_job: Option<i64>) {
@@ -175,6 +177,7 @@ impl Cameras {
         );
         self.listed_at = Some(now);
         self.failed_at = None;
+        self.relist = false;
         self.named()
     }
 

@@ -39,6 +39,8 @@ pub struct JobRecord {
     pub announced_job: Option<i64>,
     /// Jobs that ended and whose record in Connect has not said how yet.
     pub ending_jobs: Vec<EndingJob>,
+    /// The job the printer's list entry showed last (running or not).
+    pub last_job: Option<i64>,
 }
 
 /// Reads of job records: in flight, and when each ending job is tried again.
@@ -52,12 +54,14 @@ impl JobRecord {
     /// A printer seen for the first time: a job it shows as ended ended before the gateway
     /// knew the printer, and is never announced.
     pub fn first_seen(&mut self, printer: &Printer) {
+        let current = printer.job_info.as_ref().and_then(|j| j.id);
         if !payloads::job_running(printer) {
-            self.announced_job = printer.job_info.as_ref().and_then(|j| j.id);
+            self.announced_job = current;
         }
+        self.last_job = current;
     }
 
-    /// Notices from the list entry that the active job ended or a job started.
+    /// Notices from the list entry that a job ended or started.
     pub fn observe(&mut self, printer: &Printer, wall: f64) {
         let current = printer.job_info.as_ref().and_then(|j| j.id);
         let running = payloads::job_running(printer);
@@ -65,21 +69,20 @@ impl JobRecord {
             && (current != Some(active) || !running)
         {
             self.active_job = None;
-            if self.announced_job != Some(active)
-                && !self.ending_jobs.iter().any(|e| e.id == active)
-            {
-                self.ending_jobs.push(EndingJob {
-                    id: active,
-                    noticed: wall,
-                });
-                if self.ending_jobs.len() > MAX_ENDING {
-                    let gone = self.ending_jobs.remove(0);
-                    tracing::warn!(
-                        "job {} ended long ago without a final state: not announced",
-                        gone.id
-                    );
-                }
-            }
+            self.ended(active, wall);
+        }
+        // A job the list never showed running (it started and ended between two polls, or
+        // while Connect or the gateway was down) ended too. Not on the first look after an
+        // upgrade from a state file without `last_job`: that job may be long over.
+        if !running
+            && let Some(id) = current
+            && self.last_job.is_some()
+            && self.last_job != Some(id)
+        {
+            self.ended(id, wall);
+        }
+        if current.is_some() {
+            self.last_job = current;
         }
         if running
             && let Some(id) = current
@@ -88,6 +91,20 @@ impl JobRecord {
             self.active_job = Some(id);
             // It runs after all (the list said otherwise for a moment).
             self.ending_jobs.retain(|e| e.id != id);
+        }
+    }
+
+    fn ended(&mut self, id: i64, wall: f64) {
+        if self.announced_job == Some(id) || self.ending_jobs.iter().any(|e| e.id == id) {
+            return;
+        }
+        self.ending_jobs.push(EndingJob { id, noticed: wall });
+        if self.ending_jobs.len() > MAX_ENDING {
+            let gone = self.ending_jobs.remove(0);
+            tracing::warn!(
+                "job {} ended long ago without a final state: not announced",
+                gone.id
+            );
         }
     }
 

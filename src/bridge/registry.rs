@@ -49,8 +49,11 @@ pub struct Memory {
 pub struct Live {
     /// The printer as the last list showed it.
     pub printer: Printer,
-    /// The current job's detail (file, objects), when read.
+    /// The detail (file, objects) of the job last read; see [`Live::current_detail`].
     pub job_detail: Option<Job>,
+    /// The detail is to be read again (a command changed the job's objects); until then the
+    /// one read before is shown.
+    pub detail_stale: bool,
     pub job_reads: JobReads,
     /// Published at least once (see `Core::render`).
     pub introduced: bool,
@@ -79,6 +82,7 @@ impl Live {
         Live {
             printer,
             job_detail: None,
+            detail_stale: false,
             job_reads: JobReads::default(),
             introduced: false,
             shown_state: None,
@@ -102,7 +106,15 @@ impl Live {
         let current = self.printer.job_info.as_ref().and_then(|j| j.id);
         self.feed.is_running()
             || self.cameras.listing
+            || self.queue.due.is_running()
             || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
+    }
+
+    /// The detail of the job the printer shows now, if it was read: never another job's
+    /// (a "Cancel object" must not name the previous job's objects).
+    pub fn current_detail(&self) -> Option<&Job> {
+        let current = self.printer.job_info.as_ref().and_then(|j| j.id)?;
+        self.job_detail.as_ref().filter(|d| d.id == current)
     }
 
     pub fn failed(&mut self, what: &'static str, error: &str) {

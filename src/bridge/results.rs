@@ -47,7 +47,9 @@ impl Core {
                     Ok(_) => live.succeeded("cameras"),
                     Err(e) => live.failed("cameras", &e.to_string()),
                 }
-                live.cameras.on_list(result.ok(), now);
+                let before = live.cameras.named();
+                let after = live.cameras.on_list(result.ok(), now);
+                self.forget_pictures(&uuid, before.iter().filter(|c| !after.contains(c)));
                 self.render(&uuid, wall);
                 self.snapshot_reads(now);
             }
@@ -129,6 +131,7 @@ impl Core {
                 live.succeeded("job");
                 if current == Some(record.id) {
                     live.job_detail = Some(record.clone());
+                    live.detail_stale = false;
                 }
                 JobRead::Found(record)
             }
@@ -251,6 +254,8 @@ impl Core {
                         );
                     }
                     camera.too_large = true;
+                    // The last picture that fitted is not the camera's any more.
+                    self.publish(Message::Forget { topic });
                     return;
                 }
                 camera.too_large = false;
@@ -261,9 +266,11 @@ impl Core {
                 });
             }
             Err(ConnectError::Api { status: 404, .. }) => {
-                // The camera was removed: list the printer's cameras again next poll.
+                // The camera was removed: list the printer's cameras again next poll (its
+                // entity goes with that list, the others stay).
                 tracing::info!("{name}: camera {} is gone from Connect", camera.name);
-                live.cameras.list = None;
+                live.cameras.relist = true;
+                self.publish(Message::Forget { topic });
             }
             Err(e) => live.failed("camera", &e.to_string()),
         }

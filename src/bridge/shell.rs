@@ -44,8 +44,9 @@ pub struct Shell {
     watchdog: Watchdog,
     reads: ReadRunner,
     commands: CommandRunner,
-    /// The MQTT connection commands must have come on to run (see [`Incoming::generation`]).
-    generation: u64,
+    /// The MQTT connection's state: a command must have come on the current connection to
+    /// run (see [`Incoming::generation`]).
+    link: Option<watch::Receiver<Link>>,
     /// Remove every retained topic on the way out (`demo`).
     clear_retained_on_exit: bool,
     next_poll: Instant,
@@ -70,7 +71,7 @@ impl Shell {
             publisher,
             store,
             watchdog: Watchdog::from_env(),
-            generation: 0,
+            link: None,
             clear_retained_on_exit,
             next_poll: Instant::now(),
             poll_after_command: None,
@@ -89,6 +90,7 @@ impl Shell {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        self.link = Some(link.clone());
         self.core.start();
         self.flush();
         let mut watchdog = self.watchdog.every.map(|every| {
@@ -111,7 +113,7 @@ impl Shell {
                     if changed.is_err() {
                         anyhow::bail!("the MQTT session ended unexpectedly");
                     }
-                    self.generation = link.borrow_and_update().generation;
+                    link.borrow_and_update();
                 }
                 Some(msg) = incoming.recv() => match held.as_mut() {
                     Some(held) if held.len() < MAX_WAITING_COMMANDS => held.push_back(msg),
@@ -144,8 +146,10 @@ impl Shell {
                     }
                     let now = Instant::now();
                     self.next_poll = match self.poll_after_command.take() {
-                        Some(soon) if soon > now => (now + wait).min(soon),
-                        _ => now + wait,
+                        // A list request in flight when a command was accepted showed the
+                        // printer before it: the next one comes at once, if it is due.
+                        Some(soon) => (now + wait).min(soon.max(now)),
+                        None => now + wait,
                     };
                 }
             }
@@ -219,7 +223,8 @@ impl Shell {
     /// Starts the commands whose printer has none running.
     fn start_commands(&mut self) {
         while let Some(msg) = self.commands.next_startable() {
-            if msg.generation != self.generation {
+            let generation = self.link.as_ref().map(|l| l.borrow().generation);
+            if generation.is_some_and(|g| g != msg.generation) {
                 // Commands are never queued by the broker for the gateway; neither are they
                 // kept across a reconnect: one that waited through it is not run.
                 self.refuse(

@@ -90,6 +90,7 @@ impl Out {
                 Message::Clear { topic } => format!("clear {topic}"),
                 Message::Event { topic, .. } => format!("event {topic}"),
                 Message::Image { topic, .. } => format!("image {topic}"),
+                Message::Forget { topic } => format!("forget {topic}"),
             })
             .collect()
     }
@@ -204,6 +205,17 @@ impl Bridge {
             messages,
             reads: rest.reads,
         }
+    }
+
+    /// Answers the job reads with `detail`, the others with "nothing there".
+    fn answer_jobs_then_settle(&mut self, reads: Vec<Read>, detail: Job) -> Out {
+        let (jobs, others): (Vec<Read>, Vec<Read>) = reads
+            .into_iter()
+            .partition(|r| matches!(r, Read::Job { .. }));
+        for read in jobs {
+            self.answer(read, ReadResult::Job(Box::new(Ok(detail.clone()))));
+        }
+        self.settle(others)
     }
 
     fn advance(&mut self, seconds: u64) {
@@ -722,4 +734,173 @@ fn a_picture_read_that_never_answered_does_not_stop_its_camera() {
     b.advance(10);
     let out = b.poll(&[printer(A, "MK4", "IDLE")]);
     assert!(out.reads.contains(&snapshot), "{:?}", out.reads);
+}
+
+#[test]
+fn a_job_the_list_never_showed_running_is_announced_too() {
+    let mut b = Bridge::new("");
+    let mut idle = printer(A, "MK4", "IDLE");
+    idle["job_info"] = json!({"id": 6, "state": "FIN_OK"});
+    b.poll_settled(std::slice::from_ref(&idle));
+    // Job 7 started and ended between two polls: the list shows it over at once.
+    idle["job_info"] = json!({"id": 7, "state": "FIN_ERROR"});
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&Read::Job {
+        uuid: A.into(),
+        job: 7
+    }));
+    let done = b.answer(
+        Read::Job {
+            uuid: A.into(),
+            job: 7,
+        },
+        ReadResult::Job(Box::new(Ok(job(7, JobState::FinError)))),
+    );
+    assert_eq!(
+        done.events("pc/mk4/job/finished")[0]["event_type"],
+        "FIN_ERROR"
+    );
+    let again = b.poll_settled(&[idle]);
+    assert!(again.events("pc/mk4/job/finished").is_empty());
+}
+
+/// Job `id`'s detail with cancelable objects.
+fn with_objects(id: i64, names: &[&str]) -> Job {
+    serde_json::from_value(json!({
+        "id": id, "state": "PRINTING",
+        "cancelable": {"objects": names.iter().enumerate()
+            .map(|(i, n)| json!({"id": i as i64 + id * 10, "name": n})).collect::<Vec<_>>()}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_previous_jobs_objects_are_never_offered_or_cancelled() {
+    let mut b = Bridge::new("");
+    let out = b.poll(&[printing(A, "MK4", 7)]);
+    b.answer_jobs_then_settle(out.reads, with_objects(7, &["old_a"]));
+    // Job 8 starts; its detail is not read yet.
+    let out = b.poll(&[printing(A, "MK4", 8)]);
+    let job = out.payload("pc/mk4/job").unwrap();
+    assert_eq!(job["id"], 8);
+    assert_eq!(job["cancelable_objects"], json!([]));
+    let Prepared::Reply(Message::Event { payload, .. }) = b.command(
+        "pc/mk4/command",
+        r#"{"command": "CANCEL_OBJECT", "kwargs": {"object_name": "old_a"}}"#,
+    ) else {
+        panic!("refused here")
+    };
+    let reply: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["code"], "INVALID_ARGUMENT");
+}
+
+#[test]
+fn an_accepted_command_keeps_the_jobs_detail_until_it_is_read_again() {
+    let mut b = Bridge::new("");
+    let out = b.poll(&[printing(A, "MK4", 7)]);
+    b.answer_jobs_then_settle(out.reads, with_objects(7, &["a", "b"]));
+    let Prepared::Run(job) = b.command(
+        "pc/mk4/command",
+        r#"{"command": "CANCEL_OBJECT", "kwargs": {"object_name": "a"}}"#,
+    ) else {
+        panic!("runs")
+    };
+    let CommandTask::Command { req, .. } = &job.task else {
+        panic!("a command")
+    };
+    assert_eq!(req.kwargs["object_id"], 70);
+    b.core.command_done(
+        CommandDone {
+            printer_id: job.printer_id.clone(),
+            uuid: job.uuid.clone(),
+            reply: CommandReply::ok(req, Some(1)),
+            supported: None,
+            outcome: Outcome::Accepted,
+        },
+        b.now,
+    );
+    b.take();
+    let mut moved = printing(A, "MK4", 7);
+    moved["job_info"]["progress"] = json!(20.0);
+    let out = b.poll(&[moved]);
+    assert!(
+        out.reads.contains(&Read::Job {
+            uuid: A.into(),
+            job: 7
+        }),
+        "read again"
+    );
+    let job = out.payload("pc/mk4/job").unwrap();
+    assert_eq!(
+        job["cancelable_objects"].as_array().map(Vec::len),
+        Some(2),
+        "the detail read before is still shown: {job}"
+    );
+}
+
+#[test]
+fn a_camera_gone_from_connect_takes_only_its_own_entity() {
+    let mut b = Bridge::new("[camera]\nenabled = true");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let mut snapshots = Vec::new();
+    for read in first.reads {
+        let result = match &read {
+            Read::Cameras { .. } => ReadResult::Cameras(Ok(serde_json::from_value(json!(
+                {"cameras": [{"id": 1, "name": "Top"}, {"id": 2, "name": "Side"}]}
+            ))
+            .unwrap())),
+            Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
+                events: Vec::new(),
+                server_now: None,
+            })),
+            _ => continue,
+        };
+        snapshots.extend(
+            b.answer(read, result)
+                .reads
+                .into_iter()
+                .filter(|r| matches!(r, Read::Snapshot { .. })),
+        );
+    }
+    let gone = snapshots
+        .iter()
+        .find(|r| matches!(r, Read::Snapshot { camera, .. } if camera == "2"))
+        .unwrap()
+        .clone();
+    let out = b.answer(
+        gone,
+        ReadResult::Snapshot(Err(ConnectError::Api {
+            status: 404,
+            code: None,
+            message: "gone".into(),
+            retry_after: None,
+            body: None,
+        })),
+    );
+    assert!(
+        out.messages.contains(&Message::Forget {
+            topic: "pc/mk4/camera/2".into()
+        }),
+        "its last picture is not sent again"
+    );
+    // The next poll lists the cameras again; meanwhile both entities stay.
+    let out = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(out.reads.contains(&Read::Cameras { uuid: A.into() }));
+    assert!(
+        !out.topics().iter().any(|t| t.contains("homeassistant")),
+        "{:?}",
+        out.topics()
+    );
+    let listed = b.answer(
+        Read::Cameras { uuid: A.into() },
+        ReadResult::Cameras(Ok(serde_json::from_value(json!(
+            {"cameras": [{"id": 1, "name": "Top"}]}
+        ))
+        .unwrap())),
+    );
+    let device = listed
+        .payload("homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config")
+        .expect("discovery without the camera that went");
+    let components = device["components"].as_object().unwrap();
+    assert!(components.contains_key("camera_1") && !components.contains_key("camera_2"));
 }

@@ -292,3 +292,38 @@ fn a_publish_rumqttc_refused_is_handed_over_again() {
     assert_eq!(topics(&b.deliver()), ["pc/p/event=e"]);
     assert!(b.log.len() >= 2);
 }
+
+#[test]
+fn a_message_no_broker_would_take_is_dropped_and_the_rest_go() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    b.outbox.push(Message::Image {
+        topic: "pc/p/camera/a+b".into(),
+        payload: Arc::new(b"jpeg".to_vec()),
+    });
+    b.outbox.push(Message::event(
+        "pc/p/event".into(),
+        vec![b'x'; MAX_PACKET_BYTES],
+    ));
+    b.outbox
+        .push(Message::event("pc/p/command/response".into(), "ok"));
+    assert_eq!(topics(&b.deliver()), ["pc/p/command/response=ok"]);
+}
+
+#[test]
+fn a_forgotten_picture_is_not_sent_again() {
+    let mut b = Broker::new();
+    b.connect();
+    b.outbox.push(Message::Image {
+        topic: "pc/p/camera/1".into(),
+        payload: Arc::new(b"one".to_vec()),
+    });
+    b.deliver();
+    b.outbox.push(Message::Forget {
+        topic: "pc/p/camera/1".into(),
+    });
+    b.drop_connection();
+    b.connect();
+    assert_eq!(topics(&b.deliver()), ["pc/bridge/state=online"]);
+}
