@@ -209,15 +209,6 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
 
 // -------------------------------------------------- 3. a clear then a set while away
 
-/// mosquitto (it can be stopped and restarted), or `None` when the tests run on the embedded
-/// broker. `extra` is added to mosquitto.conf.
-fn mosquitto(extra: &str) -> Option<TestBroker> {
-    if std::env::var("PCM_TEST_BROKER").as_deref() == Ok("embedded") {
-        return None;
-    }
-    TestBroker::start_mosquitto_with(extra)
-}
-
 /// The first message on `topic` within `within`, if any (for "is there a retained value").
 async fn first_on(sub: &Subscriber, topic: &str, within: Duration) -> Option<Msg> {
     let deadline = tokio::time::Instant::now() + within;
@@ -237,7 +228,7 @@ async fn first_on(sub: &Subscriber, topic: &str, within: Duration) -> Option<Msg
 /// returns, the values stand: the clear made while away must not be replayed after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printer_removed_and_back_while_the_broker_is_down_keeps_its_retained_topics() {
-    let Some(mut broker) = mosquitto("") else {
+    let Some(mut broker) = TestBroker::start_stoppable("") else {
         eprintln!("skipped: needs mosquitto (the embedded broker cannot be stopped)");
         return;
     };

@@ -9,38 +9,24 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::broker::{Msg, Subscriber, TestBroker};
-use common::gateway::{BASE, Gateway, Sim, config, wait_polls, wait_until_or};
+use common::broker::{Msg, Subscriber, TestBroker, UNLIMITED};
+use common::gate::Gate;
+use common::gateway::{
+    BASE, Gateway, Sim, config, feeds_read_after, last_request, push_burst, wait_polls,
+    wait_until_or,
+};
 use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 const WAIT: Duration = Duration::from_secs(10);
-/// mosquitto.conf lines: no limit on the QoS 1 messages mosquitto holds for a client. With the
-/// defaults (20 in flight, 1,000 queued) mosquitto itself drops messages for a client that is
-/// slower than the flood, and acknowledges a publish to the gateway while the copy for the
-/// subscriber still waits in its memory, where a kill loses it. Unlimited, a message
-/// mosquitto acknowledged has been written to every subscriber's socket first.
-const UNLIMITED: &str = "max_inflight_messages 0\nmax_queued_messages 0";
 
 fn topic(rest: &str) -> String {
     format!("{BASE}/{rest}")
-}
-
-/// mosquitto with `extra` in its config, or `None` when the tests run on the embedded broker
-/// (which cannot be stopped and has limits of its own).
-fn mosquitto(extra: &str) -> Option<TestBroker> {
-    if std::env::var("PCM_TEST_BROKER").as_deref() == Ok("embedded") {
-        return None;
-    }
-    TestBroker::start_mosquitto_with(extra)
 }
 
 /// `"c-"` and `3, 4, 5, 9` -> `"c-3 to c-5, c-9"`.
@@ -121,88 +107,6 @@ fn command_posts(sim: &Sim) -> Vec<(u64, bool)> {
         .collect()
 }
 
-/// The number of the last request the simulator received.
-fn last_request(sim: &Sim) -> u64 {
-    sim.sim.requests().last().map_or(0, |r| r.seq)
-}
-
-/// Whether the gateway read a feed after request `after` and finished that poll (it made its
-/// next list request, which it does only once a poll's printers are done).
-fn feed_read_after(sim: &Sim, after: u64) -> bool {
-    let requests = sim.sim.requests();
-    let feed = requests
-        .iter()
-        .find(|r| r.seq > after && r.path.ends_with("/events"));
-    feed.is_some_and(|feed| {
-        requests
-            .iter()
-            .any(|r| r.seq > feed.seq && r.path == "/app/printers")
-    })
-}
-
-/// Appends events `{"marker": "burst", "seq": n}` to the feed, then changes the printer's
-/// state so that the gateway reads the feed.
-fn push_burst(sim: &Sim, uuid: &str, seqs: Range<usize>, then: &str) {
-    for seq in seqs {
-        sim.sim
-            .push_event(uuid, "TEST_EVENT", json!({"marker": "burst", "seq": seq}));
-    }
-    sim.sim.set_state(uuid, then);
-}
-
-/// A TCP relay from the gateway to the broker that can turn new connections away, so that the
-/// test, not a race, decides when the gateway may reconnect.
-struct Gate {
-    port: u16,
-    open: Arc<AtomicBool>,
-    task: JoinHandle<()>,
-}
-
-impl Gate {
-    async fn start(broker_port: u16) -> Gate {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new(AtomicBool::new(true));
-        let is_open = open.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !is_open.load(Ordering::SeqCst) {
-                    // Closed at once: the gateway sees the connection fail and backs off.
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut broker) =
-                        TcpStream::connect((Ipv4Addr::LOCALHOST, broker_port)).await
-                    else {
-                        return;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = broker.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                });
-            }
-        });
-        Gate { port, open, task }
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    fn set_open(&self, open: bool) {
-        self.open.store(open, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 // ------------------------------------------------- 2. nothing lost when the broker dies
 
 const EVENTS: usize = 200;
@@ -231,7 +135,7 @@ const COMMANDS: usize = 100;
 /// by the time the test takes its messages, half a second of outage later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_or_reply_is_lost_when_the_broker_is_killed_mid_burst() {
-    let Some(mut broker) = mosquitto(UNLIMITED) else {
+    let Some(mut broker) = TestBroker::start_stoppable(UNLIMITED) else {
         eprintln!("skipped: needs mosquitto (the embedded broker cannot be killed)");
         return;
     };
@@ -295,7 +199,7 @@ async fn no_event_or_reply_is_lost_when_the_broker_is_killed_mid_burst() {
                 >= 2;
             last.1
                 && (posts.len() >= posts_before + COMMANDS || quiet)
-                && feed_read_after(&sim, pushed)
+                && feeds_read_after(&sim, pushed, &[&uuid])
         },
         || {
             format!(
@@ -316,7 +220,7 @@ async fn no_event_or_reply_is_lost_when_the_broker_is_killed_mid_burst() {
     push_burst(&sim, &uuid, 150..EVENTS, "READY");
     let pushed = last_request(&sim);
     wait_until_or(
-        || feed_read_after(&sim, pushed),
+        || feeds_read_after(&sim, pushed, &[&uuid]),
         || "the gateway to read the feed while the broker is down".into(),
     )
     .await;
@@ -374,7 +278,7 @@ const FLOOD: usize = 2000;
 /// Connect: each still gets exactly one reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_commands_larger_than_the_inbox_gets_one_reply_each() {
-    let Some(broker) = mosquitto(UNLIMITED) else {
+    let Some(broker) = TestBroker::start_stoppable(UNLIMITED) else {
         eprintln!("skipped: needs mosquitto configured without queue limits");
         return;
     };

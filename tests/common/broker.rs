@@ -32,6 +32,13 @@ const ACK_DEADLINE: Duration = Duration::from_secs(10);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// mosquitto.conf lines: no limit on the QoS 1 messages mosquitto holds for a client. With the
+/// defaults (20 in flight, 1,000 queued) mosquitto itself drops messages for a client that is
+/// slower than the flood, and acknowledges a publish to the gateway while the copy for the
+/// subscriber still waits in its memory, where a kill loses it. Unlimited, a message
+/// mosquitto acknowledged has been written to every subscriber's socket first.
+pub const UNLIMITED: &str = "max_inflight_messages 0\nmax_queued_messages 0";
+
 pub struct TestBroker {
     port: u16,
     mosquitto: Option<Mosquitto>,
@@ -99,6 +106,16 @@ impl TestBroker {
             }
         }
         panic!("mosquitto did not start:\n{failures}");
+    }
+
+    /// mosquitto (it can be frozen, stopped and restarted) with `extra` in its config, or
+    /// `None` when the tests run on the embedded broker (`PCM_TEST_BROKER=embedded`) or
+    /// mosquitto is not installed.
+    pub fn start_stoppable(extra: &str) -> Option<TestBroker> {
+        if std::env::var("PCM_TEST_BROKER").as_deref() == Ok("embedded") {
+            return None;
+        }
+        Self::start_mosquitto_with(extra)
     }
 
     /// mosquitto's log (empty for the embedded broker), for failure messages.

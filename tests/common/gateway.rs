@@ -3,12 +3,13 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
 use prusa_connect_mqtt::config::Config;
 use prusa_connect_sim::{RecordedRequest, Scenario, SimOptions, Simulator};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::broker::TestBroker;
@@ -100,6 +101,39 @@ impl Sim {
             .filter(|r| r.path == "/app/printers")
             .collect()
     }
+}
+
+/// The number of the last request the simulator received.
+pub fn last_request(sim: &Sim) -> u64 {
+    sim.sim.requests().last().map_or(0, |r| r.seq)
+}
+
+/// Whether the gateway read the events feed of each of `uuids` after request `after` and
+/// finished the poll that read the last of them (it made its next list request, which it does
+/// only once a poll's printers are done).
+pub fn feeds_read_after(sim: &Sim, after: u64, uuids: &[&str]) -> bool {
+    let requests = sim.sim.requests();
+    let mut last_read = after;
+    for uuid in uuids {
+        let path = format!("/app/printers/{uuid}/events");
+        match requests.iter().find(|r| r.seq > after && r.path == path) {
+            Some(read) => last_read = last_read.max(read.seq),
+            None => return false,
+        }
+    }
+    requests
+        .iter()
+        .any(|r| r.seq > last_read && r.path == "/app/printers")
+}
+
+/// Appends events `{"marker": "burst", "seq": n}` to the feed, then changes the printer's
+/// state so that the gateway reads the feed.
+pub fn push_burst(sim: &Sim, uuid: &str, seqs: Range<usize>, then: &str) {
+    for seq in seqs {
+        sim.sim
+            .push_event(uuid, "TEST_EVENT", json!({"marker": "burst", "seq": seq}));
+    }
+    sim.sim.set_state(uuid, then);
 }
 
 /// How many times the gateway has listed the printers so far.
