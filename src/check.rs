@@ -167,11 +167,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     let wanted = &config.connect.printers;
     let bridged: Vec<_> = all
         .iter()
-        .filter(|p| {
-            wanted.is_empty()
-                || wanted.contains(&p.uuid)
-                || p.name.as_ref().is_some_and(|n| wanted.contains(n))
-        })
+        .filter(|p| crate::bridge::core::is_bridged(wanted, p))
         .collect();
     report.ok(format!(
         "Connect {url}: the account has {} printer(s); {} will be bridged",
@@ -233,17 +229,7 @@ fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> 
         mode: DiscoveryMode::Entity,
         topics: Topics::new(&config.mqtt.base_topic),
     };
-    let device = PrinterDevice {
-        uuid: uuid.to_string(),
-        id: id.to_string(),
-        name: name.to_string(),
-        model: None,
-        serial: None,
-        firmware: None,
-        configuration_url: None,
-        objects: Vec::new(),
-        cameras: Vec::new(),
-    };
+    let device = PrinterDevice::bare(uuid, id, name);
     let device_slug = slug(name);
     discovery
         .printer(&device)

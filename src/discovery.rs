@@ -29,6 +29,23 @@ pub struct PrinterDevice {
     pub cameras: Vec<(String, String)>,
 }
 
+impl PrinterDevice {
+    /// A printer known by its uuid, id and name only (no job, no cameras).
+    pub fn bare(uuid: &str, id: &str, name: &str) -> PrinterDevice {
+        PrinterDevice {
+            uuid: uuid.to_string(),
+            id: id.to_string(),
+            name: name.to_string(),
+            model: None,
+            serial: None,
+            firmware: None,
+            configuration_url: None,
+            objects: Vec::new(),
+            cameras: Vec::new(),
+        }
+    }
+}
+
 /// Shown as the only option of "Cancel object" when the job has none (HA needs one).
 pub const NO_OBJECTS: &str = "(no cancelable objects)";
 
@@ -536,17 +553,7 @@ mod tests {
     fn templates_read_only_fields_the_state_payload_has() {
         let topics = Topics::new("pc");
         let keys = StatePayload::keys();
-        let device = PrinterDevice {
-            uuid: "u".into(),
-            id: "p".into(),
-            name: "P".into(),
-            model: None,
-            serial: None,
-            firmware: None,
-            configuration_url: None,
-            objects: Vec::new(),
-            cameras: Vec::new(),
-        };
+        let device = PrinterDevice::bare("u", "p", "P");
         let discovery = Discovery {
             prefix: "homeassistant".into(),
             mode: DiscoveryMode::Entity,

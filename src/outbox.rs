@@ -273,13 +273,7 @@ impl Outbox {
         if !self.connected {
             return; // the next connection sends everything anyway
         }
-        let topics: Vec<String> = self
-            .discovery
-            .keys()
-            .chain(self.data.keys())
-            .cloned()
-            .collect();
-        for topic in topics {
+        for topic in self.retained_topics() {
             self.enqueue_topic(topic, Queued::Retained);
         }
         let images: Vec<String> = self.images.keys().cloned().collect();
@@ -288,15 +282,17 @@ impl Outbox {
         }
     }
 
-    /// Clears every retained topic published (`demo` leaves nothing behind).
-    pub fn clear_all(&mut self) {
-        let topics: Vec<String> = self
-            .discovery
+    fn retained_topics(&self) -> Vec<String> {
+        self.discovery
             .keys()
             .chain(self.data.keys())
             .cloned()
-            .collect();
-        for topic in topics {
+            .collect()
+    }
+
+    /// Clears every retained topic published (`demo` leaves nothing behind).
+    pub fn clear_all(&mut self) {
+        for topic in self.retained_topics() {
             self.clear(topic);
         }
     }

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::gateway::{Sim, TOKEN};
-use prusa_connect_mqtt::connect::client::Snapshot;
-use prusa_connect_mqtt::connect::model::{JobState, PrinterState};
+use prusa_connect_mqtt::connect::client::{RejectedPrinter, Snapshot};
+use prusa_connect_mqtt::connect::model::{JobState, Printer, PrinterState};
 use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
 use prusa_connect_sim::{Fault, PrinterSpec};
 use serde_json::json;
@@ -227,17 +227,20 @@ async fn abort_abandons_a_version_request_connect_does_not_answer() {
     abort_and_expect_abandoned(&c, "version()", call).await;
 }
 
-#[tokio::test]
-async fn abort_abandons_a_request_waiting_for_a_hanging_token_renewal() {
-    let sim = Sim::start().await;
-    sim.sim.add_user("maker@example.com", "pw", None);
-    sim.sim.set_token_endpoint_delay(Duration::from_secs(60));
-    let refresh = sim.sim.issue_refresh_token("maker@example.com");
-    let dir = tempfile::tempdir().unwrap();
+/// A client renewing `refresh` with the simulator's account server, and its list request,
+/// once the renewal has reached the account server.
+async fn list_while_renewing(
+    sim: &Sim,
+    dir: &std::path::Path,
+    refresh: &str,
+) -> (
+    ConnectClient,
+    tokio::task::JoinHandle<Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>>,
+) {
     let refresher = prusa_connect_mqtt::auth::Refresher::new(
         &sim.url(),
-        dir.path(),
-        Some(&refresh.into()),
+        dir,
+        Some(&refresh.to_string().into()),
         None,
         REQUEST_TIMEOUT,
     )
@@ -256,6 +259,17 @@ async fn abort_abandons_a_request_waiting_for_a_hanging_token_renewal() {
         sim.sim.requests().iter().any(|r| r.path == "/o/token/")
     })
     .await;
+    (c, call)
+}
+
+#[tokio::test]
+async fn abort_abandons_a_request_waiting_for_a_hanging_token_renewal() {
+    let sim = Sim::start().await;
+    sim.sim.add_user("maker@example.com", "pw", None);
+    sim.sim.set_token_endpoint_delay(Duration::from_secs(60));
+    let refresh = sim.sim.issue_refresh_token("maker@example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let (c, call) = list_while_renewing(&sim, dir.path(), &refresh).await;
     abort_and_expect_abandoned(&c, "printers()", call).await;
     assert!(sim.sim.requests().iter().all(|r| r.path != "/app/printers"));
 }
@@ -269,28 +283,7 @@ async fn an_abandoned_request_does_not_lose_the_rotated_refresh_token() {
     sim.sim.set_token_endpoint_delay(Duration::from_millis(500));
     let refresh = sim.sim.issue_refresh_token("maker@example.com");
     let dir = tempfile::tempdir().unwrap();
-    let refresher = prusa_connect_mqtt::auth::Refresher::new(
-        &sim.url(),
-        dir.path(),
-        Some(&refresh.clone().into()),
-        None,
-        REQUEST_TIMEOUT,
-    )
-    .unwrap();
-    let c = ConnectClient::new(
-        &sim.url(),
-        TokenSource::Refresh(std::sync::Arc::new(refresher)),
-        REQUEST_TIMEOUT,
-    )
-    .unwrap();
-    let call = tokio::spawn({
-        let c = c.clone();
-        async move { c.printers().await }
-    });
-    wait_until("the token renewal reached the account server", || {
-        sim.sim.requests().iter().any(|r| r.path == "/o/token/")
-    })
-    .await;
+    let (c, call) = list_while_renewing(&sim, dir.path(), &refresh).await;
     abort_and_expect_abandoned(&c, "printers()", call).await;
     let store = prusa_connect_mqtt::auth::TokenStore::new(dir.path());
     wait_until("the rotated refresh token stored", || {

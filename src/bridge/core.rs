@@ -15,10 +15,10 @@ use super::registry::{Live, Memory, PrinterEntry, Registry};
 use super::{jobs, reads::Read};
 use crate::config::{CameraConfig, Config};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
-use crate::connect::model::{DialogInfo, Printer, PrinterState, PrinterType};
-use crate::discovery::{Discovery, PrinterDevice};
+use crate::connect::model::{DialogInfo, Printer, PrinterType};
+use crate::discovery::Discovery;
 use crate::outbox::{Kind, Message};
-use crate::payloads::{self, StatePayload, iso};
+use crate::payloads::{self, iso};
 use crate::topics::Topics;
 
 /// A printer missing from this many successful list polls in a row is gone: its discovery
@@ -71,8 +71,8 @@ impl Settings {
 
 /// Whether Connect answers, for `bridge/info` and availability.
 #[derive(Debug, Clone, Default)]
-struct Health {
-    reachable: bool,
+pub(super) struct Health {
+    pub(super) reachable: bool,
     since: Option<String>,
     last_error: Option<String>,
     last_error_at: Option<String>,
@@ -83,7 +83,7 @@ pub struct Core {
     pub(super) s: Settings,
     pub(super) registry: Registry,
     pub(super) account: Account,
-    health: Health,
+    pub(super) health: Health,
     rejected: Vec<RejectedPrinter>,
     /// Poll fast until then (after a command).
     pub(super) fast_until: Option<Instant>,
@@ -94,7 +94,7 @@ pub struct Core {
     active: bool,
     /// `bridge/info` waits for the account reads in flight that it shows.
     info_owed: Option<AuthStatus>,
-    out: Vec<Message>,
+    pub(super) out: Vec<Message>,
     reads: Vec<Read>,
 }
 
@@ -259,14 +259,9 @@ impl Core {
         self.budget = EXTRAS_PER_TICK;
         self.active = false;
         self.account_reads(now);
-        let wanted = &self.s.printers;
         let printers: Vec<Printer> = printers
             .into_iter()
-            .filter(|p| {
-                wanted.is_empty()
-                    || wanted.contains(&p.uuid)
-                    || p.name.as_ref().is_some_and(|n| wanted.contains(n))
-            })
+            .filter(|p| is_bridged(&self.s.printers, p))
             .collect();
         self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
         let renamed = self
@@ -388,123 +383,6 @@ impl Core {
             }
         }
         self.render(&uuid, wall);
-    }
-
-    /// Publishes a printer's retained topics that changed: `P/state`, `P/job`, discovery,
-    /// and `P/availability` last (once it says `online`, the rest is there).
-    pub(super) fn render(&mut self, uuid: &str, wall: f64) {
-        let reachable = self.health.reachable;
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
-            return;
-        };
-        // A printer's first publication waits for the reads in flight that it shows (the feed
-        // cursor, cameras, the running job's objects): Home Assistant gets the whole device
-        // at once, and once a printer is `online` its feed cursor is set.
-        if !live.introduced && live.first_reads_pending() {
-            return;
-        }
-        live.introduced = true;
-        let printer = &live.printer;
-        let online = reachable && printer.effective_state() != PrinterState::Offline;
-        let state = payloads::state(printer, wall, &live.queue.fields);
-        if live.shown_state.as_ref() != Some(&state) {
-            let with_time = StatePayload {
-                updated: iso(wall),
-                ..state.clone()
-            };
-            self.out.push(Message::retain(
-                Kind::Data,
-                self.s.topics.state(&id),
-                with_time.to_value().to_string(),
-            ));
-            live.shown_state = Some(state);
-        }
-        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
-            self.out.push(Message::retain(
-                Kind::Data,
-                self.s.topics.job(&id),
-                job.to_string(),
-            ));
-        }
-        self.render_discovery(uuid);
-        self.out.push(Message::retain(
-            Kind::Data,
-            self.s.topics.availability(&id),
-            if online { "online" } else { "offline" },
-        ));
-    }
-
-    /// The printer's discovery, when what it shows changed; entities that went are removed.
-    fn render_discovery(&mut self, uuid: &str) {
-        let Some(discovery) = &self.s.discovery else {
-            return;
-        };
-        let model = self
-            .registry
-            .get(uuid)
-            .and_then(|e| e.live.as_ref())
-            .and_then(|l| self.model_name(&l.printer));
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
-            return;
-        };
-        let printer = &live.printer;
-        let device = PrinterDevice {
-            uuid: uuid.to_string(),
-            id,
-            name: printer.display_name().to_string(),
-            model,
-            serial: printer.sn.clone(),
-            firmware: printer.firmware.clone(),
-            configuration_url: self
-                .s
-                .connect_url
-                .join(&format!("/printer/{uuid}/dashboard"))
-                .ok()
-                .map(|u| u.to_string()),
-            objects: live
-                .current_detail()
-                .filter(|_| payloads::job_running(printer))
-                .and_then(|j| j.cancelable.as_ref())
-                .map(|c| {
-                    crate::discovery::object_labels(&c.objects)
-                        .into_iter()
-                        .zip(&c.objects)
-                        .filter(|(_, o)| !o.canceled)
-                        .map(|((_, label), _)| label)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            cameras: live.cameras.named(),
-        };
-        if live.device.as_ref() == Some(&device) {
-            return;
-        }
-        let messages = discovery.printer(&device);
-        // Entities that went (a camera removed): their configs go too. After a restart the
-        // state file knows which cameras the last discovery had.
-        let old_cameras = match &live.device {
-            Some(old) => old.cameras.clone(),
-            None => entry.record.cameras.clone(),
-        };
-        for topic in discovery.printer_topics(uuid, &old_cameras) {
-            if !messages.iter().any(|(t, _)| *t == topic) {
-                self.out.push(Message::Clear { topic });
-            }
-        }
-        for (topic, payload) in messages {
-            self.out
-                .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
-        }
-        entry.record.cameras = device.cameras.clone();
-        live.device = Some(device);
     }
 
     /// Ends a poll's processing: printers gone for long enough are removed, account-wide
@@ -708,7 +586,7 @@ impl Core {
     }
 
     /// The model for the device info: Connect's name of the printer's type.
-    fn model_name(&self, printer: &Printer) -> Option<String> {
+    pub(super) fn model_name(&self, printer: &Printer) -> Option<String> {
         printer
             .printer_type_name
             .clone()
@@ -792,6 +670,13 @@ impl Core {
         let topic = self.s.topics.bridge_state();
         (!clear).then(|| Message::retain(Kind::Data, topic, "offline"))
     }
+}
+
+/// Whether `connect.printers` (`wanted`: uuids or names, empty for all) takes printer `p`.
+pub fn is_bridged(wanted: &[String], p: &Printer) -> bool {
+    wanted.is_empty()
+        || wanted.contains(&p.uuid)
+        || p.name.as_ref().is_some_and(|n| wanted.contains(n))
 }
 
 /// The parts of a printer whose change means the events feed has something new.

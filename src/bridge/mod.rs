@@ -21,6 +21,7 @@ pub mod feed;
 pub mod jobs;
 pub mod reads;
 pub mod registry;
+mod render;
 mod results;
 pub mod schedule;
 pub mod shell;

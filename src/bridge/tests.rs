@@ -233,6 +233,14 @@ impl Bridge {
     }
 }
 
+/// The read of printer A's job `job`.
+fn job_read(job: i64) -> Read {
+    Read::Job {
+        uuid: A.into(),
+        job,
+    }
+}
+
 fn job_record(id: i64, state: JobState) -> Job {
     Job {
         id,
@@ -406,18 +414,9 @@ fn a_job_that_started_and_ended_between_two_polls_is_announced_once() {
         .iter()
         .filter(|r| matches!(r, Read::Job { .. }))
         .collect();
-    assert_eq!(
-        reads,
-        [&Read::Job {
-            uuid: A.into(),
-            job: 7
-        }]
-    );
+    assert_eq!(reads, [&job_read(7)]);
     let done = b.answer(
-        Read::Job {
-            uuid: A.into(),
-            job: 7,
-        },
+        job_read(7),
         ReadResult::Job(Box::new(Ok(job(7, JobState::FinOk)))),
     );
     let ends = done.events("pc/mk4/job/finished");
@@ -449,10 +448,7 @@ fn a_lagging_job_record_is_read_again_with_backoff_for_more_than_an_hour() {
     let mut b = Bridge::new("");
     b.poll_settled(&[printing(A, "MK4", 9)]);
     let idle = printer(A, "MK4", "IDLE");
-    let job_read = || Read::Job {
-        uuid: A.into(),
-        job: 9,
-    };
+    let job_read = || job_read(9);
     let mut out = b.poll(std::slice::from_ref(&idle));
     let mut reads_made = 0;
     let mut waits = Vec::new();
@@ -745,15 +741,9 @@ fn a_job_the_list_never_showed_running_is_announced_too() {
     // Job 7 started and ended between two polls: the list shows it over at once.
     idle["job_info"] = json!({"id": 7, "state": "FIN_ERROR"});
     let out = b.poll(std::slice::from_ref(&idle));
-    assert!(out.reads.contains(&Read::Job {
-        uuid: A.into(),
-        job: 7
-    }));
+    assert!(out.reads.contains(&job_read(7)));
     let done = b.answer(
-        Read::Job {
-            uuid: A.into(),
-            job: 7,
-        },
+        job_read(7),
         ReadResult::Job(Box::new(Ok(job(7, JobState::FinError)))),
     );
     assert_eq!(
@@ -823,13 +813,7 @@ fn an_accepted_command_keeps_the_jobs_detail_until_it_is_read_again() {
     let mut moved = printing(A, "MK4", 7);
     moved["job_info"]["progress"] = json!(20.0);
     let out = b.poll(&[moved]);
-    assert!(
-        out.reads.contains(&Read::Job {
-            uuid: A.into(),
-            job: 7
-        }),
-        "read again"
-    );
+    assert!(out.reads.contains(&job_read(7)), "read again");
     let job = out.payload("pc/mk4/job").unwrap();
     assert_eq!(
         job["cancelable_objects"].as_array().map(Vec::len),
