@@ -26,20 +26,28 @@ pub struct FeedCursor {
     pub seen: Vec<String>,
 }
 
-/// Keys of the last published events.
+/// The last published events, by a 64-bit hash of their keys: 2 KiB per printer at most,
+/// whatever the events hold.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RecentEvents(VecDeque<String>);
+pub struct RecentEvents(VecDeque<u64>);
 
 impl RecentEvents {
-    pub fn contains(&self, key: &str) -> bool {
-        self.0.iter().any(|k| k == key)
+    fn hash(key: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
     }
 
-    pub fn remember(&mut self, key: String) {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains(&Self::hash(key))
+    }
+
+    pub fn remember(&mut self, key: &str) {
         if self.0.len() == RECENT_EVENTS {
             self.0.pop_front();
         }
-        self.0.push_back(key);
+        self.0.push_back(Self::hash(key));
     }
 }
 
@@ -80,7 +88,7 @@ pub fn accept(
             .map(FeedEvent::key)
             .collect();
         for e in &batch.events {
-            recent.remember(e.key());
+            recent.remember(&e.key());
         }
         return FeedOutcome::Publish(Vec::new());
     };
@@ -115,9 +123,9 @@ pub fn accept(
             after = event.created;
             cursor.seen.clear();
         }
-        cursor.seen.push(key.clone());
+        recent.remember(&key);
+        cursor.seen.push(key);
         cursor.after = Some(after);
-        recent.remember(key);
         new_events.push(event);
     }
     FeedOutcome::Publish(new_events)
