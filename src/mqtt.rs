@@ -238,14 +238,18 @@ pub fn start(
     let (in_tx, incoming) = mpsc::unbounded_channel();
     let (req_tx, requests) = mpsc::unbounded_channel();
     let (polled_tx, polled) = mpsc::unbounded_channel();
-    let poller = AbortOnDropHandle::new(tokio::spawn(poll(eventloop, polled_tx)));
+    let poller = Poller {
+        out: polled_tx,
+        incoming: in_tx,
+        link: link_tx,
+        ha_status,
+        requests: req_tx.clone(),
+    };
+    let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
     let state = SessionState {
         client,
         outbox: Outbox::new(status_topic),
         subscriptions,
-        ha_status,
-        link: link_tx,
-        incoming: in_tx,
         syncing: false,
         subscribe_owed: false,
         stale: HashSet::new(),
@@ -262,63 +266,109 @@ pub fn start(
 }
 
 /// Polls rumqttc's event loop and forwards what happens, waiting (with backoff and jitter)
-/// after a failure: rumqttc reconnects at once on the next poll.
-async fn poll(mut eventloop: EventLoop, out: mpsc::UnboundedSender<Polled>) {
-    eventloop.set_network_options(low_latency());
-    let (host, port) = eventloop.mqtt_options.broker_address();
-    let broker = format!("{host}:{port}");
-    let mut backoff = BACKOFF_START;
-    let mut failures = 0u32;
-    loop {
-        match eventloop.poll().await {
-            Ok(event) => {
-                let disconnect = matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect));
-                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
-                    backoff = BACKOFF_START;
-                    if failures > 0 {
-                        tracing::info!("MQTT broker connection restored");
-                    } else {
-                        tracing::info!("connected to the MQTT broker");
+/// after a failure: rumqttc reconnects at once on the next poll. Messages from the broker go
+/// straight to the bridge (a command does not wait behind the session's work), tagged with
+/// the connection they came on; the connection state is told here, where it is first known.
+struct Poller {
+    out: mpsc::UnboundedSender<Polled>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    link: watch::Sender<Link>,
+    ha_status: Option<String>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Poller {
+    async fn run(self, mut eventloop: EventLoop) {
+        eventloop.set_network_options(low_latency());
+        let (host, port) = eventloop.mqtt_options.broker_address();
+        let broker = format!("{host}:{port}");
+        let mut backoff = BACKOFF_START;
+        let mut failures = 0u32;
+        loop {
+            match eventloop.poll().await {
+                Ok(event) => {
+                    let disconnect =
+                        matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect));
+                    if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                        backoff = BACKOFF_START;
+                        if failures > 0 {
+                            tracing::info!("MQTT broker connection restored");
+                        } else {
+                            tracing::info!("connected to the MQTT broker");
+                        }
+                        failures = 0;
+                        self.link.send_modify(|l| {
+                            l.connected = true;
+                            l.generation += 1;
+                        });
                     }
-                    failures = 0;
-                }
-                if out.send(Polled::Event(event)).is_err() {
-                    return;
-                }
-                if disconnect {
-                    drain(&mut eventloop).await;
-                    return;
-                }
-            }
-            Err(ConnectionError::RequestsDone) => return,
-            Err(e) => {
-                // What rumqttc did before the failure and has not reported yet belongs to the
-                // connection that dropped: reported now, it is not mistaken for the next one's.
-                for event in eventloop.state.events.drain(..) {
-                    if out.send(Polled::Event(event)).is_err() {
+                    if disconnect {
+                        self.link
+                            .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
+                    }
+                    if !self.forward(event) {
+                        return;
+                    }
+                    if disconnect {
+                        drain(&mut eventloop).await;
                         return;
                     }
                 }
-                // A publish held back for a packet id still in use would keep rumqttc from
-                // taking any request on the next connection: it is owed again by the outbox.
-                eventloop.state.collision = None;
-                if out.send(Polled::Dropped).is_err() {
-                    return;
+                Err(ConnectionError::RequestsDone) => return,
+                Err(e) => {
+                    // What rumqttc did before the failure and has not reported yet belongs to
+                    // the connection that dropped: reported now, it is not mistaken for the
+                    // next one's.
+                    for event in eventloop.state.events.drain(..) {
+                        if !self.forward(event) {
+                            return;
+                        }
+                    }
+                    // A publish held back for a packet id still in use would keep rumqttc
+                    // from taking any request on the next connection: the outbox owes it.
+                    eventloop.state.collision = None;
+                    self.link
+                        .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
+                    if self.out.send(Polled::Dropped).is_err() {
+                        return;
+                    }
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(
+                            "MQTT broker: {}; retrying with backoff (`prusa-connect-mqtt check` tests the settings)",
+                            crate::check::explain_broker_error(&e, &broker)
+                        );
+                    } else {
+                        tracing::debug!("MQTT reconnect attempt {failures} failed: {e}");
+                    }
+                    let jitter = rand::rng().random_range(0.75..1.25);
+                    tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                    backoff = (backoff * 2).min(BACKOFF_CAP);
                 }
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(
-                        "MQTT broker: {}; retrying with backoff (`prusa-connect-mqtt check` tests the settings)",
-                        crate::check::explain_broker_error(&e, &broker)
-                    );
-                } else {
-                    tracing::debug!("MQTT reconnect attempt {failures} failed: {e}");
-                }
-                let jitter = rand::rng().random_range(0.75..1.25);
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
             }
         }
+    }
+
+    /// Hands an event on; false once the session is gone.
+    fn forward(&self, event: Event) -> bool {
+        let Event::Incoming(Packet::Publish(p)) = event else {
+            return self.out.send(Polled::Event(event)).is_ok();
+        };
+        if self.ha_status.as_deref() == Some(p.topic.as_str()) {
+            if p.payload.as_ref() == b"online" {
+                tracing::info!("Home Assistant is online: republishing discovery and state");
+                let _ = self.requests.send(Request::Republish);
+            }
+            return true;
+        }
+        let generation = self.link.borrow().generation;
+        let _ = self.incoming.send(Incoming {
+            topic: p.topic,
+            payload: p.payload,
+            retain: p.retain,
+            generation,
+        });
+        true
     }
 }
 
@@ -326,9 +376,6 @@ struct SessionState {
     client: AsyncClient,
     outbox: Outbox,
     subscriptions: Vec<String>,
-    ha_status: Option<String>,
-    link: watch::Sender<Link>,
-    incoming: mpsc::UnboundedSender<Incoming>,
     /// Between a ConnAck and rumqttc writing our SUBSCRIBE: publishes rumqttc writes then were
     /// handed over before the connection dropped (their acks are ignored: `stale`).
     syncing: bool,
@@ -397,8 +444,6 @@ impl SessionState {
                 self.syncing = false;
                 self.subscribe_owed = false;
                 self.stale.clear();
-                self.link
-                    .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
                 return;
             }
         };
@@ -409,10 +454,6 @@ impl SessionState {
                 self.syncing = true;
                 self.subscribe_owed = true;
                 self.subscribe();
-                self.link.send_modify(|l| {
-                    l.connected = true;
-                    l.generation += 1;
-                });
             }
             Event::Outgoing(rumqttc::Outgoing::Subscribe(_)) => self.syncing = false,
             Event::Incoming(Packet::SubAck(ack)) => {
@@ -441,28 +482,6 @@ impl SessionState {
             }
             Event::Incoming(Packet::PubAck(ack)) if !self.stale.remove(&ack.pkid) => {
                 self.outbox.on_acked(ack.pkid);
-            }
-            Event::Incoming(Packet::Publish(p)) => {
-                if self.ha_status.as_deref() == Some(p.topic.as_str()) {
-                    if p.payload.as_ref() == b"online" {
-                        tracing::info!(
-                            "Home Assistant is online: republishing discovery and state"
-                        );
-                        self.outbox.republish();
-                    }
-                    return;
-                }
-                let generation = self.link.borrow().generation;
-                let _ = self.incoming.send(Incoming {
-                    topic: p.topic,
-                    payload: p.payload,
-                    retain: p.retain,
-                    generation,
-                });
-            }
-            Event::Outgoing(rumqttc::Outgoing::Disconnect) => {
-                self.link
-                    .send_if_modified(|l| std::mem::replace(&mut l.connected, false));
             }
             _ => {}
         }

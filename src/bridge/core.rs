@@ -94,6 +94,8 @@ pub struct Core {
     active: bool,
     /// `bridge/info` waits for the account reads in flight that it shows.
     info_owed: Option<AuthStatus>,
+    /// The last `bridge/info` published.
+    shown_info: Option<String>,
     pub(super) out: Vec<Message>,
     reads: Vec<Read>,
 }
@@ -115,6 +117,7 @@ impl Core {
             listed: HashSet::new(),
             active: false,
             info_owed: None,
+            shown_info: None,
             out: Vec::new(),
             reads: Vec::new(),
         }
@@ -205,12 +208,19 @@ impl Core {
         h.reachable = false;
         h.last_error = Some(text);
         h.last_error_at = iso(wall);
-        let ids: Vec<String> = self
-            .registry
-            .entries()
-            .filter_map(|e| e.id().map(str::to_string))
-            .collect();
-        for id in ids {
+        let mut offline = Vec::new();
+        for entry in self.registry.entries_mut() {
+            let Some(id) = entry.id().map(str::to_string) else {
+                continue;
+            };
+            match entry.live.as_mut() {
+                Some(live) if live.shown_online == Some(false) => continue,
+                Some(live) => live.shown_online = Some(false),
+                None => {}
+            }
+            offline.push(id);
+        }
+        for id in offline {
             let topic = self.s.topics.availability(&id);
             self.publish(Message::retain(Kind::Data, topic, "offline"));
         }
@@ -294,6 +304,8 @@ impl Core {
             if let Some(live) = self.registry.get_mut(&r.uuid).and_then(|e| e.live.as_mut()) {
                 // Everything is published again on the new topics.
                 live.shown_state = None;
+                live.shown_job = None;
+                live.shown_online = None;
                 live.device = None;
             }
         }
@@ -500,8 +512,12 @@ impl Core {
             "notifications_unseen": self.account.unseen,
             "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         });
-        let topic = self.s.topics.bridge_info();
-        self.publish(Message::retain(Kind::Data, topic, info.to_string()));
+        let info = info.to_string();
+        if self.shown_info.as_ref() != Some(&info) {
+            let topic = self.s.topics.bridge_info();
+            self.publish(Message::retain(Kind::Data, topic, info.clone()));
+            self.shown_info = Some(info);
+        }
     }
 
     /// Printer types (model names and command limits) once, again hourly while a printer's

@@ -57,8 +57,11 @@ pub struct Live {
     pub job_reads: JobReads,
     /// Published at least once (see `Core::render`).
     pub introduced: bool,
-    /// The published `P/state` without `updated`.
+    /// The published `P/state` without `updated`, `P/job` and `P/availability`: only changes
+    /// go to the session (the outbox would drop the rest, after the trip).
     pub shown_state: Option<StatePayload>,
+    pub shown_job: Option<serde_json::Value>,
+    pub shown_online: Option<bool>,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
@@ -86,6 +89,8 @@ impl Live {
             job_reads: JobReads::default(),
             introduced: false,
             shown_state: None,
+            shown_job: None,
+            shown_online: None,
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),

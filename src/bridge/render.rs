@@ -41,19 +41,26 @@ impl Core {
             ));
             live.shown_state = Some(state);
         }
-        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
+        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail())
+            && live.shown_job.as_ref() != Some(&job)
+        {
             self.out.push(Message::retain(
                 Kind::Data,
                 self.s.topics.job(&id),
                 job.to_string(),
             ));
+            live.shown_job = Some(job);
         }
+        let announce = live.shown_online != Some(online);
+        live.shown_online = Some(online);
         self.render_discovery(uuid);
-        self.out.push(Message::retain(
-            Kind::Data,
-            self.s.topics.availability(&id),
-            if online { "online" } else { "offline" },
-        ));
+        if announce {
+            self.out.push(Message::retain(
+                Kind::Data,
+                self.s.topics.availability(&id),
+                if online { "online" } else { "offline" },
+            ));
+        }
     }
 
     /// The printer's discovery, when what it shows changed; entities that went are removed.

@@ -288,13 +288,26 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
         Some(json!("online"))
     );
     assert_eq!(rest.payload("pc/busy_mk4/state").unwrap()["queue_count"], 0);
-    // The same list again: only what may change without a change (availability, info) is
-    // handed over; the outbox drops unchanged values.
+    // The same list again: no read, no message.
     let again = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
     assert!(again.reads.is_empty(), "{:?}", again.reads);
+    assert!(again.topics().is_empty(), "{:?}", again.topics());
+    // Connect fails: offline once, and once again online.
+    let failed = b.fail_poll(ConnectError::Transport("reset".into()));
     assert_eq!(
-        again.topics(),
-        ["retain pc/busy_mk4/availability", "retain pc/bridge/info"]
+        failed.payload("pc/busy_mk4/availability"),
+        Some(json!("offline"))
+    );
+    assert!(
+        b.fail_poll(ConnectError::Transport("reset".into()))
+            .topics()
+            .iter()
+            .all(|t| !t.contains("availability"))
+    );
+    let back = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert_eq!(
+        back.payload("pc/busy_mk4/availability"),
+        Some(json!("online"))
     );
 }
 
