@@ -78,8 +78,10 @@ pub async fn run_with(
     let setup = config.clone();
     let (tokens, (store, memory), options) = tokio::task::spawn_blocking(move || {
         let tokens = token_source(&setup)?;
-        let memory: (store::Store, bridge::registry::Memory) =
-            store::Store::open(&setup.state.dir)?;
+        let memory: (
+            store::Store<bridge::registry::Memory>,
+            bridge::registry::Memory,
+        ) = store::Store::open(&setup.state.dir)?;
         let status = topics::Topics::new(&setup.mqtt.base_topic).bridge_state();
         anyhow::Ok((tokens, memory, mqtt::options(&setup.mqtt, Some(&status))?))
     })

@@ -9,18 +9,19 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub struct Store {
+pub struct Store<T> {
     path: PathBuf,
-    /// What the file holds (`None` after a failed write: unknown, write again).
-    saved: Option<Vec<u8>>,
+    /// What the file holds (`None` after a failed write: unknown, write again). Compared
+    /// with what is to be saved before anything is serialized: most polls change nothing.
+    saved: Option<T>,
     /// The write running in the background, if any (see [`Store::save_soon`]).
     writing: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
-impl Store {
+impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
     /// Opens (creating the directory when needed) and loads the state file. A corrupt file
     /// is moved aside with a warning rather than stopping the service.
-    pub fn open<T: DeserializeOwned + Default + Serialize>(dir: &Path) -> Result<(Store, T)> {
+    pub fn open(dir: &Path) -> Result<(Store<T>, T)> {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
                 "cannot create the state directory {} (set state.dir to a writable directory)",
@@ -48,7 +49,7 @@ impl Store {
         };
         let store = Store {
             path,
-            saved: serde_json::to_vec_pretty(&memory).ok(),
+            saved: Some(memory.clone()),
             writing: None,
         };
         store.check_writable()?;
@@ -69,41 +70,36 @@ impl Store {
 
     /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename. Waits
     /// for a write started by [`Store::save_soon`] first.
-    pub fn save(&mut self, memory: &impl Serialize) -> Result<()> {
+    pub fn save(&mut self, memory: &T) -> Result<()> {
         if let Some(writing) = self.writing.take() {
             self.finished(writing.join());
         }
-        let bytes = serde_json::to_vec_pretty(memory)?;
-        if self.saved.as_ref() == Some(&bytes) {
+        if self.saved.as_ref() == Some(memory) {
             return Ok(());
         }
-        write_atomically(&self.path, &bytes)?;
-        self.saved = Some(bytes);
+        write_atomically(&self.path, &serde_json::to_vec_pretty(memory)?)?;
+        self.saved = Some(memory.clone());
         Ok(())
     }
 
     /// Like [`Store::save`], but the file is written (and fsynced, which can take
     /// milliseconds) on a thread of its own, so the event loop goes on serving commands.
     /// While a write runs, newer changes wait for the next call.
-    pub fn save_soon(&mut self, memory: &impl Serialize) -> Result<()> {
+    pub fn save_soon(&mut self, memory: &T) -> Result<()> {
         if let Some(writing) = self.writing.take_if(|w| w.is_finished()) {
             self.finished(writing.join());
         }
-        if self.writing.is_some() {
+        if self.writing.is_some() || self.saved.as_ref() == Some(memory) {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(memory)?;
-        if self.saved.as_ref() == Some(&bytes) {
-            return Ok(());
-        }
         let path = self.path.clone();
-        let written = bytes.clone();
         let writing = std::thread::Builder::new()
             .name("state-file".into())
-            .spawn(move || write_atomically(&path, &written))
+            .spawn(move || write_atomically(&path, &bytes))
             .context("cannot start writing the state file")?;
         self.writing = Some(writing);
-        self.saved = Some(bytes);
+        self.saved = Some(memory.clone());
         Ok(())
     }
 
@@ -226,7 +222,7 @@ mod tests {
         for f in [&crashed, &ours, &old, &other] {
             std::fs::write(f, b"x").unwrap();
         }
-        let _: (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        let _: (Store<_>, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert!(!crashed.exists() && !old.exists());
         assert!(ours.exists(), "a write in progress is left alone");
         assert!(other.exists());
@@ -235,14 +231,14 @@ mod tests {
     #[test]
     fn round_trip_and_corrupt_file_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, mut memory): (Store, BTreeMap<String, f64>) =
+        let (mut store, mut memory): (Store<_>, BTreeMap<String, f64>) =
             Store::open(dir.path()).unwrap();
         memory.insert("u".into(), 12.5);
         store.save(&memory).unwrap();
-        let (_, loaded): (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        let (_, loaded): (Store<_>, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert_eq!(loaded, memory);
         std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
-        let (_, fresh): (Store, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        let (_, fresh): (Store<_>, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert!(fresh.is_empty());
         assert!(dir.path().join("state.json.corrupt").exists());
     }

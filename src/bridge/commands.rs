@@ -37,6 +37,8 @@ pub enum Inbound {
 pub struct CommandJob {
     pub printer_id: String,
     pub uuid: String,
+    /// Where the reply goes: the shell's task publishes it as soon as Connect answered.
+    pub reply_topic: String,
     pub task: CommandTask,
 }
 
@@ -63,6 +65,8 @@ pub struct CommandDone {
     pub printer_id: String,
     pub uuid: String,
     pub reply: CommandReply,
+    /// The reply is published already (else the core publishes it).
+    pub replied: bool,
     /// `supported-commands` as read for this command.
     pub supported: Option<Vec<SupportedCommand>>,
     pub outcome: Outcome,
@@ -173,6 +177,7 @@ impl Core {
         Ok(CommandJob {
             printer_id: printer_id.to_string(),
             uuid,
+            reply_topic: self.s.topics.command_response(printer_id),
             task: CommandTask::Command {
                 state: live.printer.effective_state(),
                 supported: live.supported.clone(),
@@ -208,6 +213,7 @@ impl Core {
         Ok(CommandJob {
             printer_id: printer_id.to_string(),
             uuid,
+            reply_topic: self.s.topics.command_response(printer_id),
             task: CommandTask::JobReason {
                 req: request,
                 job_id,
@@ -277,8 +283,10 @@ impl Core {
                 e.code.as_str()
             );
         }
-        let reply = self.reply(&done.printer_id, done.reply);
-        self.publish(reply);
+        if !done.replied {
+            let reply = self.reply(&done.printer_id, done.reply);
+            self.publish(reply);
+        }
         let live = self
             .registry
             .get_mut(&done.uuid)

@@ -15,10 +15,12 @@ use tokio_util::task::AbortOnDropHandle;
 use super::commands::{self, CommandDone, CommandJob, CommandTask, Inbound, Outcome, Prepared};
 use super::core::Core;
 use super::reads::{Read, ReadDone, ReadResult};
+use super::registry::Memory;
 use crate::command::{self, CommandError, CommandReply, ErrorCode};
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::model::Printer;
 use crate::mqtt::{Incoming, Link, Publisher};
+use crate::outbox::Message;
 use crate::payloads::now_unix;
 use crate::store::Store;
 
@@ -40,7 +42,7 @@ pub struct Shell {
     core: Core,
     connect: ConnectClient,
     publisher: Publisher,
-    store: Store,
+    store: Store<Memory>,
     watchdog: Watchdog,
     reads: ReadRunner,
     commands: CommandRunner,
@@ -60,12 +62,12 @@ impl Shell {
         core: Core,
         connect: ConnectClient,
         publisher: Publisher,
-        store: Store,
+        store: Store<Memory>,
         clear_retained_on_exit: bool,
     ) -> Shell {
         Shell {
             reads: ReadRunner::new(connect.clone()),
-            commands: CommandRunner::new(connect.clone()),
+            commands: CommandRunner::new(connect.clone(), publisher.clone()),
             core,
             connect,
             publisher,
@@ -178,13 +180,7 @@ impl Shell {
                     self.core.observe(Instant::now(), now_unix(), printer);
                     self.flush();
                     if serve {
-                        tokio::task::yield_now().await;
-                        while let Ok(msg) = incoming.try_recv() {
-                            self.on_incoming(msg);
-                        }
-                        while let Some(done) = self.commands.try_next() {
-                            self.on_command_done(done);
-                        }
+                        self.serve_between(incoming).await;
                     }
                 }
                 self.core
@@ -192,10 +188,25 @@ impl Shell {
             }
         };
         self.flush();
+        if serve {
+            self.serve_between(incoming).await;
+        }
         if let Err(e) = self.store.save_soon(&self.core.memory()) {
             tracing::warn!("cannot save the state file: {e:#}");
         }
         wait
+    }
+
+    /// Lets the MQTT tasks and command tasks run, then serves the commands that came in and
+    /// the replies that are back.
+    async fn serve_between(&mut self, incoming: &mut mpsc::UnboundedReceiver<Incoming>) {
+        tokio::task::yield_now().await;
+        while let Ok(msg) = incoming.try_recv() {
+            self.on_incoming(msg);
+        }
+        while let Some(done) = self.commands.try_next() {
+            self.on_command_done(done);
+        }
     }
 
     /// Hands the core's messages to the session and starts the reads it asked for.
@@ -410,6 +421,7 @@ async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
 /// Command messages per printer, in order; one command runs per printer at a time.
 struct CommandRunner {
     connect: ConnectClient,
+    publisher: Publisher,
     queues: HashMap<String, VecDeque<Incoming>>,
     /// Printers with a command running, and which message each task answers.
     busy: HashMap<String, Id>,
@@ -421,9 +433,10 @@ struct CommandRunner {
 }
 
 impl CommandRunner {
-    fn new(connect: ConnectClient) -> CommandRunner {
+    fn new(connect: ConnectClient, publisher: Publisher) -> CommandRunner {
         CommandRunner {
             connect,
+            publisher,
             queues: HashMap::new(),
             busy: HashMap::new(),
             running: HashMap::new(),
@@ -481,10 +494,17 @@ impl CommandRunner {
     fn run(&mut self, msg: Incoming, job: CommandJob) {
         self.waiting -= 1;
         let connect = self.connect.clone();
+        let publisher = self.publisher.clone();
         let printer_id = job.printer_id.clone();
-        let handle = self
-            .tasks
-            .spawn(async move { execute(&connect, job).await });
+        let handle = self.tasks.spawn(async move {
+            let reply_topic = job.reply_topic.clone();
+            let mut done = execute(&connect, job).await;
+            // Straight to the session: the reply does not wait for the bridge's loop.
+            let payload = done.reply.to_json().to_string();
+            publisher.publish(Message::event(reply_topic, payload));
+            done.replied = true;
+            done
+        });
         self.busy.insert(printer_id.clone(), handle.id());
         self.running.insert(handle.id(), (printer_id, msg));
     }
@@ -525,6 +545,7 @@ impl CommandRunner {
                     printer_id,
                     uuid: String::new(),
                     reply,
+                    replied: false,
                     supported: None,
                     outcome: Outcome::Other,
                 })
@@ -561,6 +582,7 @@ async fn execute(connect: &ConnectClient, job: CommandJob) -> CommandDone {
         printer_id: printer_id.clone(),
         uuid: uuid.clone(),
         reply,
+        replied: false,
         supported,
         outcome,
     };
