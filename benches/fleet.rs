@@ -5,7 +5,8 @@
 //! `GET /app/printers/{uuid}` per printer every 30 s, run as a tiny poller in this process.
 //!
 //! `cargo bench --bench fleet` (about 12 minutes); `BENCH_QUICK=1` for a ~2 minute run with
-//! fewer samples and only 500 printers; `BENCH_SIZES=1,50` picks the fleet sizes.
+//! fewer samples and only 500 printers; `BENCH_SIZES=1,50` picks the fleet sizes;
+//! `GW_BIN=path` measures another build of the gateway (an older one, for a comparison).
 //! Prints a markdown table. It stops by itself.
 
 #[path = "../tests/common/broker.rs"]
@@ -861,7 +862,10 @@ impl Gateway {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"))
+        // GW_BIN runs the bench against another build (an older one, for a comparison).
+        let gateway_bin = std::env::var("GW_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_prusa-connect-mqtt").to_string());
+        let child = Command::new(gateway_bin)
             .arg("run")
             .arg("--config")
             .arg(&config)
