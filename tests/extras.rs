@@ -222,8 +222,7 @@ async fn a_dialog_needs_attention_is_announced_once_and_notifications_follow() {
         "{{ value_json.notifications_unseen }}"
     );
 
-    // Connect makes a notification of the dialog.
-    sim.sim.set_unseen(1);
+    // Connect makes a notification of the dialog (the simulator too).
     sim.sim.set_dialog(
         &uuid,
         Some(json!({"title": "Filament runout", "text": "Load new filament", "buttons": ["Continue"]})),

@@ -32,6 +32,9 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/printers/{uuid}/event", post(push_event))
         .route("/printers/{uuid}/queue", post(queue_job))
         .route("/printers/{uuid}/hidden", post(hide_printer))
+        .route("/printers/{uuid}/quick-job", post(quick_job))
+        .route("/printers/{uuid}/record-lag", post(set_record_lag))
+        .route("/notifications", post(add_notification))
         .route("/fault", post(set_fault))
         .route("/faults", get(faults).post(add_fault))
         .route("/clock", post(set_clock))
@@ -301,6 +304,67 @@ async fn push_event(
         p.push_event(ctx, &event, Value::Object(fields))
     })?;
     Ok(ok())
+}
+
+/// `{"file": "calibration.gcode", "state": "FIN_OK"}` → `{"id": N}`: a job that starts and
+/// ends before the printer list shows it.
+async fn quick_job(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        file: String,
+        state: Option<String>,
+    }
+    let Body { file, state } = parse_json(&body)?;
+    let state = state.unwrap_or_else(|| "FIN_OK".to_string());
+    let id = on_printer(&sim, &uuid, |p, ctx| {
+        p.quick_job(ctx, NewJob::new(&file, 20.0, &[]), &state)
+    })?;
+    Ok(Json(json!({ "id": id })))
+}
+
+/// `{"seconds": 30}`: Connect's record of each job ending from now on says PRINTING this long.
+async fn set_record_lag(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        seconds: f64,
+    }
+    let Body { seconds } = parse_json(&body)?;
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(ApiError::bad_request(
+            "INVALID_LAG",
+            "seconds must be between 0 and 86400",
+        ));
+    }
+    on_printer(&sim, &uuid, |p, _| {
+        p.record_lag = Duration::from_secs_f64(seconds)
+    })?;
+    Ok(ok())
+}
+
+/// `{"printer_uuid": "...", "severity": "WARNING", "text": "..."}` → `{"id": N}`
+async fn add_notification(State(sim): State<Simulator>, body: Bytes) -> JsonResult {
+    #[derive(Deserialize)]
+    struct Body {
+        printer_uuid: Option<String>,
+        severity: Option<String>,
+        text: String,
+    }
+    let Body {
+        printer_uuid,
+        severity,
+        text,
+    } = parse_json(&body)?;
+    let severity = severity.unwrap_or_else(|| "INFO".to_string());
+    let id = sim.add_notification(printer_uuid.as_deref(), &severity, &text);
+    Ok(Json(json!({ "id": id })))
 }
 
 /// `{"path": "/usb/x.bgcode"}` → `{"id": N}`

@@ -63,6 +63,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/printers/{uuid}/commands/sync", post(command_sync))
         .route("/cameras/{id}/snapshots/last", get(snapshot))
         .route("/printer-types", get(printer_types))
+        .route("/notifications", get(notifications))
         .route("/notifications/unseen", get(unseen))
         .route("/invitations", get(invitations))
         .route("/config", get(config))
@@ -479,13 +480,13 @@ async fn list_jobs(
     let page = params.page(20, 1000)?;
     let states = params.list("state");
     with_printer(&sim, &uuid, |p| {
+        let recorded: Vec<_> = p.jobs.iter().rev().map(|j| j.as_recorded()).collect();
         let matching = || {
-            p.jobs
+            recorded
                 .iter()
-                .rev()
                 .filter(|j| states.is_empty() || states.contains(&j.state.as_str()))
         };
-        let jobs: Vec<Value> = page.of(matching()).map(render::job_item).collect();
+        let jobs: Vec<Value> = page.of(matching()).map(|j| render::job_item(j)).collect();
         let mut pager =
             json!({ "limit": page.limit, "offset": page.offset, "total": matching().count() });
         if let (Some(oldest), Some(map)) = (matching().next_back(), pager.as_object_mut()) {
@@ -504,9 +505,11 @@ async fn get_job(
     PathArgs((uuid, id)): PathArgs<(String, String)>,
 ) -> JsonResult {
     let id: i64 = id.parse().map_err(|_| job_not_found())?;
-    with_printer(&sim, &uuid, |p| p.job(id).map(render::job_detail))?
-        .map(Json)
-        .ok_or_else(job_not_found)
+    with_printer(&sim, &uuid, |p| {
+        p.job(id).map(|j| render::job_detail(&j.as_recorded()))
+    })?
+    .map(Json)
+    .ok_or_else(job_not_found)
 }
 
 /// `{"reason": {"tag": [...], "other": "..."}}`, stored and shown in the job detail.
@@ -774,8 +777,21 @@ async fn printer_types() -> Json<Value> {
     Json(render::printer_types())
 }
 
+/// The account's notifications, newest first.
+async fn notifications(State(sim): State<Simulator>, params: Params) -> JsonResult {
+    let page = params.page(20, 100)?;
+    let world = sim.world();
+    let all = &world.ctx.notifications;
+    let items: Vec<Value> = page
+        .of(all.iter().rev())
+        .map(render::notification)
+        .collect();
+    let pager = json!({ "limit": page.limit, "offset": page.offset, "total": all.len() });
+    Ok(Json(json!({ "notifications": items, "pager": pager })))
+}
+
 async fn unseen(State(sim): State<Simulator>) -> Json<Value> {
-    Json(json!({ "unseen": sim.world().unseen }))
+    Json(json!({ "unseen": sim.world().ctx.unseen }))
 }
 
 async fn invitations() -> Json<Value> {

@@ -404,6 +404,24 @@ impl Simulator {
         })
     }
 
+    /// A job that starts and ends (`job_state`) between two looks at the printer list: the
+    /// printer is back in its state, showing the job it showed. Only the feed, the job list
+    /// and the notifications tell. Returns the job's id.
+    #[track_caller]
+    pub fn quick_job(&self, uuid: &str, file_name: &str, job_state: &str) -> i64 {
+        self.script(uuid, |p, ctx| {
+            let job = NewJob::new(file_name, 20.0, &[]);
+            p.quick_job(ctx, job, job_state)
+        })
+    }
+
+    /// Connect's record of each job that ends from now on keeps saying PRINTING this long
+    /// (its job list and `/jobs/{id}`), while the printer list shows it ended.
+    #[track_caller]
+    pub fn set_record_lag(&self, uuid: &str, lag: Duration) {
+        self.script(uuid, |p, _| p.record_lag = lag)
+    }
+
     /// Sets the current job's progress (clamped to 0..100); `time_printing` and
     /// `time_remaining` follow from the job's duration.
     #[track_caller]
@@ -585,9 +603,39 @@ impl Simulator {
         self.world().ctx.clock.set_offset(us);
     }
 
-    /// The count `GET /app/notifications/unseen` answers.
+    /// The count `GET /app/notifications/unseen` answers (each new notification adds one).
     pub fn set_unseen(&self, n: u64) {
-        self.world().unseen = n;
+        self.world().ctx.unseen = n;
+    }
+
+    /// Adds an account notification (a job's end and a dialog make their own) and returns its
+    /// id; `printer`: the uuid of the printer it is about.
+    pub fn add_notification(&self, printer: Option<&str>, severity: &str, text: &str) -> i64 {
+        let mut world = self.world();
+        let printer_name = printer
+            .and_then(|u| world.printer(u))
+            .map(|p| p.name.clone());
+        world.ctx.notify(world::Notice {
+            id: 0,
+            created_us: 0,
+            category: "PRINTER".into(),
+            name: "MESSAGE".into(),
+            severity: severity.into(),
+            text: text.into(),
+            printer_uuid: printer.map(str::to_string),
+            printer_name,
+            job: None,
+        })
+    }
+
+    /// The ids of the account's notifications, oldest first.
+    pub fn notification_ids(&self) -> Vec<i64> {
+        self.world()
+            .ctx
+            .notifications
+            .iter()
+            .map(|n| n.id)
+            .collect()
     }
 
     // --- the account server (`/o/authorize/`, `/o/token/`, `/login/`, `/login/2fa/`)

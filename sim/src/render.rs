@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::world::{Camera, FileInfo, Job, PlannedJob, Printer, secs};
+use super::world::{Camera, FileInfo, Job, Notice, PlannedJob, Printer, secs};
 
 /// A number as Connect writes it: whole values without a fraction.
 pub(crate) fn num(x: f64) -> Value {
@@ -159,6 +159,29 @@ pub(crate) fn job_item(job: &Job) -> Value {
         map.insert("reason".into(), reason.clone());
     }
     v
+}
+
+/// One entry of `/app/notifications` (the shape one public client reads).
+pub(crate) fn notification(n: &Notice) -> Value {
+    let mut data = json!({
+        "printer_uuid": n.printer_uuid,
+        "printer_name": n.printer_name,
+    });
+    if let (Some((id, name, state)), Some(map)) = (&n.job, data.as_object_mut()) {
+        map.insert("job_id".into(), json!(id));
+        map.insert("job_name".into(), json!(name));
+        map.insert("job_state".into(), json!(state));
+    }
+    json!({
+        "id": n.id,
+        "category": n.category,
+        "name": n.name,
+        "severity": n.severity,
+        "text": n.text,
+        "data": data,
+        "created": n.created_us.div_euclid(1_000_000),
+        "seen": false,
+    })
 }
 
 /// `/jobs/{id}`: the list item plus the file's objects and what can be canceled.

@@ -127,6 +127,7 @@ fn add_past_jobs(p: &mut Printer, ctx: &mut Ctx) {
             weight_g: 14.2 + i as f64 * 20.0,
             reason: None,
             mode: p.model.clone(),
+            record_lags_until_us: None,
         });
     }
 }

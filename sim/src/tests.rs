@@ -1524,3 +1524,63 @@ fn snapshot_is_a_well_formed_jpeg() {
     });
     assert_ne!(bytes, other);
 }
+
+#[tokio::test]
+async fn a_quick_job_shows_only_in_the_feed_the_job_list_and_the_notifications() {
+    let server = start_empty().await;
+    let sim = &server.sim;
+    let uuid = sim.add_printer(PrinterSpec::named("A"));
+    let (_, before) = server.get(&format!("/app/printers/{uuid}")).await;
+    let job = sim.quick_job(&uuid, "calibration.gcode", "FIN_OK");
+    let (_, after) = server.get(&format!("/app/printers/{uuid}")).await;
+    assert_eq!(after["printer_state"], before["printer_state"]);
+    assert_eq!(after.get("job_info"), before.get("job_info"));
+    let (_, jobs) = server.get(&format!("/app/printers/{uuid}/jobs")).await;
+    assert_eq!(jobs["jobs"][0]["id"], job);
+    assert_eq!(jobs["jobs"][0]["state"], "FIN_OK");
+    let feed = server.events(&uuid, "").await;
+    assert!(
+        feed.iter()
+            .any(|e| e["event"] == "JOB_INFO" && e["job_id"] == job)
+    );
+    // Connect makes a notification of it, newest first in the list.
+    let first = sim.add_notification(Some(&uuid), "INFO", "hello");
+    let (_, unseen) = server.get("/app/notifications/unseen").await;
+    assert_eq!(unseen["unseen"], 2);
+    let (_, list) = server.get("/app/notifications?limit=1&offset=1").await;
+    assert_eq!(list["notifications"][0]["data"]["job_id"], job);
+    assert_eq!(list["notifications"][0]["severity"], "SUCCESS");
+    assert_eq!(list["pager"]["total"], 2);
+    let (_, list) = server.get("/app/notifications").await;
+    assert_eq!(list["notifications"][0]["id"], first);
+    assert_eq!(list["notifications"][0]["data"]["printer_name"], "A");
+}
+
+#[tokio::test]
+async fn a_lagging_job_record_says_printing_until_the_lag_is_over() {
+    let server = start_empty().await;
+    let sim = &server.sim;
+    let uuid = sim.add_printer(PrinterSpec::named("A"));
+    sim.set_record_lag(&uuid, Duration::from_millis(300));
+    let job = sim.start_job(&uuid, "cube.bgcode", 60, &[]);
+    sim.finish_job(&uuid, "FIN_ERROR");
+    let (_, printer) = server.get(&format!("/app/printers/{uuid}")).await;
+    assert_eq!(printer["printer_state"], "ERROR");
+    let (_, record) = server
+        .get(&format!("/app/printers/{uuid}/jobs/{job}"))
+        .await;
+    assert_eq!(record["state"], "PRINTING");
+    let (_, jobs) = server.get(&format!("/app/printers/{uuid}/jobs")).await;
+    assert_eq!(jobs["jobs"][0]["state"], "PRINTING");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, record) = server
+            .get(&format!("/app/printers/{uuid}/jobs/{job}"))
+            .await;
+        if record["state"] == "FIN_ERROR" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -71,6 +71,28 @@ pub(crate) struct Ctx {
     next_command_id: i64,
     next_planned_job_id: i64,
     next_dialog_id: i64,
+    next_notification_id: i64,
+    /// The account's notifications, oldest first (at most [`MAX_NOTIFICATIONS`]).
+    pub notifications: VecDeque<Notice>,
+    /// What `GET /app/notifications/unseen` answers: each new notification adds one.
+    pub unseen: u64,
+}
+
+/// Notifications kept, at most.
+const MAX_NOTIFICATIONS: usize = 200;
+
+/// One of the account's notifications (`GET /app/notifications`).
+#[derive(Debug, Clone)]
+pub(crate) struct Notice {
+    pub id: i64,
+    pub created_us: i64,
+    pub category: String,
+    pub name: String,
+    pub severity: String,
+    pub text: String,
+    pub printer_uuid: Option<String>,
+    pub printer_name: Option<String>,
+    pub job: Option<(i64, String, String)>,
 }
 
 impl Ctx {
@@ -81,7 +103,23 @@ impl Ctx {
             next_command_id: FIRST_COMMAND_ID,
             next_planned_job_id: FIRST_PLANNED_JOB_ID,
             next_dialog_id: FIRST_DIALOG_ID,
+            next_notification_id: 1,
+            notifications: VecDeque::new(),
+            unseen: 0,
         }
+    }
+
+    /// Adds a notification (unseen) and returns its id.
+    pub fn notify(&mut self, mut notice: Notice) -> i64 {
+        notice.id = bump(&mut self.next_notification_id);
+        notice.created_us = self.clock.tick();
+        let id = notice.id;
+        self.notifications.push_back(notice);
+        while self.notifications.len() > MAX_NOTIFICATIONS {
+            self.notifications.pop_front();
+        }
+        self.unseen += 1;
+        id
     }
 
     pub fn command_id(&mut self) -> i64 {
@@ -198,11 +236,27 @@ pub(crate) struct Job {
     pub weight_g: f64,
     pub reason: Option<Value>,
     pub mode: String,
+    /// Until then (real time, µs) Connect's record of the ended job still says PRINTING.
+    pub record_lags_until_us: Option<i64>,
 }
 
 impl Job {
     pub fn is_active(&self) -> bool {
         matches!(self.state.as_str(), "PRINTING" | "PAUSED")
+    }
+
+    /// The job as Connect's record shows it now: a lagging record of an ended job still says
+    /// PRINTING.
+    pub fn as_recorded(&self) -> std::borrow::Cow<'_, Job> {
+        match self.record_lags_until_us {
+            Some(until) if real_now_us() < until => {
+                let mut shown = self.clone();
+                shown.state = "PRINTING".to_string();
+                shown.ended_us = None;
+                std::borrow::Cow::Owned(shown)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
     }
 }
 
@@ -293,6 +347,8 @@ pub(crate) struct Printer {
     pub overrides: serde_json::Map<String, Value>,
     /// Left out of the fleet list (a glitch in Connect's list), still answering on its own.
     pub hidden: bool,
+    /// How long Connect's record of each job ending from now on keeps saying PRINTING.
+    pub record_lag: std::time::Duration,
 }
 
 impl Printer {
@@ -346,6 +402,7 @@ impl Printer {
             state_before_dialog: None,
             overrides: serde_json::Map::new(),
             hidden: false,
+            record_lag: std::time::Duration::ZERO,
             jobs: VecDeque::new(),
             events: VecDeque::new(),
             queue: Vec::new(),
@@ -551,6 +608,7 @@ impl Printer {
             weight_g,
             reason: None,
             mode: self.model.clone(),
+            record_lags_until_us: None,
         });
         while self.jobs.len() > MAX_JOBS_PER_PRINTER {
             self.jobs.pop_front();
@@ -596,17 +654,40 @@ impl Printer {
         self.set_state(ctx, printer_state, cause);
     }
 
+    /// A job that starts and ends between two looks at the printer list: the printer is back
+    /// in the state it had, showing the job it showed (only the feed, the job list and the
+    /// notifications tell). Returns the job's id.
+    pub fn quick_job(&mut self, ctx: &mut Ctx, new: NewJob, job_state: &str) -> i64 {
+        let (state, shown) = (self.state.clone(), self.job_info);
+        let id = self.start_job(ctx, new, &Cause::FIRMWARE);
+        if let Some(job) = self.active_job_mut() {
+            job.progress = 100.0;
+            job.time_printing = job.duration_s.round();
+        }
+        self.finish_job(ctx, job_state, &Cause::FIRMWARE);
+        self.set_state(ctx, &state, &Cause::FIRMWARE);
+        self.job_info = shown;
+        id
+    }
+
     fn end_active_job(&mut self, ctx: &mut Ctx, job_state: &str, cause: &Cause) {
+        let record_lag = self.record_lag;
         let Some(job) = self.active_job_mut() else {
             return;
         };
         job.state = job_state.to_string();
         job.ended_us = Some(ctx.clock.tick());
         job.time_remaining = None;
+        if !record_lag.is_zero() {
+            job.record_lags_until_us = Some(
+                real_now_us().saturating_add(i64::try_from(record_lag.as_micros()).unwrap_or(0)),
+            );
+        }
         if job_state == "FIN_OK" {
             job.progress = 100.0;
         }
         let id = job.id;
+        let (file_name, final_state) = (job.file.name.clone(), job.state.clone());
         let data = json!({
             "state": job.state,
             "path": job.file.path,
@@ -615,6 +696,24 @@ impl Printer {
             "time_printing": job.time_printing.round(),
         });
         self.emit(ctx, "JOB_INFO", cause, Some(id), Some(data));
+        let (severity, name, verb) = match job_state {
+            "FIN_OK" => ("SUCCESS", "JOB_FINISHED", "finished"),
+            "FIN_ERROR" => ("ERROR", "JOB_FAILED", "failed"),
+            "FIN_STOPPED" => ("WARNING", "JOB_STOPPED", "was stopped"),
+            _ => ("INFO", "JOB_ENDED", "ended"),
+        };
+        let notice = Notice {
+            id: 0,
+            created_us: 0,
+            category: "JOB".into(),
+            name: name.into(),
+            severity: severity.into(),
+            text: format!("Print of {file_name} {verb}"),
+            printer_uuid: Some(self.uuid.clone()),
+            printer_name: Some(self.name.clone()),
+            job: Some((id, file_name, final_state)),
+        };
+        ctx.notify(notice);
     }
 
     /// Shows a dialog (printer ATTENTION) or takes it away (printer back to where it was).
@@ -629,6 +728,25 @@ impl Printer {
                     self.emit(ctx, "STATE_CHANGED", cause, job_id, Some(data));
                 } else {
                     let before = self.state.clone();
+                    let title = dialog.get("title").and_then(Value::as_str).unwrap_or("");
+                    ctx.notify(Notice {
+                        id: 0,
+                        created_us: 0,
+                        category: "PRINTER".into(),
+                        name: "ATTENTION".into(),
+                        severity: "WARNING".into(),
+                        text: format!("{} needs attention: {title}", self.name),
+                        printer_uuid: Some(self.uuid.clone()),
+                        printer_name: Some(self.name.clone()),
+                        job: self.job_info.map(|id| {
+                            let name = self
+                                .job(id)
+                                .map(|j| j.file.name.clone())
+                                .unwrap_or_default();
+                            let state = self.job(id).map(|j| j.state.clone()).unwrap_or_default();
+                            (id, name, state)
+                        }),
+                    });
                     self.set_state_with(ctx, "ATTENTION", cause, Some(data));
                     self.dialog = Some(dialog);
                     self.state_before_dialog = Some(before);
@@ -745,7 +863,6 @@ pub(crate) struct World {
     pub token: Option<String>,
     /// Connect's fault rules, tried in order (see `Simulator::add_fault`).
     pub faults: Vec<FaultRule>,
-    pub unseen: u64,
     pub started_us: i64,
     /// For the `at` of recorded requests.
     pub started: Instant,
@@ -765,7 +882,6 @@ impl World {
             requests: VecDeque::new(),
             token,
             faults: Vec::new(),
-            unseen: 0,
             started_us: real_now_us(),
             started: Instant::now(),
             sim_time: 0.0,
