@@ -48,6 +48,10 @@ pub struct ConnectConfig {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub active_poll_interval: Duration,
+    /// Each printer's event feed is read at least this often even when nothing visible
+    /// changed (0: only on changes).
+    #[serde(with = "humantime_serde")]
+    pub feed_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Uuids or names of the printers to bridge; empty bridges all.
@@ -68,6 +72,7 @@ impl Default for ConnectConfig {
             token_file: None,
             poll_interval: Duration::from_secs(30),
             active_poll_interval: Duration::from_secs(5),
+            feed_interval: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),
             printers: Vec::new(),
             max_response_bytes: crate::connect::client::MAX_BODY_BYTES,
@@ -321,16 +326,11 @@ impl Config {
             ("camera.interval", self.camera.interval),
             ("camera.idle_interval", self.camera.idle_interval),
         ] {
-            if d.is_zero() {
-                bail!("{key} must be longer than 0s (for example \"30s\")");
-            }
-            if d > MAX_DURATION {
-                bail!(
-                    "{key} = \"{}\" is too long: at most {} (for example \"30s\")",
-                    humantime::format_duration(d),
-                    humantime::format_duration(MAX_DURATION)
-                );
-            }
+            check_duration(key, d)?;
+        }
+        // 0 turns the scheduled feed reads off.
+        if !self.connect.feed_interval.is_zero() {
+            check_duration("connect.feed_interval", self.connect.feed_interval)?;
         }
         check_topic_segment("mqtt.base_topic", &self.mqtt.base_topic, true)?;
         check_topic_segment(
@@ -439,6 +439,20 @@ fn read_secret(path: &Path, key: &str) -> Result<SecretString> {
         bail!("{key}: {} is empty", path.display());
     }
     Ok(SecretString::from(trimmed.to_string()))
+}
+
+fn check_duration(key: &str, d: Duration) -> anyhow::Result<()> {
+    if d.is_zero() {
+        bail!("{key} must be longer than 0s (for example \"30s\")");
+    }
+    if d > MAX_DURATION {
+        bail!(
+            "{key} = \"{}\" is too long: at most {} (for example \"30s\")",
+            humantime::format_duration(d),
+            humantime::format_duration(MAX_DURATION)
+        );
+    }
+    Ok(())
 }
 
 fn check_topic_segment(key: &str, value: &str, allow_slash: bool) -> Result<()> {

@@ -461,6 +461,16 @@ impl Discovery {
                     "icon": "mdi:bell-badge-outline",
                 }),
             },
+            Entity {
+                object: "notification".into(),
+                component: "event",
+                options: json!({
+                    "name": "Connect notification",
+                    "state_topic": self.topics.bridge_notification(),
+                    "event_types": ["notification"],
+                    "icon": "mdi:bell-ring-outline",
+                }),
+            },
         ];
         self.pack(&node, device, None, entities)
     }

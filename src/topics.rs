@@ -22,6 +22,9 @@ impl Topics {
     pub fn bridge_info(&self) -> String {
         format!("{}/bridge/info", self.base)
     }
+    pub fn bridge_notification(&self) -> String {
+        format!("{}/bridge/notification", self.base)
+    }
     pub fn availability(&self, p: &str) -> String {
         format!("{}/{p}/availability", self.base)
     }

@@ -77,6 +77,7 @@ enum Kind {
     Version,
     Cameras,
     Unseen,
+    Notifications,
     CommandResult,
     ApiError,
     Opaque,
@@ -114,6 +115,7 @@ fn samples() -> &'static Samples {
             Kind::Version,
             Kind::Cameras,
             Kind::Unseen,
+            Kind::Notifications,
             Kind::CommandResult,
         ] {
             assert!(
@@ -188,6 +190,7 @@ async fn from_simulator() -> Vec<(Kind, Value)> {
     }
     docs.push((Kind::PrinterTypes, get("/app/printer-types".into()).await));
     docs.push((Kind::Unseen, get("/app/notifications/unseen".into()).await));
+    docs.push((Kind::Notifications, get("/app/notifications".into()).await));
     docs.push((Kind::Version, get("/version.json".into()).await));
     let result = http
         .post(format!("{base}/app/printers/{extra}/commands/sync"))
@@ -705,6 +708,12 @@ fn parse_everything(doc: &Value) -> Result<(), TestCaseError> {
         }
     }
     exercise_event(doc.clone())?;
+    if let Some(page) = both!(NotificationPage) {
+        for n in page.notifications {
+            let _ = Notification::from_value(n);
+        }
+    }
+    let _ = Notification::from_value(doc.clone());
     if let Some(s) = both!(SupportedCommands) {
         exercise_supported(&s.commands)?;
     }
@@ -904,6 +913,15 @@ fn parsed(kind: Kind, doc: &Value) -> Result<String, String> {
         Kind::Version => go::<ServerVersion>(doc),
         Kind::Cameras => go::<CameraList>(doc),
         Kind::Unseen => go::<Unseen>(doc),
+        Kind::Notifications => {
+            let page: NotificationPage =
+                serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+            Ok(page
+                .notifications
+                .into_iter()
+                .map(|n| format!("{:?}", Notification::from_value(n)))
+                .collect())
+        }
         Kind::CommandResult => go::<CommandResult>(doc).map(|s| {
             // `event` is raw JSON.
             s.split("event:").next().unwrap_or_default().to_string()

@@ -105,6 +105,11 @@ async fn the_readme_topic_reference_matches_what_is_published() {
         .await
         .json();
     sub.wait_for(&format!("{p}/event"), WAIT, |_| true).await;
+    // Connect makes a notification of the failed print.
+    let notification = sub
+        .wait_for(&format!("{BASE}/bridge/notification"), WAIT, |_| true)
+        .await
+        .json();
     gateway.stop().await;
 
     let table = topic_table();
@@ -160,6 +165,7 @@ async fn the_readme_topic_reference_matches_what_is_published() {
     for (pattern, actual) in [
         ("B/bridge/info", last("bridge/info")),
         ("B/P/job/finished", finished),
+        ("B/bridge/notification", notification),
     ] {
         assert_eq!(cell(pattern), keys(&actual), "keys of {pattern}");
     }

@@ -38,6 +38,8 @@ pub struct Settings {
     pub printer_ids: BTreeMap<String, String>,
     pub poll_interval: Duration,
     pub active_poll_interval: Duration,
+    /// Each printer's feed is read at least this often (zero: only on changes).
+    pub feed_interval: Duration,
     pub camera: CameraConfig,
     pub connect_url: reqwest::Url,
     pub allow: Vec<String>,
@@ -61,6 +63,7 @@ impl Settings {
             printer_ids: config.mqtt.printer_ids.clone(),
             poll_interval: config.connect.poll_interval,
             active_poll_interval: config.connect.active_poll_interval,
+            feed_interval: config.connect.feed_interval,
             camera: config.camera.clone(),
             connect_url,
             allow: config.commands.allow.clone(),
@@ -101,13 +104,15 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(s: Settings, memory: Memory) -> Core {
+    pub fn new(s: Settings, mut memory: Memory) -> Core {
+        let notifications = std::mem::take(&mut memory.notifications);
         Core {
             s,
             registry: Registry::from_memory(memory),
             account: Account {
                 version_due: true,
                 unseen_due: true,
+                notifications,
                 ..Default::default()
             },
             health: Health::default(),
@@ -145,7 +150,10 @@ impl Core {
 
     /// What goes into the state file.
     pub fn memory(&self) -> Memory {
-        self.registry.memory()
+        Memory {
+            notifications: self.account.notifications.clone(),
+            ..self.registry.memory()
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -158,6 +166,11 @@ impl Core {
 
     pub(super) fn read(&mut self, read: Read) {
         self.reads.push(read);
+    }
+
+    /// In the list being processed (or the last one).
+    pub(super) fn is_listed(&self, uuid: &str) -> bool {
+        self.listed.contains(uuid)
     }
 
     /// How long to wait for the next poll.
@@ -327,6 +340,8 @@ impl Core {
             entry.record.jobs.first_seen(&printer);
             tracing::info!("bridging printer {} as {id}", printer.display_name());
         }
+        // The first look in this run: jobs may have ended while the gateway was stopped.
+        let fresh = entry.live.is_none();
         let live = entry
             .live
             .get_or_insert_with(|| Live::new(printer.clone(), now));
@@ -378,7 +393,15 @@ impl Core {
             entry.record.announced_dialog = key;
         }
         // Jobs: starts and ends; the ended ones' records and the current one's detail.
-        entry.record.jobs.observe(&live.printer, wall);
+        if entry.record.jobs.observe(&live.printer, wall) || fresh {
+            live.job_reads.list.request(now);
+        }
+        if live.job_reads.list.start(now) {
+            self.reads.push(Read::Jobs {
+                uuid: uuid.clone(),
+                after: entry.record.jobs.boundary(),
+            });
+        }
         let mut jobs = entry.record.jobs.reads_due(&live.job_reads, now);
         if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
             && (live.current_detail().is_none() || live.detail_stale)
@@ -402,6 +425,7 @@ impl Core {
     /// how long to wait for the next poll.
     pub fn list_end(&mut self, now: Instant, auth: AuthStatus) -> Duration {
         self.forget_missing();
+        self.scheduled_feed_reads(now, self.interval(now));
         // Unseen notifications: after a printer changed, at most every few active polls.
         let every = self.s.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
         let a = &mut self.account;

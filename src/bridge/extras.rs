@@ -213,4 +213,7 @@ pub struct Account {
     pub unseen_due: bool,
     pub unseen_read_at: Option<Instant>,
     pub unseen_reading: bool,
+    /// Which notifications were published (persisted), and whether the list is being read.
+    pub notifications: super::notifications::NotificationCursor,
+    pub notifications_reading: bool,
 }

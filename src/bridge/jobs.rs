@@ -1,5 +1,10 @@
 //! Jobs starting and ending: exactly one `P/job/finished` per job that ends on a watched
-//! printer, however late Connect's job record catches up.
+//! printer, however briefly it ran and however late Connect's job record catches up.
+//!
+//! The printer list shows one job at a time; Connect's job list (newest first) is the record
+//! of every job. It is read from the last job accounted for whenever the list shows a job
+//! end or a new job, the feed names a job not seen yet, or the gateway starts: a job that
+//! started and ended between two polls, or while the gateway was stopped, is found there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::schedule::backoff;
+use super::schedule::{Due, backoff};
 use crate::connect::model::{Job, Printer};
 use crate::payloads;
 
@@ -20,6 +25,8 @@ const LAG_RETRY_CAP: Duration = Duration::from_secs(300);
 pub const LAG_GIVE_UP_SECONDS: f64 = 2.0 * 3600.0;
 /// Ended jobs waiting for their record at most (the oldest is given up beyond).
 const MAX_ENDING: usize = 32;
+/// Announced job ids remembered (a job is never announced twice).
+const MAX_ANNOUNCED: usize = 32;
 
 /// A job the printer no longer runs, whose end is not announced yet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,13 +48,23 @@ pub struct JobRecord {
     pub ending_jobs: Vec<EndingJob>,
     /// The job the printer's list entry showed last (running or not).
     pub last_job: Option<i64>,
+    /// Every job up to this id is accounted for: announced, ending, running, or ended before
+    /// the gateway first saw the printer (0: the printer had no job then). `None` until the
+    /// first read of Connect's job list places it.
+    #[serde(rename = "jobs_seen_up_to")]
+    pub seen_up_to: Option<i64>,
+    /// The last jobs announced on `job/finished`, oldest first.
+    #[serde(rename = "announced_jobs")]
+    pub announced: Vec<i64>,
 }
 
-/// Reads of job records: in flight, and when each ending job is tried again.
+/// Reads of job records: in flight, and when each ending job is tried again; and the read
+/// of the printer's job list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobReads {
     pub in_flight: std::collections::BTreeSet<i64>,
     retry: BTreeMap<i64, (u32, Instant)>,
+    pub list: Due,
 }
 
 impl JobRecord {
@@ -59,12 +76,52 @@ impl JobRecord {
             self.announced_job = current;
         }
         self.last_job = current;
+        // Without a job in the list, the first read of the job list places the boundary.
+        self.seen_up_to = current;
     }
 
-    /// Notices from the list entry that a job ended or started.
-    pub fn observe(&mut self, printer: &Printer, wall: f64) {
+    /// Every job up to this id is accounted for (see [`JobRecord::seen_up_to`]); a state
+    /// file from before the job list was read gives what it knew.
+    pub fn boundary(&self) -> Option<i64> {
+        self.seen_up_to.or_else(|| {
+            [self.announced_job, self.last_job, self.active_job]
+                .into_iter()
+                .flatten()
+                .max()
+        })
+    }
+
+    pub fn is_announced(&self, id: i64) -> bool {
+        self.announced_job == Some(id) || self.announced.contains(&id)
+    }
+
+    /// Records that job `id` was announced.
+    pub fn announced(&mut self, id: i64) {
+        self.announced_job = Some(id);
+        if !self.announced.contains(&id) {
+            self.announced.push(id);
+            if self.announced.len() > MAX_ANNOUNCED {
+                self.announced.remove(0);
+            }
+        }
+        self.ending_jobs.retain(|e| e.id != id);
+    }
+
+    /// A job id the feed or a command named: whether the job list should be read (a job
+    /// the gateway has not accounted for).
+    pub fn is_unknown(&self, id: i64) -> bool {
+        self.boundary().is_some_and(|b| id > b)
+            && self.active_job != Some(id)
+            && !self.ending_jobs.iter().any(|e| e.id == id)
+    }
+
+    /// Notices from the list entry that a job ended or started. Returns true when the job
+    /// list should be read: a job ended, or a new one appeared (others may have run in
+    /// between).
+    pub fn observe(&mut self, printer: &Printer, wall: f64) -> bool {
         let current = printer.job_info.as_ref().and_then(|j| j.id);
         let running = payloads::job_running(printer);
+        let before = (self.last_job, self.ending_jobs.len());
         if let Some(active) = self.active_job
             && (current != Some(active) || !running)
         {
@@ -92,10 +149,12 @@ impl JobRecord {
             // It runs after all (the list said otherwise for a moment).
             self.ending_jobs.retain(|e| e.id != id);
         }
+        let after = (self.last_job, self.ending_jobs.len());
+        after.1 > before.1 || (after.0 != before.0 && after.0 > self.boundary())
     }
 
     fn ended(&mut self, id: i64, wall: f64) {
-        if self.announced_job == Some(id) || self.ending_jobs.iter().any(|e| e.id == id) {
+        if self.is_announced(id) || self.ending_jobs.iter().any(|e| e.id == id) {
             return;
         }
         self.ending_jobs.push(EndingJob { id, noticed: wall });
@@ -108,8 +167,12 @@ impl JobRecord {
         }
     }
 
-    /// The ending jobs whose record should be read now.
+    /// The ending jobs whose record should be read now (none while the job list is read:
+    /// it tells how most of them ended).
     pub fn reads_due(&self, reads: &JobReads, now: Instant) -> Vec<i64> {
+        if reads.list.is_running() {
+            return Vec::new();
+        }
         self.ending_jobs
             .iter()
             .map(|e| e.id)
@@ -131,6 +194,10 @@ impl JobRecord {
         let Some(at) = self.ending_jobs.iter().position(|e| e.id == id) else {
             return JobVerdict::NotEnding;
         };
+        if reads.list.is_running() {
+            // The job list being read settles it, in order with the jobs before it.
+            return JobVerdict::NotEnding;
+        }
         let noticed = self.ending_jobs[at].noticed;
         let settle = |this: &mut Self, reads: &mut JobReads| {
             this.ending_jobs.remove(at);
@@ -139,10 +206,10 @@ impl JobRecord {
         match record {
             JobRead::Found(job) if job.state.as_ref().is_some_and(|s| s.is_final()) => {
                 settle(self, reads);
-                if self.announced_job == Some(id) {
+                if self.is_announced(id) {
                     return JobVerdict::AlreadyAnnounced;
                 }
-                self.announced_job = Some(id);
+                self.announced(id);
                 JobVerdict::Finished
             }
             JobRead::Found(job) if !job.state.as_ref().is_some_and(|s| s.is_running()) => {
@@ -170,6 +237,62 @@ impl JobRecord {
                 JobVerdict::Later
             }
         }
+    }
+}
+
+impl JobRecord {
+    /// Connect's job list from the boundary on (`jobs` oldest first): returns the jobs to
+    /// announce, oldest first. The first read ever only places the boundary (jobs that
+    /// ended before the gateway saw the printer are never announced). A job the list still
+    /// shows running while the printer has moved on is lagging: its record is read again with
+    /// backoff ([`JobRecord::reads_due`]).
+    pub fn on_list(
+        &mut self,
+        reads: &mut JobReads,
+        jobs: &[Job],
+        now: Instant,
+        wall: f64,
+    ) -> Vec<Job> {
+        reads.list.finish();
+        let newest = jobs.iter().map(|j| j.id).max();
+        let Some(boundary) = self.boundary() else {
+            self.seen_up_to = Some(newest.unwrap_or(0));
+            return Vec::new();
+        };
+        let mut announce = Vec::new();
+        for job in jobs {
+            let ending = self.ending_jobs.iter().any(|e| e.id == job.id);
+            if (job.id <= boundary && !ending)
+                || self.is_announced(job.id)
+                || self.active_job == Some(job.id)
+            {
+                continue;
+            }
+            let state = job.state.as_ref();
+            if state.is_some_and(|s| s.is_final()) {
+                reads.retry.remove(&job.id);
+                self.announced(job.id);
+                announce.push(job.clone());
+            } else if state.is_some_and(|s| s.is_running()) {
+                // The printer does not run it (or it would be the active job): the record
+                // lags, or the job only just started. Its record is read again later.
+                self.ended(job.id, wall);
+                reads
+                    .retry
+                    .entry(job.id)
+                    .or_insert((0, now + LAG_RETRY_FIRST));
+            } else {
+                self.ending_jobs.retain(|e| e.id != job.id);
+                reads.retry.remove(&job.id);
+                tracing::info!(
+                    "job {} ended in state {} (not announced)",
+                    job.id,
+                    state.map_or("none", |s| s.as_str())
+                );
+            }
+        }
+        self.seen_up_to = Some(boundary.max(newest.unwrap_or(boundary)));
+        announce
     }
 }
 

@@ -14,11 +14,13 @@
 //! `P/job/finished`, pictures) → the session hands each message to rumqttc and keeps what
 //! the broker has not acknowledged.
 
+mod catch_up;
 pub mod commands;
 pub mod core;
 pub mod extras;
 pub mod feed;
 pub mod jobs;
+mod notifications;
 pub mod reads;
 pub mod registry;
 mod render;

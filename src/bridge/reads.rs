@@ -1,7 +1,9 @@
 //! The reads the core asks for and their results: plain data, carried out by the shell.
 
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
-use crate::connect::model::{CameraList, Job, PrinterTypes, Queue, ServerVersion, Unseen};
+use crate::connect::model::{
+    CameraList, Job, Notification, PrinterTypes, Queue, ServerVersion, Unseen,
+};
 
 /// A request to Connect that a decision needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +12,11 @@ pub enum Read {
     Job {
         uuid: String,
         job: i64,
+    },
+    /// The printer's job list, newest first, down to job `after` (`None`: only the newest).
+    Jobs {
+        uuid: String,
+        after: Option<i64>,
     },
     /// The printer's event feed from `from` (`rewound`: after Connect's clock went back).
     Feed {
@@ -33,6 +40,10 @@ pub enum Read {
     PrinterTypes,
     Version,
     Unseen,
+    /// The account's notifications, newest first, down to id `after` (`None`: one page).
+    Notifications {
+        after: Option<i64>,
+    },
 }
 
 impl Read {
@@ -40,11 +51,12 @@ impl Read {
     pub fn uuid(&self) -> Option<&str> {
         match self {
             Read::Job { uuid, .. }
+            | Read::Jobs { uuid, .. }
             | Read::Feed { uuid, .. }
             | Read::Queue { uuid }
             | Read::Cameras { uuid }
             | Read::Snapshot { uuid, .. } => Some(uuid),
-            Read::PrinterTypes | Read::Version | Read::Unseen => None,
+            Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
         }
     }
 }
@@ -54,6 +66,8 @@ impl Read {
 pub enum ReadResult {
     /// Boxed: a job's detail is far larger than the other results.
     Job(Box<Result<Job, ConnectError>>),
+    /// Oldest first.
+    Jobs(Result<Vec<Job>, ConnectError>),
     Feed(Result<FeedBatch, ConnectError>),
     Queue(Result<(Queue, Queue), ConnectError>),
     Cameras(Result<CameraList, ConnectError>),
@@ -61,6 +75,7 @@ pub enum ReadResult {
     PrinterTypes(Result<PrinterTypes, ConnectError>),
     Version(Result<ServerVersion, ConnectError>),
     Unseen(Result<Unseen, ConnectError>),
+    Notifications(Result<Vec<Notification>, ConnectError>),
 }
 
 impl ReadResult {
@@ -68,6 +83,7 @@ impl ReadResult {
     pub fn failed(read: &Read, error: ConnectError) -> ReadResult {
         match read {
             Read::Job { .. } => ReadResult::Job(Box::new(Err(error))),
+            Read::Jobs { .. } => ReadResult::Jobs(Err(error)),
             Read::Feed { .. } => ReadResult::Feed(Err(error)),
             Read::Queue { .. } => ReadResult::Queue(Err(error)),
             Read::Cameras { .. } => ReadResult::Cameras(Err(error)),
@@ -75,6 +91,7 @@ impl ReadResult {
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
             Read::Version => ReadResult::Version(Err(error)),
             Read::Unseen => ReadResult::Unseen(Err(error)),
+            Read::Notifications { .. } => ReadResult::Notifications(Err(error)),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct PrinterRecord {
 pub struct Memory {
     /// Keyed by printer uuid; a printer here has had discovery published.
     pub printers: BTreeMap<String, PrinterRecord>,
+    /// Connect's notifications already published.
+    pub notifications: super::notifications::NotificationCursor,
 }
 
 /// What the gateway knows of a printer while it runs.
@@ -65,6 +67,9 @@ pub struct Live {
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
+    /// When the feed is read next even if nothing changes (`connect.feed_interval`); placed
+    /// after the first read.
+    pub feed_next: Option<Instant>,
     /// When the feed was last read, and whether the read in flight is from a rewound cursor.
     pub feed_read_at: Option<Instant>,
     pub feed_rewound: bool,
@@ -94,6 +99,7 @@ impl Live {
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),
+            feed_next: None,
             feed_read_at: None,
             feed_rewound: false,
             recent_events: RecentEvents::default(),
@@ -199,6 +205,7 @@ impl Registry {
     /// What goes into the state file.
     pub fn memory(&self) -> Memory {
         Memory {
+            notifications: Default::default(),
             printers: self
                 .entries
                 .iter()

@@ -24,6 +24,9 @@ impl Core {
             (Read::Job { uuid, job }, ReadResult::Job(result)) => {
                 self.on_job(&uuid, job, *result, now, wall)
             }
+            (Read::Jobs { uuid, .. }, ReadResult::Jobs(result)) => {
+                self.on_job_list(&uuid, result, now, wall)
+            }
             (Read::Feed { uuid, rewound, .. }, ReadResult::Feed(result)) => {
                 self.on_feed(&uuid, rewound, result, now);
                 self.render(&uuid, wall);
@@ -94,11 +97,14 @@ impl Core {
                 a.unseen_reading = false;
                 match result {
                     Ok(n) => {
-                        a.unseen = Some(n.unseen);
                         a.unseen_due = false;
+                        self.notifications_moved(n.unseen);
                     }
                     Err(e) => tracing::debug!("cannot read the unseen notifications: {e}"),
                 }
+            }
+            (Read::Notifications { .. }, ReadResult::Notifications(result)) => {
+                self.on_notifications(result)
             }
             (read, result) => {
                 tracing::error!("a read's result does not match it: {read:?} -> {result:?}")
@@ -153,6 +159,43 @@ impl Core {
         self.render(uuid, wall);
     }
 
+    /// Connect's job list: the jobs it shows ended that were not announced are, oldest first.
+    fn on_job_list(
+        &mut self,
+        uuid: &str,
+        result: Result<Vec<crate::connect::model::Job>, ConnectError>,
+        now: Instant,
+        wall: f64,
+    ) {
+        let retry = now + self.s.active_poll_interval;
+        let Some(entry) = self.registry.get_mut(uuid) else {
+            return;
+        };
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        let jobs = match result {
+            Ok(jobs) => {
+                live.succeeded("jobs");
+                jobs
+            }
+            Err(e) => {
+                live.failed("jobs", &e.to_string());
+                // Meanwhile the ended jobs' own records are read.
+                live.job_reads.list.retry(retry);
+                return;
+            }
+        };
+        let ended = entry
+            .record
+            .jobs
+            .on_list(&mut live.job_reads, &jobs, now, wall);
+        for job in &ended {
+            self.announce_end(uuid, job);
+        }
+        self.render(uuid, wall);
+    }
+
     fn on_feed(
         &mut self,
         uuid: &str,
@@ -192,6 +235,12 @@ impl Core {
         match outcome {
             FeedOutcome::Publish(events) => {
                 live.feed.finish();
+                self.feed_was_read(uuid, now);
+                self.jobs_named_in(uuid, &events, now);
+                if !events.is_empty() {
+                    // Connect makes notifications of what printers do.
+                    self.account.unseen_due = true;
+                }
                 let topic = self.s.topics.event(&id);
                 for event in events {
                     let payload = serde_json::Value::Object(event.raw).to_string();

@@ -391,6 +391,7 @@ impl ReadRunner {
 async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
     let result = match &read {
         Read::Job { uuid, job } => ReadResult::Job(Box::new(connect.job(uuid, *job).await)),
+        Read::Jobs { uuid, after } => ReadResult::Jobs(connect.jobs_after(uuid, *after).await),
         Read::Feed { uuid, from, .. } => ReadResult::Feed(connect.feed(uuid, *from).await),
         Read::Queue { uuid } => ReadResult::Queue(
             async {
@@ -414,6 +415,9 @@ async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
         Read::PrinterTypes => ReadResult::PrinterTypes(connect.printer_types().await),
         Read::Version => ReadResult::Version(connect.version().await),
         Read::Unseen => ReadResult::Unseen(connect.unseen_notifications().await),
+        Read::Notifications { after } => {
+            ReadResult::Notifications(connect.notifications_after(*after).await)
+        }
     };
     ReadDone { read, result }
 }

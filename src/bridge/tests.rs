@@ -183,6 +183,8 @@ impl Bridge {
                 Read::Job { job, .. } => {
                     ReadResult::Job(Box::new(Ok(job_record(*job, JobState::Printing))))
                 }
+                Read::Jobs { .. } => ReadResult::Jobs(Ok(Vec::new())),
+                Read::Notifications { .. } => ReadResult::Notifications(Ok(Vec::new())),
                 Read::Snapshot { .. } => continue,
             };
             let out = self.answer(read, result);
@@ -233,6 +235,14 @@ impl Bridge {
     }
 }
 
+/// The read of printer A's job list down to job `after`.
+fn jobs_read(after: Option<i64>) -> Read {
+    Read::Jobs {
+        uuid: A.into(),
+        after,
+    }
+}
+
 /// The read of printer A's job `job`.
 fn job_read(job: i64) -> Read {
     Read::Job {
@@ -264,6 +274,7 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
                 from: None,
                 rewound: false
             },
+            jobs_read(None),
             Read::Unseen,
         ],
         "queue_count 0: no queue read"
@@ -422,15 +433,16 @@ fn a_job_that_started_and_ended_between_two_polls_is_announced_once() {
     let mut idle = printer(A, "MK4", "IDLE");
     idle["job_info"] = json!({"id": 7, "state": "FIN_OK"});
     let out = b.poll(std::slice::from_ref(&idle));
+    // Connect's job list tells how it ended (and whether others ran since).
     let reads: Vec<&Read> = out
         .reads
         .iter()
-        .filter(|r| matches!(r, Read::Job { .. }))
+        .filter(|r| matches!(r, Read::Job { .. } | Read::Jobs { .. }))
         .collect();
-    assert_eq!(reads, [&job_read(7)]);
+    assert_eq!(reads, [&jobs_read(Some(7))]);
     let done = b.answer(
-        job_read(7),
-        ReadResult::Job(Box::new(Ok(job(7, JobState::FinOk)))),
+        jobs_read(Some(7)),
+        ReadResult::Jobs(Ok(vec![job(7, JobState::FinOk)])),
     );
     let ends = done.events("pc/mk4/job/finished");
     assert_eq!(ends.len(), 1);
@@ -462,6 +474,14 @@ fn a_lagging_job_record_is_read_again_with_backoff_for_more_than_an_hour() {
     b.poll_settled(&[printing(A, "MK4", 9)]);
     let idle = printer(A, "MK4", "IDLE");
     let job_read = || job_read(9);
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&jobs_read(Some(9))));
+    // The job list says it still runs: its record is read again, with backoff.
+    b.answer(
+        jobs_read(Some(9)),
+        ReadResult::Jobs(Ok(vec![job(9, JobState::Printing)])),
+    );
+    b.advance(5);
     let mut out = b.poll(std::slice::from_ref(&idle));
     let mut reads_made = 0;
     let mut waits = Vec::new();
@@ -755,15 +775,13 @@ fn a_job_the_list_never_showed_running_is_announced_too() {
     // Job 7 started and ended between two polls: the list shows it over at once.
     idle["job_info"] = json!({"id": 7, "state": "FIN_ERROR"});
     let out = b.poll(std::slice::from_ref(&idle));
-    assert!(out.reads.contains(&job_read(7)));
-    let done = b.answer(
-        job_read(7),
-        ReadResult::Job(Box::new(Ok(job(7, JobState::FinError)))),
-    );
-    assert_eq!(
-        done.events("pc/mk4/job/finished")[0]["event_type"],
-        "FIN_ERROR"
-    );
+    assert!(out.reads.contains(&jobs_read(Some(6))), "{:?}", out.reads);
+    let list = vec![job(6, JobState::FinOk), job(7, JobState::FinError)];
+    let done = b.answer(jobs_read(Some(6)), ReadResult::Jobs(Ok(list)));
+    let ends = done.events("pc/mk4/job/finished");
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0]["job_id"], 7);
+    assert_eq!(ends[0]["event_type"], "FIN_ERROR");
     let again = b.poll_settled(&[idle]);
     assert!(again.events("pc/mk4/job/finished").is_empty());
 }
@@ -902,4 +920,237 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
         .expect("discovery without the camera that went");
     let components = device["components"].as_object().unwrap();
     assert!(components.contains_key("camera_1") && !components.contains_key("camera_2"));
+}
+
+/// `n` idle printers named P0..
+fn idle_fleet(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            printer(
+                &format!("00000000-0000-4000-8000-{i:012}"),
+                &format!("P{i}"),
+                "IDLE",
+            )
+        })
+        .collect()
+}
+
+fn feed_reads(out: &Out) -> Vec<String> {
+    out.reads
+        .iter()
+        .filter_map(|r| match r {
+            Read::Feed { uuid, .. } => Some(uuid.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn empty_feed(wall: f64) -> ReadResult {
+    ReadResult::Feed(Ok(FeedBatch {
+        events: Vec::new(),
+        server_now: Some(wall),
+    }))
+}
+
+#[test]
+fn an_idle_fleets_feeds_are_read_every_interval_at_most_three_a_poll() {
+    let mut b = Bridge::new("");
+    let fleet = idle_fleet(50);
+    b.poll_settled(&fleet);
+    let mut last: std::collections::HashMap<String, f64> = Default::default();
+    let mut gaps = Vec::new();
+    let mut per_poll = Vec::new();
+    // 40 idle polls of 30 s: two feed intervals of 10 minutes.
+    for _ in 0..40 {
+        b.advance(30);
+        let out = b.poll(&fleet);
+        let reads = feed_reads(&out);
+        per_poll.push(reads.len());
+        for uuid in reads {
+            if let Some(at) = last.insert(uuid.clone(), b.wall) {
+                gaps.push(b.wall - at);
+            }
+            let read = Read::Feed {
+                uuid,
+                from: Some(0.0),
+                rewound: false,
+            };
+            let wall = b.wall;
+            b.answer(read, empty_feed(wall));
+        }
+    }
+    assert_eq!(last.len(), 50, "every printer's feed is read");
+    assert!(per_poll.iter().all(|n| *n <= 3), "{per_poll:?}");
+    assert!(gaps.iter().all(|g| (570.0..=630.0).contains(g)), "{gaps:?}");
+    let total: usize = per_poll.iter().sum();
+    // The first round is spread over the first 10 minutes, then one read per printer each.
+    assert!((95..=105).contains(&total), "{total} reads: {per_poll:?}");
+    // Off (`feed_interval = "0s"`): no scheduled read at all.
+    let mut b = Bridge::new("");
+    b.core.s.feed_interval = Duration::ZERO;
+    b.poll_settled(&fleet);
+    for _ in 0..40 {
+        b.advance(30);
+        assert!(feed_reads(&b.poll(&fleet)).is_empty());
+    }
+}
+
+#[test]
+fn a_job_only_the_feed_names_is_announced_once_from_the_job_list() {
+    let mut b = Bridge::new("");
+    let idle = printer(A, "MK4", "IDLE");
+    // A new printer without a job: the first read of its job list places the boundary (jobs
+    // that ended before are never announced).
+    let first = b.poll(std::slice::from_ref(&idle));
+    assert!(first.reads.contains(&jobs_read(None)));
+    let out = b.answer(
+        jobs_read(None),
+        ReadResult::Jobs(Ok(vec![job(11, JobState::FinOk)])),
+    );
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+    let others = first.reads.into_iter().filter(|r| *r != jobs_read(None));
+    b.settle(others.collect());
+    b.advance(30);
+    b.poll_settled(std::slice::from_ref(&idle));
+    // Job 12 started and ended between two polls; the list never showed it. The feed read on
+    // schedule names it.
+    b.advance(600);
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert_eq!(feed_reads(&out), [A]);
+    let event = |name: &str, created: f64| {
+        FeedEvent::from_value(json!({"event": name, "created": created, "job_id": 12})).unwrap()
+    };
+    let batch = FeedBatch {
+        events: vec![
+            event("JOB_INFO", b.wall - 20.0),
+            event("JOB_INFO", b.wall - 5.0),
+        ],
+        server_now: Some(b.wall),
+    };
+    let feed = Read::Feed {
+        uuid: A.into(),
+        from: Some(0.0),
+        rewound: false,
+    };
+    let out = b.answer(feed, ReadResult::Feed(Ok(batch)));
+    assert_eq!(out.events("pc/mk4/event").len(), 2);
+    assert!(out.reads.contains(&jobs_read(Some(11))), "{:?}", out.reads);
+    let list = vec![job(11, JobState::FinOk), job(12, JobState::FinError)];
+    let out = b.answer(jobs_read(Some(11)), ReadResult::Jobs(Ok(list.clone())));
+    let ends = out.events("pc/mk4/job/finished");
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0]["job_id"], 12);
+    assert_eq!(ends[0]["event_type"], "FIN_ERROR");
+    // The same list again (another feed event, a restart): nothing.
+    assert!(
+        b.answer(jobs_read(Some(12)), ReadResult::Jobs(Ok(list.clone())))
+            .events("pc/mk4/job/finished")
+            .is_empty()
+    );
+    let mut b = Bridge::with_memory("", b.core.memory());
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&jobs_read(Some(12))));
+    let out = b.answer(jobs_read(Some(12)), ReadResult::Jobs(Ok(list)));
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+}
+
+#[test]
+fn jobs_that_ended_while_the_gateway_was_stopped_are_announced_in_order_after_the_restart() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 20)]);
+    // Stopped; meanwhile 20 ended, 21 and 22 ran. The list shows 22 ended.
+    let mut b = Bridge::with_memory("", b.core.memory());
+    let mut idle = printer(A, "MK4", "FINISHED");
+    idle["job_info"] = json!({"id": 22, "state": "FIN_STOPPED"});
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&jobs_read(Some(20))), "{:?}", out.reads);
+    assert!(
+        !out.reads
+            .iter()
+            .any(|r| matches!(r, Read::Job { job: 20 | 21, .. })),
+        "the job list says how they ended: {:?}",
+        out.reads
+    );
+    // The detail of the job the list shows (22) is read for `P/job`; it does not announce
+    // the job ahead of the older ones.
+    let detail = b.answer(
+        job_read(22),
+        ReadResult::Job(Box::new(Ok(job(22, JobState::FinStopped)))),
+    );
+    assert!(detail.events("pc/mk4/job/finished").is_empty());
+    let list = vec![
+        job(19, JobState::FinOk),
+        job(20, JobState::FinOk),
+        job(21, JobState::FinError),
+        job(22, JobState::FinStopped),
+    ];
+    let out = b.answer(jobs_read(Some(20)), ReadResult::Jobs(Ok(list)));
+    let ends: Vec<(Value, Value)> = out
+        .events("pc/mk4/job/finished")
+        .into_iter()
+        .map(|e| (e["job_id"].clone(), e["event_type"].clone()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (json!(20), json!("FIN_OK")),
+            (json!(21), json!("FIN_ERROR")),
+            (json!(22), json!("FIN_STOPPED"))
+        ]
+    );
+}
+
+fn notification(id: i64, printer: &str) -> crate::connect::model::Notification {
+    crate::connect::model::Notification::from_value(json!({
+        "id": id, "severity": "ERROR", "category": "JOB", "name": "JOB_FAILED",
+        "text": format!("print {id} failed"), "created": WALL,
+        "data": {"printer_uuid": printer, "printer_name": "MK4", "job_id": id * 10,
+                 "job_name": "cube.bgcode"}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn each_new_notification_is_published_once_and_none_again_after_a_restart() {
+    let mut b = Bridge::new("");
+    let unseen = |n: u64| ReadResult::Unseen(Ok(crate::connect::model::Unseen { unseen: n }));
+    // The unseen count is read at start (0 here); the first read of the list only marks what
+    // is there.
+    let out = b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    assert_eq!(out.reads, [Read::Notifications { after: None }]);
+    let first = vec![notification(2, A), notification(1, A)];
+    let out = b.answer(
+        Read::Notifications { after: None },
+        ReadResult::Notifications(Ok(first.clone())),
+    );
+    assert!(out.events("pc/bridge/notification").is_empty());
+    // Unchanged count: no read.
+    assert!(b.answer(Read::Unseen, unseen(0)).reads.is_empty());
+    let out = b.answer(Read::Unseen, unseen(1));
+    assert_eq!(out.reads, [Read::Notifications { after: Some(2) }]);
+    let mut list = vec![notification(3, A)];
+    list.extend(first);
+    let out = b.answer(
+        Read::Notifications { after: Some(2) },
+        ReadResult::Notifications(Ok(list.clone())),
+    );
+    let published = out.events("pc/bridge/notification");
+    assert_eq!(published.len(), 1);
+    let n = &published[0];
+    assert_eq!(n["id"], 3);
+    assert_eq!(n["printer"], "mk4");
+    assert_eq!(n["printer_uuid"], A);
+    assert_eq!(n["severity"], "ERROR");
+    assert_eq!(n["job_id"], 30);
+    assert_eq!(n["text"], "print 3 failed");
+    assert_eq!(n["event_type"], "notification");
+    // A restart reads the list again (the count is new to it) and publishes nothing.
+    let mut b = Bridge::with_memory("", b.core.memory());
+    let out = b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    assert_eq!(out.reads, [Read::Notifications { after: Some(3) }]);
+    let out = b.answer(
+        Read::Notifications { after: Some(3) },
+        ReadResult::Notifications(Ok(list)),
+    );
+    assert!(out.events("pc/bridge/notification").is_empty());
 }

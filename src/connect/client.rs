@@ -19,9 +19,6 @@ use crate::auth::{AuthError, LOGIN_ACTION, Refresher};
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Printers asked for per list request; a farm larger than this takes more than one request.
 pub const PRINTERS_PAGE: u64 = 100;
-/// Event feed page size and the most pages read in one catch-up.
-pub const EVENTS_PAGE: u64 = 100;
-pub const EVENTS_MAX_PAGES: u64 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -379,7 +376,7 @@ impl ConnectClient {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -462,47 +459,6 @@ impl ConnectClient {
     pub async fn job(&self, uuid: &str, job_id: i64) -> Result<Job, ConnectError> {
         self.get_json(&format!("/app/printers/{uuid}/jobs/{job_id}"), &[])
             .await
-    }
-
-    /// Feed events created at or after `from` (Unix seconds), oldest first, paging through
-    /// newest-first pages. Entries without an event name or time are skipped.
-    pub async fn events_since(
-        &self,
-        uuid: &str,
-        from: Option<f64>,
-    ) -> Result<Vec<FeedEvent>, ConnectError> {
-        self.feed(uuid, from).await.map(|batch| batch.events)
-    }
-
-    /// [`ConnectClient::events_since`], with Connect's clock as the feed reports it.
-    pub async fn feed(&self, uuid: &str, from: Option<f64>) -> Result<FeedBatch, ConnectError> {
-        let mut all = Vec::new();
-        let mut server_now = None;
-        let path = format!("/app/printers/{uuid}/events");
-        for page_no in 0..EVENTS_MAX_PAGES {
-            let mut query = vec![
-                ("limit", EVENTS_PAGE.to_string()),
-                ("offset", (page_no * EVENTS_PAGE).to_string()),
-            ];
-            if let Some(from) = from {
-                query.push(("from", format!("{}", from.floor() as i64)));
-            }
-            let page: EventPage = self.get_json(&path, &query).await?;
-            if page_no == 0 {
-                // Without a `to` in the request, `pager.to` is Connect's "now".
-                server_now = page.pager.to.filter(|t| t.is_finite());
-            }
-            let n = page.events.len() as u64;
-            all.extend(page.events.into_iter().filter_map(FeedEvent::from_value));
-            if n < EVENTS_PAGE {
-                break;
-            }
-        }
-        all.sort_by(|a, b| a.created.total_cmp(&b.created));
-        Ok(FeedBatch {
-            events: all,
-            server_now,
-        })
     }
 
     /// The first planned job and (in `pager.total`) how many there are.

@@ -493,6 +493,52 @@ pub struct PrinterTypes {
     pub printer_types: Vec<PrinterType>,
 }
 
+/// One of the account's notifications (`GET /app/notifications`); every field but `id` may
+/// be missing, and any of them may be of another type than expected (then it is `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: i64,
+    pub category: Option<String>,
+    pub name: Option<String>,
+    pub severity: Option<String>,
+    pub text: Option<String>,
+    pub created: Option<f64>,
+    pub printer_uuid: Option<String>,
+    pub printer_name: Option<String>,
+    pub job_id: Option<i64>,
+    pub job_name: Option<String>,
+}
+
+impl Notification {
+    /// `None` for an entry without an integer `id`.
+    pub fn from_value(v: Value) -> Option<Notification> {
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let data = v.get("data").cloned().unwrap_or(Value::Null);
+        Some(Notification {
+            id: v.get("id")?.as_i64()?,
+            category: text(&v, "category"),
+            name: text(&v, "name"),
+            severity: text(&v, "severity"),
+            text: text(&v, "text"),
+            created: v
+                .get("created")
+                .and_then(Value::as_f64)
+                .filter(|t| t.is_finite()),
+            printer_uuid: text(&data, "printer_uuid"),
+            printer_name: text(&data, "printer_name"),
+            job_id: data.get("job_id").and_then(Value::as_i64),
+            job_name: text(&data, "job_name"),
+        })
+    }
+}
+
+/// A page of `GET /app/notifications`, entries kept raw (see [`Notification::from_value`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NotificationPage {
+    #[serde(default)]
+    pub notifications: Vec<Value>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Unseen {
     #[serde(default)]
