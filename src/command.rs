@@ -273,19 +273,27 @@ pub struct ArgLimit {
     pub source: String,
 }
 
-/// Which printer-type parameter limits which command argument. The axis ranges are used
-/// when Connect's printer type carries them (`{"min": .., "max": ..}` like the others).
-const TYPE_PARAMETERS: &[(&str, &str, &str)] = &[
+/// Which printer-type parameter limits which command argument, and whether the argument is a
+/// distance from the head's position (MOVE's `x`/`y` and MOVE_Z's `distance` are: G91). An
+/// axis range (`{"min": 0, "max": 210}`) bounds such a distance by plus or minus its length.
+const TYPE_PARAMETERS: &[(&str, &str, &str, bool)] = &[
     (
         "temp_nozzle",
         "SET_NOZZLE_TEMPERATURE",
         "nozzle_temperature",
+        false,
     ),
-    ("temp_bed", "SET_HEATBED_TEMPERATURE", "bed_temperature"),
-    ("print_flow", "SET_FLOW", "flow"),
-    ("print_speed", "SET_SPEED", "speed"),
-    ("axis_x", "MOVE", "x"),
-    ("axis_y", "MOVE", "y"),
+    (
+        "temp_bed",
+        "SET_HEATBED_TEMPERATURE",
+        "bed_temperature",
+        false,
+    ),
+    ("print_flow", "SET_FLOW", "flow", false),
+    ("print_speed", "SET_SPEED", "speed", false),
+    ("axis_x", "MOVE", "x", true),
+    ("axis_y", "MOVE", "y", true),
+    ("axis_z", "MOVE_Z", "distance", true),
 ];
 
 /// The argument limits a printer type's `parameters` give. Anything not shaped like
@@ -296,10 +304,15 @@ pub fn type_limits(parameters: Option<&Value>, source: &str) -> Vec<ArgLimit> {
     };
     TYPE_PARAMETERS
         .iter()
-        .filter_map(|(param, command, arg)| {
+        .filter_map(|(param, command, arg, relative)| {
             let p = params.get(*param)?;
             let bound = |k: &str| p.get(k).and_then(Value::as_f64).filter(|v| v.is_finite());
-            let (min, max) = (bound("min"), bound("max"));
+            let (mut min, mut max) = (bound("min"), bound("max"));
+            if *relative {
+                // A move of at most the axis' length, either way.
+                let length = (max? - min.unwrap_or(0.0)).abs();
+                (min, max) = (Some(-length), Some(length));
+            }
             (min.is_some() || max.is_some()).then(|| ArgLimit {
                 command,
                 arg,
@@ -752,6 +765,44 @@ mod tests {
             "{}",
             state.message
         );
+    }
+
+    #[test]
+    fn move_is_relative_so_an_axis_bounds_it_both_ways() {
+        // Connect's document gives MOVE's x and y no limits; the type's axis ranges do.
+        let v = json!({"commands": [{"command": "MOVE", "args": [
+            {"name": "x", "type": "number", "required": false, "unit": "mm"},
+            {"name": "y", "type": "number", "required": false, "unit": "mm"},
+            {"name": "feedrate", "type": "integer", "required": true, "max_limit": 3000}],
+            "executable_from_state": ["IDLE"]}]});
+        let s = serde_json::from_value::<SupportedCommands>(v)
+            .unwrap()
+            .commands;
+        let params = json!({"axis_x": {"min": 0, "max": 250}, "axis_y": {"min": 0, "max": 210}});
+        let limits = type_limits(Some(&params), "Original Prusa MK4");
+        let y = limits.iter().find(|l| l.arg == "y").unwrap();
+        assert_eq!((y.min, y.max), (Some(-210.0), Some(210.0)));
+        let check = |kwargs: &str| {
+            let payload = format!(r#"{{"command":"MOVE","kwargs":{kwargs}}}"#);
+            validate_with_limits(
+                &parse(payload.as_bytes()).unwrap(),
+                &allow(),
+                &s,
+                &PrinterState::Idle,
+                &limits,
+            )
+        };
+        assert!(check(r#"{"y":-10,"feedrate":3000}"#).is_ok());
+        assert!(check(r#"{"x":-250,"y":210,"feedrate":3000}"#).is_ok());
+        let far = check(r#"{"y":400,"feedrate":3000}"#).unwrap_err();
+        assert_eq!(far.code, ErrorCode::InvalidArgument);
+        assert!(
+            far.message.contains("210") && far.message.contains("MK4"),
+            "{}",
+            far.message
+        );
+        let back = check(r#"{"y":-211,"feedrate":3000}"#).unwrap_err();
+        assert!(back.message.contains("-210"), "{}", back.message);
     }
 
     #[test]

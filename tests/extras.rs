@@ -306,7 +306,7 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
         .json();
     assert_eq!(discovery["device"]["model"], "Original Prusa MK4");
 
-    // supported-commands allows y up to 250; the MK4's type says its bed ends at 210.
+    // supported-commands gives MOVE no limit; the MK4's type says its y axis is 210 mm long.
     sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |_| true)
         .await;
     let reply = move_y(&sub, 230).await;
@@ -319,6 +319,11 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
     );
     let reply = move_y(&sub, 200).await;
     assert_eq!(reply["status"], "ok", "{reply}");
+    // MOVE is relative: back by 10 mm is fine, back by more than the bed is not.
+    let reply = move_y(&sub, -10).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let reply = move_y(&sub, -230).await;
+    assert_eq!(reply["code"], "INVALID_ARGUMENT", "{reply}");
     let moves: Vec<String> = sim
         .sim
         .requests()
@@ -328,10 +333,13 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
         .collect();
     assert_eq!(
         moves.len(),
-        1,
-        "only the move within the bed was sent: {moves:?}"
+        2,
+        "only the moves within the axis were sent: {moves:?}"
     );
-    assert!(moves[0].contains("200"));
+    assert!(
+        moves[0].contains("200") && moves[1].contains("-10"),
+        "{moves:?}"
+    );
     gateway.stop().await;
 }
 
@@ -461,7 +469,7 @@ async fn cameras_are_looked_at_rarely_when_idle_and_never_when_disabled() {
 }
 
 /// Sends `MOVE` to y on busy_mk4 and returns the reply.
-async fn move_y(sub: &Subscriber, y: u32) -> Value {
+async fn move_y(sub: &Subscriber, y: i32) -> Value {
     let transaction = format!("y{y}");
     let mark = sub.mark();
     sub.publish(

@@ -56,6 +56,13 @@ impl ArgSpec {
         }
     }
 
+    const fn unit(self, unit: &'static str) -> ArgSpec {
+        ArgSpec {
+            unit: Some(unit),
+            ..self
+        }
+    }
+
     const fn min(self, min: f64) -> ArgSpec {
         ArgSpec {
             min: Some(min),
@@ -122,13 +129,14 @@ static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "MOVE",
+        // Distances from where the head is (G91), without limits: as Connect's document.
         args: &[
-            arg("x", Number, false).range(0.0, 250.0, "mm"),
-            arg("y", Number, false).range(0.0, 250.0, "mm"),
+            arg("x", Number, false).unit("mm"),
+            arg("y", Number, false).unit("mm"),
             arg("feedrate", Number, true).range(1.0, 3000.0, "mm/min"),
         ],
         from: NOT_PRINTING,
-        template: "G1 X{x} Y{y} F{feedrate}",
+        template: "G91\nG1 X{x} Y{y} F{feedrate}\nG90",
     },
     CommandSpec {
         name: "MOVE_Z",
@@ -273,8 +281,10 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
             let _ = printer.cancel_object(object_id);
         }
         Effect::Move { x, y } => {
-            printer.axes.x = x.unwrap_or(printer.axes.x);
-            printer.axes.y = y.unwrap_or(printer.axes.y);
+            // Relative; the firmware stops the head at the ends of its axes.
+            let (x_max, y_max) = crate::render::bed_size(&printer.printer_type);
+            printer.axes.x = (printer.axes.x + x.unwrap_or(0.0)).clamp(0.0, x_max);
+            printer.axes.y = (printer.axes.y + y.unwrap_or(0.0)).clamp(0.0, y_max);
         }
         Effect::MoveZ(distance) => printer.axes.z = (printer.axes.z + distance).clamp(0.0, 220.0),
         Effect::Home { x, y, z } => {

@@ -267,54 +267,75 @@ pub(crate) fn storages(p: &Printer) -> Value {
     })
 }
 
+/// The printer types: id, name, nozzle and bed maximum, stable firmware, bed size (mm).
+/// (The bed sizes as `axis_x`/`axis_y` ranges are this simulator's assumption of how Connect
+/// would carry them; the captured types show only temperatures, flow, extrusion.)
+type TypeRow = (
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    &'static str,
+    (u32, u32),
+);
+const PRINTER_TYPES: &[TypeRow] = &[
+    (
+        "1.3.1",
+        "Original Prusa i3 MK3S",
+        300,
+        120,
+        "5.1.2",
+        (250, 210),
+    ),
+    (
+        "2.1.0",
+        "Original Prusa MINI+",
+        280,
+        100,
+        "6.2.6",
+        (180, 180),
+    ),
+    ("3.1.0", "Original Prusa XL", 300, 120, "6.2.6", (360, 360)),
+    ("7.1.0", "Original Prusa MK4", 290, 120, "6.2.6", (250, 210)),
+    ("7.2.0", "Prusa CORE One", 290, 120, "6.3.2", (250, 220)),
+    ("8.1.0", "Prusa CORE One L", 290, 120, "6.5.2", (300, 330)),
+];
+
+/// The bed of a printer type (an MK4's for a type this simulator does not know).
+pub(crate) fn bed_size(type_id: &str) -> (f64, f64) {
+    let (_, _, _, _, _, (x, y)) = PRINTER_TYPES
+        .iter()
+        .find(|t| t.0 == type_id)
+        .copied()
+        .unwrap_or(PRINTER_TYPES[3]);
+    (f64::from(x), f64::from(y))
+}
+
 pub(crate) fn printer_types() -> Value {
-    // (The bed sizes as `axis_x`/`axis_y` ranges are this simulator's assumption of how
-    // Connect would carry them; the captured types show only temperatures, flow, extrusion.)
-    let types: Vec<Value> = [
-        (
-            "1.3.1",
-            "Original Prusa i3 MK3S",
-            300,
-            120,
-            "5.1.2",
-            (250, 210),
-        ),
-        (
-            "2.1.0",
-            "Original Prusa MINI+",
-            280,
-            100,
-            "6.2.6",
-            (180, 180),
-        ),
-        ("3.1.0", "Original Prusa XL", 300, 120, "6.2.6", (360, 360)),
-        ("7.1.0", "Original Prusa MK4", 290, 120, "6.2.6", (250, 210)),
-        ("7.2.0", "Prusa CORE One", 290, 120, "6.3.2", (250, 220)),
-        ("8.1.0", "Prusa CORE One L", 290, 120, "6.5.2", (300, 330)),
-    ]
-    .iter()
-    .map(|(id, name, nozzle_max, bed_max, stable, (x_max, y_max))| {
-        let mut parts = id.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
-        let (t, v, s) = (parts.next(), parts.next(), parts.next());
-        json!({
-            "id": id,
-            "type": t,
-            "version": v,
-            "subversion": s,
-            "name": name,
-            "parameters": {
-                "extrusion": { "max": 100, "min": -10, "default": 10 },
-                "print_flow": { "max": 999, "min": 10, "default": 100 },
-                "print_speed": { "max": 999, "min": 10, "default": 100 },
-                "temp_nozzle": { "max": nozzle_max, "min": 0 },
-                "temp_bed": { "max": bed_max, "min": 0 },
-                "axis_x": { "max": x_max, "min": 0 },
-                "axis_y": { "max": y_max, "min": 0 },
-            },
-            "fw_device_type_id": id,
-            "support": { "stable": stable },
+    let types: Vec<Value> = PRINTER_TYPES
+        .iter()
+        .map(|(id, name, nozzle_max, bed_max, stable, (x_max, y_max))| {
+            let mut parts = id.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+            let (t, v, s) = (parts.next(), parts.next(), parts.next());
+            json!({
+                "id": id,
+                "type": t,
+                "version": v,
+                "subversion": s,
+                "name": name,
+                "parameters": {
+                    "extrusion": { "max": 100, "min": -10, "default": 10 },
+                    "print_flow": { "max": 999, "min": 10, "default": 100 },
+                    "print_speed": { "max": 999, "min": 10, "default": 100 },
+                    "temp_nozzle": { "max": nozzle_max, "min": 0 },
+                    "temp_bed": { "max": bed_max, "min": 0 },
+                    "axis_x": { "max": x_max, "min": 0 },
+                    "axis_y": { "max": y_max, "min": 0 },
+                },
+                "fw_device_type_id": id,
+                "support": { "stable": stable },
+            })
         })
-    })
-    .collect();
+        .collect();
     json!({ "printer_types": types })
 }

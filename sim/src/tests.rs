@@ -513,7 +513,6 @@ async fn arguments_are_checked_against_supported_commands() {
 
     let bad = [
         json!({ "x": 10, "y": 10, "feedrate": 3001 }),
-        json!({ "x": 260, "y": 10, "feedrate": 3000 }),
         json!({ "x": "ten", "y": 10, "feedrate": 3000 }),
         json!({ "x": 10, "y": 10 }),
     ];
@@ -543,11 +542,13 @@ async fn arguments_are_checked_against_supported_commands() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(server.sim.requests().iter().any(|r| r.body == "{not json"));
 
+    // MOVE is relative (G91): from the parked head at x 245, y 0, the x end of the bed
+    // (250 mm on an MK4) stops it.
     let (status, _) = server
         .command(
             &uuid,
             "MOVE",
-            json!({ "x": 131, "y": 134, "feedrate": 3000 }),
+            json!({ "x": -114, "y": 134, "feedrate": 3000 }),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -559,6 +560,19 @@ async fn arguments_are_checked_against_supported_commands() {
     assert_eq!(
         (printer["axis_x"].clone(), printer["axis_y"].clone()),
         (json!(131.0), json!(134.0))
+    );
+    let (status, _) = server
+        .command(
+            &uuid,
+            "MOVE",
+            json!({ "x": 400, "y": -10, "feedrate": 3000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let printer = server.printer(&uuid).await;
+    assert_eq!(
+        (printer["axis_x"].clone(), printer["axis_y"].clone()),
+        (json!(250.0), json!(124.0))
     );
     assert_eq!(printer["axis_z"], 15.0);
     let (status, _) = server
