@@ -37,7 +37,7 @@ fn main() {
         tokio::spawn(sim.clone().serve(listener, stop.clone().cancelled_owned()));
         let state = std::env::temp_dir().join(format!("pcm-bench-{}", std::process::id()));
         let config = Config::from_toml(&format!(
-            "[connect]\nurl = \"http://{addr}\"\naccess_token = \"t\"\n[mqtt]\nurl = \"{}\"\nclient_id = \"bench-gw\"\n[state]\ndir = {state:?}\n",
+            "[connect]\nurl = \"http://{addr}\"\naccess_token = \"t\"\n[mqtt]\nurl = \"{}\"\nclient_id = \"bench-gw\"\n[state]\ndir = {state:?}\n[commands]\nmax_per_second = 0\n",
             broker.url()
         ))
         .unwrap();

@@ -161,6 +161,10 @@ pub const DEFAULT_ALLOWED_COMMANDS: &[&str] = &[
 #[serde(default, deny_unknown_fields)]
 pub struct CommandsConfig {
     pub allow: Vec<String>,
+    /// Per printer, at most this many commands a second reach Connect (0: no limit)...
+    pub max_per_second: f64,
+    /// ...after a burst of this many.
+    pub burst: u32,
 }
 
 impl Default for CommandsConfig {
@@ -170,6 +174,8 @@ impl Default for CommandsConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            max_per_second: 2.0,
+            burst: 5,
         }
     }
 }
@@ -327,6 +333,16 @@ impl Config {
             ("camera.idle_interval", self.camera.idle_interval),
         ] {
             check_duration(key, d)?;
+        }
+        let rate = self.commands.max_per_second;
+        if !rate.is_finite() || !(0.0..=1000.0).contains(&rate) {
+            bail!(
+                "commands.max_per_second = {rate} must be between 0 (no limit) and 1000 \
+                 (for example 2)"
+            );
+        }
+        if self.commands.burst == 0 {
+            bail!("commands.burst must be at least 1 (for example 5)");
         }
         // 0 turns the scheduled feed reads off.
         if !self.connect.feed_interval.is_zero() {

@@ -43,6 +43,9 @@ pub struct Settings {
     pub camera: CameraConfig,
     pub connect_url: reqwest::Url,
     pub allow: Vec<String>,
+    /// Per printer: commands a second to Connect (0: no limit), and the burst.
+    pub commands_per_second: f64,
+    pub commands_burst: u32,
     pub max_payload_bytes: usize,
 }
 
@@ -67,6 +70,8 @@ impl Settings {
             camera: config.camera.clone(),
             connect_url,
             allow: config.commands.allow.clone(),
+            commands_per_second: config.commands.max_per_second,
+            commands_burst: config.commands.burst,
             max_payload_bytes: config.mqtt.max_payload_bytes,
         })
     }

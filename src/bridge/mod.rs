@@ -27,6 +27,7 @@ mod render;
 mod results;
 pub mod schedule;
 pub mod shell;
+mod throttle;
 
 #[cfg(test)]
 mod tests;

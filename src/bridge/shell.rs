@@ -16,6 +16,7 @@ use super::commands::{self, CommandDone, CommandJob, CommandTask, Inbound, Outco
 use super::core::Core;
 use super::reads::{Read, ReadDone, ReadResult};
 use super::registry::Memory;
+use super::throttle::{self, Throttle};
 use crate::command::{self, CommandError, CommandReply, ErrorCode};
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::model::Printer;
@@ -67,7 +68,11 @@ impl Shell {
     ) -> Shell {
         Shell {
             reads: ReadRunner::new(connect.clone()),
-            commands: CommandRunner::new(connect.clone(), publisher.clone()),
+            commands: CommandRunner::new(
+                connect.clone(),
+                publisher.clone(),
+                Throttle::new(core.s.commands_per_second, core.s.commands_burst),
+            ),
             core,
             connect,
             publisher,
@@ -107,6 +112,8 @@ impl Shell {
         // Until the first poll is done no printer is known: messages wait for it.
         let mut held: Option<VecDeque<Incoming>> = Some(VecDeque::new());
         loop {
+            // A printer whose commands wait for `commands.max_per_second`.
+            let wake = self.commands.next_wake();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -124,6 +131,10 @@ impl Shell {
                 },
                 Some(done) = self.commands.next(), if !self.commands.is_idle() => {
                     self.on_command_done(done);
+                }
+                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                    self.commands.wake_due(Instant::now());
+                    self.start_commands();
                 }
                 Some(done) = self.reads.next(), if !self.reads.is_idle() => {
                     self.core.on_read(done, Instant::now(), now_unix());
@@ -227,13 +238,15 @@ impl Shell {
             self.refuse(&msg, ErrorCode::RateLimited, &busy());
             return;
         }
-        self.commands.enqueue(printer_id, msg);
+        if let Some((refused, why)) = self.commands.enqueue(printer_id, msg) {
+            self.refuse(&refused, ErrorCode::RateLimited, &why);
+        }
         self.start_commands();
     }
 
     /// Starts the commands whose printer has none running.
     fn start_commands(&mut self) {
-        while let Some(msg) = self.commands.next_startable() {
+        while let Some((printer_id, msg)) = self.commands.next_startable(Instant::now()) {
             let generation = self.link.as_ref().map(|l| l.borrow().generation);
             if generation.is_some_and(|g| g != msg.generation) {
                 // Commands are never queued by the broker for the gateway; neither are they
@@ -244,14 +257,14 @@ impl Shell {
                     "the MQTT connection dropped after the command came and before it ran: it \
                      was not sent; send it again",
                 );
-                self.commands.finished_waiting(&msg);
+                self.commands.finished_waiting(&printer_id);
                 continue;
             }
             match self.core.prepare(&msg) {
-                Prepared::Ignore => self.commands.finished_waiting(&msg),
+                Prepared::Ignore => self.commands.finished_waiting(&printer_id),
                 Prepared::Reply(reply) => {
                     self.publisher.publish(reply);
-                    self.commands.finished_waiting(&msg);
+                    self.commands.finished_waiting(&printer_id);
                 }
                 Prepared::Run(job) => self.commands.run(msg, job),
             }
@@ -434,10 +447,28 @@ struct CommandRunner {
     waiting: usize,
     /// Printers whose queue may have a command that can start.
     ready: VecDeque<String>,
+    /// `commands.max_per_second`, and when printers waiting for it may go on.
+    throttle: Throttle,
+    wake: HashMap<String, Instant>,
+}
+
+/// The command name of a message, for replacing a waiting value by a newer one.
+fn command_name(msg: &Incoming) -> Option<String> {
+    command::parse(&msg.payload).ok().map(|req| req.command)
+}
+
+const REPLACED: &str = "a newer value of the same setting came before this one was sent to \
+                        Connect: only the newer one is sent";
+
+fn queue_full(per_second: usize) -> String {
+    format!(
+        "more commands for this printer than commands.max_per_second lets through in the next \
+         few seconds ({per_second} may wait): this one was not sent; send it again later"
+    )
 }
 
 impl CommandRunner {
-    fn new(connect: ConnectClient, publisher: Publisher) -> CommandRunner {
+    fn new(connect: ConnectClient, publisher: Publisher, throttle: Throttle) -> CommandRunner {
         CommandRunner {
             connect,
             publisher,
@@ -447,7 +478,29 @@ impl CommandRunner {
             tasks: JoinSet::new(),
             waiting: 0,
             ready: VecDeque::new(),
+            throttle,
+            wake: HashMap::new(),
         }
+    }
+
+    /// The first time a printer waiting for `commands.max_per_second` may go on.
+    fn next_wake(&self) -> Option<Instant> {
+        self.wake.values().min().copied()
+    }
+
+    /// Printers whose wait for a token is over may start their next command.
+    fn wake_due(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .wake
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for printer_id in due {
+            self.wake.remove(&printer_id);
+            self.ready.push_back(printer_id);
+        }
+        self.throttle.forget_idle(now);
     }
 
     fn is_idle(&self) -> bool {
@@ -458,41 +511,66 @@ impl CommandRunner {
         self.waiting
     }
 
-    fn enqueue(&mut self, printer_id: String, msg: Incoming) {
+    /// Queues a message behind its printer's earlier ones. Returns a message to answer
+    /// `RATE_LIMITED` at once, and why: the waiting value of the same setting this one
+    /// replaces, or this one when its printer has as many waiting as its rate lets through in
+    /// a few seconds.
+    fn enqueue(&mut self, printer_id: String, msg: Incoming) -> Option<(Incoming, String)> {
+        let queue = self.queues.entry(printer_id.clone()).or_default();
+        if let Some(name) = command_name(&msg).filter(|n| throttle::sets_a_value(n))
+            && let Some(at) = queue
+                .iter()
+                .position(|m| command_name(m).as_deref() == Some(name.as_str()))
+            && let Some(old) = queue.remove(at)
+        {
+            queue.push_back(msg);
+            return Some((old, REPLACED.to_string()));
+        }
+        let limit = self.throttle.max_waiting();
+        if queue.len() >= limit {
+            return Some((msg, queue_full(limit)));
+        }
         self.waiting += 1;
-        self.queues
-            .entry(printer_id.clone())
-            .or_default()
-            .push_back(msg);
+        queue.push_back(msg);
         self.ready.push_back(printer_id);
+        None
     }
 
-    /// The next message whose printer has no command running; counts as waiting until
-    /// [`CommandRunner::run`] or [`CommandRunner::finished_waiting`].
-    fn next_startable(&mut self) -> Option<Incoming> {
+    /// The next message whose printer has no command running and may send one now
+    /// (`commands.max_per_second`); counts as waiting until [`CommandRunner::run`] or
+    /// [`CommandRunner::finished_waiting`].
+    fn next_startable(&mut self, now: Instant) -> Option<(String, Incoming)> {
         while let Some(printer_id) = self.ready.pop_front() {
-            if self.busy.contains_key(&printer_id) {
+            if self.busy.contains_key(&printer_id) || self.wake.contains_key(&printer_id) {
                 continue;
             }
             let Some(queue) = self.queues.get_mut(&printer_id) else {
                 continue;
             };
-            let Some(msg) = queue.pop_front() else {
+            if queue.is_empty() {
                 self.queues.remove(&printer_id);
                 continue;
-            };
+            }
+            if let Err(wait) = self.throttle.take(&printer_id, now) {
+                self.wake.insert(printer_id, now + wait);
+                continue;
+            }
+            let msg = queue.pop_front().expect("not empty");
             if queue.is_empty() {
                 self.queues.remove(&printer_id);
             } else {
-                self.ready.push_back(printer_id);
+                self.ready.push_back(printer_id.clone());
             }
-            return Some(msg);
+            return Some((printer_id, msg));
         }
         None
     }
 
-    fn finished_waiting(&mut self, _msg: &Incoming) {
+    /// A message taken by [`CommandRunner::next_startable`] that did not go to Connect: its
+    /// token is given back.
+    fn finished_waiting(&mut self, printer_id: &str) {
         self.waiting -= 1;
+        self.throttle.give_back(printer_id, Instant::now());
     }
 
     fn run(&mut self, msg: Incoming, job: CommandJob) {
@@ -516,6 +594,7 @@ impl CommandRunner {
     fn take_waiting(&mut self) -> Vec<Incoming> {
         self.waiting = 0;
         self.ready.clear();
+        self.wake.clear();
         self.queues.drain().flat_map(|(_, q)| q).collect()
     }
 

@@ -191,6 +191,13 @@ pub fn config_with_credentials(
     credentials: &str,
     extra: &str,
 ) -> Config {
+    // Tests send commands faster than `commands.max_per_second` lets through; the throttle's
+    // own tests set it (with a `[commands]` table of their own).
+    let commands = if extra.contains("[commands]") {
+        ""
+    } else {
+        "[commands]\n        max_per_second = 0"
+    };
     Config::from_toml(&format!(
         r#"
         [connect]
@@ -206,6 +213,7 @@ pub fn config_with_credentials(
         base_topic = "{BASE}"
         [state]
         dir = {state_dir:?}
+        {commands}
         {extra}
         "#,
         sim.url(),
