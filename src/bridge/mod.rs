@@ -25,6 +25,7 @@ pub mod reads;
 pub mod registry;
 mod render;
 mod results;
+mod runner;
 pub mod schedule;
 pub mod shell;
 mod throttle;
