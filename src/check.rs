@@ -12,7 +12,7 @@ use crate::bridge::registry::{Memory, Registry};
 use crate::config::{Config, DiscoveryMode};
 use crate::connect::{ConnectClient, ConnectError, TokenSource};
 use crate::discovery::{Discovery, PrinterDevice};
-use crate::topics::{Topics, slug};
+use crate::topics::Topics;
 
 /// How long the broker gets to accept the connection.
 const BROKER_WAIT: Duration = Duration::from_secs(5);
@@ -222,7 +222,8 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     }
 }
 
-/// The entity ids Home Assistant derives from the discovery (`<platform>.<device>_<name>`).
+/// The entity ids Home Assistant gives the discovery's entities: `<platform>.<object_id>`,
+/// from the discovery code itself, not guessed from names.
 fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> {
     let discovery = Discovery {
         prefix: config.homeassistant.discovery_prefix.clone(),
@@ -230,17 +231,13 @@ fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> 
         topics: Topics::new(&config.mqtt.base_topic),
     };
     let device = PrinterDevice::bare(uuid, id, name);
-    let device_slug = slug(name);
     discovery
         .printer(&device)
         .iter()
         .filter_map(|(topic, payload)| {
             let platform = topic.split('/').nth(1)?;
-            let entity = match payload.get("name").and_then(Value::as_str) {
-                Some(n) => format!("{device_slug}_{}", slug(n)),
-                None => device_slug.clone(),
-            };
-            Some(format!("{platform}.{entity}"))
+            let object_id = payload.get("object_id").and_then(Value::as_str)?;
+            Some(format!("{platform}.{object_id}"))
         })
         .collect()
 }

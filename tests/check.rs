@@ -80,6 +80,8 @@ async fn a_good_setup_lists_printers_topics_and_entities_and_exits_0() {
         "Busy MK4",
         "topics prusa_connect/busy_mk4/",
         "sensor.busy_mk4_progress",
+        // What discovery makes, not a guess from the entity's name.
+        "sensor.busy_mk4_temp_nozzle",
         "button.mini_pause",
         "event.busy_mk4_print_finished",
         "connected",
@@ -88,6 +90,11 @@ async fn a_good_setup_lists_printers_topics_and_entities_and_exits_0() {
         assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
     }
     assert!(!out.stdout.contains(TOKEN), "the token is never printed");
+    assert!(
+        !out.stdout.contains("sensor.busy_mk4_nozzle_temperature"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
