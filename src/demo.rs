@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use prusa_connect_sim::{Scenario, SimOptions, Simulator};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +21,9 @@ pub struct DemoOptions {
     pub broker: Option<String>,
     /// Stop after this long; `None` runs until Ctrl-C.
     pub duration: Option<Duration>,
+    /// A config given with `--config`: its broker (URL, credentials, TLS) and its Home
+    /// Assistant settings are used; topics stay the demo's own.
+    pub config: Option<Config>,
 }
 
 pub async fn run(
@@ -42,13 +45,14 @@ pub async fn run(
         stop.clone().cancelled_owned(),
     ));
 
-    let broker = match opts.broker {
-        Some(url) => url,
-        None => local_or_embedded_broker().await?,
+    let broker = match (opts.broker, &opts.config) {
+        (Some(url), _) => url,
+        (None, Some(user)) => user.mqtt.url.clone(),
+        (None, None) => local_or_embedded_broker().await?,
     };
     let state_dir =
         std::env::temp_dir().join(format!("prusa-connect-mqtt-demo-{}", std::process::id()));
-    let config = Config::from_toml(&format!(
+    let mut config = Config::from_toml(&format!(
         r#"
         [connect]
         url = "http://{sim_addr}"
@@ -64,6 +68,24 @@ pub async fn run(
         "#,
         pid = std::process::id(),
     ))?;
+    if let Some(user) = opts.config {
+        // Never the user's own topics: the demo removes its retained topics when it stops.
+        config.mqtt = crate::config::MqttConfig {
+            url: broker.clone(),
+            client_id: config.mqtt.client_id.clone(),
+            base_topic: config.mqtt.base_topic.clone(),
+            printer_ids: Default::default(),
+            ..user.mqtt
+        };
+        config.homeassistant = user.homeassistant;
+    }
+    // The demo's own discovery nodes: only those are printed.
+    let nodes: Vec<String> = sim
+        .printers()
+        .iter()
+        .map(|uuid| crate::discovery::node_id(uuid))
+        .chain([format!("{DEMO_BASE_TOPIC}_bridge")])
+        .collect();
     println!("prusa-connect-mqtt demo");
     println!(
         "  simulated Connect: http://{sim_addr}  (3 printers: one fails a print, one is paused and resumed)"
@@ -76,7 +98,7 @@ pub async fn run(
     );
     println!("  stop:              Ctrl-C (the demo removes its retained topics when it stops)\n");
 
-    let printer = Printout::start(&config, &broker).await?;
+    let printer = Printout::start(&config, nodes).await?;
 
     let deadline = async move {
         match opts.duration {
@@ -121,20 +143,25 @@ struct Printout {
 }
 
 impl Printout {
-    async fn start(config: &Config, broker: &str) -> Result<Printout> {
-        let addr = BrokerAddress::parse(broker)?;
-        let mut opts = MqttOptions::new(
-            format!("prusa-connect-mqtt-demo-printer-{}", std::process::id()),
-            addr.host,
-            addr.port,
-        );
-        opts.set_max_packet_size(crate::mqtt::MAX_PACKET_BYTES, crate::mqtt::MAX_PACKET_BYTES);
+    /// Prints what is published under the demo's base topic and the discovery of `nodes`
+    /// (not other programs' discovery on the same broker).
+    async fn start(config: &Config, nodes: Vec<String>) -> Result<Printout> {
+        let mut cfg = config.mqtt.clone();
+        cfg.client_id = format!("prusa-connect-mqtt-demo-printer-{}", std::process::id());
+        let opts = crate::mqtt::options(&cfg, None)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         eventloop.set_network_options(crate::mqtt::low_latency());
+        let prefix = config.homeassistant.discovery_prefix.clone();
         let filters = [
             format!("{}/#", config.mqtt.base_topic),
-            format!("{}/device/+/config", config.homeassistant.discovery_prefix),
+            format!("{prefix}/#"),
         ];
+        let ours = move |topic: &str| {
+            !topic.starts_with(&format!("{prefix}/"))
+                || topic
+                    .split('/')
+                    .any(|segment| nodes.iter().any(|n| n == segment))
+        };
         let sub_client = client.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -145,7 +172,7 @@ impl Printout {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if p.payload.is_empty() {
+                        if p.payload.is_empty() || !ours(&p.topic) {
                             continue;
                         }
                         println!("{}", describe(&p.topic, &p.payload));

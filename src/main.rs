@@ -133,8 +133,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Demo { broker, duration } => {
             init_logging("warn", LogFormat::Text);
+            // Only a config named with --config: the demo is for trying things.
+            let config = match cli.config.as_deref() {
+                Some(path) => Some(Config::load(Some(path))?),
+                None => None,
+            };
             prusa_connect_mqtt::demo::run(
-                prusa_connect_mqtt::demo::DemoOptions { broker, duration },
+                prusa_connect_mqtt::demo::DemoOptions {
+                    broker,
+                    duration,
+                    config,
+                },
                 shutdown_signal(),
             )
             .await
