@@ -115,28 +115,31 @@ impl Discovery {
     ) -> Vec<Entity> {
         let state = self.topics.state(id);
         let command = self.topics.command(id);
-        let button =
-            |object: &'static str, name: &str, press: &str, icon: &str, states: &[PrinterState]| {
-                let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-                Entity {
-                    object: object.into(),
-                    component: "button",
-                    options: json!({
-                        "name": name,
-                        "command_topic": command,
-                        "payload_press": press,
-                        "icon": icon,
-                        // Available only in the states where Connect accepts the command.
-                        "availability": [{
-                            "topic": state,
-                            "value_template": format!(
-                                "{{{{ 'online' if value_json.state in {} else 'offline' }}}}",
-                                serde_json::to_string(&allowed).unwrap_or_default()
-                            ),
-                        }],
-                    }),
-                }
-            };
+        let button = |object: &'static str,
+                      name: &str,
+                      press: &str,
+                      icon: &str,
+                      states: &[PrinterState]| {
+            let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            Entity {
+                object: object.into(),
+                component: "button",
+                options: json!({
+                    "name": name,
+                    "command_topic": command,
+                    "payload_press": press,
+                    "icon": icon,
+                    // Available only in the states where Connect accepts the command.
+                    "availability": [{
+                        "topic": state,
+                        "value_template": format!(
+                            "{{{{ 'online' if value_json is defined and value_json.state in {} else 'offline' }}}}",
+                            serde_json::to_string(&allowed).unwrap_or_default()
+                        ),
+                    }],
+                }),
+            }
+        };
         let finished = self.topics.job_finished(id);
         let sensor = |object: &'static str, name: &str, template: &str, extra: Value| {
             let mut options = json!({
@@ -151,8 +154,35 @@ impl Discovery {
                 options,
             }
         };
-        // `{{ value_json.<field> }}` of a field `P/state` has.
-        let field = |name: &str| format!("{{{{ {} }}}}", StatePayload::template_field(name));
+        // `{{ value_json.<field> }}` of a field `P/state` has. Every template tolerates an
+        // empty payload (a state topic cleared as its printer goes): Home Assistant may still
+        // hold the entity when the clear arrives, and `value_json` is then undefined (an
+        // ERROR in its log). Numeric sensors ignore the empty value.
+        let field = |name: &str| {
+            format!(
+                "{{{{ {} if value_json is defined else '' }}}}",
+                StatePayload::template_field(name)
+            )
+        };
+        // A timestamp that may be null: Home Assistant before 2024.10 warns about any value of
+        // a timestamp sensor that is not a time, null included. While it is null the entity
+        // is unavailable and the value (never shown) is a valid time.
+        let timestamp = |object: &'static str, name: &str, key: &str| {
+            let f = StatePayload::template_field(key);
+            sensor(
+                object,
+                name,
+                &format!(
+                    "{{% if value_json is defined and {f} %}}{{{{ {f} }}}}{{% else %}}{{{{ now().isoformat() }}}}{{% endif %}}"
+                ),
+                json!({"device_class": "timestamp", "availability": [{
+                    "topic": state,
+                    "value_template": format!(
+                        "{{{{ 'online' if value_json is defined and {f} else 'offline' }}}}"
+                    ),
+                }]}),
+            )
+        };
         let temperature = |object: &'static str, name: &str, key: &str| {
             sensor(
                 object,
@@ -180,7 +210,7 @@ impl Discovery {
                 "State",
                 // An enum sensor rejects values outside its options: map new ones to UNKNOWN.
                 &format!(
-                    "{{{{ value_json.state if value_json.state in {known_states} else 'UNKNOWN' }}}}"
+                    "{{{{ value_json.state if value_json is defined and value_json.state in {known_states} else 'UNKNOWN' }}}}"
                 ),
                 json!({"device_class": "enum", "options": states, "icon": "mdi:printer-3d"}),
             ),
@@ -203,18 +233,8 @@ impl Discovery {
                 &field("time_printing"),
                 json!({"device_class": "duration", "unit_of_measurement": "s"}),
             ),
-            sensor(
-                "eta",
-                "ETA",
-                &field("eta"),
-                json!({"device_class": "timestamp"}),
-            ),
-            sensor(
-                "job_started",
-                "Job started",
-                &field("job_started"),
-                json!({"device_class": "timestamp"}),
-            ),
+            timestamp("eta", "ETA", "eta"),
+            timestamp("job_started", "Job started", "job_started"),
             sensor(
                 "job_name",
                 "Job name",
@@ -268,7 +288,7 @@ impl Discovery {
                 options: json!({
                     "name": "Printing",
                     "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json.printing else 'OFF' }}",
+                    "value_template": "{{ 'ON' if value_json is defined and value_json.printing else 'OFF' }}",
                     "device_class": "running",
                 }),
             },
@@ -278,7 +298,7 @@ impl Discovery {
                 options: json!({
                     "name": "Needs attention",
                     "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json.attention else 'OFF' }}",
+                    "value_template": "{{ 'ON' if value_json is defined and value_json.attention else 'OFF' }}",
                     "device_class": "problem",
                 }),
             },
@@ -330,7 +350,7 @@ impl Discovery {
                     "icon": "mdi:cancel",
                     "availability": [{
                         "topic": self.topics.job(id),
-                        "value_template": "{{ 'online' if value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}",
+                        "value_template": "{{ 'online' if value_json is defined and value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}",
                     }],
                 }),
             },
@@ -422,7 +442,7 @@ impl Discovery {
                 options: json!({
                     "name": "Connect reachable",
                     "state_topic": info,
-                    "value_template": "{{ 'ON' if value_json.connect.reachable else 'OFF' }}",
+                    "value_template": "{{ 'ON' if value_json is defined and value_json.connect.reachable else 'OFF' }}",
                     "device_class": "connectivity",
                     "entity_category": "diagnostic",
                 }),
@@ -433,7 +453,7 @@ impl Discovery {
                 options: json!({
                     "name": "Printers",
                     "state_topic": info,
-                    "value_template": "{{ value_json.printers | count }}",
+                    "value_template": "{{ value_json.printers | count if value_json is defined else '' }}",
                     "icon": "mdi:printer-3d",
                     "entity_category": "diagnostic",
                 }),
@@ -444,7 +464,7 @@ impl Discovery {
                 options: json!({
                     "name": "Last error",
                     "state_topic": info,
-                    "value_template": "{{ value_json.connect.last_error or 'none' }}",
+                    "value_template": "{{ (value_json.connect.last_error or 'none') if value_json is defined else '' }}",
                     "icon": "mdi:alert-circle-outline",
                     "entity_category": "diagnostic",
                 }),
@@ -456,7 +476,7 @@ impl Discovery {
                     "name": "Unseen notifications",
                     "state_topic": info,
                     // "None" (not read yet) is "unknown" to Home Assistant.
-                    "value_template": "{{ value_json.notifications_unseen }}",
+                    "value_template": "{{ value_json.notifications_unseen if value_json is defined else '' }}",
                     "state_class": "measurement",
                     "icon": "mdi:bell-badge-outline",
                 }),
@@ -557,6 +577,33 @@ fn merge(into: &mut Value, from: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every template that reads `value_json` first checks it is there: a state topic emptied
+    /// while Home Assistant still holds the entity must not make it log an error.
+    #[test]
+    fn every_template_tolerates_an_emptied_topic() {
+        let topics = Topics::new("pc");
+        let device = PrinterDevice::bare("u", "p", "P");
+        for mode in [DiscoveryMode::Entity, DiscoveryMode::Device] {
+            let discovery = Discovery {
+                prefix: "homeassistant".into(),
+                mode,
+                topics: topics.clone(),
+            };
+            let mut all = discovery.printer(&device);
+            all.extend(discovery.bridge());
+            let text = serde_json::to_string(&all).unwrap();
+            let mut checked = 0;
+            for template in text.split("\"value_template\":\"").skip(1) {
+                let template = template.split("\",\"").next().unwrap_or_default();
+                if template.contains("value_json.") {
+                    assert!(template.contains("value_json is defined"), "{template}");
+                    checked += 1;
+                }
+            }
+            assert!(checked > 25, "only {checked} templates");
+        }
+    }
 
     /// Every `value_json.<field>` a template reads from `P/state` is a field of the payload.
     #[test]

@@ -219,7 +219,7 @@ async fn a_dialog_needs_attention_is_announced_once_and_notifications_follow() {
         .json();
     assert_eq!(
         bridge["components"]["notifications_unseen"]["value_template"],
-        "{{ value_json.notifications_unseen }}"
+        "{{ value_json.notifications_unseen if value_json is defined else '' }}"
     );
 
     // Connect makes a notification of the dialog (the simulator too).
