@@ -216,4 +216,6 @@ pub struct Account {
     /// Which notifications were published (persisted), and whether the list is being read.
     pub notifications: super::notifications::NotificationCursor,
     pub notifications_reading: bool,
+    /// The unseen count moved while the list was being read: read it again after.
+    pub notifications_again: bool,
 }

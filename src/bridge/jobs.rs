@@ -25,8 +25,9 @@ const LAG_RETRY_CAP: Duration = Duration::from_secs(300);
 pub const LAG_GIVE_UP_SECONDS: f64 = 2.0 * 3600.0;
 /// Ended jobs waiting for their record at most (the oldest is given up beyond).
 const MAX_ENDING: usize = 32;
-/// Announced job ids remembered (a job is never announced twice).
-const MAX_ANNOUNCED: usize = 32;
+/// Announced job ids remembered (a job is never announced twice): more than one read of the
+/// job list can bring back (5 pages of 20).
+const MAX_ANNOUNCED: usize = 128;
 
 /// A job the printer no longer runs, whose end is not announced yet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +122,9 @@ impl JobRecord {
     pub fn observe(&mut self, printer: &Printer, wall: f64) -> bool {
         let current = printer.job_info.as_ref().and_then(|j| j.id);
         let running = payloads::job_running(printer);
+        // A state file from before the job list was read: the boundary is what it knew, not
+        // what this look at the list changes.
+        self.seen_up_to = self.seen_up_to.or(self.boundary());
         let before = (self.last_job, self.ending_jobs.len());
         if let Some(active) = self.active_job
             && (current != Some(active) || !running)
@@ -292,6 +296,10 @@ impl JobRecord {
             }
         }
         self.seen_up_to = Some(boundary.max(newest.unwrap_or(boundary)));
+        // Retries of jobs no longer ending (announced, or running after all) are forgotten.
+        reads
+            .retry
+            .retain(|id, _| self.ending_jobs.iter().any(|e| e.id == *id));
         announce
     }
 }

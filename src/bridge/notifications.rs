@@ -58,11 +58,23 @@ impl Core {
         let a = &mut self.account;
         let moved = a.unseen != Some(unseen) || a.notifications.floor.is_none();
         a.unseen = Some(unseen);
-        if moved && !a.notifications_reading {
-            a.notifications_reading = true;
-            let after = a.notifications.newest();
-            self.read(Read::Notifications { after });
+        if !moved {
+            return;
         }
+        if a.notifications_reading {
+            // The read in flight may have missed what moved the count.
+            a.notifications_again = true;
+            return;
+        }
+        self.read_notifications();
+    }
+
+    fn read_notifications(&mut self) {
+        let a = &mut self.account;
+        a.notifications_reading = true;
+        a.notifications_again = false;
+        let after = a.notifications.newest();
+        self.read(Read::Notifications { after });
     }
 
     pub(super) fn on_notifications(
@@ -74,8 +86,12 @@ impl Core {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!("cannot read Connect's notifications: {e}");
-                // The next move of the unseen count tries again.
+                // The next move of the unseen count tries again, or at once when it moved
+                // while this read was out.
                 self.account.unseen = None;
+                if self.account.notifications_again {
+                    self.read_notifications();
+                }
                 return;
             }
         };
@@ -84,6 +100,9 @@ impl Core {
         for n in new {
             let payload = self.notification_payload(&n);
             self.publish(Message::event(topic.clone(), payload.to_string()));
+        }
+        if self.account.notifications_again {
+            self.read_notifications();
         }
     }
 

@@ -246,6 +246,9 @@ impl Shell {
 
     /// Starts the commands whose printer has none running.
     fn start_commands(&mut self) {
+        // Printers whose wait for `commands.max_per_second` is over (the loop's timer branch
+        // may not run while a flood keeps the others busy).
+        self.commands.wake_due(Instant::now());
         while let Some((printer_id, msg)) = self.commands.next_startable(Instant::now()) {
             let generation = self.link.as_ref().map(|l| l.borrow().generation);
             if generation.is_some_and(|g| g != msg.generation) {

@@ -1144,13 +1144,63 @@ fn each_new_notification_is_published_once_and_none_again_after_a_restart() {
     assert_eq!(n["job_id"], 30);
     assert_eq!(n["text"], "print 3 failed");
     assert_eq!(n["event_type"], "notification");
+    // The count moves again while the list is read: it is read once more after.
+    let out = b.answer(Read::Unseen, unseen(2));
+    assert_eq!(out.reads, [Read::Notifications { after: Some(3) }]);
+    assert!(
+        b.answer(Read::Unseen, unseen(3)).reads.is_empty(),
+        "one read at a time"
+    );
+    let out = b.answer(
+        Read::Notifications { after: Some(3) },
+        ReadResult::Notifications(Ok(list.clone())),
+    );
+    assert_eq!(out.reads, [Read::Notifications { after: Some(3) }]);
+    let mut newer = vec![notification(4, B)];
+    newer.extend(list.clone());
+    let out = b.answer(
+        Read::Notifications { after: Some(3) },
+        ReadResult::Notifications(Ok(newer.clone())),
+    );
+    let published = out.events("pc/bridge/notification");
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["id"], 4);
+    assert_eq!(published[0]["printer"], Value::Null, "B is not bridged");
+    let list = newer;
     // A restart reads the list again (the count is new to it) and publishes nothing.
     let mut b = Bridge::with_memory("", b.core.memory());
     let out = b.poll_settled(&[printer(A, "MK4", "IDLE")]);
-    assert_eq!(out.reads, [Read::Notifications { after: Some(3) }]);
+    assert_eq!(out.reads, [Read::Notifications { after: Some(4) }]);
     let out = b.answer(
-        Read::Notifications { after: Some(3) },
+        Read::Notifications { after: Some(4) },
         ReadResult::Notifications(Ok(list)),
     );
     assert!(out.events("pc/bridge/notification").is_empty());
+}
+
+#[test]
+fn jobs_ended_while_stopped_are_all_announced_after_an_upgrade_from_an_older_state_file() {
+    // A state file written before the job list was read: no `jobs_seen_up_to`.
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 7)]);
+    let mut memory = b.core.memory();
+    memory.printers.get_mut(A).unwrap().jobs.seen_up_to = None;
+    let mut b = Bridge::with_memory("", memory);
+    // While it was stopped 7, 8 and 9 ended; the list shows 9.
+    let mut idle = printer(A, "MK4", "FINISHED");
+    idle["job_info"] = json!({"id": 9, "state": "FIN_OK"});
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&jobs_read(Some(7))), "{:?}", out.reads);
+    let list = vec![
+        job(7, JobState::FinOk),
+        job(8, JobState::FinError),
+        job(9, JobState::FinOk),
+    ];
+    let out = b.answer(jobs_read(Some(7)), ReadResult::Jobs(Ok(list)));
+    let ids: Vec<Value> = out
+        .events("pc/mk4/job/finished")
+        .iter()
+        .map(|e| e["job_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(7), json!(8), json!(9)]);
 }
