@@ -66,6 +66,18 @@ pub struct JobReads {
     pub in_flight: std::collections::BTreeSet<i64>,
     retry: BTreeMap<i64, (u32, Instant)>,
     pub list: Due,
+    /// Failed reads of the job list in a row: the next one waits longer each time.
+    pub list_failures: u32,
+}
+
+impl JobReads {
+    /// The job list could not be read: again after `base` doubling with each failure, at
+    /// most [`LAG_RETRY_CAP`] (meanwhile the ended jobs' own records are read).
+    pub fn list_failed(&mut self, base: Duration, now: Instant) {
+        let wait = backoff(base, self.list_failures, LAG_RETRY_CAP);
+        self.list_failures = self.list_failures.saturating_add(1);
+        self.list.retry(now + wait);
+    }
 }
 
 impl JobRecord {
@@ -258,6 +270,7 @@ impl JobRecord {
         wall: f64,
     ) -> Vec<Job> {
         reads.list.finish();
+        reads.list_failures = 0;
         let newest = jobs.iter().map(|j| j.id).max();
         let Some(boundary) = self.boundary() else {
             self.seen_up_to = Some(newest.unwrap_or(0));

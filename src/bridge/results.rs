@@ -167,7 +167,7 @@ impl Core {
         now: Instant,
         wall: f64,
     ) {
-        let retry = now + self.s.active_poll_interval;
+        let base = self.s.active_poll_interval;
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
@@ -181,8 +181,7 @@ impl Core {
             }
             Err(e) => {
                 live.failed("jobs", &e.to_string());
-                // Meanwhile the ended jobs' own records are read.
-                live.job_reads.list.retry(retry);
+                live.job_reads.list_failed(base, now);
                 return;
             }
         };

@@ -1204,3 +1204,33 @@ fn jobs_ended_while_stopped_are_all_announced_after_an_upgrade_from_an_older_sta
         .collect();
     assert_eq!(ids, [json!(7), json!(8), json!(9)]);
 }
+
+#[test]
+fn a_job_list_that_cannot_be_read_is_tried_again_with_backoff() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 3)]);
+    let mut idle = printer(A, "MK4", "FINISHED");
+    idle["job_info"] = json!({"id": 3, "state": "FIN_OK"});
+    let mut out = b.poll(std::slice::from_ref(&idle));
+    let mut tried_at = Vec::new();
+    for _ in 0..400 {
+        if out.reads.contains(&jobs_read(Some(3))) {
+            tried_at.push(b.wall - WALL);
+            let error = ConnectError::Transport("reset".into());
+            b.answer(jobs_read(Some(3)), ReadResult::Jobs(Err(error)));
+        }
+        b.advance(5);
+        out = b.poll(std::slice::from_ref(&idle));
+    }
+    let gaps: Vec<f64> = tried_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 5, "{tried_at:?}");
+    assert!(
+        gaps.windows(2).all(|g| g[1] >= g[0]),
+        "never sooner: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().any(|g| *g >= 300.0),
+        "up to 5 minutes apart: {gaps:?}"
+    );
+    assert!(gaps.iter().all(|g| *g <= 305.0), "{gaps:?}");
+}
