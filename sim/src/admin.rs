@@ -234,7 +234,16 @@ async fn finish_job(
     } else {
         parse_json(&body)?
     };
-    let state = finish.state.unwrap_or_else(|| "FIN_OK".to_string());
+    let state = end_state(finish.state)?;
+    on_printer(&sim, &uuid, |p, ctx| {
+        p.finish_job(ctx, &state, &Cause::FIRMWARE)
+    })?;
+    Ok(ok())
+}
+
+/// The state a job ends in (FIN_OK when not given).
+fn end_state(state: Option<String>) -> Result<String, ApiError> {
+    let state = state.unwrap_or_else(|| "FIN_OK".to_string());
     if !(state.starts_with("FIN_") || state == "UNKNOWN") {
         return Err(ApiError::bad_request(
             "INVALID_STATE",
@@ -243,10 +252,7 @@ async fn finish_job(
             ),
         ));
     }
-    on_printer(&sim, &uuid, |p, ctx| {
-        p.finish_job(ctx, &state, &Cause::FIRMWARE)
-    })?;
-    Ok(ok())
+    Ok(state)
 }
 
 /// A dialog object (`{"title": .., "text": .., "buttons": [..]}`) or `null` to clear it.
@@ -319,7 +325,7 @@ async fn quick_job(
         state: Option<String>,
     }
     let Body { file, state } = parse_json(&body)?;
-    let state = state.unwrap_or_else(|| "FIN_OK".to_string());
+    let state = end_state(state)?;
     let id = on_printer(&sim, &uuid, |p, ctx| {
         p.quick_job(ctx, NewJob::new(&file, 20.0, &[]), &state)
     })?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::core::Core;
-use super::reads::Read;
 use crate::connect::model::FeedEvent;
 
 /// Scheduled feed reads one poll may make: `printers` × `tick` / `every`, rounded up, so the
@@ -74,14 +73,9 @@ impl Core {
             return;
         };
         live.feed.request(now);
-        if live.feed.start(now) {
-            live.feed_rewound = false;
-            let from = entry.record.feed.after;
-            self.read(Read::Feed {
-                uuid: uuid.to_string(),
-                from,
-                rewound: false,
-            });
+        let read = live.start_feed_read(uuid, entry.record.feed.after, now);
+        if let Some(read) = read {
+            self.read(read);
         }
     }
 
@@ -120,12 +114,9 @@ impl Core {
             return;
         };
         live.job_reads.list.request(now);
-        if live.job_reads.list.start(now) {
-            let after = entry.record.jobs.boundary();
-            self.read(Read::Jobs {
-                uuid: uuid.to_string(),
-                after,
-            });
+        let read = live.start_job_list_read(uuid, entry.record.jobs.boundary(), now);
+        if let Some(read) = read {
+            self.read(read);
         }
     }
 }

@@ -381,14 +381,8 @@ impl Core {
             }
             live.signature = Some(signature);
         }
-        if live.feed.start(now) {
-            self.reads.push(Read::Feed {
-                uuid: uuid.clone(),
-                from: entry.record.feed.after,
-                rewound: false,
-            });
-            live.feed_rewound = false;
-        }
+        self.reads
+            .extend(live.start_feed_read(&uuid, entry.record.feed.after, now));
         // Dialogs: announced once each (across restarts), and their closing.
         let key = live.printer.dialog_info.as_ref().map(dialog_key);
         if key != entry.record.announced_dialog {
@@ -401,12 +395,8 @@ impl Core {
         if entry.record.jobs.observe(&live.printer, wall) || fresh {
             live.job_reads.list.request(now);
         }
-        if live.job_reads.list.start(now) {
-            self.reads.push(Read::Jobs {
-                uuid: uuid.clone(),
-                after: entry.record.jobs.boundary(),
-            });
-        }
+        self.reads
+            .extend(live.start_job_list_read(&uuid, entry.record.jobs.boundary(), now));
         let mut jobs = entry.record.jobs.reads_due(&live.job_reads, now);
         if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
             && (live.current_detail().is_none() || live.detail_stale)

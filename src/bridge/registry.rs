@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::extras::{Cameras, QueueInfo};
 use super::feed::{FeedCursor, RecentEvents};
 use super::jobs::{JobReads, JobRecord};
+use super::reads::Read;
 use super::schedule::Due;
 use crate::connect::model::{Job, Printer, SupportedCommand};
 use crate::discovery::PrinterDevice;
@@ -126,6 +127,32 @@ impl Live {
     pub fn current_detail(&self) -> Option<&Job> {
         let current = self.printer.job_info.as_ref().and_then(|j| j.id)?;
         self.job_detail.as_ref().filter(|d| d.id == current)
+    }
+
+    /// Starts the feed read asked for (from the cursor `from`), unless one runs.
+    pub fn start_feed_read(&mut self, uuid: &str, from: Option<f64>, now: Instant) -> Option<Read> {
+        if !self.feed.start(now) {
+            return None;
+        }
+        self.feed_rewound = false;
+        Some(Read::Feed {
+            uuid: uuid.to_string(),
+            from,
+            rewound: false,
+        })
+    }
+
+    /// Starts the job-list read asked for (down to job `after`), unless one runs.
+    pub fn start_job_list_read(
+        &mut self,
+        uuid: &str,
+        after: Option<i64>,
+        now: Instant,
+    ) -> Option<Read> {
+        self.job_reads.list.start(now).then(|| Read::Jobs {
+            uuid: uuid.to_string(),
+            after,
+        })
     }
 
     pub fn failed(&mut self, what: &'static str, error: &str) {
