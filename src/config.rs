@@ -155,6 +155,16 @@ pub const DEFAULT_ALLOWED_COMMANDS: &[&str] = &[
     "MOVE",
     "MOVE_Z",
     "HOME",
+    "SET_NOZZLE_TEMPERATURE",
+    "SET_HEATBED_TEMPERATURE",
+    "SET_SPEED",
+    "SET_FLOW",
+    "SET_CHAMBER_LED_INTENSITY",
+    "DIALOG_ACTION",
+    "BEEP",
+    "DISABLE_STEPPERS",
+    "LOAD_FILAMENT",
+    "UNLOAD_FILAMENT",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -73,6 +73,17 @@ pub struct StatePayload {
     pub flow: Option<f64>,
     pub material: Option<String>,
     pub nozzle_diameter: Option<f64>,
+    /// Printers with a chamber only.
+    pub temp_chamber: Option<f64>,
+    pub target_chamber: Option<f64>,
+    /// %.
+    pub chamber_led: Option<f64>,
+    /// The active tool's fans, RPM.
+    pub fan_hotend: Option<f64>,
+    pub fan_print: Option<f64>,
+    pub firmware: Option<String>,
+    /// The printer type's stable firmware, when Connect lists one.
+    pub firmware_latest: Option<String>,
     /// 0-100.
     pub progress: Option<f64>,
     /// Seconds; null while there is no estimate.
@@ -147,6 +158,13 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
         flow: round1(p.flow),
         material: p.filament.as_ref().and_then(|f| f.material.clone()),
         nozzle_diameter: p.nozzle_diameter.filter(|d| d.is_finite()),
+        temp_chamber: round1(temp.temp_chamber),
+        target_chamber: round1(temp.target_chamber),
+        chamber_led: round1(p.chamber_led()),
+        fan_hotend: round1(p.active_tool().and_then(|t| t.fan_hotend)),
+        fan_print: round1(p.active_tool().and_then(|t| t.fan_print)),
+        firmware: p.firmware.clone(),
+        firmware_latest: None,
         progress: round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
         time_remaining: time_remaining.map(|t| t.round() as i64),
         time_printing: job

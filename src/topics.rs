@@ -40,6 +40,10 @@ impl Topics {
     pub fn job_finished(&self, p: &str) -> String {
         format!("{}/{p}/job/finished", self.base)
     }
+    /// Device triggers: `print_started`, `print_failed`... (not retained).
+    pub fn trigger(&self, p: &str) -> String {
+        format!("{}/{p}/trigger", self.base)
+    }
     pub fn camera(&self, p: &str, camera_id: &str) -> String {
         format!("{}/{p}/camera/{camera_id}", self.base)
     }

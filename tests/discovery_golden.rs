@@ -2,8 +2,10 @@
 //! After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test --test discovery_golden`
 //! and review the diff of `tests/golden/`.
 
+use prusa_connect_mqtt::config::DEFAULT_ALLOWED_COMMANDS;
 use prusa_connect_mqtt::config::DiscoveryMode;
-use prusa_connect_mqtt::discovery::{Discovery, PrinterDevice};
+use prusa_connect_mqtt::connect::model::SupportedCommands;
+use prusa_connect_mqtt::discovery::{Controls, Discovery, Features, PrinterDevice};
 use prusa_connect_mqtt::topics::Topics;
 use serde_json::{Value, json};
 
@@ -21,7 +23,26 @@ fn device() -> PrinterDevice {
         ),
         objects: vec!["Cube A".into(), "Cube B".into()],
         cameras: vec![("414362".into(), "Buddy3D Camera".into())],
+        // Every control of an MK4 (its captured supported-commands), answering a dialog.
+        controls: Controls::new(
+            &supported_mk4().commands,
+            &DEFAULT_ALLOWED_COMMANDS
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            &["Continue".to_string(), "Disable sensor".to_string()],
+        ),
+        features: Features {
+            chamber: true,
+            chamber_led: true,
+            fans: true,
+        },
     }
+}
+
+fn supported_mk4() -> SupportedCommands {
+    let text = include_str!("fixtures/supported_commands_mk4.json");
+    serde_json::from_str(text).expect("the captured supported-commands parses")
 }
 
 fn render(mode: DiscoveryMode) -> Value {
@@ -71,7 +92,10 @@ fn removal_covers_every_published_topic() {
         };
         let published: Vec<String> = d.printer(&device()).into_iter().map(|(t, _)| t).collect();
         let device = device();
-        assert_eq!(d.printer_topics(&device.uuid, &device.cameras), published);
+        let removed = d.printer_topics(&device.uuid, &device.cameras);
+        for topic in &published {
+            assert!(removed.contains(topic), "{topic} is not removed");
+        }
     }
 }
 
@@ -82,11 +106,14 @@ fn unique_ids_are_unique_and_built_from_the_uuid() {
         mode: DiscoveryMode::Entity,
         topics: Topics::new("prusa_connect"),
     };
-    let mut ids: Vec<String> = d
-        .printer(&device())
+    let configs = d.printer(&device());
+    // Device triggers have no unique id (they are no entities); every entity has one.
+    let mut ids: Vec<String> = configs
         .iter()
+        .filter(|(t, _)| !t.contains("/device_automation/"))
         .map(|(_, p)| p["unique_id"].as_str().unwrap().to_string())
         .collect();
+    assert!(ids.len() + 5 == configs.len(), "five device triggers");
     assert!(
         ids.iter()
             .all(|id| id.contains("00000000-0000-4000-8000-000000000004"))

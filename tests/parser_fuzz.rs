@@ -25,7 +25,7 @@ use prusa_connect_mqtt::command::{self, CommandReply};
 use prusa_connect_mqtt::config::{Config, DEFAULT_ALLOWED_COMMANDS, DiscoveryMode};
 use prusa_connect_mqtt::connect::model::*;
 use prusa_connect_mqtt::connect::{ConnectClient, ConnectError, TokenSource};
-use prusa_connect_mqtt::discovery::{self, Discovery, PrinterDevice};
+use prusa_connect_mqtt::discovery::{self, Controls, Discovery, Features, PrinterDevice};
 use prusa_connect_mqtt::payloads;
 use prusa_connect_mqtt::topics::Topics;
 use prusa_connect_sim::{PrinterSpec, Scenario, SimOptions, Simulator};
@@ -600,6 +600,17 @@ fn exercise_printer(p: &Printer) -> Result<(), TestCaseError> {
         configuration_url: None,
         objects: Vec::new(),
         cameras: vec![(format!("{}", p.uuid.len()), p.display_name().to_string())],
+        // Whatever the dialog's buttons are, they become the select's options.
+        controls: Controls::new(
+            &serde_json::from_str::<SupportedCommands>(include_str!(
+                "fixtures/supported_commands_mk4.json"
+            ))
+            .unwrap()
+            .commands,
+            &["DIALOG_ACTION".to_string(), "SET_SPEED".to_string()],
+            &p.dialog_buttons(),
+        ),
+        features: Features::of(p),
     };
     for mode in [DiscoveryMode::Device, DiscoveryMode::Entity] {
         let d = discovery(mode);

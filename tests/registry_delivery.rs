@@ -43,11 +43,11 @@ fn commands_sent_to(sim: &Sim) -> Vec<String> {
         .collect()
 }
 
-/// Sends `HOME` with `transaction` to `pc/<id>/command` and waits for its reply; returns the
+/// Sends `BEEP` (runs in every state these printers are in) with `transaction` to `pc/<id>/command` and waits for its reply; returns the
 /// reply and the printers Connect was asked to act on meanwhile.
-async fn home(sub: &Subscriber, sim: &Sim, id: &str, transaction: &str) -> (Value, Vec<String>) {
+async fn beep(sub: &Subscriber, sim: &Sim, id: &str, transaction: &str) -> (Value, Vec<String>) {
     let before = commands_sent_to(sim).len();
-    let payload = json!({"command": "HOME", "transaction": transaction}).to_string();
+    let payload = json!({"command": "BEEP", "transaction": transaction}).to_string();
     sub.publish(&topic(&format!("{id}/command")), payload, false)
         .await;
     let reply = sub
@@ -115,7 +115,7 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
     // (what, id commanded, the printer it names, reply, printers Connect was asked to act on)
     let mut commands = Vec::new();
     for (id, uuid, txn) in [(A_ID, &a, "before-a"), (B_ID, &b, "before-b")] {
-        let (reply, sent) = home(&sub, &sim, id, txn).await;
+        let (reply, sent) = beep(&sub, &sim, id, txn).await;
         commands.push((txn, id, uuid.clone(), reply, sent));
     }
 
@@ -129,7 +129,7 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
     )
     .await;
     for (id, uuid, txn) in [(A_ID, &a, "gap-a"), (B_ID, &b, "gap-b")] {
-        let (reply, sent) = home(&sub, &sim, id, txn).await;
+        let (reply, sent) = beep(&sub, &sim, id, txn).await;
         commands.push((txn, id, uuid.clone(), reply, sent));
     }
     sim.sim.hide_printer(&a, false);
@@ -143,7 +143,7 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
     wait_polls(&sim, 2).await;
     assert!(list_polls(&sim) >= back_at + 2);
     for (id, uuid, txn) in [(A_ID, &a, "after-a"), (B_ID, &b, "after-b")] {
-        let (reply, sent) = home(&sub, &sim, id, txn).await;
+        let (reply, sent) = beep(&sub, &sim, id, txn).await;
         commands.push((txn, id, uuid.clone(), reply, sent));
     }
     gateway.stop().await;
@@ -152,7 +152,7 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
     for (txn, id, uuid, reply, sent) in &commands {
         if reply["status"] != "ok" || sent != &vec![uuid.clone()] {
             problems.push(format!(
-                "{txn}: HOME on {BASE}/{id}/command acted on {sent:?}, not [{uuid}]; reply {reply}"
+                "{txn}: BEEP on {BASE}/{id}/command acted on {sent:?}, not [{uuid}]; reply {reply}"
             ));
         }
     }

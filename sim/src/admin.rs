@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::http::{PathArgs, method_not_allowed, not_found, parse_json};
+use super::http::{Params, PathArgs, method_not_allowed, not_found, parse_json};
 use super::world::{Cause, Ctx, NewJob, Printer};
 use super::{Fault, FaultRule, PathFilter, PrinterSpec, Simulator};
 
@@ -28,6 +28,8 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/printers/{uuid}/progress", post(set_progress))
         .route("/printers/{uuid}/finish", post(finish_job))
         .route("/printers/{uuid}/dialog", post(set_dialog))
+        .route("/printers/{uuid}/dialog-answers", get(dialog_answers))
+        .route("/printers/{uuid}/files", post(add_file).delete(remove_file))
         .route("/printers/{uuid}/temps", post(set_temps))
         .route("/printers/{uuid}/event", post(push_event))
         .route("/printers/{uuid}/queue", post(queue_job))
@@ -289,8 +291,74 @@ async fn set_temps(
         temps.bed = t.bed.unwrap_or(temps.bed);
         temps.target_nozzle = t.target_nozzle.unwrap_or(temps.target_nozzle);
         temps.target_bed = t.target_bed.unwrap_or(temps.target_bed);
+        p.heating = false;
     })?;
     Ok(ok())
+}
+
+/// `[{"dialog_id": 3, "button": "Ok"}]`: the buttons pressed with DIALOG_ACTION, oldest first.
+async fn dialog_answers(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+) -> JsonResult {
+    let answers = on_printer(&sim, &uuid, |p, _| p.dialog_answers.clone())?;
+    let answers: Vec<Value> = answers
+        .into_iter()
+        .map(|(dialog_id, button)| json!({ "dialog_id": dialog_id, "button": button }))
+        .collect();
+    Ok(Json(json!(answers)))
+}
+
+/// `{"path": "/usb/x.bgcode"}` (a bare name goes under `/usb/`) → `{"path": ..}` as stored.
+async fn add_file(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    body: Bytes,
+) -> JsonResult {
+    let path = file_path(&body, None)?;
+    let path = on_printer(&sim, &uuid, |p, ctx| {
+        let m_time = ctx.clock.now_us().div_euclid(1_000_000);
+        p.add_file(&path, m_time)
+    })?;
+    Ok(Json(json!({ "path": path })))
+}
+
+/// The path in `{"path": ..}` or in `?path=`; 404 when the printer has no such file.
+async fn remove_file(
+    State(sim): State<Simulator>,
+    PathArgs(uuid): PathArgs<String>,
+    params: Params,
+    body: Bytes,
+) -> JsonResult {
+    let path = file_path(&body, params.get("path"))?;
+    if on_printer(&sim, &uuid, |p, _| p.remove_file(&path))? {
+        Ok(ok())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND_FILE",
+            format!("The printer has no file {path}"),
+        ))
+    }
+}
+
+/// A file's path from `{"path": ..}`, or from the query when the body is empty.
+fn file_path(body: &[u8], query: Option<&str>) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct Body {
+        path: String,
+    }
+    let path = match query {
+        Some(path) if body.iter().all(u8::is_ascii_whitespace) => path.to_string(),
+        _ => parse_json::<Body>(body)?.path,
+    };
+    if path.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_PATH",
+            "path must not be empty",
+        ));
+    }
+    Ok(path)
 }
 
 /// `{"event": "INFO", ...}`: every other key goes into the event.

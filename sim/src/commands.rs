@@ -1,213 +1,16 @@
-//! Printer commands: the table `supported-commands` shows, and `commands/sync`, which enforces
-//! it the way Connect does (400 for a bad command or argument, 409 for the wrong state) and
-//! applies the effect.
+//! Printer commands: `commands/sync`, which enforces the table `supported-commands` shows (see
+//! `table.rs`) the way Connect does (400 for a bad command or argument, 409 for the wrong
+//! state) and applies the effect.
+
+mod table;
 
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::render::num;
 use super::world::{Cause, NewJob, Printer, World, secs};
+use table::{ArgType, CommandSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArgType {
-    Integer,
-    Number,
-    String,
-}
-
-impl ArgType {
-    fn name(self) -> &'static str {
-        match self {
-            ArgType::Integer => "integer",
-            ArgType::Number => "number",
-            ArgType::String => "string",
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ArgSpec {
-    name: &'static str,
-    ty: ArgType,
-    required: bool,
-    min: Option<f64>,
-    max: Option<f64>,
-    unit: Option<&'static str>,
-}
-
-const fn arg(name: &'static str, ty: ArgType, required: bool) -> ArgSpec {
-    ArgSpec {
-        name,
-        ty,
-        required,
-        min: None,
-        max: None,
-        unit: None,
-    }
-}
-
-impl ArgSpec {
-    const fn range(self, min: f64, max: f64, unit: &'static str) -> ArgSpec {
-        ArgSpec {
-            min: Some(min),
-            max: Some(max),
-            unit: Some(unit),
-            ..self
-        }
-    }
-
-    const fn unit(self, unit: &'static str) -> ArgSpec {
-        ArgSpec {
-            unit: Some(unit),
-            ..self
-        }
-    }
-
-    const fn min(self, min: f64) -> ArgSpec {
-        ArgSpec {
-            min: Some(min),
-            ..self
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct CommandSpec {
-    name: &'static str,
-    args: &'static [ArgSpec],
-    from: &'static [&'static str],
-    template: &'static str,
-}
-
-const NOT_PRINTING: &[&str] = &["IDLE", "READY", "FINISHED", "STOPPED"];
-const PRINTING: &[&str] = &["PRINTING", "PAUSED"];
-
-use ArgType::{Integer, Number, String as Str};
-
-static COMMANDS: &[CommandSpec] = &[
-    CommandSpec {
-        name: "PAUSE_PRINT",
-        args: &[],
-        from: &["PRINTING"],
-        template: "M601",
-    },
-    CommandSpec {
-        name: "RESUME_PRINT",
-        args: &[],
-        from: &["PAUSED"],
-        template: "M602",
-    },
-    CommandSpec {
-        name: "STOP_PRINT",
-        args: &[],
-        from: &["PAUSED", "PRINTING", "ATTENTION"],
-        template: "M603",
-    },
-    CommandSpec {
-        name: "SET_PRINTER_READY",
-        args: &[],
-        from: &["STOPPED", "IDLE", "FINISHED", "READY"],
-        template: "M72 S1",
-    },
-    CommandSpec {
-        name: "CANCEL_PRINTER_READY",
-        args: &[],
-        from: &["READY"],
-        template: "M72 S0",
-    },
-    CommandSpec {
-        name: "START_PRINT",
-        args: &[arg("path", Str, true)],
-        from: NOT_PRINTING,
-        template: "M23 {path}\nM24",
-    },
-    CommandSpec {
-        name: "CANCEL_OBJECT",
-        args: &[arg("object_id", Integer, true).min(0.0)],
-        from: PRINTING,
-        template: "M486 P{object_id}",
-    },
-    CommandSpec {
-        name: "MOVE",
-        // Distances from where the head is (G91), without limits: as Connect's document.
-        args: &[
-            arg("x", Number, false).unit("mm"),
-            arg("y", Number, false).unit("mm"),
-            arg("feedrate", Number, true).range(1.0, 3000.0, "mm/min"),
-        ],
-        from: NOT_PRINTING,
-        template: "G91\nG1 X{x} Y{y} F{feedrate}\nG90",
-    },
-    CommandSpec {
-        name: "MOVE_Z",
-        args: &[
-            arg("distance", Number, true).range(-250.0, 250.0, "mm"),
-            arg("feedrate", Number, true).range(1.0, 720.0, "mm/min"),
-        ],
-        from: NOT_PRINTING,
-        template: "G91\nG1 Z{distance} F{feedrate}\nG90",
-    },
-    CommandSpec {
-        name: "HOME",
-        args: &[arg("axis", Str, false)],
-        from: NOT_PRINTING,
-        template: "G28 {axis}",
-    },
-    CommandSpec {
-        name: "SET_SPEED",
-        args: &[arg("speed", Integer, true).range(10.0, 300.0, "%")],
-        from: PRINTING,
-        template: "M220 S{speed}",
-    },
-    CommandSpec {
-        name: "SEND_GCODE",
-        args: &[arg("gcode", Str, true)],
-        from: NOT_PRINTING,
-        template: "{gcode}",
-    },
-    CommandSpec {
-        name: "FLASH",
-        args: &[arg("path", Str, true)],
-        from: NOT_PRINTING,
-        template: "M997 {path}",
-    },
-];
-
-/// The body of `GET /app/printers/{uuid}/supported-commands`.
-pub(crate) fn supported_commands() -> Value {
-    let commands: Vec<Value> = COMMANDS
-        .iter()
-        .map(|c| {
-            let args: Vec<Value> = c
-                .args
-                .iter()
-                .map(|a| {
-                    let mut v =
-                        json!({ "name": a.name, "type": a.ty.name(), "required": a.required });
-                    if let Some(map) = v.as_object_mut() {
-                        if let Some(min) = a.min {
-                            map.insert("min_limit".into(), num(min));
-                        }
-                        if let Some(max) = a.max {
-                            map.insert("max_limit".into(), num(max));
-                        }
-                        if let Some(unit) = a.unit {
-                            map.insert("unit".into(), json!(unit));
-                        }
-                    }
-                    v
-                })
-                .collect();
-            json!({
-                "command": c.name,
-                "args": args,
-                "executable_from_state": c.from,
-                "template": c.template,
-            })
-        })
-        .collect();
-    json!({ "commands": commands })
-}
+pub(crate) use table::supported_commands;
 
 /// What a validated command does to the printer.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,10 +19,29 @@ enum Effect {
     Stop,
     StartPrint(String),
     CancelObject(i64),
-    Move { x: Option<f64>, y: Option<f64> },
+    Move {
+        x: Option<f64>,
+        y: Option<f64>,
+    },
     MoveZ(f64),
-    Home { x: bool, y: bool, z: bool },
+    Home {
+        x: bool,
+        y: bool,
+        z: bool,
+    },
     Speed(i64),
+    Flow(i64),
+    NozzleTarget(f64),
+    BedTarget(f64),
+    ChamberLed(i64),
+    LoadFilament(String),
+    UnloadFilament,
+    DialogAction {
+        dialog_id: i64,
+        button: String,
+    },
+    DeleteFile(String),
+    /// Nothing to see: the feed's FINISHED event is all that tells.
     None,
 }
 
@@ -238,7 +60,7 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
         .ok_or_else(|| {
             ApiError::bad_request("MISSING_COMMAND", "The body needs a string field command")
         })?;
-    let spec = COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
+    let spec = table::find(printer, name).ok_or_else(|| {
         ApiError::bad_request("UNKNOWN_COMMAND", format!("Unknown command {name}"))
     })?;
     let kwargs = match request.get("kwargs") {
@@ -259,7 +81,15 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
             spec.name
         )));
     }
-    let effect = effect(spec, &kwargs, printer)?;
+    if let Some(min) = spec.min_temp_nozzle_e
+        && printer.temps.nozzle < min
+    {
+        return Err(ApiError::conflict(format!(
+            "Command {} needs the nozzle at {min} °C at least, it is at {:.0} °C",
+            spec.name, printer.temps.nozzle
+        )));
+    }
+    let effect = effect(spec, &with_defaults(spec, &kwargs), printer)?;
 
     let id = ctx.command_id();
     let received_us = ctx.clock.tick();
@@ -299,6 +129,18 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
             }
         }
         Effect::Speed(speed) => printer.speed = speed,
+        Effect::Flow(flow) => printer.flow = flow,
+        Effect::NozzleTarget(target) => printer.set_nozzle_target(target),
+        Effect::BedTarget(target) => printer.set_bed_target(target),
+        Effect::ChamberLed(intensity) => printer.set_chamber_led(intensity),
+        Effect::LoadFilament(material) => printer.load_filament(&material),
+        Effect::UnloadFilament => printer.unload_filament(),
+        Effect::DialogAction { dialog_id, button } => {
+            printer.answer_dialog(ctx, dialog_id, button, &cause)
+        }
+        Effect::DeleteFile(path) => {
+            printer.remove_file(&path);
+        }
         Effect::None => {}
     }
     Ok(json!({
@@ -345,6 +187,8 @@ fn check_args(spec: &CommandSpec, kwargs: &Map<String, Value>) -> Result<(), Api
             ArgType::Integer => Some(as_integer(value).ok_or_else(wrong_type)? as f64),
             ArgType::Number => Some(value.as_f64().ok_or_else(wrong_type)?),
             ArgType::String => value.as_str().map(|_| None).ok_or_else(wrong_type)?,
+            ArgType::Boolean => value.as_bool().map(|_| None).ok_or_else(wrong_type)?,
+            ArgType::Object => value.as_object().map(|_| None).ok_or_else(wrong_type)?,
         };
         let Some(number) = number else { continue };
         let out_of_range = |bound: &str, limit: f64| {
@@ -366,6 +210,19 @@ fn check_args(spec: &CommandSpec, kwargs: &Map<String, Value>) -> Result<(), Api
     Ok(())
 }
 
+/// The arguments given, and the defaults of those that were not.
+fn with_defaults(spec: &CommandSpec, kwargs: &Map<String, Value>) -> Map<String, Value> {
+    let mut args = kwargs.clone();
+    for arg in spec.args {
+        if let Some(preset) = arg.default
+            && args.get(arg.name).is_none_or(Value::is_null)
+        {
+            args.insert(arg.name.to_string(), preset.to_json());
+        }
+    }
+    args
+}
+
 /// An integer, also when written as `3.0`.
 fn as_integer(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| {
@@ -376,31 +233,32 @@ fn as_integer(value: &Value) -> Option<i64> {
     })
 }
 
+/// What the command will do, or why the printer refuses an argument it cannot act on.
 fn effect(
     spec: &CommandSpec,
-    kwargs: &Map<String, Value>,
+    args: &Map<String, Value>,
     printer: &Printer,
 ) -> Result<Effect, ApiError> {
-    let number = |name: &str| kwargs.get(name).and_then(Value::as_f64);
-    let text = |name: &str| kwargs.get(name).and_then(Value::as_str);
+    let number = |name: &str| args.get(name).and_then(Value::as_f64);
+    let integer = |name: &str| args.get(name).and_then(as_integer);
+    let text = |name: &str| args.get(name).and_then(Value::as_str).unwrap_or("").trim();
     let invalid = |message: String| ApiError::bad_request("INVALID_ARGUMENT", message);
+    let stored_file = |path: &str| {
+        printer
+            .file(path)
+            .map(|f| f.path.clone())
+            .ok_or_else(|| invalid(format!("There is no file {path:?} on the printer")))
+    };
     Ok(match spec.name {
         "PAUSE_PRINT" => Effect::State("PAUSED"),
         "RESUME_PRINT" => Effect::State("PRINTING"),
         "STOP_PRINT" => Effect::Stop,
         "SET_PRINTER_READY" => Effect::State("READY"),
         "CANCEL_PRINTER_READY" => Effect::State("IDLE"),
-        "START_PRINT" => {
-            let path = text("path").unwrap_or_default().trim();
-            if !path.starts_with('/') || path.len() < 2 {
-                return Err(invalid(format!(
-                    "Argument path of START_PRINT must be an absolute path, got {path:?}"
-                )));
-            }
-            Effect::StartPrint(path.to_string())
-        }
+        "START_PRINT" => Effect::StartPrint(stored_file(text("path"))?),
+        "DELETE_FILE" => Effect::DeleteFile(stored_file(text("path"))?),
         "CANCEL_OBJECT" => {
-            let object_id = kwargs.get("object_id").and_then(as_integer).unwrap_or(-1);
+            let object_id = integer("object_id").unwrap_or(-1);
             let known = printer
                 .active_job()
                 .and_then(|j| {
@@ -422,7 +280,7 @@ fn effect(
         },
         "MOVE_Z" => Effect::MoveZ(number("distance").unwrap_or(0.0)),
         "HOME" => {
-            let axis = text("axis").unwrap_or("").trim().to_ascii_uppercase();
+            let axis = text("axis").to_ascii_uppercase();
             if !axis.chars().all(|c| matches!(c, 'X' | 'Y' | 'Z')) {
                 return Err(invalid(format!(
                     "Argument axis of HOME must name axes X, Y and/or Z, got {axis:?}"
@@ -435,7 +293,32 @@ fn effect(
                 z: all || axis.contains('Z'),
             }
         }
-        "SET_SPEED" => Effect::Speed(kwargs.get("speed").and_then(as_integer).unwrap_or(100)),
+        "SET_SPEED" => Effect::Speed(integer("speed").unwrap_or(100)),
+        "SET_FLOW" => Effect::Flow(integer("flow").unwrap_or(100)),
+        "SET_NOZZLE_TEMPERATURE" => {
+            Effect::NozzleTarget(number("nozzle_temperature").unwrap_or(0.0))
+        }
+        "SET_HEATBED_TEMPERATURE" => Effect::BedTarget(number("bed_temperature").unwrap_or(0.0)),
+        "SET_CHAMBER_LED_INTENSITY" => {
+            Effect::ChamberLed(integer("chamber.led_intensity").unwrap_or(100))
+        }
+        "LOAD_FILAMENT" => {
+            let material = text("filament");
+            if material.is_empty() {
+                return Err(invalid(
+                    "Argument filament of LOAD_FILAMENT must name a material".into(),
+                ));
+            }
+            Effect::LoadFilament(material.to_string())
+        }
+        "UNLOAD_FILAMENT" => Effect::UnloadFilament,
+        "DIALOG_ACTION" => {
+            let dialog_id = integer("dialog_id").unwrap_or(-1);
+            let button = printer
+                .dialog_button(dialog_id, text("button"))
+                .map_err(invalid)?;
+            Effect::DialogAction { dialog_id, button }
+        }
         _ => Effect::None,
     })
 }

@@ -1,6 +1,9 @@
 //! The HTTP edge: Connect's `/app/` API, `/version.json`, and the middleware every request
 //! goes through (recording, faults, authentication). The account server's routes
-//! (`/o/*`, `/login/*`) are merged in from `account/http.rs`.
+//! (`/o/*`, `/login/*`) are merged in from `account/http.rs`; files and their previews are in
+//! `http/files.rs`.
+
+mod files;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -53,8 +56,8 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/printers/{uuid}/events", get(list_events))
         .route("/printers/{uuid}/queue", get(queue).post(add_to_queue))
         .route("/printers/{uuid}/download-queue", get(download_queue))
-        .route("/printers/{uuid}/files", get(files))
-        .route("/printers/{uuid}/storages", get(storages))
+        .route("/printers/{uuid}/files", get(files::files))
+        .route("/printers/{uuid}/storages", get(files::storages))
         .route("/printers/{uuid}/cameras", get(cameras))
         .route(
             "/printers/{uuid}/supported-commands",
@@ -62,6 +65,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         )
         .route("/printers/{uuid}/commands/sync", post(command_sync))
         .route("/cameras/{id}/snapshots/last", get(snapshot))
+        .route("/teams/{team_id}/files/{hash}/preview", get(files::preview))
         .route("/printer-types", get(printer_types))
         .route("/notifications", get(notifications))
         .route("/notifications/unseen", get(unseen))
@@ -301,7 +305,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 impl Params {
     /// A parameter's value; present but empty counts as absent.
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
@@ -486,7 +490,10 @@ async fn list_jobs(
                 .iter()
                 .filter(|j| states.is_empty() || states.contains(&j.state.as_str()))
         };
-        let jobs: Vec<Value> = page.of(matching()).map(|j| render::job_item(j)).collect();
+        let jobs: Vec<Value> = page
+            .of(matching())
+            .map(|j| render::job_item(j, p.team_id))
+            .collect();
         let mut pager =
             json!({ "limit": page.limit, "offset": page.offset, "total": matching().count() });
         if let (Some(oldest), Some(map)) = (matching().next_back(), pager.as_object_mut()) {
@@ -506,7 +513,8 @@ async fn get_job(
 ) -> JsonResult {
     let id: i64 = id.parse().map_err(|_| job_not_found())?;
     with_printer(&sim, &uuid, |p| {
-        p.job(id).map(|j| render::job_detail(&j.as_recorded()))
+        p.job(id)
+            .map(|j| render::job_detail(&j.as_recorded(), p.team_id))
     })?
     .map(Json)
     .ok_or_else(job_not_found)
@@ -607,7 +615,7 @@ async fn queue(
     with_printer(&sim, &uuid, |p| {
         let jobs: Vec<Value> = page
             .of(p.queue.iter().enumerate())
-            .map(|(i, planned)| render::planned_job(planned, i, &p.uuid))
+            .map(|(i, planned)| render::planned_job(planned, i, p))
             .collect();
         Json(json!({
             "planned_jobs": jobs,
@@ -647,7 +655,7 @@ async fn add_to_queue(
         .enumerate()
         .find(|(_, j)| j.id == id)
         .ok_or_else(job_not_found)?;
-    let body = render::planned_job(job, position, &printer.uuid);
+    let body = render::planned_job(job, position, printer);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -663,23 +671,6 @@ async fn download_queue(
             "pager": { "limit": page.limit, "offset": page.offset, "total": 0, "from": unix_now() },
         }))
     })
-}
-
-async fn files(
-    State(sim): State<Simulator>,
-    PathArgs(uuid): PathArgs<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let body = with_printer(&sim, &uuid, |p| {
-        let files: Vec<Value> = p.files.iter().map(render::file).collect();
-        json!({ "files": files })
-    })?;
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    Ok(conditional(&headers, "application/json", bytes))
-}
-
-async fn storages(State(sim): State<Simulator>, PathArgs(uuid): PathArgs<String>) -> JsonResult {
-    with_printer(&sim, &uuid, |p| Json(render::storages(p)))
 }
 
 async fn cameras(
@@ -762,7 +753,7 @@ async fn supported_commands(
     State(sim): State<Simulator>,
     PathArgs(uuid): PathArgs<String>,
 ) -> JsonResult {
-    with_printer(&sim, &uuid, |_| Json(commands::supported_commands()))
+    with_printer(&sim, &uuid, |p| Json(commands::supported_commands(p)))
 }
 
 async fn command_sync(

@@ -61,6 +61,43 @@ fn draw(scene: &Scene) -> Vec<u8> {
     levels
 }
 
+const PREVIEW_WIDTH_BLOCKS: usize = 40;
+const PREVIEW_HEIGHT_BLOCKS: usize = 30;
+
+/// A file's 320x240 thumbnail: a part standing on a print sheet, its size, outline and shade
+/// taken from the file's hash, so each file has its own and keeps it.
+pub(crate) fn preview(hash: &str, file_name: &str) -> Vec<u8> {
+    let seed: Vec<u32> = hash.chars().filter_map(|c| c.to_digit(16)).collect();
+    let digit = |i: usize| seed.get(i).copied().unwrap_or(7) as usize;
+    let (w, h) = (PREVIEW_WIDTH_BLOCKS, PREVIEW_HEIGHT_BLOCKS);
+    let half_width = 4 + digit(0);
+    let height = 6 + digit(1);
+    let tapers = digit(2) % 2 == 1;
+    let shade = 150 + 6 * digit(3) as u8;
+    let sheet_top = h - 5;
+    let mut levels = vec![30u8; w * h];
+    for (i, level) in levels.iter_mut().enumerate() {
+        let (row, col) = (i / w, i % w);
+        let centre_distance = col.abs_diff(w / 2);
+        let above_sheet = sheet_top.saturating_sub(row);
+        // A tapering part narrows by one block every two rows up.
+        let reach = if tapers {
+            half_width.saturating_sub(above_sheet / 2)
+        } else {
+            half_width
+        };
+        *level = if row >= sheet_top {
+            if row == sheet_top { 110 } else { 80 }
+        } else if above_sheet <= height && centre_distance < reach {
+            shade
+        } else {
+            30
+        };
+    }
+    let comment = format!("prusa-connect-mqtt simulator: preview of {file_name}");
+    encode(&levels, w, h, &comment)
+}
+
 struct BitWriter {
     out: Vec<u8>,
     acc: u32,

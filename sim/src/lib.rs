@@ -7,16 +7,21 @@
 //! under `/_sim/` (see `admin.rs`).
 //!
 //! Layout: `world.rs` holds the state and every state transition (the only place that appends
-//! feed events); `render.rs` turns it into Connect's JSON; `commands.rs` is the command table
-//! and `commands/sync`; `scenario.rs` drives the demo and farm printers; `http.rs` and
-//! `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots. `account/` is the
+//! feed events); `controls.rs` what commands change besides the state (heaters, filament,
+//! chamber, dialog answers); `files.rs` a printer's files and their preview hashes;
+//! `render.rs` turns it into Connect's JSON; `commands.rs` is `commands/sync` and
+//! `commands/table.rs` the `supported-commands` table; `scenario.rs` drives the demo and farm
+//! printers; `http.rs` and `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots
+//! and file previews. `account/` is the
 //! simulated Prusa Account (OAuth2 login and tokens), served by the same HTTP server so that
 //! the gateway's `auth_url` can point at the simulator too.
 
 mod account;
 mod admin;
 mod commands;
+mod controls;
 mod error;
+mod files;
 mod http;
 mod jpeg;
 mod render;
@@ -333,8 +338,8 @@ impl Simulator {
     // --- scripting (tests, demo). Calls naming an unknown uuid panic: that is a bug in the
     // --- test script, and failing at the call beats a test timing out later.
 
-    /// Adds a manual printer (never moved by [`Simulator::step`]) and returns its uuid.
-    /// Panics if `spec.uuid` is already taken.
+    /// Adds a manual printer (its state never moved by [`Simulator::step`]) and returns its
+    /// uuid. Panics if `spec.uuid` is already taken.
     #[track_caller]
     pub fn add_printer(&self, spec: PrinterSpec) -> String {
         match self.world().add_printer(spec, None) {
@@ -474,22 +479,50 @@ impl Simulator {
         })
     }
 
-    /// Sets the measured nozzle and bed temperatures.
+    /// Sets the measured nozzle and bed temperatures. On a manual printer they then stay as
+    /// set, also where a command had set a heater's target.
     #[track_caller]
     pub fn set_temps(&self, uuid: &str, nozzle: f64, bed: f64) {
         self.script(uuid, |p, _| {
             p.temps.nozzle = nozzle;
             p.temps.bed = bed;
+            p.heating = false;
         })
     }
 
-    /// Sets the target nozzle and bed temperatures.
+    /// Sets the target nozzle and bed temperatures (the measured ones stay as they are, as for
+    /// [`Simulator::set_temps`]).
     #[track_caller]
     pub fn set_target_temps(&self, uuid: &str, nozzle: f64, bed: f64) {
         self.script(uuid, |p, _| {
             p.temps.target_nozzle = nozzle;
             p.temps.target_bed = bed;
+            p.heating = false;
         })
+    }
+
+    /// The buttons pressed with DIALOG_ACTION, oldest first: (dialog id, the button as the
+    /// dialog spells it). Empty for an unknown printer.
+    pub fn dialog_answers(&self, uuid: &str) -> Vec<(i64, String)> {
+        self.try_script(uuid, |p, _| p.dialog_answers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stores a file on the printer (a bare name goes under `/usb/`) and returns its path, as
+    /// `/files` and START_PRINT know it. A path already stored is left as it is.
+    #[track_caller]
+    pub fn add_file(&self, uuid: &str, path: &str) -> String {
+        self.script(uuid, |p, ctx| {
+            let m_time = ctx.clock.now_us().div_euclid(1_000_000);
+            p.add_file(path, m_time)
+        })
+    }
+
+    /// Deletes a file from the printer (a bare name: under `/usb/`); `false` when it had none.
+    /// Jobs that printed it keep their file and its preview.
+    #[track_caller]
+    pub fn remove_file(&self, uuid: &str, path: &str) -> bool {
+        self.script(uuid, |p, _| p.remove_file(path))
     }
 
     /// Appends a raw event to the printer's feed. The keys of `extra` (an object) are added to
@@ -697,8 +730,10 @@ impl Simulator {
         self.account().stats.clone()
     }
 
-    /// Advances every scenario printer by `dt` of simulated time. Printers added with
-    /// [`Simulator::add_printer`] are never touched.
+    /// Advances simulated time by `dt`: scenario printers run their script. Of the printers
+    /// added with [`Simulator::add_printer`] only what commands started moves (heaters
+    /// toward the targets SET_NOZZLE_TEMPERATURE and SET_HEATBED_TEMPERATURE set) and the
+    /// chamber of a CORE One (warmer while printing).
     pub fn step(&self, dt: Duration) {
         self.world().step(dt.as_secs_f64());
     }

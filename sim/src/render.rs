@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::world::{Camera, FileInfo, Job, Notice, PlannedJob, Printer, secs};
+use super::files::FileInfo;
+use super::world::{Camera, Job, Notice, PlannedJob, Printer, secs};
 
 /// A number as Connect writes it: whole values without a fraction.
 pub(crate) fn num(x: f64) -> Value {
@@ -75,7 +76,12 @@ pub(crate) fn printer(p: &Printer, now_us: i64, detail: bool) -> Value {
         "sim_extra": 1,
     });
     if let (Some(job), Some(map)) = (p.info_job(), v.as_object_mut()) {
-        map.insert("job_info".into(), job_info(job));
+        map.insert("job_info".into(), job_info(job, p.team_id));
+    }
+    if let Some(chamber) = &p.chamber {
+        v["temp"]["temp_chamber"] = json!(round_to(chamber.temp, 1));
+        v["temp"]["target_chamber"] = json!(round_to(chamber.target, 1));
+        v["chamber"] = json!({ "led_intensity": chamber.led_intensity });
     }
     if let (true, Some(map)) = (detail, v.as_object_mut()) {
         map.insert(
@@ -93,8 +99,8 @@ pub(crate) fn printer(p: &Printer, now_us: i64, detail: bool) -> Value {
     v
 }
 
-/// `job_info` inside a printer.
-pub(crate) fn job_info(job: &Job) -> Value {
+/// `job_info` inside a printer of team `team_id`.
+pub(crate) fn job_info(job: &Job, team_id: i64) -> Value {
     let time_remaining = match (job.is_active(), job.time_remaining) {
         (false, _) => 0.0,
         (true, None) => -1.0,
@@ -110,6 +116,7 @@ pub(crate) fn job_info(job: &Job) -> Value {
         "time_printing": num(job.time_printing.round()),
         "time_remaining": num(time_remaining),
         "display_name": job.file.name,
+        "preview_url": job.file.preview_url(team_id),
         "model_weight": job.weight_g,
         "weight_remaining": round_to(job.weight_g * (1.0 - job.progress / 100.0), 4),
     });
@@ -119,7 +126,8 @@ pub(crate) fn job_info(job: &Job) -> Value {
     v
 }
 
-pub(crate) fn file(f: &FileInfo) -> Value {
+/// A file on a printer of team `team_id`.
+pub(crate) fn file(f: &FileInfo, team_id: i64) -> Value {
     json!({
         "name": f.name,
         "path": f.path,
@@ -127,11 +135,12 @@ pub(crate) fn file(f: &FileInfo) -> Value {
         "size": f.size,
         "m_time": f.m_time,
         "type": "PRINT_FILE",
+        "preview_url": f.preview_url(team_id),
     })
 }
 
-/// One item of `/jobs`.
-pub(crate) fn job_item(job: &Job) -> Value {
+/// One item of `/jobs` of a printer of team `team_id`.
+pub(crate) fn job_item(job: &Job, team_id: i64) -> Value {
     let time_remaining = match job.time_remaining {
         Some(t) if job.is_active() => num(t.round()),
         _ => Value::Null,
@@ -146,7 +155,7 @@ pub(crate) fn job_item(job: &Job) -> Value {
         "source": "connect",
         "ts_started": unix(job.started_us),
         "ts_ended": job.ended_us.map(unix),
-        "files": [file(&job.file)],
+        "files": [file(&job.file, team_id)],
         "data": {
             "material": job.material,
             "weight": job.weight_g,
@@ -185,8 +194,9 @@ pub(crate) fn notification(n: &Notice) -> Value {
 }
 
 /// `/jobs/{id}`: the list item plus the file's objects and what can be canceled.
-pub(crate) fn job_detail(job: &Job) -> Value {
-    let mut v = job_item(job);
+pub(crate) fn job_detail(job: &Job, team_id: i64) -> Value {
+    let mut v = job_item(job, team_id);
+    let preview_url = job.file.preview_url(team_id);
     let objects: Vec<Value> = job
         .objects
         .iter()
@@ -207,6 +217,7 @@ pub(crate) fn job_detail(job: &Job) -> Value {
                 "path": job.file.path,
                 "size": job.file.size,
                 "m_time": job.file.m_time,
+                "preview_url": preview_url,
                 "meta": {
                     "objects_info": { "objects": objects },
                     "estimated_print_time": num(job.duration_s.round()),
@@ -216,20 +227,21 @@ pub(crate) fn job_detail(job: &Job) -> Value {
             }),
         );
         map.insert("cancelable".into(), json!({ "objects": cancelable }));
+        map.insert("preview_url".into(), json!(preview_url));
         map.entry("reason").or_insert(Value::Null);
     }
     v
 }
 
-pub(crate) fn planned_job(p: &PlannedJob, position: usize, printer_uuid: &str) -> Value {
+pub(crate) fn planned_job(p: &PlannedJob, position: usize, printer: &Printer) -> Value {
     json!({
         "id": p.id,
-        "printer_uuid": printer_uuid,
+        "printer_uuid": printer.uuid,
         "path": p.file.path,
         "position": position,
         "set_ready": p.set_ready,
         "created": unix(p.created_us),
-        "file": file(&p.file),
+        "file": file(&p.file, printer.team_id),
     })
 }
 

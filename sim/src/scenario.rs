@@ -11,7 +11,6 @@ use serde_json::json;
 use super::world::{Cause, Ctx, Job, NewJob, Printer, World};
 use super::{PrinterSpec, Scenario};
 
-const AMBIENT: f64 = 23.5;
 /// Progress only starts once the nozzle is this close to its target.
 const HEATED_WITHIN: f64 = 10.0;
 
@@ -111,7 +110,7 @@ fn add_past_jobs(p: &mut Printer, ctx: &mut Ctx) {
         let started_us = now - 86_400_000_000 + i as i64 * 10_800_000_000;
         let duration_s = 2_700.0 + i as f64 * 4_500.0;
         let progress = if state == "FIN_OK" { 100.0 } else { 42.0 };
-        let file = super::world::FileInfo::for_path(file, started_us / 1_000_000 - 600);
+        let file = super::files::FileInfo::for_path(file, started_us / 1_000_000 - 600);
         p.jobs.push_back(Job {
             id: ctx.job_id(),
             state: state.to_string(),
@@ -514,8 +513,8 @@ impl Autopilot {
     }
 }
 
-/// Heaters follow the job: material temperatures while a job runs, off otherwise. First-order
-/// approach to the target, faster heating than cooling, with a little noise while printing.
+/// Heaters follow the job: material temperatures while a job runs, off otherwise, with a
+/// little noise while printing.
 fn adjust_temperatures(p: &mut Printer, now: f64, dt: f64) {
     let running = p.active_job().is_some() && p.online;
     let (nozzle, bed) = if running {
@@ -525,15 +524,8 @@ fn adjust_temperatures(p: &mut Printer, now: f64, dt: f64) {
     };
     p.temps.target_nozzle = nozzle;
     p.temps.target_bed = bed;
-    p.temps.nozzle = approach(p.temps.nozzle, nozzle, dt, 4.0, 40.0);
-    p.temps.bed = approach(p.temps.bed, bed, dt, 8.0, 120.0);
+    p.temps.follow_targets(dt);
     if running && (p.temps.nozzle - nozzle).abs() < 1.0 {
         p.temps.nozzle = nozzle + 0.6 * (now * 1.3).sin();
     }
-}
-
-fn approach(current: f64, target: f64, dt: f64, tau_heat: f64, tau_cool: f64) -> f64 {
-    let goal = if target > 0.0 { target } else { AMBIENT };
-    let tau = if goal > current { tau_heat } else { tau_cool };
-    goal + (current - goal) * (-dt / tau).exp()
 }

@@ -8,6 +8,8 @@ use tokio::sync::oneshot;
 
 use super::*;
 
+mod controls;
+
 pub(super) const TOKEN: &str = "test-token";
 
 /// A simulator serving on 127.0.0.1:0; the account server's tests use it too.
@@ -483,7 +485,7 @@ async fn arguments_are_checked_against_supported_commands() {
     let mv = find("MOVE");
     assert_eq!(
         mv["executable_from_state"],
-        json!(["IDLE", "READY", "FINISHED", "STOPPED"])
+        json!(["IDLE", "PAUSED", "FINISHED", "STOPPED", "READY"])
     );
     let feedrate = mv["args"]
         .as_array()
@@ -491,8 +493,11 @@ async fn arguments_are_checked_against_supported_commands() {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(feedrate["max_limit"], 3000);
-    assert_eq!(feedrate["type"], "number");
+    assert_eq!(feedrate["min_limit"], 0);
+    assert_eq!(feedrate["type"], "integer");
     assert_eq!(feedrate["required"], true);
+    assert_eq!(feedrate["default"], 3000);
+    assert_eq!(feedrate["unit"], "mm/min");
     for name in [
         "PAUSE_PRINT",
         "RESUME_PRINT",

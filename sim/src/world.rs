@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
+use super::controls::Chamber;
+use super::files::FileInfo;
 use super::scenario::Autopilot;
 use super::{Fault, FaultRule, PrinterSpec, RecordedRequest};
 
@@ -179,39 +181,6 @@ pub(crate) struct Axes {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FileInfo {
-    pub name: String,
-    pub path: String,
-    pub display_name: String,
-    pub size: u64,
-    pub m_time: i64,
-}
-
-impl FileInfo {
-    /// A bare name is stored under `/usb/`; a path is taken as it is.
-    pub fn for_path(name_or_path: &str, m_time: i64) -> FileInfo {
-        let trimmed = name_or_path.trim();
-        let (path, name) = match trimmed.rsplit_once('/') {
-            Some((_, name)) => (trimmed.to_string(), name.to_string()),
-            None => (format!("/usb/{trimmed}"), trimmed.to_string()),
-        };
-        let display_name = match name.rsplit_once('.') {
-            Some((stem, _)) if !stem.is_empty() => stem.to_string(),
-            _ => name.clone(),
-        };
-        // A made-up but stable size, so files look different from one another.
-        let size = 18_000 + name.bytes().map(u64::from).sum::<u64>() * 97;
-        FileInfo {
-            name,
-            path,
-            display_name,
-            size,
-            m_time,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct JobObject {
     pub name: String,
     pub polygon: Vec<[f64; 2]>,
@@ -329,11 +298,18 @@ pub(crate) struct Printer {
     pub flow: i64,
     pub nozzle_diameter: f64,
     pub material: String,
+    /// Printers with a chamber (the CORE One) only.
+    pub chamber: Option<Chamber>,
+    /// A command set a heater's target: a manual printer's temperatures then follow their
+    /// targets as time advances (scripted temperatures stay as scripted otherwise).
+    pub heating: bool,
     /// The job shown as `job_info`: the running one, or the last one until the printer is
     /// set ready/idle.
     pub job_info: Option<i64>,
     pub dialog: Option<Value>,
     state_before_dialog: Option<String>,
+    /// Buttons pressed with DIALOG_ACTION: (dialog id, button as the dialog spells it).
+    pub dialog_answers: Vec<(i64, String)>,
     /// Oldest first.
     pub jobs: VecDeque<Job>,
     /// In the order they happened; `created_us` strictly increasing unless the clock jumped
@@ -359,13 +335,8 @@ impl Printer {
             spec.sn
         };
         let m_time = now_us / 1_000_000 - 86_400;
-        let files = [
-            "Shape-Box_0.4n_0.2mm_PLA_{M}_12m.bgcode",
-            "calibration-cube_{M}.bgcode",
-        ]
-        .iter()
-        .map(|f| FileInfo::for_path(&f.replace("{M}", &spec.model), m_time))
-        .collect();
+        let files = super::files::starter_files(&spec.model, m_time);
+        let chamber = Chamber::for_model(&spec.model);
         Printer {
             number,
             uuid,
@@ -397,9 +368,12 @@ impl Printer {
             flow: 100,
             nozzle_diameter: 0.4,
             material: "PLA".to_string(),
+            chamber,
+            heating: false,
             job_info: None,
             dialog: None,
             state_before_dialog: None,
+            dialog_answers: Vec::new(),
             overrides: serde_json::Map::new(),
             hidden: false,
             record_lag: std::time::Duration::ZERO,
@@ -994,7 +968,8 @@ impl World {
         }
     }
 
-    /// Advances simulated time; only printers with an autopilot move.
+    /// Advances simulated time: printers with an autopilot run their script, every printer's
+    /// heaters and chamber follow their targets.
     pub fn step(&mut self, dt: f64) {
         if !dt.is_finite() || dt <= 0.0 {
             return;
@@ -1007,6 +982,7 @@ impl World {
                 pilot.step(printer, ctx, now, dt);
                 printer.pilot = Some(pilot);
             }
+            printer.advance(dt);
         }
     }
 }

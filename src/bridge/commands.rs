@@ -164,6 +164,10 @@ impl Core {
             resolve_object_name(&mut req, live.current_detail())
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
+        if req.command == "DIALOG_ACTION" {
+            super::controls::resolve_dialog(&mut req, &live.printer)
+                .map_err(|e| CommandReply::error(&req, e))?;
+        }
         let limits = self
             .printer_type(&live.printer)
             .map(|t| {
@@ -180,7 +184,7 @@ impl Core {
             reply_topic: self.s.topics.command_response(printer_id),
             task: CommandTask::Command {
                 state: live.printer.effective_state(),
-                supported: live.supported.clone(),
+                supported: live.supported.for_command(),
                 allow: self.s.allow.clone(),
                 limits,
                 req,
@@ -295,8 +299,8 @@ impl Core {
             Outcome::Accepted => {
                 self.fast_until = Some(now + FAST_AFTER_COMMAND);
                 if let Some(live) = live {
-                    if done.supported.is_some() {
-                        live.supported = done.supported;
+                    if let Some(s) = done.supported {
+                        live.supported.set(s);
                     }
                     // Object states change with CANCEL_OBJECT: read the job again (showing
                     // the detail read before until then).
@@ -306,13 +310,15 @@ impl Core {
             }
             Outcome::Refused => {
                 if let Some(live) = live {
-                    live.supported = None;
+                    // Read again, for the next command and for the controls.
+                    live.supported.stale = true;
+                    live.supported.due.request(now);
                 }
                 Some(now + POLL_AFTER_COMMAND)
             }
             Outcome::Other => {
                 if let (Some(live), Some(s)) = (live, done.supported) {
-                    live.supported = Some(s);
+                    live.supported.set(s);
                 }
                 None
             }
@@ -347,6 +353,16 @@ pub fn connect_refusal(
             message,
             ..
         } => (
+            ErrorCode::InvalidArgument,
+            format!("Connect refused {command}: {message}"),
+        ),
+        // A file or dialog Connect does not know is the argument's fault, not the printer's.
+        ConnectError::Api {
+            status: 404,
+            code: Some(code),
+            message,
+            ..
+        } if code != "NOT_FOUND_PRINTER" => (
             ErrorCode::InvalidArgument,
             format!("Connect refused {command}: {message}"),
         ),

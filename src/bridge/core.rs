@@ -10,12 +10,13 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::controls::{self, Trigger, dialog_event, dialog_key};
 use super::extras::{Account, EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS, QueueStep};
 use super::registry::{Live, Memory, PrinterEntry, Registry};
 use super::{jobs, reads::Read};
 use crate::config::{CameraConfig, Config};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
-use crate::connect::model::{DialogInfo, Printer, PrinterType};
+use crate::connect::model::{Printer, PrinterType};
 use crate::discovery::Discovery;
 use crate::outbox::{Kind, Message};
 use crate::payloads::{self, iso};
@@ -106,12 +107,18 @@ pub struct Core {
     shown_info: Option<String>,
     pub(super) out: Vec<Message>,
     reads: Vec<Read>,
+    /// Old-mode discovery topics to clear once the new discovery is out (see `migration.rs`),
+    /// per printer uuid.
+    pub(super) migrating: std::collections::HashMap<String, Vec<String>>,
+    /// The discovery mode in the state file, kept while discovery is off.
+    remembered_mode: Option<String>,
 }
 
 impl Core {
     pub fn new(s: Settings, mut memory: Memory) -> Core {
         let notifications = std::mem::take(&mut memory.notifications);
-        Core {
+        let remembered_mode = memory.discovery_mode.take();
+        let mut core = Core {
             s,
             registry: Registry::from_memory(memory),
             account: Account {
@@ -130,7 +137,12 @@ impl Core {
             shown_info: None,
             out: Vec::new(),
             reads: Vec::new(),
-        }
+            migrating: Default::default(),
+            remembered_mode,
+        };
+        let remembered = core.remembered_mode.clone();
+        core.start_migration(remembered.as_deref());
+        core
     }
 
     /// What to publish at start: the bridge's own discovery.
@@ -140,6 +152,7 @@ impl Core {
                 self.out
                     .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
             }
+            self.finish_migration(super::migration::BRIDGE);
         }
     }
 
@@ -157,6 +170,10 @@ impl Core {
     pub fn memory(&self) -> Memory {
         Memory {
             notifications: self.account.notifications.clone(),
+            discovery_mode: match &self.s.discovery {
+                Some(d) => Some(d.mode.as_str().to_string()),
+                None => self.remembered_mode.clone(),
+            },
             ..self.registry.memory()
         }
     }
@@ -351,7 +368,7 @@ impl Core {
             .live
             .get_or_insert_with(|| Live::new(printer.clone(), now));
         let previous_dialog = live.printer.dialog_info.clone();
-        live.printer = printer;
+        let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
         let printer = &live.printer;
 
         // The queues, when the printer's state, job or queue count moved.
@@ -392,7 +409,17 @@ impl Core {
             entry.record.announced_dialog = key;
         }
         // Jobs: starts and ends; the ended ones' records and the current one's detail.
-        if entry.record.jobs.observe(&live.printer, wall) || fresh {
+        let (was_active, was_last) = (entry.record.jobs.active_job, entry.record.jobs.last_job);
+        let jobs_changed = entry.record.jobs.observe(&live.printer, wall);
+        let started = entry
+            .record
+            .jobs
+            .active_job
+            .is_some_and(|j| was_active != Some(j) && was_last != Some(j));
+        let triggers = controls::state_triggers(before.as_ref(), &live.printer, started);
+        self.reads
+            .extend(live.start_supported_read(&uuid, &mut self.budget, now));
+        if jobs_changed || fresh {
             live.job_reads.list.request(now);
         }
         self.reads
@@ -411,6 +438,9 @@ impl Core {
                     job,
                 });
             }
+        }
+        for trigger in triggers {
+            self.trigger(&id, trigger);
         }
         self.render(&uuid, wall);
     }
@@ -472,6 +502,9 @@ impl Core {
     }
 
     fn remove_topics(&mut self, entry: &PrinterEntry) {
+        // Discovery first, then the states: Home Assistant must not be left with entities
+        // whose state topic was emptied.
+        self.finish_migration(&entry.uuid);
         if let Some(discovery) = &self.s.discovery {
             for topic in discovery.printer_topics(&entry.uuid, &entry.record.cameras) {
                 self.out.push(Message::Clear { topic });
@@ -672,7 +705,12 @@ impl Core {
                 payload["event_type"].as_str().unwrap_or("?")
             );
             let topic = self.s.topics.job_finished(id);
+            let trigger = payload["event_type"].as_str().and_then(Trigger::of_end);
+            let id = id.to_string();
             self.publish(Message::event(topic, payload.to_string()));
+            if let Some(trigger) = trigger {
+                self.trigger(&id, trigger);
+            }
         }
     }
 
@@ -725,45 +763,4 @@ fn feed_signature(p: &Printer) -> String {
         job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
         p.dialog_info.is_some()
     )
-}
-
-/// What identifies a dialog: Connect's id, else its title and text.
-fn dialog_key(d: &DialogInfo) -> String {
-    match &d.id {
-        Some(id) => id.to_string(),
-        None => format!(
-            "{}|{}",
-            d.title.as_deref().unwrap_or(""),
-            d.text.as_deref().unwrap_or("")
-        ),
-    }
-}
-
-/// `DIALOG_SHOWN` with the dialog the printer shows, or `DIALOG_CLOSED` with the one it
-/// showed before.
-fn dialog_event(printer: &Printer, previous: Option<&DialogInfo>, wall: f64) -> String {
-    let (event, dialog) = match &printer.dialog_info {
-        Some(d) => ("DIALOG_SHOWN", Some(d)),
-        None => ("DIALOG_CLOSED", previous),
-    };
-    tracing::info!(
-        "{}: {} {}",
-        printer.display_name(),
-        if printer.dialog_info.is_some() {
-            "shows a dialog:"
-        } else {
-            "dialog closed:"
-        },
-        dialog
-            .and_then(|d| d.title.as_deref())
-            .unwrap_or("(untitled)")
-    );
-    json!({
-        "event": event,
-        "source": "GATEWAY",
-        "state": printer.effective_state().as_str(),
-        "created": wall,
-        "dialog": dialog,
-    })
-    .to_string()
 }

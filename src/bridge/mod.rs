@@ -16,10 +16,12 @@
 
 mod catch_up;
 pub mod commands;
+mod controls;
 pub mod core;
 pub mod extras;
 pub mod feed;
 pub mod jobs;
+mod migration;
 mod notifications;
 pub mod reads;
 pub mod registry;

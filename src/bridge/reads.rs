@@ -2,7 +2,7 @@
 
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
 use crate::connect::model::{
-    CameraList, Job, Notification, PrinterTypes, Queue, ServerVersion, Unseen,
+    CameraList, Job, Notification, PrinterTypes, Queue, ServerVersion, SupportedCommands, Unseen,
 };
 
 /// A request to Connect that a decision needs.
@@ -31,6 +31,10 @@ pub enum Read {
     Cameras {
         uuid: String,
     },
+    /// The printer's `supported-commands`.
+    Supported {
+        uuid: String,
+    },
     Snapshot {
         uuid: String,
         camera: String,
@@ -55,6 +59,7 @@ impl Read {
             | Read::Feed { uuid, .. }
             | Read::Queue { uuid }
             | Read::Cameras { uuid }
+            | Read::Supported { uuid }
             | Read::Snapshot { uuid, .. } => Some(uuid),
             Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
         }
@@ -71,6 +76,7 @@ pub enum ReadResult {
     Feed(Result<FeedBatch, ConnectError>),
     Queue(Result<(Queue, Queue), ConnectError>),
     Cameras(Result<CameraList, ConnectError>),
+    Supported(Result<SupportedCommands, ConnectError>),
     Snapshot(Result<Snapshot, ConnectError>),
     PrinterTypes(Result<PrinterTypes, ConnectError>),
     Version(Result<ServerVersion, ConnectError>),
@@ -87,6 +93,7 @@ impl ReadResult {
             Read::Feed { .. } => ReadResult::Feed(Err(error)),
             Read::Queue { .. } => ReadResult::Queue(Err(error)),
             Read::Cameras { .. } => ReadResult::Cameras(Err(error)),
+            Read::Supported { .. } => ReadResult::Supported(Err(error)),
             Read::Snapshot { .. } => ReadResult::Snapshot(Err(error)),
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
             Read::Version => ReadResult::Version(Err(error)),

@@ -12,7 +12,7 @@ use super::feed::{FeedCursor, RecentEvents};
 use super::jobs::{JobReads, JobRecord};
 use super::reads::Read;
 use super::schedule::Due;
-use crate::connect::model::{Job, Printer, SupportedCommand};
+use crate::connect::model::{Job, Printer};
 use crate::discovery::PrinterDevice;
 use crate::payloads::StatePayload;
 use crate::topics::slug;
@@ -45,6 +45,9 @@ pub struct Memory {
     pub printers: BTreeMap<String, PrinterRecord>,
     /// Connect's notifications already published.
     pub notifications: super::notifications::NotificationCursor,
+    /// The `homeassistant.mode` discovery was last published in (text: a state file from
+    /// a later version may hold a mode this one does not know).
+    pub discovery_mode: Option<String>,
 }
 
 /// What the gateway knows of a printer while it runs.
@@ -79,8 +82,8 @@ pub struct Live {
     pub device: Option<PrinterDevice>,
     pub cameras: Cameras,
     pub queue: QueueInfo,
-    /// `supported-commands`: read at the first command, dropped when Connect refuses one.
-    pub supported: Option<Vec<SupportedCommand>>,
+    /// `supported-commands`: what the controls and the commands' checks go by.
+    pub supported: super::controls::SupportedInfo,
     /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
     /// it starts or changes, and once when it ends.
     pub failing: HashMap<&'static str, String>,
@@ -107,7 +110,7 @@ impl Live {
             device: None,
             cameras: Cameras::default(),
             queue: QueueInfo::default(),
-            supported: None,
+            supported: super::controls::SupportedInfo::new(now),
             failing: HashMap::new(),
         }
     }
@@ -117,6 +120,7 @@ impl Live {
     pub fn first_reads_pending(&self) -> bool {
         let current = self.printer.job_info.as_ref().and_then(|j| j.id);
         self.feed.is_running()
+            || self.supported.due.is_running()
             || self.cameras.listing
             || self.queue.due.is_running()
             || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
@@ -233,6 +237,7 @@ impl Registry {
     pub fn memory(&self) -> Memory {
         Memory {
             notifications: Default::default(),
+            discovery_mode: None,
             printers: self
                 .entries
                 .iter()

@@ -3,7 +3,7 @@
 
 use super::core::Core;
 use crate::connect::model::PrinterState;
-use crate::discovery::PrinterDevice;
+use crate::discovery::{Controls, Features, PrinterDevice};
 use crate::outbox::{Kind, Message};
 use crate::payloads::{self, StatePayload, iso};
 
@@ -12,6 +12,12 @@ impl Core {
     /// and `P/availability` last (once it says `online`, the rest is there).
     pub(super) fn render(&mut self, uuid: &str, wall: f64) {
         let reachable = self.health.reachable;
+        let firmware_latest = self
+            .registry
+            .get(uuid)
+            .and_then(|e| e.live.as_ref())
+            .and_then(|l| self.printer_type(&l.printer))
+            .and_then(|t| t.stable_firmware.clone());
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
@@ -28,7 +34,8 @@ impl Core {
         live.introduced = true;
         let printer = &live.printer;
         let online = reachable && printer.effective_state() != PrinterState::Offline;
-        let state = payloads::state(printer, wall, &live.queue.fields);
+        let mut state = payloads::state(printer, wall, &live.queue.fields);
+        state.firmware_latest = firmware_latest;
         if live.shown_state.as_ref() != Some(&state) {
             let with_time = StatePayload {
                 updated: iso(wall),
@@ -108,6 +115,12 @@ impl Core {
                 })
                 .unwrap_or_default(),
             cameras: live.cameras.named(),
+            controls: Controls::new(
+                live.supported.list.as_deref().unwrap_or_default(),
+                &self.s.allow,
+                &printer.dialog_buttons(),
+            ),
+            features: Features::of(printer),
         };
         if live.device.as_ref() == Some(&device) {
             return;
@@ -130,5 +143,6 @@ impl Core {
         }
         entry.record.cameras = device.cameras.clone();
         live.device = Some(device);
+        self.finish_migration(uuid);
     }
 }

@@ -56,6 +56,9 @@ impl Core {
                 self.render(&uuid, wall);
                 self.snapshot_reads(now);
             }
+            (Read::Supported { uuid }, ReadResult::Supported(result)) => {
+                self.on_supported(&uuid, result, now, wall)
+            }
             (Read::Snapshot { uuid, camera, .. }, ReadResult::Snapshot(result)) => {
                 self.on_snapshot(&uuid, &camera, result);
                 self.snapshot_reads(now);

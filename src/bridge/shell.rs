@@ -418,6 +418,7 @@ async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
             .await,
         ),
         Read::Cameras { uuid } => ReadResult::Cameras(connect.cameras(uuid).await),
+        Read::Supported { uuid } => ReadResult::Supported(connect.supported_commands(uuid).await),
         Read::Snapshot {
             uuid,
             camera,

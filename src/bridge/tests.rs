@@ -177,6 +177,7 @@ impl Bridge {
                 })),
                 Read::Queue { .. } => ReadResult::Queue(Ok(Default::default())),
                 Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
+                Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
                 Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
                 Read::Version => ReadResult::Version(Ok(Default::default())),
                 Read::Unseen => ReadResult::Unseen(Ok(Default::default())),
@@ -274,6 +275,7 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
                 from: None,
                 rewound: false
             },
+            Read::Supported { uuid: A.into() },
             jobs_read(None),
             Read::Unseen,
         ],
@@ -648,7 +650,11 @@ fn commands_are_checked_here_and_their_replies_change_the_polls() {
         panic!("a command")
     };
     assert_eq!(req.command, "MOVE");
-    assert!(supported.is_none(), "read at the first command");
+    assert_eq!(
+        supported.as_deref(),
+        Some(&[][..]),
+        "the list read when the printer was first seen"
+    );
     // Connect took it: the reply, and fast polls from now on.
     let soon = b.core.command_done(
         CommandDone {
@@ -870,6 +876,7 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
                 events: Vec::new(),
                 server_now: None,
             })),
+            Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
             _ => continue,
         };
         snapshots.extend(
@@ -1234,3 +1241,6 @@ fn a_job_list_that_cannot_be_read_is_tried_again_with_backoff() {
     );
     assert!(gaps.iter().all(|g| *g <= 305.0), "{gaps:?}");
 }
+
+#[path = "tests_controls.rs"]
+mod controls;

@@ -127,6 +127,9 @@ pub struct Temperatures {
     pub temp_bed: Option<f64>,
     pub target_nozzle: Option<f64>,
     pub target_bed: Option<f64>,
+    /// Printers with a chamber (CORE One) only.
+    pub temp_chamber: Option<f64>,
+    pub target_chamber: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -192,9 +195,83 @@ pub struct Printer {
     /// Jobs planned in the printer's queue (one client's schema; absent in older captures).
     /// Kept raw so a value of an unexpected type does not make the printer unreadable.
     pub job_queue_count: Option<Value>,
+    /// Per tool (`"1"`, `"2"`...): fan speeds. Whatever else it holds, or a value of another
+    /// shape, is ignored.
+    #[serde(default, deserialize_with = "lenient_tools")]
+    pub tools: Vec<Tool>,
+    /// Printers with a chamber: `{"led_intensity": ..}` (a guess at the shape).
+    #[serde(default, deserialize_with = "lenient_chamber")]
+    pub chamber: Option<Chamber>,
+}
+
+/// One tool of `tools`, as far as the gateway reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tool {
+    pub active: bool,
+    pub fan_hotend: Option<f64>,
+    pub fan_print: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chamber {
+    pub led_intensity: Option<f64>,
+}
+
+fn finite(v: &Value, key: &str) -> Option<f64> {
+    v.get(key)?.as_f64().filter(|f| f.is_finite())
+}
+
+fn lenient_tools<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Tool>, D::Error> {
+    let value = Value::deserialize(d)?;
+    let Some(tools) = value.as_object() else {
+        return Ok(Vec::new());
+    };
+    // Tools are numbered ("1", "2"...); other keys are something else.
+    Ok(tools
+        .iter()
+        .filter(|(k, t)| k.parse::<u32>().is_ok() && t.is_object())
+        .map(|(_, t)| Tool {
+            active: t.get("active").and_then(Value::as_bool) == Some(true),
+            fan_hotend: finite(t, "fan_hotend"),
+            fan_print: finite(t, "fan_print"),
+        })
+        .collect())
+}
+
+fn lenient_chamber<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Chamber>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(value.is_object().then(|| Chamber {
+        led_intensity: finite(&value, "led_intensity"),
+    }))
 }
 
 impl Printer {
+    /// The active tool (the first one when none says it is active).
+    pub fn active_tool(&self) -> Option<&Tool> {
+        self.tools
+            .iter()
+            .find(|t| t.active)
+            .or_else(|| self.tools.first())
+    }
+
+    /// The chamber light's intensity (%), when Connect sends it.
+    pub fn chamber_led(&self) -> Option<f64> {
+        self.chamber.as_ref()?.led_intensity
+    }
+
+    /// The dialog's buttons as text (Connect sends strings; anything else is skipped).
+    pub fn dialog_buttons(&self) -> Vec<String> {
+        self.dialog_info
+            .as_ref()
+            .map(|d| {
+                d.buttons
+                    .iter()
+                    .filter_map(|b| b.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `job_queue_count` when Connect sent a whole number.
     pub fn queue_count(&self) -> Option<u64> {
         self.job_queue_count.as_ref().and_then(Value::as_u64)
@@ -485,6 +562,17 @@ pub struct PrinterType {
     pub name: Option<String>,
     pub parameters: Option<Value>,
     pub fw_device_type_id: Option<String>,
+    /// The type's current firmware release (`"support": {"stable": "6.3.2"}`).
+    #[serde(default, rename = "support", deserialize_with = "lenient_stable")]
+    pub stable_firmware: Option<String>,
+}
+
+fn lenient_stable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(value
+        .get("stable")
+        .and_then(Value::as_str)
+        .map(str::to_string))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

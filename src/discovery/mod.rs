@@ -5,11 +5,16 @@
 //! topics and unique ids are built from the printer uuid, so renaming a printer (which changes
 //! its topic id) updates its entities instead of orphaning them.
 
+mod controls;
+mod printer;
+
 use serde_json::{Map, Value, json};
 
+pub use controls::{Controls, MATERIALS, NO_DIALOG};
+pub use printer::TRIGGERS;
+
 use crate::config::DiscoveryMode;
-use crate::connect::model::{CancelableObject, JobState, PrinterState};
-use crate::payloads::StatePayload;
+use crate::connect::model::CancelableObject;
 use crate::topics::Topics;
 
 /// What discovery needs to know about a printer.
@@ -27,6 +32,36 @@ pub struct PrinterDevice {
     pub objects: Vec<String>,
     /// The printer's cameras in Connect: `(camera id, name)`.
     pub cameras: Vec<(String, String)>,
+    pub controls: Controls,
+    pub features: Features,
+}
+
+/// Data only some printers send; their sensors exist only where it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Features {
+    pub chamber: bool,
+    pub chamber_led: bool,
+    pub fans: bool,
+}
+
+impl Features {
+    pub fn of(p: &crate::connect::model::Printer) -> Features {
+        Features {
+            chamber: p.temp.as_ref().is_some_and(|t| t.temp_chamber.is_some()),
+            chamber_led: p.chamber_led().is_some(),
+            fans: p
+                .active_tool()
+                .is_some_and(|t| t.fan_hotend.is_some() || t.fan_print.is_some()),
+        }
+    }
+
+    fn all() -> Features {
+        Features {
+            chamber: true,
+            chamber_led: true,
+            fans: true,
+        }
+    }
 }
 
 impl PrinterDevice {
@@ -42,6 +77,8 @@ impl PrinterDevice {
             configuration_url: None,
             objects: Vec::new(),
             cameras: Vec::new(),
+            controls: Controls::default(),
+            features: Features::default(),
         }
     }
 }
@@ -107,272 +144,6 @@ impl Discovery {
         })
     }
 
-    fn printer_entities(
-        &self,
-        id: &str,
-        objects: &[String],
-        cameras: &[(String, String)],
-    ) -> Vec<Entity> {
-        let state = self.topics.state(id);
-        let command = self.topics.command(id);
-        let button = |object: &'static str,
-                      name: &str,
-                      press: &str,
-                      icon: &str,
-                      states: &[PrinterState]| {
-            let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-            Entity {
-                object: object.into(),
-                component: "button",
-                options: json!({
-                    "name": name,
-                    "command_topic": command,
-                    "payload_press": press,
-                    "icon": icon,
-                    // Available only in the states where Connect accepts the command.
-                    "availability": [{
-                        "topic": state,
-                        "value_template": format!(
-                            "{{{{ 'online' if value_json is defined and value_json.state in {} else 'offline' }}}}",
-                            serde_json::to_string(&allowed).unwrap_or_default()
-                        ),
-                    }],
-                }),
-            }
-        };
-        let finished = self.topics.job_finished(id);
-        let sensor = |object: &'static str, name: &str, template: &str, extra: Value| {
-            let mut options = json!({
-                "name": name,
-                "state_topic": state,
-                "value_template": template,
-            });
-            merge(&mut options, extra);
-            Entity {
-                object: object.into(),
-                component: "sensor",
-                options,
-            }
-        };
-        // `{{ value_json.<field> }}` of a field `P/state` has. Every template tolerates an
-        // empty payload (a state topic cleared as its printer goes): Home Assistant may still
-        // hold the entity when the clear arrives, and `value_json` is then undefined (an
-        // ERROR in its log). Numeric sensors ignore the empty value.
-        let field = |name: &str| {
-            format!(
-                "{{{{ {} if value_json is defined else '' }}}}",
-                StatePayload::template_field(name)
-            )
-        };
-        // A timestamp that may be null: Home Assistant before 2024.10 warns about any value of
-        // a timestamp sensor that is not a time, null included. While it is null the entity
-        // is unavailable and the value (never shown) is a valid time.
-        let timestamp = |object: &'static str, name: &str, key: &str| {
-            let f = StatePayload::template_field(key);
-            sensor(
-                object,
-                name,
-                &format!(
-                    "{{% if value_json is defined and {f} %}}{{{{ {f} }}}}{{% else %}}{{{{ now().isoformat() }}}}{{% endif %}}"
-                ),
-                json!({"device_class": "timestamp", "availability": [{
-                    "topic": state,
-                    "value_template": format!(
-                        "{{{{ 'online' if value_json is defined and {f} else 'offline' }}}}"
-                    ),
-                }]}),
-            )
-        };
-        let temperature = |object: &'static str, name: &str, key: &str| {
-            sensor(
-                object,
-                name,
-                &field(key),
-                json!({"device_class": "temperature", "unit_of_measurement": "°C",
-                       "state_class": "measurement", "suggested_display_precision": 1}),
-            )
-        };
-        let camera_entities = cameras.iter().map(|(camera, name)| Entity {
-            object: format!("camera_{}", crate::topics::slug(camera)).into(),
-            component: "camera",
-            options: json!({
-                "name": name,
-                "topic": self.topics.camera(id, camera),
-                "icon": "mdi:cctv",
-            }),
-        });
-        let mut states: Vec<&str> = PrinterState::KNOWN.to_vec();
-        states.sort();
-        let known_states = serde_json::to_string(&states).unwrap_or_default();
-        let mut entities = vec![
-            sensor(
-                "state",
-                "State",
-                // An enum sensor rejects values outside its options: map new ones to UNKNOWN.
-                &format!(
-                    "{{{{ value_json.state if value_json is defined and value_json.state in {known_states} else 'UNKNOWN' }}}}"
-                ),
-                json!({"device_class": "enum", "options": states, "icon": "mdi:printer-3d"}),
-            ),
-            sensor(
-                "progress",
-                "Progress",
-                &field("progress"),
-                json!({"unit_of_measurement": "%", "state_class": "measurement",
-                       "icon": "mdi:progress-clock", "suggested_display_precision": 0}),
-            ),
-            sensor(
-                "time_remaining",
-                "Time remaining",
-                &field("time_remaining"),
-                json!({"device_class": "duration", "unit_of_measurement": "s"}),
-            ),
-            sensor(
-                "time_printing",
-                "Time printing",
-                &field("time_printing"),
-                json!({"device_class": "duration", "unit_of_measurement": "s"}),
-            ),
-            timestamp("eta", "ETA", "eta"),
-            timestamp("job_started", "Job started", "job_started"),
-            sensor(
-                "job_name",
-                "Job name",
-                &field("job_name"),
-                json!({"icon": "mdi:file-document-outline"}),
-            ),
-            temperature("temp_nozzle", "Nozzle temperature", "temp_nozzle"),
-            temperature("target_nozzle", "Nozzle target", "target_nozzle"),
-            temperature("temp_bed", "Bed temperature", "temp_bed"),
-            temperature("target_bed", "Bed target", "target_bed"),
-            sensor(
-                "material",
-                "Material",
-                &field("material"),
-                json!({"icon": "mdi:printer-3d-nozzle"}),
-            ),
-            sensor(
-                "speed",
-                "Speed",
-                &field("speed"),
-                json!({"unit_of_measurement": "%", "icon": "mdi:speedometer"}),
-            ),
-            sensor(
-                "z_height",
-                "Z height",
-                &field("axis_z"),
-                json!({"device_class": "distance", "unit_of_measurement": "mm",
-                       "state_class": "measurement", "suggested_display_precision": 1}),
-            ),
-            sensor(
-                "queue_count",
-                "Queued jobs",
-                &field("queue_count"),
-                json!({"state_class": "measurement", "icon": "mdi:tray-full"}),
-            ),
-            sensor(
-                "queue_next",
-                "Next queued job",
-                &field("queue_next"),
-                json!({"icon": "mdi:tray-arrow-up"}),
-            ),
-            sensor(
-                "download_queue_count",
-                "Downloads waiting",
-                &field("download_queue_count"),
-                json!({"state_class": "measurement", "icon": "mdi:tray-arrow-down"}),
-            ),
-            Entity {
-                object: "printing".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Printing",
-                    "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.printing else 'OFF' }}",
-                    "device_class": "running",
-                }),
-            },
-            Entity {
-                object: "attention".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Needs attention",
-                    "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.attention else 'OFF' }}",
-                    "device_class": "problem",
-                }),
-            },
-            button(
-                "pause",
-                "Pause",
-                "PAUSE_PRINT",
-                "mdi:pause",
-                &[PrinterState::Printing],
-            ),
-            button(
-                "resume",
-                "Resume",
-                "RESUME_PRINT",
-                "mdi:play",
-                &[PrinterState::Paused],
-            ),
-            button(
-                "stop",
-                "Stop",
-                "STOP_PRINT",
-                "mdi:stop",
-                &[
-                    PrinterState::Printing,
-                    PrinterState::Paused,
-                    PrinterState::Attention,
-                ],
-            ),
-            button(
-                "set_ready",
-                "Set ready",
-                "SET_PRINTER_READY",
-                "mdi:check-circle-outline",
-                &[
-                    PrinterState::Idle,
-                    PrinterState::Finished,
-                    PrinterState::Stopped,
-                    PrinterState::Ready,
-                ],
-            ),
-            Entity {
-                object: "cancel_object".into(),
-                component: "select",
-                options: json!({
-                    "name": "Cancel object",
-                    "command_topic": command,
-                    "command_template": "{\"command\": \"CANCEL_OBJECT\", \"kwargs\": {\"object_name\": {{ value | tojson }}}}",
-                    "options": if objects.is_empty() { vec![NO_OBJECTS.to_string()] } else { objects.to_vec() },
-                    "icon": "mdi:cancel",
-                    "availability": [{
-                        "topic": self.topics.job(id),
-                        "value_template": "{{ 'online' if value_json is defined and value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}",
-                    }],
-                }),
-            },
-            Entity {
-                object: "print_finished".into(),
-                component: "event",
-                options: json!({
-                    "name": "Print finished",
-                    "state_topic": finished,
-                    "event_types": [
-                        JobState::FinOk.as_str(),
-                        JobState::FinError.as_str(),
-                        JobState::FinStopped.as_str()
-                    ],
-                    "icon": "mdi:printer-3d",
-                }),
-            },
-        ];
-        entities.extend(camera_entities);
-        entities
-    }
-
     fn availability(&self, id: Option<&str>) -> Value {
         let mut list = vec![json!({"topic": self.topics.bridge_state()})];
         if let Some(id) = id {
@@ -405,7 +176,7 @@ impl Discovery {
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
         let node = node_id(&p.uuid);
-        let entities = self.printer_entities(&p.id, &p.objects, &p.cameras);
+        let entities = self.printer_entities(p);
         let device = self.printer_device_info(p);
         self.pack(&node, device, Some(&p.id), entities)
     }
@@ -413,15 +184,51 @@ impl Discovery {
     /// Discovery topics of a printer with these cameras, for removing it (empty retained
     /// payloads) or the entities it no longer has.
     pub fn printer_topics(&self, uuid: &str, cameras: &[(String, String)]) -> Vec<String> {
+        self.printer_topics_in(self.mode, uuid, cameras)
+    }
+
+    /// [`Discovery::printer_topics`] as mode `mode` publishes them (a mode switch migrates
+    /// from those).
+    pub fn printer_topics_in(
+        &self,
+        mode: DiscoveryMode,
+        uuid: &str,
+        cameras: &[(String, String)],
+    ) -> Vec<String> {
         let node = node_id(uuid);
-        match self.mode {
+        match mode {
             DiscoveryMode::Device => vec![self.device_topic(&node)],
             DiscoveryMode::Entity => self
-                .printer_entities("_", &[], cameras)
+                .printer_entities(&PrinterDevice {
+                    cameras: cameras.to_vec(),
+                    controls: Controls::all(),
+                    features: Features::all(),
+                    ..PrinterDevice::bare(uuid, "_", "_")
+                })
                 .iter()
                 .map(|e| self.entity_topic(e.component, &node, &e.object))
                 .collect(),
         }
+    }
+
+    /// The bridge's discovery topics as mode `mode` publishes them.
+    pub fn bridge_topics_in(&self, mode: DiscoveryMode) -> Vec<String> {
+        let node = self.bridge_node();
+        match mode {
+            DiscoveryMode::Device => vec![self.device_topic(&node)],
+            DiscoveryMode::Entity => self
+                .bridge_entities()
+                .iter()
+                .map(|e| self.entity_topic(e.component, &node, &e.object))
+                .collect(),
+        }
+    }
+
+    /// What starts Home Assistant's move of entities between discovery schemas
+    /// (`migrate_discovery`), published on the old topics before the new discovery: the
+    /// entities keep their ids and history.
+    pub fn migration_payload() -> Value {
+        json!({"migrate_discovery": true})
     }
 
     /// Discovery of the bridge's own device.
@@ -434,8 +241,12 @@ impl Discovery {
             "model": "Prusa Connect to MQTT bridge",
             "sw_version": env!("CARGO_PKG_VERSION"),
         });
+        self.pack(&node, device, None, self.bridge_entities())
+    }
+
+    fn bridge_entities(&self) -> Vec<Entity> {
         let info = self.topics.bridge_info();
-        let entities = vec![
+        vec![
             Entity {
                 object: "connect_reachable".into(),
                 component: "binary_sensor",
@@ -491,8 +302,7 @@ impl Discovery {
                     "icon": "mdi:bell-ring-outline",
                 }),
             },
-        ];
-        self.pack(&node, device, None, entities)
+        ]
     }
 
     fn device_topic(&self, node: &str) -> String {
@@ -520,17 +330,27 @@ impl Discovery {
         let common_availability = self.availability(printer_id);
         let component = |e: &Entity| {
             let mut options = e.options.clone();
+            if e.component == "device_automation" {
+                // A trigger is no entity: no id, no availability.
+                return options;
+            }
             if let Some(Value::Array(extra)) = options.get("availability").cloned()
                 && let Value::Array(mut all) = common_availability.clone()
             {
                 all.extend(extra);
                 options["availability"] = Value::Array(all);
             }
+            // The entity id Home Assistant gives a new entity: `default_entity_id` since
+            // 2025.10 (which then ignores `object_id` without a warning), `object_id` before
+            // (which drops the key it does not know). Both, in both modes: the same ids
+            // whatever the version.
+            let object_id = format!("{entity_id_prefix}_{}", e.object);
             merge(
                 &mut options,
                 json!({
                     "unique_id": format!("{node}_{}", e.object),
-                    "object_id": format!("{entity_id_prefix}_{}", e.object),
+                    "default_entity_id": format!("{}.{object_id}", e.component),
+                    "object_id": object_id,
                 }),
             );
             options
@@ -555,7 +375,11 @@ impl Discovery {
             DiscoveryMode::Entity => entities
                 .iter()
                 .map(|e| {
-                    let mut payload = common.clone();
+                    let mut payload = if e.component == "device_automation" {
+                        json!({})
+                    } else {
+                        common.clone()
+                    };
                     merge(&mut payload, component(e));
                     merge(
                         &mut payload,
@@ -577,6 +401,7 @@ fn merge(into: &mut Value, from: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payloads::StatePayload;
 
     /// Every template that reads `value_json` first checks it is there: a state topic emptied
     /// while Home Assistant still holds the entity must not make it log an error.

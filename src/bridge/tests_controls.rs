@@ -1,0 +1,300 @@
+//! The controls' decisions in-process: which entities a printer's supported commands make,
+//! what a dialog answer becomes, when the device triggers fire, and a discovery-mode switch.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::connect::model::SupportedCommands;
+
+/// A printer's `supported-commands` like the capture's, trimmed to what these tests need.
+fn capture() -> SupportedCommands {
+    let not_printing = json!(["IDLE", "PAUSED", "FINISHED", "STOPPED", "READY"]);
+    let with_printing = json!(["IDLE", "PAUSED", "FINISHED", "STOPPED", "PRINTING", "READY"]);
+    serde_json::from_value(json!({"commands": [
+        {"command": "SET_NOZZLE_TEMPERATURE", "executable_from_state": with_printing,
+         "args": [{"name": "nozzle_temperature", "type": "integer", "required": true,
+                   "min_limit": 0, "max_limit": 290, "unit": "°C", "default": 0, "description": "x"}]},
+        {"command": "SET_SPEED", "executable_from_state": with_printing,
+         "args": [{"name": "speed", "type": "integer", "required": true,
+                   "min_limit": 10, "max_limit": 300, "unit": "%"}]},
+        {"command": "HOME", "executable_from_state": ["IDLE", "READY", "MANIPULATING"],
+         "args": [{"name": "axis", "type": "string", "required": false, "default": "XYZ"}]},
+        {"command": "BEEP", "executable_from_state": not_printing, "args": []},
+        {"command": "LOAD_FILAMENT", "executable_from_state": not_printing,
+         "args": [{"name": "filament", "type": "string", "required": true}]},
+        {"command": "DIALOG_ACTION",
+         "executable_from_state": ["IDLE", "BUSY", "PRINTING", "PAUSED", "FINISHED", "STOPPED",
+                                   "ERROR", "ATTENTION", "READY"],
+         "args": [{"name": "dialog_id", "type": "integer", "required": true, "reference": "dialog_info.id"},
+                  {"name": "button", "type": "string", "required": true}]},
+        {"command": "SEND_GCODE", "args": [{"name": "gcode", "type": "string", "required": true}],
+         "executable_from_state": not_printing}
+    ]}))
+    .unwrap()
+}
+
+const DEVICE: &str =
+    "homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config";
+
+/// The first poll of printers, with printer A's supported commands `supported` and every
+/// other read answered "nothing there".
+fn introduce(b: &mut Bridge, printers: &[Value], supported: SupportedCommands) -> Out {
+    let first = b.poll(printers);
+    let (mine, others): (Vec<Read>, Vec<Read>) = first
+        .reads
+        .into_iter()
+        .partition(|r| *r == Read::Supported { uuid: A.into() });
+    assert_eq!(
+        mine.len(),
+        1,
+        "supported-commands is read when a printer is first seen"
+    );
+    let mut messages = first.messages;
+    messages.extend(b.settle(others).messages);
+    let last = b.answer(mine[0].clone(), ReadResult::Supported(Ok(supported)));
+    messages.extend(last.messages);
+    Out {
+        messages,
+        reads: last.reads,
+    }
+}
+
+fn components(out: &Out) -> serde_json::Map<String, Value> {
+    out.payload(DEVICE).expect("device discovery")["components"]
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn controls_come_from_the_supported_commands_and_the_allow_list() {
+    let mut b = Bridge::new("");
+    let out = introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let c = components(&out);
+    let nozzle = &c["set_nozzle_target"];
+    assert_eq!(nozzle["platform"], "number");
+    assert_eq!(
+        (nozzle["min"].as_f64(), nozzle["max"].as_f64()),
+        (Some(0.0), Some(290.0))
+    );
+    assert_eq!(nozzle["command_topic"], "pc/mk4/command");
+    assert!(
+        nozzle["command_template"]
+            .as_str()
+            .unwrap()
+            .contains("\"SET_NOZZLE_TEMPERATURE\", \"kwargs\": {\"nozzle_temperature\":"),
+        "{nozzle}"
+    );
+    // Available only in the states Connect runs the command in.
+    let available = nozzle["availability"].to_string();
+    assert!(
+        available.contains("PRINTING") && !available.contains("ATTENTION"),
+        "{available}"
+    );
+    assert_eq!(c["set_speed"]["min"], 10.0);
+    assert_eq!(
+        c["home"]["payload_press"],
+        r#"{"command":"HOME","kwargs":{"axis":"XYZ"}}"#
+    );
+    assert_eq!(c["beep"]["payload_press"], "BEEP");
+    assert_eq!(c["load_filament"]["platform"], "select");
+    assert_eq!(
+        c["dialog_response"]["options"],
+        json!([crate::discovery::NO_DIALOG])
+    );
+    // Not supported by this printer, or not allowed: no entity.
+    for absent in [
+        "set_bed_target",
+        "set_flow",
+        "chamber_led",
+        "disable_steppers",
+    ] {
+        assert!(!c.contains_key(absent), "{absent} is not supported");
+    }
+    // Every entity names its entity id both ways Home Assistant reads it.
+    assert_eq!(nozzle["default_entity_id"], "number.mk4_set_nozzle_target");
+    assert_eq!(nozzle["object_id"], "mk4_set_nozzle_target");
+
+    let mut b = Bridge::new("[commands]\nallow = [\"PAUSE_PRINT\", \"BEEP\"]");
+    let out = introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let c = components(&out);
+    assert!(c.contains_key("beep"));
+    for absent in [
+        "set_nozzle_target",
+        "home",
+        "load_filament",
+        "dialog_response",
+    ] {
+        assert!(!c.contains_key(absent), "{absent} is not allowed");
+    }
+}
+
+#[test]
+fn a_dialog_makes_its_buttons_the_options_and_an_answer_names_it() {
+    let mut b = Bridge::new("");
+    introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let mut asking = printer(A, "MK4", "ATTENTION");
+    asking["dialog_info"] =
+        json!({"id": 42, "title": "Filament runout", "buttons": ["Continue", "Unload"]});
+    let out = b.poll_settled(&[asking.clone()]);
+    assert_eq!(
+        components(&out)["dialog_response"]["options"],
+        json!(["Continue", "Unload"])
+    );
+    let Prepared::Run(job) = b.command(
+        "pc/mk4/command",
+        r#"{"command": "DIALOG_ACTION", "kwargs": {"button": "continue"}}"#,
+    ) else {
+        panic!("runs")
+    };
+    let CommandTask::Command { req, .. } = &job.task else {
+        panic!("a command")
+    };
+    assert_eq!(
+        Value::Object(req.kwargs.clone()),
+        json!({"dialog_id": 42, "button": "Continue"}),
+        "the dialog's id filled in, the button as the dialog spells it"
+    );
+    let refused = |b: &mut Bridge, payload: &str| match b.command("pc/mk4/command", payload) {
+        Prepared::Reply(Message::Event { payload, .. }) => {
+            serde_json::from_slice::<Value>(&payload).unwrap()
+        }
+        other => panic!("refused at once, got {other:?}"),
+    };
+    let reply = refused(
+        &mut b,
+        r#"{"command": "DIALOG_ACTION", "kwargs": {"button": "Retry"}}"#,
+    );
+    assert_eq!(reply["code"], "INVALID_ARGUMENT");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("Continue, Unload")
+    );
+    let reply = refused(
+        &mut b,
+        r#"{"command": "DIALOG_ACTION", "kwargs": {"dialog_id": 41, "button": "Continue"}}"#,
+    );
+    assert_eq!(reply["code"], "INVALID_ARGUMENT", "an old dialog's answer");
+    // The dialog goes: its buttons go from the select, and answers are refused.
+    let out = b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    assert_eq!(
+        components(&out)["dialog_response"]["options"],
+        json!([crate::discovery::NO_DIALOG])
+    );
+    let reply = refused(
+        &mut b,
+        r#"{"command": "DIALOG_ACTION", "kwargs": {"button": "Continue"}}"#,
+    );
+    assert_eq!(reply["code"], "PRINTER_STATE");
+}
+
+#[test]
+fn device_triggers_fire_once_on_a_start_an_attention_and_an_end() {
+    let mut b = Bridge::new("");
+    introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let triggers = |out: &Out| -> Vec<String> {
+        out.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Event { topic, payload } if topic == "pc/mk4/trigger" => {
+                    Some(String::from_utf8_lossy(payload).into_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let out = b.poll_settled(&[printing(A, "MK4", 7)]);
+    assert_eq!(triggers(&out), ["print_started"]);
+    let out = b.poll_settled(&[printing(A, "MK4", 7)]);
+    assert!(triggers(&out).is_empty(), "once per job");
+    let mut attention = printing(A, "MK4", 7);
+    attention["printer_state"] = json!("ATTENTION");
+    attention["connect_state"] = json!("ATTENTION");
+    assert_eq!(
+        triggers(&b.poll_settled(&[attention.clone()])),
+        ["attention_needed"]
+    );
+    assert!(triggers(&b.poll_settled(&[attention])).is_empty());
+    // The job fails: job/finished and its trigger, together.
+    let mut failed = printer(A, "MK4", "IDLE");
+    failed["job_info"] = json!({"id": 7, "state": "FIN_ERROR"});
+    let first = b.poll(&[failed]);
+    let list = first
+        .reads
+        .iter()
+        .find(|r| matches!(r, Read::Jobs { .. }))
+        .expect("the job list tells how the job ended")
+        .clone();
+    let out = b.answer(list, ReadResult::Jobs(Ok(vec![job(7, JobState::FinError)])));
+    assert_eq!(out.events("pc/mk4/job/finished").len(), 1);
+    assert_eq!(triggers(&out), ["print_failed"]);
+
+    // A gateway started mid-print does not say the print started.
+    let memory = b.core.memory();
+    let mut b = Bridge::with_memory("", memory);
+    let out = introduce(&mut b, &[printing(A, "MK4", 8)], capture());
+    assert_eq!(triggers(&out), ["print_started"], "job 8 is new");
+    let memory = b.core.memory();
+    let mut b = Bridge::with_memory("", memory);
+    let out = introduce(&mut b, &[printing(A, "MK4", 8)], capture());
+    assert!(
+        triggers(&out).is_empty(),
+        "job 8 was announced before the restart"
+    );
+}
+
+#[test]
+fn a_switch_from_entity_to_device_mode_migrates_the_entities() {
+    let mut b = Bridge::new("[homeassistant]\nmode = \"entity\"");
+    introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let memory = b.core.memory();
+    assert_eq!(memory.discovery_mode.as_deref(), Some("entity"));
+
+    let mut b = Bridge::with_memory("", memory);
+    b.core.start();
+    let start = b.take();
+    let node = "prusa_connect_00000000-0000-4000-8000-0000000000aa";
+    let old_state = format!("homeassistant/sensor/{node}/state/config");
+    assert_eq!(
+        start.payload(&old_state),
+        Some(json!({"migrate_discovery": true})),
+        "the old topics say the entities move"
+    );
+    assert_eq!(
+        start.payload("homeassistant/sensor/pc_bridge/printers/config"),
+        Some(json!({"migrate_discovery": true}))
+    );
+    let topics = start.topics();
+    let bridge_device = topics
+        .iter()
+        .position(|t| t == "retain homeassistant/device/pc_bridge/config")
+        .expect("the bridge's device discovery");
+    let bridge_clear = topics
+        .iter()
+        .position(|t| t == "clear homeassistant/sensor/pc_bridge/printers/config")
+        .expect("the bridge's old topics cleared");
+    assert!(bridge_device < bridge_clear, "{topics:?}");
+    assert!(
+        !topics.iter().any(|t| t == &format!("clear {old_state}")),
+        "a printer's old topics stay until its new discovery is out"
+    );
+    let out = introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let topics = out.topics();
+    let device = topics
+        .iter()
+        .position(|t| t == &format!("retain {DEVICE}"))
+        .unwrap();
+    let cleared = topics
+        .iter()
+        .position(|t| t == &format!("clear {old_state}"))
+        .expect("then the old topics go");
+    assert!(device < cleared, "{topics:?}");
+    assert_eq!(b.core.memory().discovery_mode.as_deref(), Some("device"));
+    // The next start has nothing to migrate.
+    let mut b = Bridge::with_memory("", b.core.memory());
+    b.core.start();
+    let topics = b.take().topics();
+    assert!(!topics.iter().any(|t| t.starts_with("clear")), "{topics:?}");
+}

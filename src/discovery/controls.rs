@@ -1,0 +1,332 @@
+//! The printer's controls: which of Connect's commands become Home Assistant entities
+//! (numbers, buttons, selects), with the limits and states the printer's `supported-commands`
+//! gives. A control exists only when the printer supports its command and `commands.allow`
+//! lets it through: Home Assistant never shows a button that can only fail.
+
+use serde_json::{Value, json};
+
+use super::Entity;
+use crate::connect::model::{PrinterState, SupportedCommand};
+use crate::topics::Topics;
+
+/// A number entity that sets one value through one command.
+struct NumberKind {
+    object: &'static str,
+    name: &'static str,
+    command: &'static str,
+    arg: &'static str,
+    /// The `P/state` field that shows the value.
+    field: &'static str,
+    unit: &'static str,
+    /// When `supported-commands` gives no limit.
+    min: f64,
+    max: f64,
+    icon: &'static str,
+}
+
+const NUMBERS: &[NumberKind] = &[
+    NumberKind {
+        object: "set_nozzle_target",
+        name: "Set nozzle target",
+        command: "SET_NOZZLE_TEMPERATURE",
+        arg: "nozzle_temperature",
+        field: "target_nozzle",
+        unit: "°C",
+        min: 0.0,
+        max: 290.0,
+        icon: "mdi:printer-3d-nozzle-heat",
+    },
+    NumberKind {
+        object: "set_bed_target",
+        name: "Set bed target",
+        command: "SET_HEATBED_TEMPERATURE",
+        arg: "bed_temperature",
+        field: "target_bed",
+        unit: "°C",
+        min: 0.0,
+        max: 150.0,
+        icon: "mdi:radiator",
+    },
+    NumberKind {
+        object: "set_speed",
+        name: "Set speed",
+        command: "SET_SPEED",
+        arg: "speed",
+        field: "speed",
+        unit: "%",
+        min: 10.0,
+        max: 300.0,
+        icon: "mdi:speedometer",
+    },
+    NumberKind {
+        object: "set_flow",
+        name: "Set flow",
+        command: "SET_FLOW",
+        arg: "flow",
+        field: "flow",
+        unit: "%",
+        min: 10.0,
+        max: 150.0,
+        icon: "mdi:water-percent",
+    },
+    NumberKind {
+        object: "chamber_led",
+        name: "Chamber light",
+        command: "SET_CHAMBER_LED_INTENSITY",
+        arg: "chamber.led_intensity",
+        field: "chamber_led",
+        unit: "%",
+        min: 0.0,
+        max: 100.0,
+        icon: "mdi:led-on",
+    },
+];
+
+/// A button that sends one command, with fixed arguments.
+struct ButtonKind {
+    object: &'static str,
+    name: &'static str,
+    command: &'static str,
+    /// Sent when the command takes this argument.
+    arg: Option<(&'static str, &'static str)>,
+    icon: &'static str,
+}
+
+const BUTTONS: &[ButtonKind] = &[
+    ButtonKind {
+        object: "home",
+        name: "Home",
+        command: "HOME",
+        arg: Some(("axis", "XYZ")),
+        icon: "mdi:home-import-outline",
+    },
+    ButtonKind {
+        object: "beep",
+        name: "Beep",
+        command: "BEEP",
+        arg: None,
+        icon: "mdi:volume-high",
+    },
+    ButtonKind {
+        object: "disable_steppers",
+        name: "Disable motors",
+        command: "DISABLE_STEPPERS",
+        arg: None,
+        icon: "mdi:engine-off-outline",
+    },
+    ButtonKind {
+        object: "unload_filament",
+        name: "Unload filament",
+        command: "UNLOAD_FILAMENT",
+        arg: None,
+        icon: "mdi:tray-arrow-up",
+    },
+];
+
+/// The materials Prusa's firmware offers to load.
+pub const MATERIALS: &[&str] = &[
+    "PLA", "PETG", "ASA", "ABS", "PC", "PVB", "PA", "CPE", "HIPS", "PP", "FLEX",
+];
+
+/// The only option of "Dialog response" while no dialog is shown (Home Assistant needs one).
+pub const NO_DIALOG: &str = "(no dialog)";
+
+/// What a printer's controls are: the part of its discovery that depends on its supported
+/// commands, the allow list and the dialog it shows. Compared to decide whether discovery
+/// changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Controls {
+    /// `(index into NUMBERS, min, max, states)`.
+    numbers: Vec<(usize, f64, f64, Vec<String>)>,
+    /// `(index into BUTTONS, sends the argument, states)`.
+    buttons: Vec<(usize, bool, Vec<String>)>,
+    load_filament: Option<Vec<String>>,
+    /// The states DIALOG_ACTION runs in, and the buttons of the dialog shown now.
+    dialog: Option<(Vec<String>, Vec<String>)>,
+}
+
+impl Controls {
+    /// The controls of a printer supporting `supported`, with `allow` the allow list and
+    /// `dialog_buttons` the buttons of the dialog it shows.
+    pub fn new(
+        supported: &[SupportedCommand],
+        allow: &[String],
+        dialog_buttons: &[String],
+    ) -> Controls {
+        let usable = |command: &str| {
+            allow
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(command))
+                .then(|| supported.iter().find(|c| c.command == command))
+                .flatten()
+        };
+        let numbers = NUMBERS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, kind)| {
+                let spec = usable(kind.command)?;
+                let arg = spec.args.iter().find(|a| a.name == kind.arg)?;
+                let min = arg.min.unwrap_or(kind.min);
+                let max = arg.max.unwrap_or(kind.max).max(min);
+                Some((i, min, max, states(spec)))
+            })
+            .collect();
+        let buttons = BUTTONS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, kind)| {
+                let spec = usable(kind.command)?;
+                let with_arg = kind
+                    .arg
+                    .is_some_and(|(name, _)| spec.args.iter().any(|a| a.name == name));
+                Some((i, with_arg, states(spec)))
+            })
+            .collect();
+        Controls {
+            numbers,
+            buttons,
+            load_filament: usable("LOAD_FILAMENT").map(states),
+            dialog: usable("DIALOG_ACTION").map(|spec| (states(spec), dialog_buttons.to_vec())),
+        }
+    }
+
+    /// The entities of these controls, for printer `id`.
+    pub(super) fn entities(&self, topics: &Topics, id: &str) -> Vec<Entity> {
+        let state = topics.state(id);
+        let command = topics.command(id);
+        let mut entities = Vec::new();
+        for (i, min, max, allowed) in &self.numbers {
+            let kind = &NUMBERS[*i];
+            let field = crate::payloads::StatePayload::template_field(kind.field);
+            entities.push(Entity {
+                object: kind.object.into(),
+                component: "number",
+                options: json!({
+                    "name": kind.name,
+                    "state_topic": state,
+                    // "None" is Home Assistant's "unknown" for a number (no value yet).
+                    "value_template": format!(
+                        "{{{{ {field} if value_json is defined and {field} is not none else 'None' }}}}"
+                    ),
+                    "command_topic": command,
+                    "command_template": format!(
+                        "{{\"command\": \"{}\", \"kwargs\": {{\"{}\": {{{{ value | int }}}}}}}}",
+                        kind.command, kind.arg
+                    ),
+                    "min": min,
+                    "max": max,
+                    "step": 1,
+                    "mode": "box",
+                    "unit_of_measurement": kind.unit,
+                    "icon": kind.icon,
+                    "availability": [in_states(&state, allowed)],
+                }),
+            });
+        }
+        for (i, with_arg, allowed) in &self.buttons {
+            let kind = &BUTTONS[*i];
+            let press = match kind.arg {
+                Some((name, value)) if *with_arg => {
+                    json!({"command": kind.command, "kwargs": {name: value}}).to_string()
+                }
+                _ => kind.command.to_string(),
+            };
+            entities.push(Entity {
+                object: kind.object.into(),
+                component: "button",
+                options: json!({
+                    "name": kind.name,
+                    "command_topic": command,
+                    "payload_press": press,
+                    "icon": kind.icon,
+                    "availability": [in_states(&state, allowed)],
+                }),
+            });
+        }
+        if let Some(allowed) = &self.load_filament {
+            let material = crate::payloads::StatePayload::template_field("material");
+            entities.push(Entity {
+                object: "load_filament".into(),
+                component: "select",
+                options: json!({
+                    "name": "Load filament",
+                    "command_topic": command,
+                    "command_template": "{\"command\": \"LOAD_FILAMENT\", \"kwargs\": {\"filament\": {{ value | tojson }}}}",
+                    "options": MATERIALS,
+                    // Shows the loaded material when it is one of the options.
+                    "state_topic": state,
+                    "value_template": format!(
+                        "{{{{ {material} if value_json is defined and {material} in {} else 'None' }}}}",
+                        serde_json::to_string(MATERIALS).unwrap_or_default()
+                    ),
+                    "icon": "mdi:printer-3d-nozzle",
+                    "availability": [in_states(&state, allowed)],
+                }),
+            });
+        }
+        if let Some((allowed, buttons)) = &self.dialog {
+            let dialog = crate::payloads::StatePayload::template_field("dialog");
+            let mut in_state = in_states(&state, allowed);
+            in_state["value_template"] = json!(format!(
+                "{{{{ 'online' if value_json is defined and {dialog} and value_json.state in {} else 'offline' }}}}",
+                serde_json::to_string(allowed).unwrap_or_default()
+            ));
+            entities.push(Entity {
+                object: "dialog_response".into(),
+                component: "select",
+                options: json!({
+                    "name": "Dialog response",
+                    "command_topic": command,
+                    "command_template": "{\"command\": \"DIALOG_ACTION\", \"kwargs\": {\"button\": {{ value | tojson }}}}",
+                    "options": if buttons.is_empty() { vec![NO_DIALOG.to_string()] } else { buttons.clone() },
+                    // A choice is an action, not a state: nothing stays selected.
+                    "state_topic": state,
+                    "value_template": "{{ 'None' }}",
+                    "icon": "mdi:message-reply-text-outline",
+                    "availability": [in_state],
+                }),
+            });
+        }
+        entities
+    }
+
+    /// Every control there can be: what a removal must clear.
+    pub(super) fn all() -> Controls {
+        Controls {
+            numbers: (0..NUMBERS.len())
+                .map(|i| (i, 0.0, 0.0, Vec::new()))
+                .collect(),
+            buttons: (0..BUTTONS.len()).map(|i| (i, false, Vec::new())).collect(),
+            load_filament: Some(Vec::new()),
+            dialog: Some((Vec::new(), Vec::new())),
+        }
+    }
+}
+
+/// The states a command runs in (every state Connect knows but OFFLINE when it says none).
+fn states(spec: &SupportedCommand) -> Vec<String> {
+    match &spec.executable_from_state {
+        Some(states) if !states.is_empty() => {
+            let mut all: Vec<String> = states.iter().map(|s| s.as_str().to_string()).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        _ => PrinterState::KNOWN
+            .iter()
+            .filter(|s| **s != PrinterState::Offline.as_str())
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
+
+/// An availability entry: online while `P/state` says one of `allowed`.
+fn in_states(state_topic: &str, allowed: &[String]) -> Value {
+    json!({
+        "topic": state_topic,
+        "value_template": format!(
+            "{{{{ 'online' if value_json is defined and value_json.state in {} else 'offline' }}}}",
+            serde_json::to_string(allowed).unwrap_or_default()
+        ),
+    })
+}
