@@ -84,6 +84,8 @@ pub struct StatePayload {
     pub firmware: Option<String>,
     /// The printer type's stable firmware, when Connect lists one.
     pub firmware_latest: Option<String>,
+    /// The file "Start print" prints (chosen in "File to print").
+    pub print_file: Option<String>,
     /// 0-100.
     pub progress: Option<f64>,
     /// Seconds; null while there is no estimate.
@@ -165,6 +167,7 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
         fan_print: round1(p.active_tool().and_then(|t| t.fan_print)),
         firmware: p.firmware.clone(),
         firmware_latest: None,
+        print_file: None,
         progress: round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
         time_remaining: time_remaining.map(|t| t.round() as i64),
         time_printing: job

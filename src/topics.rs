@@ -40,6 +40,26 @@ impl Topics {
     pub fn job_finished(&self, p: &str) -> String {
         format!("{}/{p}/job/finished", self.base)
     }
+    /// The current job's thumbnail (retained bytes).
+    pub fn job_preview(&self, p: &str) -> String {
+        format!("{}/{p}/job/preview", self.base)
+    }
+    /// Input: the file "Start print" prints (a file's name or path).
+    pub fn print_file(&self, p: &str) -> String {
+        format!("{}/{p}/print_file", self.base)
+    }
+    /// Subscription filter for every printer's `print_file` topic.
+    pub fn print_file_filter(&self) -> String {
+        format!("{}/+/print_file", self.base)
+    }
+    /// The printer id of a `print_file` topic, if `topic` is one.
+    pub fn parse_print_file(&self, topic: &str) -> Option<String> {
+        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [p, "print_file"] if !p.is_empty() => Some(p.to_string()),
+            _ => None,
+        }
+    }
     /// Device triggers: `print_started`, `print_failed`... (not retained).
     pub fn trigger(&self, p: &str) -> String {
         format!("{}/{p}/trigger", self.base)

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(15);
 
 struct Setup {
-    _broker: TestBroker,
+    broker: TestBroker,
     sim: Sim,
     sub: Subscriber,
     gateway: Option<Gateway>,
@@ -35,7 +35,7 @@ impl Setup {
         })
         .await;
         Setup {
-            _broker: broker,
+            broker,
             sim,
             sub,
             gateway: Some(gateway),
@@ -312,12 +312,17 @@ async fn a_chamber_printer_gets_its_light_and_chamber_sensors() {
 async fn device_triggers_fire_for_a_start_an_attention_and_a_failure() {
     let s = Setup::start(mk4(), "").await;
     let device = s
-        .discovery(|d| d["components"].get("print_failed").is_some())
+        .discovery(|d| d["components"].get("trigger_print_failed").is_some())
         .await;
-    let failed = &device["components"]["print_failed"];
+    let failed = &device["components"]["trigger_print_failed"];
     assert_eq!(failed["platform"], "device_automation");
     assert_eq!(failed["topic"], format!("{BASE}/p/trigger"));
     assert_eq!(failed["payload"], "print_failed");
+    assert_eq!(failed["type"], "print_failed");
+    assert_eq!(
+        device["components"]["print_finished"]["platform"], "event",
+        "the event entity stays"
+    );
 
     s.sim.sim.start_job(&s.uuid, "cube.bgcode", 600, &["A"]);
     wait_until_or(
@@ -397,4 +402,85 @@ async fn switching_to_device_mode_migrates_the_entities() {
     let memory = std::fs::read_to_string(state.path().join("state.json")).unwrap();
     let memory: Value = serde_json::from_str(&memory).unwrap();
     assert_eq!(memory["discovery_mode"], "device", "{memory}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_print_is_started_from_the_file_select_and_its_thumbnail_published() {
+    let s = Setup::start(
+        mk4(),
+        "[commands]\nmax_per_second = 0\nallow = [\"START_PRINT\", \"STOP_PRINT\"]",
+    )
+    .await;
+    let added = s.sim.sim.add_file(&s.uuid, "/usb/benchy.bgcode");
+    let device = s
+        .discovery(|d| {
+            d["components"]["print_file"]["options"]
+                .as_array()
+                .is_some_and(|o| o.len() > 1)
+        })
+        .await;
+    let select = &device["components"]["print_file"];
+    assert_eq!(select["command_topic"], format!("{BASE}/p/print_file"));
+    let options: Vec<String> = select["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect();
+    // Labelled with Connect's display name.
+    assert!(options.iter().any(|o| o == "benchy"), "{options:?}");
+    // A path the printer does not have: refused here.
+    let before = s.commands_sent().len();
+    let reply = s
+        .send(r#"{"command": "START_PRINT", "kwargs": {"path": "/usb/nope.bgcode"}}"#)
+        .await;
+    assert_eq!(reply["code"], "INVALID_ARGUMENT", "{reply}");
+    assert_eq!(s.commands_sent().len(), before);
+    // What Home Assistant does: the select publishes the option, the button START_PRINT.
+    s.sub
+        .publish(&format!("{BASE}/p/print_file"), "benchy", false)
+        .await;
+    s.state_where(|v| v["print_file"] == "benchy").await;
+    let press = device["components"]["start_print"]["payload_press"]
+        .as_str()
+        .unwrap();
+    let reply = s.send(press).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(
+        s.commands_sent().last().unwrap(),
+        &json!({"command": "START_PRINT", "kwargs": {"path": added}})
+    );
+    let state = s.state_where(|v| v["state"] == "PRINTING").await;
+    assert!(
+        state["job_name"].as_str().unwrap().contains("benchy"),
+        "{state}"
+    );
+    // The job's thumbnail: fetched once with the token, retained.
+    let picture = s
+        .sub
+        .wait_for(&format!("{BASE}/p/job/preview"), WAIT, |m| {
+            !m.payload.is_empty()
+        })
+        .await;
+    assert_eq!(&picture.payload[..2], [0xFF, 0xD8], "the simulator's JPEG");
+    let later = Subscriber::connect(&s.broker, &[&format!("{BASE}/p/job/preview")]).await;
+    let kept = later
+        .wait_for(&format!("{BASE}/p/job/preview"), WAIT, |_| true)
+        .await;
+    assert!(kept.retain && kept.payload == picture.payload, "retained");
+    let fetches = || {
+        s.sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/preview"))
+            .count()
+    };
+    common::gateway::wait_polls(&s.sim, 3).await;
+    assert_eq!(fetches(), 1, "once per job");
+    assert_eq!(
+        device["components"]["job_preview"]["image_topic"],
+        format!("{BASE}/p/job/preview")
+    );
+    s.stop().await;
 }

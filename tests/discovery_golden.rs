@@ -24,14 +24,17 @@ fn device() -> PrinterDevice {
         objects: vec!["Cube A".into(), "Cube B".into()],
         cameras: vec![("414362".into(), "Buddy3D Camera".into())],
         // Every control of an MK4 (its captured supported-commands), answering a dialog.
+        // START_PRINT allowed too, with two files to choose from.
         controls: Controls::new(
             &supported_mk4().commands,
             &DEFAULT_ALLOWED_COMMANDS
                 .iter()
+                .chain(&["START_PRINT"])
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>(),
             &["Continue".to_string(), "Disable sensor".to_string()],
-        ),
+        )
+        .with_files(&["benchy.bgcode".to_string(), "cube.bgcode".to_string()]),
         features: Features {
             chamber: true,
             chamber_led: true,

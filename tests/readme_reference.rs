@@ -130,7 +130,7 @@ async fn the_readme_topic_reference_matches_what_is_published() {
         })
         .collect();
     // Inputs are never published by the gateway; everything else must have been seen.
-    let inputs = ["B/P/command", "B/P/job/reason"];
+    let inputs = ["B/P/command", "B/P/job/reason", "B/P/print_file"];
     for pattern in &patterns {
         if !inputs.contains(&pattern.as_str()) {
             assert!(

@@ -28,6 +28,10 @@ pub enum Inbound {
     JobReason {
         printer_id: String,
     },
+    /// The file "Start print" prints.
+    PrintFile {
+        printer_id: String,
+    },
     /// Not for the bridge (another subscription's echo).
     Other,
 }
@@ -97,6 +101,8 @@ impl Core {
             Inbound::Command { printer_id }
         } else if let Some(printer_id) = self.s.topics.parse_job_reason(topic) {
             Inbound::JobReason { printer_id }
+        } else if let Some(printer_id) = self.s.topics.parse_print_file(topic) {
+            Inbound::PrintFile { printer_id }
         } else {
             Inbound::Other
         }
@@ -108,7 +114,7 @@ impl Core {
         let (printer_id, is_command) = match self.classify(&msg.topic) {
             Inbound::Command { printer_id } => (printer_id, true),
             Inbound::JobReason { printer_id } => (printer_id, false),
-            Inbound::Other => return Prepared::Ignore,
+            Inbound::PrintFile { .. } | Inbound::Other => return Prepared::Ignore,
         };
         if msg.retain {
             // A broker restart must never pause a print: retained commands are not replayed.
@@ -162,6 +168,10 @@ impl Core {
             .map_err(|e| CommandReply::error(&req, e))?;
         if req.command == "CANCEL_OBJECT" {
             resolve_object_name(&mut req, live.current_detail())
+                .map_err(|e| CommandReply::error(&req, e))?;
+        }
+        if req.command == "START_PRINT" {
+            super::files::resolve_start_print(&mut req, &live.files)
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
         if req.command == "DIALOG_ACTION" {
@@ -255,7 +265,7 @@ impl Core {
     pub fn refuse(&self, msg: &Incoming, code: ErrorCode, why: &str) -> Option<Message> {
         let printer_id = match self.classify(&msg.topic) {
             Inbound::Command { printer_id } | Inbound::JobReason { printer_id } => printer_id,
-            Inbound::Other => return None,
+            Inbound::PrintFile { .. } | Inbound::Other => return None,
         };
         if msg.retain || msg.payload.is_empty() {
             return None;

@@ -419,6 +419,10 @@ impl Core {
         let triggers = controls::state_triggers(before.as_ref(), &live.printer, started);
         self.reads
             .extend(live.start_supported_read(&uuid, &mut self.budget, now));
+        let state_before = before.as_ref().map(Printer::effective_state);
+        self.reads
+            .extend(live.start_files_read(&uuid, &self.s.allow, state_before.as_ref(), now));
+        self.reads.extend(live.start_preview_read(&uuid, now));
         if jobs_changed || fresh {
             live.job_reads.list.request(now);
         }
@@ -518,6 +522,7 @@ impl Core {
             for topic in [
                 self.s.topics.state(id),
                 self.s.topics.job(id),
+                self.s.topics.job_preview(id),
                 self.s.topics.availability(id),
             ] {
                 self.out.push(Message::Clear { topic });

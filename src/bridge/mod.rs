@@ -20,6 +20,7 @@ mod controls;
 pub mod core;
 pub mod extras;
 pub mod feed;
+mod files;
 pub mod jobs;
 mod migration;
 mod notifications;
@@ -44,7 +45,11 @@ use crate::topics::Topics;
 /// MQTT subscriptions the bridge needs on every connection.
 pub fn subscriptions(config: &Config) -> Vec<String> {
     let topics = Topics::new(&config.mqtt.base_topic);
-    let mut subs = vec![topics.command_filter(), topics.job_reason_filter()];
+    let mut subs = vec![
+        topics.command_filter(),
+        topics.job_reason_filter(),
+        topics.print_file_filter(),
+    ];
     if config.homeassistant.enabled {
         subs.push(config.homeassistant.status_topic.clone());
     }

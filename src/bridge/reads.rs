@@ -2,7 +2,8 @@
 
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
 use crate::connect::model::{
-    CameraList, Job, Notification, PrinterTypes, Queue, ServerVersion, SupportedCommands, Unseen,
+    CameraList, Job, Notification, PrintFile, PrinterTypes, Queue, ServerVersion,
+    SupportedCommands, Unseen,
 };
 
 /// A request to Connect that a decision needs.
@@ -35,6 +36,16 @@ pub enum Read {
     Supported {
         uuid: String,
     },
+    /// The files the printer can print.
+    Files {
+        uuid: String,
+    },
+    /// Job `job`'s thumbnail, at Connect's `preview_url`.
+    Preview {
+        uuid: String,
+        job: i64,
+        url: String,
+    },
     Snapshot {
         uuid: String,
         camera: String,
@@ -60,6 +71,8 @@ impl Read {
             | Read::Queue { uuid }
             | Read::Cameras { uuid }
             | Read::Supported { uuid }
+            | Read::Files { uuid }
+            | Read::Preview { uuid, .. }
             | Read::Snapshot { uuid, .. } => Some(uuid),
             Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
         }
@@ -77,6 +90,8 @@ pub enum ReadResult {
     Queue(Result<(Queue, Queue), ConnectError>),
     Cameras(Result<CameraList, ConnectError>),
     Supported(Result<SupportedCommands, ConnectError>),
+    Files(Result<Vec<PrintFile>, ConnectError>),
+    Preview(Result<Vec<u8>, ConnectError>),
     Snapshot(Result<Snapshot, ConnectError>),
     PrinterTypes(Result<PrinterTypes, ConnectError>),
     Version(Result<ServerVersion, ConnectError>),
@@ -94,6 +109,8 @@ impl ReadResult {
             Read::Queue { .. } => ReadResult::Queue(Err(error)),
             Read::Cameras { .. } => ReadResult::Cameras(Err(error)),
             Read::Supported { .. } => ReadResult::Supported(Err(error)),
+            Read::Files { .. } => ReadResult::Files(Err(error)),
+            Read::Preview { .. } => ReadResult::Preview(Err(error)),
             Read::Snapshot { .. } => ReadResult::Snapshot(Err(error)),
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
             Read::Version => ReadResult::Version(Err(error)),

@@ -84,6 +84,8 @@ pub struct Live {
     pub queue: QueueInfo,
     /// `supported-commands`: what the controls and the commands' checks go by.
     pub supported: super::controls::SupportedInfo,
+    pub files: super::files::PrintFiles,
+    pub preview: super::files::Preview,
     /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
     /// it starts or changes, and once when it ends.
     pub failing: HashMap<&'static str, String>,
@@ -111,6 +113,8 @@ impl Live {
             cameras: Cameras::default(),
             queue: QueueInfo::default(),
             supported: super::controls::SupportedInfo::new(now),
+            files: Default::default(),
+            preview: Default::default(),
             failing: HashMap::new(),
         }
     }

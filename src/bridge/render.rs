@@ -36,6 +36,7 @@ impl Core {
         let online = reachable && printer.effective_state() != PrinterState::Offline;
         let mut state = payloads::state(printer, wall, &live.queue.fields);
         state.firmware_latest = firmware_latest;
+        state.print_file = live.files.selected_label();
         if live.shown_state.as_ref() != Some(&state) {
             let with_time = StatePayload {
                 updated: iso(wall),
@@ -119,6 +120,14 @@ impl Core {
                 live.supported.list.as_deref().unwrap_or_default(),
                 &self.s.allow,
                 &printer.dialog_buttons(),
+            )
+            .with_files(
+                &live
+                    .files
+                    .labels()
+                    .into_iter()
+                    .map(|(_, label)| label)
+                    .collect::<Vec<_>>(),
             ),
             features: Features::of(printer),
         };

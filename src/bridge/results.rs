@@ -59,6 +59,12 @@ impl Core {
             (Read::Supported { uuid }, ReadResult::Supported(result)) => {
                 self.on_supported(&uuid, result, now, wall)
             }
+            (Read::Files { uuid }, ReadResult::Files(result)) => {
+                self.on_files(&uuid, result, now, wall)
+            }
+            (Read::Preview { uuid, job, .. }, ReadResult::Preview(result)) => {
+                self.on_preview(&uuid, job, result, now)
+            }
             (Read::Snapshot { uuid, camera, .. }, ReadResult::Snapshot(result)) => {
                 self.on_snapshot(&uuid, &camera, result);
                 self.snapshot_reads(now);
@@ -239,6 +245,12 @@ impl Core {
                 live.feed.finish();
                 self.feed_was_read(uuid, now);
                 self.jobs_named_in(uuid, &events, now);
+                if events
+                    .iter()
+                    .any(|e| super::files::FILE_EVENTS.contains(&e.event.as_str()))
+                {
+                    self.files_changed(uuid, now);
+                }
                 if !events.is_empty() {
                     // Connect makes notifications of what printers do.
                     self.account.unseen_due = true;

@@ -232,6 +232,15 @@ impl Shell {
     fn on_incoming(&mut self, msg: Incoming) {
         let printer_id = match self.core.classify(&msg.topic) {
             Inbound::Command { printer_id } | Inbound::JobReason { printer_id } => printer_id,
+            Inbound::PrintFile { printer_id } => {
+                // A choice, not a request to Connect: taken at once, never throttled.
+                if !msg.payload.is_empty() {
+                    self.core
+                        .select_file(&printer_id, &msg.payload, crate::payloads::now_unix());
+                    self.flush();
+                }
+                return;
+            }
             Inbound::Other => return,
         };
         if self.commands.waiting() >= MAX_WAITING_COMMANDS {
@@ -419,6 +428,8 @@ async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
         ),
         Read::Cameras { uuid } => ReadResult::Cameras(connect.cameras(uuid).await),
         Read::Supported { uuid } => ReadResult::Supported(connect.supported_commands(uuid).await),
+        Read::Files { uuid } => ReadResult::Files(connect.print_files(uuid).await),
+        Read::Preview { url, .. } => ReadResult::Preview(connect.preview(url).await),
         Read::Snapshot {
             uuid,
             camera,

@@ -178,6 +178,8 @@ impl Bridge {
                 Read::Queue { .. } => ReadResult::Queue(Ok(Default::default())),
                 Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
                 Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
+                Read::Files { .. } => ReadResult::Files(Ok(Vec::new())),
+                Read::Preview { .. } => continue,
                 Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
                 Read::Version => ReadResult::Version(Ok(Default::default())),
                 Read::Unseen => ReadResult::Unseen(Ok(Default::default())),
@@ -384,6 +386,7 @@ fn ids_stay_with_their_printers_when_a_namesake_is_missing() {
             "clear homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
             "clear pc/workshop_mk4/state",
             "clear pc/workshop_mk4/job",
+            "clear pc/workshop_mk4/job/preview",
             "clear pc/workshop_mk4/availability",
         ]
     );

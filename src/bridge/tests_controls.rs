@@ -27,6 +27,8 @@ fn capture() -> SupportedCommands {
                                    "ERROR", "ATTENTION", "READY"],
          "args": [{"name": "dialog_id", "type": "integer", "required": true, "reference": "dialog_info.id"},
                   {"name": "button", "type": "string", "required": true}]},
+        {"command": "START_PRINT", "executable_from_state": ["IDLE", "READY", "FINISHED", "STOPPED"],
+         "args": [{"name": "path", "type": "string", "required": true}]},
         {"command": "SEND_GCODE", "args": [{"name": "gcode", "type": "string", "required": true}],
          "executable_from_state": not_printing}
     ]}))
@@ -297,4 +299,141 @@ fn a_switch_from_entity_to_device_mode_migrates_the_entities() {
     b.core.start();
     let topics = b.take().topics();
     assert!(!topics.iter().any(|t| t.starts_with("clear")), "{topics:?}");
+}
+
+fn files(paths: &[&str]) -> ReadResult {
+    ReadResult::Files(Ok(paths
+        .iter()
+        .map(|p| crate::connect::model::PrintFile {
+            path: p.to_string(),
+            name: p.rsplit('/').next().unwrap().to_string(),
+        })
+        .collect()))
+}
+
+fn files_read() -> Read {
+    Read::Files { uuid: A.into() }
+}
+
+#[test]
+fn files_are_read_when_a_print_can_start_and_a_chosen_one_is_printed() {
+    const ALLOW: &str = "[commands]\nallow = [\"START_PRINT\"]";
+    // Not allowed: no files read, no entities.
+    let mut b = Bridge::new("");
+    let out = introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    assert!(!components(&out).contains_key("print_file"));
+    assert!(
+        !b.poll(&[printer(A, "MK4", "IDLE")])
+            .reads
+            .contains(&files_read())
+    );
+
+    let mut b = Bridge::new(ALLOW);
+    introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
+    let out = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(out.reads.contains(&files_read()), "{:?}", out.reads);
+    let out = b.answer(files_read(), files(&["/usb/a.bgcode", "/usb/b.bgcode"]));
+    assert_eq!(
+        components(&out)["print_file"]["options"],
+        json!(["a.bgcode", "b.bgcode"])
+    );
+    assert!(components(&out).contains_key("start_print"));
+    // Not on every poll.
+    assert!(
+        !b.poll(&[printer(A, "MK4", "IDLE")])
+            .reads
+            .contains(&files_read())
+    );
+    // Nothing chosen: "Start print" has nothing to print.
+    let reply = match b.command("pc/mk4/command", "START_PRINT") {
+        Prepared::Reply(Message::Event { payload, .. }) => {
+            serde_json::from_slice::<Value>(&payload).unwrap()
+        }
+        other => panic!("refused at once, got {other:?}"),
+    };
+    assert_eq!(reply["code"], "INVALID_ARGUMENT");
+    // "File to print" chooses; P/state shows it; the button prints it.
+    b.core.select_file("mk4", b"b.bgcode", b.wall);
+    let out = b.take();
+    assert_eq!(
+        out.payload("pc/mk4/state").unwrap()["print_file"],
+        "b.bgcode"
+    );
+    let Prepared::Run(job) = b.command("pc/mk4/command", "START_PRINT") else {
+        panic!("runs")
+    };
+    let CommandTask::Command { req, .. } = &job.task else {
+        panic!("a command")
+    };
+    assert_eq!(req.kwargs["path"], "/usb/b.bgcode");
+    // A path the printer does not have is refused here.
+    match b.command(
+        "pc/mk4/command",
+        r#"{"command": "START_PRINT", "kwargs": {"path": "/usb/nope.bgcode"}}"#,
+    ) {
+        Prepared::Reply(Message::Event { payload, .. }) => {
+            let reply: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(reply["code"], "INVALID_ARGUMENT");
+            assert!(
+                reply["error"].as_str().unwrap().contains("/usb/a.bgcode"),
+                "{reply}"
+            );
+        }
+        other => panic!("refused at once, got {other:?}"),
+    }
+    // Printing, then ready again: the files are read again (a print may have added one).
+    b.poll_settled(&[printing(A, "MK4", 7)]);
+    let out = b.poll(&[printer(A, "MK4", "FINISHED")]);
+    assert!(out.reads.contains(&files_read()), "{:?}", out.reads);
+    // A file gone from the list is no longer the chosen one.
+    let out = b.answer(files_read(), files(&["/usb/a.bgcode"]));
+    assert_eq!(
+        out.payload("pc/mk4/state").unwrap()["print_file"],
+        Value::Null
+    );
+    // The feed says the files changed: read again.
+    b.core.files_changed(A, b.now);
+    assert!(
+        b.poll(&[printer(A, "MK4", "FINISHED")])
+            .reads
+            .contains(&files_read())
+    );
+}
+
+#[test]
+fn each_jobs_thumbnail_is_fetched_once_and_kept_retained() {
+    let mut b = Bridge::new("");
+    let mut job7 = printing(A, "MK4", 7);
+    job7["job_info"]["preview_url"] = json!("/app/teams/1/files/abc/preview");
+    let first = b.poll(&[job7.clone()]);
+    let preview = Read::Preview {
+        uuid: A.into(),
+        job: 7,
+        url: "/app/teams/1/files/abc/preview".into(),
+    };
+    assert!(first.reads.contains(&preview), "{:?}", first.reads);
+    let out = b.answer(preview.clone(), ReadResult::Preview(Ok(b"PNG".to_vec())));
+    assert_eq!(
+        out.messages,
+        [Message::Retain {
+            kind: crate::outbox::Kind::Data,
+            topic: "pc/mk4/job/preview".into(),
+            payload: b"PNG".to_vec()
+        }]
+    );
+    assert!(
+        !b.poll(&[job7])
+            .reads
+            .iter()
+            .any(|r| matches!(r, Read::Preview { .. }))
+    );
+    // A new job: its own thumbnail.
+    let mut job8 = printing(A, "MK4", 8);
+    job8["job_info"]["preview_url"] = json!("/app/teams/1/files/def/preview");
+    assert!(
+        b.poll(&[job8])
+            .reads
+            .iter()
+            .any(|r| matches!(r, Read::Preview { job: 8, .. }))
+    );
 }

@@ -484,6 +484,35 @@ impl ConnectClient {
             .await
     }
 
+    /// The files the printer can print (the first 100).
+    pub async fn print_files(&self, uuid: &str) -> Result<Vec<PrintFile>, ConnectError> {
+        let body: Value = self
+            .get_json(
+                &format!("/app/printers/{uuid}/files"),
+                &[("limit", "100".into())],
+            )
+            .await?;
+        Ok(crate::connect::model::print_files(&body))
+    }
+
+    /// A job's thumbnail. `path` is Connect's `preview_url`: only a path on Connect is
+    /// fetched (the bearer token goes to no other host).
+    pub async fn preview(&self, path: &str) -> Result<Vec<u8>, ConnectError> {
+        if !path.starts_with('/') || path.starts_with("//") {
+            return Err(ConnectError::Transport(format!(
+                "the preview URL {path:?} is not a path on Connect: not fetched"
+            )));
+        }
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let query: Vec<(&str, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let resp = self.send(Method::GET, path, &query, None, &[]).await?;
+        self.abortable(check_and_read(resp, self.max_body)).await
+    }
+
     pub async fn storages(&self, uuid: &str) -> Result<Opaque, ConnectError> {
         self.get_json(&format!("/app/printers/{uuid}/storages"), &[])
             .await

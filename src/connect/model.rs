@@ -643,6 +643,48 @@ pub struct ServerVersion {
 /// `/files` and `/storages` are passed on as they come; their shape is not pinned down.
 pub type Opaque = BTreeMap<String, Value>;
 
+/// A file the printer can print (`GET /app/printers/{uuid}/files`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintFile {
+    /// What START_PRINT takes.
+    pub path: String,
+    /// What a person sees.
+    pub name: String,
+}
+
+/// The printable files of a `/files` answer: items with a `path`, folders left out; any item
+/// of another shape is skipped.
+pub fn print_files(body: &Value) -> Vec<PrintFile> {
+    let items = body
+        .get("files")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter(|f| {
+            f.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| !t.eq_ignore_ascii_case("FOLDER"))
+        })
+        .filter_map(|f| {
+            let path = f.get("path")?.as_str()?.trim();
+            if path.is_empty() {
+                return None;
+            }
+            let name = ["display_name", "name"]
+                .iter()
+                .find_map(|k| f.get(*k).and_then(Value::as_str))
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path));
+            Some(PrintFile {
+                path: path.to_string(),
+                name: name.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Connect's JSON error body: `{"code": "UNAUTHORIZED", "message": "..."}`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct ApiError {

@@ -143,7 +143,12 @@ pub struct Controls {
     load_filament: Option<Vec<String>>,
     /// The states DIALOG_ACTION runs in, and the buttons of the dialog shown now.
     dialog: Option<(Vec<String>, Vec<String>)>,
+    /// The states START_PRINT runs in, and the labels of the printer's files.
+    start_print: Option<(Vec<String>, Vec<String>)>,
 }
+
+/// The only option of "File to print" while the printer's files are not known.
+pub const NO_FILES: &str = "(no files)";
 
 impl Controls {
     /// The controls of a printer supporting `supported`, with `allow` the allow list and
@@ -187,7 +192,16 @@ impl Controls {
             buttons,
             load_filament: usable("LOAD_FILAMENT").map(states),
             dialog: usable("DIALOG_ACTION").map(|spec| (states(spec), dialog_buttons.to_vec())),
+            start_print: usable("START_PRINT").map(|spec| (states(spec), Vec::new())),
         }
+    }
+
+    /// The printer's files, for "File to print" (when START_PRINT is usable).
+    pub fn with_files(mut self, labels: &[String]) -> Controls {
+        if let Some((_, files)) = &mut self.start_print {
+            *files = labels.to_vec();
+        }
+        self
     }
 
     /// The entities of these controls, for printer `id`.
@@ -287,6 +301,9 @@ impl Controls {
                 }),
             });
         }
+        if let Some((allowed, files)) = &self.start_print {
+            entities.extend(start_print(topics, id, allowed, files));
+        }
         entities
     }
 
@@ -299,6 +316,7 @@ impl Controls {
             buttons: (0..BUTTONS.len()).map(|i| (i, false, Vec::new())).collect(),
             load_filament: Some(Vec::new()),
             dialog: Some((Vec::new(), Vec::new())),
+            start_print: Some((Vec::new(), Vec::new())),
         }
     }
 }
@@ -329,4 +347,44 @@ fn in_states(state_topic: &str, allowed: &[String]) -> Value {
             serde_json::to_string(allowed).unwrap_or_default()
         ),
     })
+}
+
+/// "File to print" and "Start print": the select tells the gateway the file, the button
+/// prints it (a bare START_PRINT).
+fn start_print(topics: &Topics, id: &str, allowed: &[String], files: &[String]) -> Vec<Entity> {
+    let state = topics.state(id);
+    let chosen = crate::payloads::StatePayload::template_field("print_file");
+    let mut ready = in_states(&state, allowed);
+    ready["value_template"] = json!(format!(
+        "{{{{ 'online' if value_json is defined and {chosen} and value_json.state in {} else 'offline' }}}}",
+        serde_json::to_string(allowed).unwrap_or_default()
+    ));
+    vec![
+        Entity {
+            object: "print_file".into(),
+            component: "select",
+            options: json!({
+                "name": "File to print",
+                "command_topic": topics.print_file(id),
+                "options": if files.is_empty() { vec![NO_FILES.to_string()] } else { files.to_vec() },
+                "state_topic": state,
+                "value_template": format!(
+                    "{{{{ {chosen} if value_json is defined and {chosen} else 'None' }}}}"
+                ),
+                "icon": "mdi:file-outline",
+                "availability": [in_states(&state, allowed)],
+            }),
+        },
+        Entity {
+            object: "start_print".into(),
+            component: "button",
+            options: json!({
+                "name": "Start print",
+                "command_topic": topics.command(id),
+                "payload_press": "START_PRINT",
+                "icon": "mdi:printer-3d",
+                "availability": [ready],
+            }),
+        },
+    ]
 }

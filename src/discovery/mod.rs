@@ -10,7 +10,7 @@ mod printer;
 
 use serde_json::{Map, Value, json};
 
-pub use controls::{Controls, MATERIALS, NO_DIALOG};
+pub use controls::{Controls, MATERIALS, NO_DIALOG, NO_FILES};
 pub use printer::TRIGGERS;
 
 use crate::config::DiscoveryMode;
@@ -428,6 +428,28 @@ mod tests {
             }
             assert!(checked > 25, "only {checked} templates");
         }
+    }
+
+    /// Device mode packs the entities into one map by object: no two may share one.
+    #[test]
+    fn no_two_entities_share_an_object_id() {
+        let discovery = |mode| Discovery {
+            prefix: "homeassistant".into(),
+            mode,
+            topics: Topics::new("pc"),
+        };
+        let device = PrinterDevice {
+            cameras: vec![("1".into(), "Top".into())],
+            controls: Controls::all(),
+            features: Features::all(),
+            ..PrinterDevice::bare("u", "p", "P")
+        };
+        let entities = discovery(DiscoveryMode::Entity).printer(&device).len();
+        let packed = discovery(DiscoveryMode::Device).printer(&device);
+        assert_eq!(
+            packed[0].1["components"].as_object().unwrap().len(),
+            entities
+        );
     }
 
     /// Every `value_json.<field>` a template reads from `P/state` is a field of the payload.

@@ -10,12 +10,13 @@ use crate::payloads::StatePayload;
 
 /// The device triggers of a printer: `(object, type, payload on P/trigger)`. Home Assistant's
 /// automation editor offers them as "when <printer> <type>".
+/// (The objects are prefixed: "print_finished" is also the event entity's.)
 pub const TRIGGERS: &[(&str, &str)] = &[
-    ("print_started", "print_started"),
-    ("print_finished", "print_finished"),
-    ("print_failed", "print_failed"),
-    ("print_stopped", "print_stopped"),
-    ("attention_needed", "attention_needed"),
+    ("trigger_print_started", "print_started"),
+    ("trigger_print_finished", "print_finished"),
+    ("trigger_print_failed", "print_failed"),
+    ("trigger_print_stopped", "print_stopped"),
+    ("trigger_attention_needed", "attention_needed"),
 ];
 
 impl Discovery {
@@ -337,6 +338,16 @@ impl Discovery {
             ));
             entities.push(sensor("fan_print", "Print fan", "fan_print", fan));
         }
+        entities.push(Entity {
+            object: "job_preview".into(),
+            component: "image",
+            options: json!({
+                "name": "Print preview",
+                "image_topic": self.topics.job_preview(id),
+                "content_type": "image/png",
+                "icon": "mdi:image-outline",
+            }),
+        });
         let firmware = StatePayload::template_field("firmware");
         let latest = StatePayload::template_field("firmware_latest");
         entities.push(Entity {
@@ -361,13 +372,13 @@ impl Discovery {
     fn triggers(&self, id: &str) -> Vec<Entity> {
         TRIGGERS
             .iter()
-            .map(|(kind, payload)| Entity {
-                object: (*kind).into(),
+            .map(|(object, payload)| Entity {
+                object: (*object).into(),
                 component: "device_automation",
                 options: json!({
                     "automation_type": "trigger",
                     "topic": self.topics.trigger(id),
-                    "type": kind,
+                    "type": payload,
                     "subtype": "printer",
                     "payload": payload,
                 }),

@@ -1,0 +1,300 @@
+//! Starting a print from Home Assistant, and the current print's thumbnail.
+//!
+//! The printer's files are read only while START_PRINT is usable (on the allow list and
+//! supported): when the printer is first seen, when it becomes ready for a print (IDLE,
+//! READY, FINISHED, STOPPED) and when its feed says its files changed; not on every poll.
+//! "File to print" (`P/print_file`) picks one; "Start print" (a bare `START_PRINT`) prints
+//! it. The thumbnail of each job is fetched once and kept retained on `P/job/preview`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::core::Core;
+use super::reads::Read;
+use super::registry::Live;
+use super::schedule::{Due, backoff};
+use crate::command::{CommandError, CommandRequest, ErrorCode};
+use crate::connect::client::ConnectError;
+use crate::connect::model::{PrintFile, PrinterState};
+use crate::outbox::{Kind, Message};
+
+/// A failed read of the files or a thumbnail is tried again after this, doubling...
+const RETRY: Duration = Duration::from_secs(30);
+/// ...up to this.
+const RETRY_MAX: Duration = Duration::from_secs(1800);
+/// Feed events that mean the printer's files changed.
+pub const FILE_EVENTS: &[&str] = &[
+    "FILE_CHANGED",
+    "MEDIUM_INSERTED",
+    "MEDIUM_EJECTED",
+    "TRANSFER_FINISHED",
+];
+
+/// The printer's files and the one chosen to print.
+#[derive(Debug, Clone, Default)]
+pub struct PrintFiles {
+    pub list: Option<Vec<PrintFile>>,
+    pub due: Due,
+    pub failures: u32,
+    /// A path of `list`.
+    pub selected: Option<String>,
+}
+
+impl PrintFiles {
+    /// Unique labels of the files, for the select: `(path, label)`.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        let list = self.list.as_deref().unwrap_or_default();
+        list.iter()
+            .map(|f| {
+                let repeated = list.iter().filter(|o| o.name == f.name).count() > 1;
+                let label = if repeated {
+                    format!("{} ({})", f.name, f.path)
+                } else {
+                    f.name.clone()
+                };
+                (f.path.clone(), label)
+            })
+            .collect()
+    }
+
+    pub fn selected_label(&self) -> Option<String> {
+        let selected = self.selected.as_ref()?;
+        self.labels()
+            .into_iter()
+            .find(|(path, _)| path == selected)
+            .map(|(_, label)| label)
+    }
+
+    /// The path a file is known by: its path or its label.
+    fn find(&self, wanted: &str) -> Option<String> {
+        let wanted = wanted.trim();
+        self.labels()
+            .into_iter()
+            .find(|(path, label)| path == wanted || label == wanted)
+            .map(|(path, _)| path)
+    }
+}
+
+/// The thumbnail of the current job, fetched once per job.
+#[derive(Debug, Clone, Default)]
+pub struct Preview {
+    /// The job whose thumbnail is published (or being fetched).
+    pub job: Option<i64>,
+    pub due: Due,
+    pub failures: u32,
+}
+
+fn ready_for_a_print(state: &PrinterState) -> bool {
+    matches!(
+        state,
+        PrinterState::Idle | PrinterState::Ready | PrinterState::Finished | PrinterState::Stopped
+    )
+}
+
+impl Live {
+    /// Whether START_PRINT may be sent to this printer (allowed and supported).
+    pub fn can_start_prints(&self, allow: &[String]) -> bool {
+        allow.iter().any(|a| a.eq_ignore_ascii_case("START_PRINT"))
+            && self
+                .supported
+                .list
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|c| c.command == "START_PRINT"))
+    }
+
+    /// Starts the read of the printer's files when it is due; `before` is the printer's
+    /// state at the previous poll.
+    pub fn start_files_read(
+        &mut self,
+        uuid: &str,
+        allow: &[String],
+        before: Option<&PrinterState>,
+        now: Instant,
+    ) -> Option<Read> {
+        if !self.can_start_prints(allow) {
+            return None;
+        }
+        let state = self.printer.effective_state();
+        let became_ready =
+            ready_for_a_print(&state) && before.is_none_or(|b| !ready_for_a_print(b));
+        if self.files.list.is_none() && !self.files.due.is_requested() && self.files.failures == 0
+            || became_ready
+        {
+            self.files.due.request(now);
+        }
+        self.files.due.start(now).then(|| Read::Files {
+            uuid: uuid.to_string(),
+        })
+    }
+
+    /// Starts fetching the current job's thumbnail, once per job.
+    pub fn start_preview_read(&mut self, uuid: &str, now: Instant) -> Option<Read> {
+        let job = self.printer.job_info.as_ref()?;
+        let (id, url) = (job.id?, job.preview_url.clone()?);
+        if self.preview.job != Some(id) {
+            self.preview = Preview {
+                job: Some(id),
+                due: Due::now(now),
+                failures: 0,
+            };
+        }
+        self.preview.due.start(now).then(|| Read::Preview {
+            uuid: uuid.to_string(),
+            job: id,
+            url,
+        })
+    }
+}
+
+impl Core {
+    pub(super) fn on_files(
+        &mut self,
+        uuid: &str,
+        result: Result<Vec<PrintFile>, ConnectError>,
+        now: Instant,
+        wall: f64,
+    ) {
+        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) else {
+            return;
+        };
+        match result {
+            Ok(list) => {
+                live.succeeded("files");
+                live.files.due.finish();
+                live.files.failures = 0;
+                if let Some(selected) = &live.files.selected
+                    && !list.iter().any(|f| &f.path == selected)
+                {
+                    live.files.selected = None;
+                }
+                live.files.list = Some(list);
+            }
+            Err(e) => {
+                live.failed("files", &e.to_string());
+                let wait = backoff(RETRY, live.files.failures, RETRY_MAX);
+                live.files.failures += 1;
+                live.files.due.retry(now + wait);
+            }
+        }
+        self.render(uuid, wall);
+    }
+
+    pub(super) fn on_preview(
+        &mut self,
+        uuid: &str,
+        job: i64,
+        result: Result<Vec<u8>, ConnectError>,
+        now: Instant,
+    ) {
+        let Some(entry) = self.registry.get_mut(uuid) else {
+            return;
+        };
+        let id = entry.id().unwrap_or_default().to_string();
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        if live.preview.job != Some(job) {
+            return; // another job started meanwhile
+        }
+        match result {
+            Ok(bytes) => {
+                live.succeeded("thumbnail");
+                live.preview.due.finish();
+                let topic = self.s.topics.job_preview(&id);
+                self.publish(Message::Retain {
+                    kind: Kind::Data,
+                    topic,
+                    payload: bytes,
+                });
+            }
+            Err(ConnectError::Api { status: 404, .. }) => {
+                live.preview.due.finish(); // none for this job
+            }
+            Err(e) => {
+                live.failed("thumbnail", &e.to_string());
+                let wait = backoff(RETRY, live.preview.failures, RETRY_MAX);
+                live.preview.failures += 1;
+                live.preview.due.retry(now + wait);
+            }
+        }
+    }
+
+    /// The feed said the printer's files changed: read them again.
+    pub(super) fn files_changed(&mut self, uuid: &str, now: Instant) {
+        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
+            && live.files.list.is_some()
+        {
+            live.files.due.request(now);
+        }
+    }
+
+    /// A message on `P/print_file`: the file "Start print" prints.
+    pub(super) fn select_file(&mut self, printer_id: &str, payload: &[u8], wall: f64) {
+        let Some(entry) = self.registry.by_id(printer_id) else {
+            return;
+        };
+        let uuid = entry.uuid.clone();
+        let Some(live) = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut()) else {
+            return;
+        };
+        let wanted = String::from_utf8_lossy(payload);
+        match live.files.find(&wanted) {
+            Some(path) => live.files.selected = Some(path),
+            None => {
+                tracing::warn!(
+                    "{printer_id}: no file {wanted:?} to print (the printer's files were read {})",
+                    if live.files.list.is_some() {
+                        "and it is not among them"
+                    } else {
+                        "not yet"
+                    }
+                );
+                return;
+            }
+        }
+        self.render(&uuid, wall);
+    }
+}
+
+/// Checks a START_PRINT against the printer's files: a path or a file's label is taken; no
+/// path prints the file chosen in "File to print".
+pub fn resolve_start_print(
+    req: &mut CommandRequest,
+    files: &PrintFiles,
+) -> Result<(), CommandError> {
+    let given = req.kwargs.get("path").cloned();
+    let path = match given {
+        None | Some(serde_json::Value::Null) => files.selected.clone().ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::InvalidArgument,
+                "no file chosen: pick one in \"File to print\" or send kwargs.path",
+            )
+        })?,
+        Some(serde_json::Value::String(p)) => match (&files.list, files.find(&p)) {
+            (_, Some(path)) => path,
+            // Not read (yet): Connect checks it.
+            (None, None) => p,
+            (Some(list), None) => {
+                let names: Vec<&str> = list.iter().take(10).map(|f| f.path.as_str()).collect();
+                return Err(CommandError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "{p:?} is not one of the printer's files ({}{})",
+                        names.join(", "),
+                        if list.len() > 10 { ", ..." } else { "" }
+                    ),
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(CommandError::new(
+                ErrorCode::InvalidArgument,
+                "START_PRINT argument \"path\" must be a string",
+            ));
+        }
+    };
+    req.kwargs.insert("path".into(), json!(path));
+    Ok(())
+}
