@@ -222,8 +222,9 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     }
 }
 
-/// The entity ids Home Assistant gives the discovery's entities: `<platform>.<object_id>`,
-/// from the discovery code itself, not guessed from names.
+/// The entity ids Home Assistant gives the discovery's entities (`default_entity_id`), from
+/// the discovery code itself, not guessed from names. The controls that depend on the
+/// printer's supported commands are not listed.
 fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> {
     let discovery = Discovery {
         prefix: config.homeassistant.discovery_prefix.clone(),
@@ -234,10 +235,9 @@ fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> 
     discovery
         .printer(&device)
         .iter()
-        .filter_map(|(topic, payload)| {
-            let platform = topic.split('/').nth(1)?;
-            let object_id = payload.get("object_id").and_then(Value::as_str)?;
-            Some(format!("{platform}.{object_id}"))
+        .filter_map(|(_, payload)| {
+            let entity_id = payload.get("default_entity_id").and_then(Value::as_str)?;
+            Some(entity_id.to_string())
         })
         .collect()
 }

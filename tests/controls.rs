@@ -379,26 +379,37 @@ async fn switching_to_device_mode_migrates_the_entities() {
     sub.wait_for_after(mark, &old, WAIT, |m| m.payload.is_empty())
         .await;
     gateway.stop().await;
-    // On the old topic: the migration request, then (after the device discovery) the clear.
-    let seen: Vec<(String, String)> = sub
+    // On the old topic: the migration request (not retained), the clear, then the device
+    // discovery.
+    let seen: Vec<(String, String, bool)> = sub
         .messages_since(mark)
         .into_iter()
         .filter(|m| m.topic == old || m.topic == device)
-        .map(|m| (m.topic.clone(), m.text()))
+        .map(|m| (m.topic.clone(), m.text(), m.retain))
         .collect();
     let migrate = seen
         .iter()
-        .position(|(t, p)| *t == old && p == r#"{"migrate_discovery":true}"#)
+        .position(|(t, p, _)| *t == old && p == r#"{"migrate_discovery":true}"#)
         .expect("migrate_discovery on the old topic");
-    let new = seen
-        .iter()
-        .position(|(t, p)| *t == device && !p.is_empty())
-        .unwrap();
     let cleared = seen
         .iter()
-        .position(|(t, p)| *t == old && p.is_empty())
+        .position(|(t, p, _)| *t == old && p.is_empty())
         .unwrap();
-    assert!(migrate < new && new < cleared, "{seen:?}");
+    let new = seen
+        .iter()
+        .position(|(t, p, _)| *t == device && !p.is_empty())
+        .unwrap();
+    assert!(migrate < cleared && cleared < new, "{seen:?}");
+    // A retained value would reach a new subscriber before a message published after it
+    // subscribed.
+    let later = Subscriber::connect(&broker, &[&old, "test/marker"]).await;
+    sub.publish("test/marker", "x", false).await;
+    later.wait_for("test/marker", WAIT, |_| true).await;
+    assert!(
+        later.on(&old).iter().all(|m| m.payload.is_empty()),
+        "nothing stays retained on the old topic: {:?}",
+        later.on(&old)
+    );
     let memory = std::fs::read_to_string(state.path().join("state.json")).unwrap();
     let memory: Value = serde_json::from_str(&memory).unwrap();
     assert_eq!(memory["discovery_mode"], "device", "{memory}");

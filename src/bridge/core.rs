@@ -145,14 +145,21 @@ impl Core {
         core
     }
 
-    /// What to publish at start: the bridge's own discovery.
+    /// What to publish at start: the bridge's own discovery (after the first poll when its
+    /// entities move to another discovery mode).
     pub fn start(&mut self) {
+        if !self.bridge_migrating() {
+            self.publish_bridge_discovery();
+        }
+    }
+
+    fn publish_bridge_discovery(&mut self) {
+        self.finish_migration(super::migration::BRIDGE);
         if let Some(d) = &self.s.discovery {
             for (topic, payload) in d.bridge() {
                 self.out
                     .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
             }
-            self.finish_migration(super::migration::BRIDGE);
         }
     }
 
@@ -453,6 +460,9 @@ impl Core {
     /// reads and pictures that are due are asked for, `bridge/info` is published. Returns
     /// how long to wait for the next poll.
     pub fn list_end(&mut self, now: Instant, auth: AuthStatus) -> Duration {
+        if self.bridge_migrating() {
+            self.publish_bridge_discovery();
+        }
         self.forget_missing();
         self.scheduled_feed_reads(now, self.interval(now));
         // Unseen notifications: after a printer changed, at most every few active polls.

@@ -1,12 +1,18 @@
 //! A switch of `homeassistant.mode` (entity -> device after upgrading Home Assistant, or
 //! back) moves the entities with Home Assistant's `migrate_discovery` protocol, so they keep
-//! their entity ids and history: `{"migrate_discovery": true}` on each old discovery topic
-//! (Home Assistant unloads the entity and keeps its registry entry), then the new discovery
-//! (same unique ids: the entity comes back as it was), then the old topics cleared. The mode
-//! in use is remembered in the state file.
+//! their entity ids and history:
+//! 1. at start, `{"migrate_discovery": true}` on each old discovery topic, as a message that
+//!    is not retained: Home Assistant unloads the entity and keeps its registry entry;
+//! 2. a poll later at the earliest (the bridge at the end of the first poll, a printer when
+//!    it is first published), the old topics cleared: the entity is unloaded, so this is no
+//!    conflict (cleared after the new discovery, Home Assistant warns that the old topic
+//!    conflicts with it);
+//! 3. then the new discovery, with the same unique ids: the entity comes back as it was.
+//!
+//! The mode in use is remembered in the state file.
 
 use crate::config::DiscoveryMode;
-use crate::outbox::{Kind, Message};
+use crate::outbox::Message;
 
 use super::core::Core;
 
@@ -54,18 +60,20 @@ impl Core {
         }
         let bridge = discovery.bridge_topics_in(old);
         for topic in bridge.iter().chain(owed.iter().flat_map(|(_, t)| t)) {
-            self.out.push(Message::retain(
-                Kind::Discovery,
-                topic.clone(),
-                migrate.clone(),
-            ));
+            self.out
+                .push(Message::event(topic.clone(), migrate.clone()));
         }
         self.migrating.extend(owed);
         self.migrating.insert(BRIDGE.into(), bridge);
     }
 
-    /// The old-mode topics of `key` (a printer uuid, or the bridge) are cleared: its new
-    /// discovery was just queued after them.
+    /// Whether the bridge's discovery waits for its migration (see the module's steps).
+    pub(super) fn bridge_migrating(&self) -> bool {
+        self.migrating.contains_key(BRIDGE)
+    }
+
+    /// Clears the old-mode topics of `key` (a printer uuid, or the bridge), before its new
+    /// discovery.
     pub(super) fn finish_migration(&mut self, key: &str) {
         for topic in self.migrating.remove(key).unwrap_or_default() {
             self.out.push(Message::Clear { topic });

@@ -135,6 +135,10 @@ impl Core {
             return;
         }
         let messages = discovery.printer(&device);
+        let migrating = self.migrating.remove(uuid).unwrap_or_default();
+        for topic in migrating {
+            self.out.push(Message::Clear { topic });
+        }
         // Entities that went (a camera removed): their configs go too. After a restart the
         // state file knows which cameras the last discovery had.
         let old_cameras = match &live.device {
@@ -152,6 +156,5 @@ impl Core {
         }
         entry.record.cameras = device.cameras.clone();
         live.device = Some(device);
-        self.finish_migration(uuid);
     }
 }

@@ -259,40 +259,34 @@ fn a_switch_from_entity_to_device_mode_migrates_the_entities() {
     let start = b.take();
     let node = "prusa_connect_00000000-0000-4000-8000-0000000000aa";
     let old_state = format!("homeassistant/sensor/{node}/state/config");
+    let old_bridge = "homeassistant/sensor/pc_bridge/printers/config";
+    // 1. The old topics say the entities move (not retained: a message, not a config).
     assert_eq!(
-        start.payload(&old_state),
-        Some(json!({"migrate_discovery": true})),
-        "the old topics say the entities move"
+        start.events(&old_state),
+        [json!({"migrate_discovery": true})]
     );
     assert_eq!(
-        start.payload("homeassistant/sensor/pc_bridge/printers/config"),
-        Some(json!({"migrate_discovery": true}))
+        start.events(old_bridge),
+        [json!({"migrate_discovery": true})]
     );
-    let topics = start.topics();
-    let bridge_device = topics
-        .iter()
-        .position(|t| t == "retain homeassistant/device/pc_bridge/config")
-        .expect("the bridge's device discovery");
-    let bridge_clear = topics
-        .iter()
-        .position(|t| t == "clear homeassistant/sensor/pc_bridge/printers/config")
-        .expect("the bridge's old topics cleared");
-    assert!(bridge_device < bridge_clear, "{topics:?}");
     assert!(
-        !topics.iter().any(|t| t == &format!("clear {old_state}")),
-        "a printer's old topics stay until its new discovery is out"
+        start.topics().iter().all(|t| t.starts_with("event")),
+        "nothing else before a poll: {:?}",
+        start.topics()
     );
+    // 2. and 3., a poll later: the old topics cleared, then the new discovery.
     let out = introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
     let topics = out.topics();
-    let device = topics
-        .iter()
-        .position(|t| t == &format!("retain {DEVICE}"))
-        .unwrap();
-    let cleared = topics
-        .iter()
-        .position(|t| t == &format!("clear {old_state}"))
-        .expect("then the old topics go");
-    assert!(device < cleared, "{topics:?}");
+    let at = |wanted: &str| {
+        topics
+            .iter()
+            .position(|t| t == wanted)
+            .unwrap_or_else(|| panic!("no {wanted} in {topics:?}"))
+    };
+    assert!(
+        at(&format!("clear {old_bridge}")) < at("retain homeassistant/device/pc_bridge/config")
+    );
+    assert!(at(&format!("clear {old_state}")) < at(&format!("retain {DEVICE}")));
     assert_eq!(b.core.memory().discovery_mode.as_deref(), Some("device"));
     // The next start has nothing to migrate.
     let mut b = Bridge::with_memory("", b.core.memory());
