@@ -59,13 +59,7 @@ impl Setup {
     }
 
     fn commands_sent(&self) -> Vec<Value> {
-        self.sim
-            .sim
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/commands/sync"))
-            .map(|r| serde_json::from_str(&r.body).unwrap())
-            .collect()
+        self.sim.commands_sent()
     }
 
     /// Publishes a command and returns its one reply.

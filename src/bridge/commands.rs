@@ -322,7 +322,7 @@ impl Core {
                 if let Some(live) = live {
                     // Read again, for the next command and for the controls.
                     live.supported.stale = true;
-                    live.supported.due.request(now);
+                    live.supported.due.due.request(now);
                 }
                 Some(now + POLL_AFTER_COMMAND)
             }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::core::Core;
 use super::reads::Read;
 use super::registry::Live;
-use super::schedule::backoff;
+use super::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{DialogInfo, Printer, PrinterState, SupportedCommand};
@@ -28,10 +28,9 @@ pub struct SupportedInfo {
     /// Connect refused a command: the list may be out of date; commands read it afresh
     /// (the controls keep showing the old one until then).
     pub stale: bool,
-    pub due: super::schedule::Due,
+    pub due: Retried,
     /// The firmware the list was read for: a new firmware may support other commands.
     pub firmware: Option<String>,
-    pub failures: u32,
 }
 
 impl SupportedInfo {
@@ -39,9 +38,8 @@ impl SupportedInfo {
         SupportedInfo {
             list: None,
             stale: false,
-            due: super::schedule::Due::now(now),
+            due: Retried::now(now),
             firmware: None,
-            failures: 0,
         }
     }
 
@@ -67,12 +65,12 @@ impl Live {
         now: Instant,
     ) -> Option<Read> {
         if self.printer.firmware != self.supported.firmware && self.supported.list.is_some() {
-            self.supported.due.request(now);
+            self.supported.due.due.request(now);
         }
         if *budget == 0 {
             return None;
         }
-        self.supported.due.start(now).then(|| {
+        self.supported.due.due.start(now).then(|| {
             *budget -= 1;
             self.supported.firmware = self.printer.firmware.clone();
             Read::Supported {
@@ -128,19 +126,14 @@ impl Core {
         match result {
             Ok(s) => {
                 live.succeeded("supported commands");
-                live.supported.due.finish();
-                live.supported.failures = 0;
+                live.supported.due.succeeded();
                 live.supported.set(s.commands);
             }
             Err(e) => {
                 live.failed("supported commands", &e.to_string());
-                let wait = backoff(
-                    SUPPORTED_RETRY,
-                    live.supported.failures,
-                    SUPPORTED_RETRY_MAX,
-                );
-                live.supported.failures += 1;
-                live.supported.due.retry(now + wait);
+                live.supported
+                    .due
+                    .failed(now, SUPPORTED_RETRY, SUPPORTED_RETRY_MAX);
             }
         }
         self.render(uuid, wall);

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::core::Core;
 use super::reads::Read;
 use super::registry::Live;
-use super::schedule::{Due, backoff};
+use super::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{PrintFile, PrinterState};
@@ -36,8 +36,7 @@ pub const FILE_EVENTS: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct PrintFiles {
     pub list: Option<Vec<PrintFile>>,
-    pub due: Due,
-    pub failures: u32,
+    pub due: Retried,
     /// A path of `list`.
     pub selected: Option<String>,
 }
@@ -82,8 +81,7 @@ impl PrintFiles {
 pub struct Preview {
     /// The job whose thumbnail is published (or being fetched).
     pub job: Option<i64>,
-    pub due: Due,
-    pub failures: u32,
+    pub due: Retried,
 }
 
 fn ready_for_a_print(state: &PrinterState) -> bool {
@@ -119,12 +117,13 @@ impl Live {
         let state = self.printer.effective_state();
         let became_ready =
             ready_for_a_print(&state) && before.is_none_or(|b| !ready_for_a_print(b));
-        if self.files.list.is_none() && !self.files.due.is_requested() && self.files.failures == 0
-            || became_ready
-        {
-            self.files.due.request(now);
+        let never_asked = self.files.list.is_none()
+            && !self.files.due.due.is_requested()
+            && !self.files.due.has_failed();
+        if never_asked || became_ready {
+            self.files.due.due.request(now);
         }
-        self.files.due.start(now).then(|| Read::Files {
+        self.files.due.due.start(now).then(|| Read::Files {
             uuid: uuid.to_string(),
         })
     }
@@ -136,11 +135,10 @@ impl Live {
         if self.preview.job != Some(id) {
             self.preview = Preview {
                 job: Some(id),
-                due: Due::now(now),
-                failures: 0,
+                due: Retried::now(now),
             };
         }
-        self.preview.due.start(now).then(|| Read::Preview {
+        self.preview.due.due.start(now).then(|| Read::Preview {
             uuid: uuid.to_string(),
             job: id,
             url,
@@ -162,8 +160,7 @@ impl Core {
         match result {
             Ok(list) => {
                 live.succeeded("files");
-                live.files.due.finish();
-                live.files.failures = 0;
+                live.files.due.succeeded();
                 if let Some(selected) = &live.files.selected
                     && !list.iter().any(|f| &f.path == selected)
                 {
@@ -173,9 +170,7 @@ impl Core {
             }
             Err(e) => {
                 live.failed("files", &e.to_string());
-                let wait = backoff(RETRY, live.files.failures, RETRY_MAX);
-                live.files.failures += 1;
-                live.files.due.retry(now + wait);
+                live.files.due.failed(now, RETRY, RETRY_MAX);
             }
         }
         self.render(uuid, wall);
@@ -201,7 +196,7 @@ impl Core {
         match result {
             Ok(bytes) => {
                 live.succeeded("thumbnail");
-                live.preview.due.finish();
+                live.preview.due.succeeded();
                 let topic = self.s.topics.job_preview(&id);
                 self.publish(Message::Retain {
                     kind: Kind::Data,
@@ -210,13 +205,11 @@ impl Core {
                 });
             }
             Err(ConnectError::Api { status: 404, .. }) => {
-                live.preview.due.finish(); // none for this job
+                live.preview.due.succeeded(); // none for this job
             }
             Err(e) => {
                 live.failed("thumbnail", &e.to_string());
-                let wait = backoff(RETRY, live.preview.failures, RETRY_MAX);
-                live.preview.failures += 1;
-                live.preview.due.retry(now + wait);
+                live.preview.due.failed(now, RETRY, RETRY_MAX);
             }
         }
     }
@@ -226,7 +219,7 @@ impl Core {
         if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
             && live.files.list.is_some()
         {
-            live.files.due.request(now);
+            live.files.due.due.request(now);
         }
     }
 

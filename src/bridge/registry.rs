@@ -124,7 +124,7 @@ impl Live {
     pub fn first_reads_pending(&self) -> bool {
         let current = self.printer.job_info.as_ref().and_then(|j| j.id);
         self.feed.is_running()
-            || self.supported.due.is_running()
+            || self.supported.due.due.is_running()
             || self.cameras.listing
             || self.queue.due.is_running()
             || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))

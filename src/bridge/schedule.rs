@@ -69,6 +69,37 @@ impl Due {
     }
 }
 
+/// A [`Due`] whose failures back off: due again `base` after the first, doubling up to `cap`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retried {
+    pub due: Due,
+    failures: u32,
+}
+
+impl Retried {
+    pub fn now(now: Instant) -> Retried {
+        Retried {
+            due: Due::now(now),
+            failures: 0,
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        self.due.finish();
+        self.failures = 0;
+    }
+
+    pub fn failed(&mut self, now: Instant, base: Duration, cap: Duration) {
+        let wait = backoff(base, self.failures, cap);
+        self.failures += 1;
+        self.due.retry(now + wait);
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failures > 0
+    }
+}
+
 /// `base` × 2^`attempt`, at most `cap`.
 pub fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
     base.saturating_mul(1u32 << attempt.min(16)).min(cap)

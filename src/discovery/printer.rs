@@ -51,17 +51,7 @@ impl Discovery {
         };
         let finished = self.topics.job_finished(id);
         let sensor = |object: &'static str, name: &str, template: &str, extra: Value| {
-            let mut options = json!({
-                "name": name,
-                "state_topic": state,
-                "value_template": template,
-            });
-            merge(&mut options, extra);
-            Entity {
-                object: object.into(),
-                component: "sensor",
-                options,
-            }
+            state_sensor(&state, object, name, template, extra)
         };
         // `{{ value_json.<field> }}` of a field `P/state` has. Every template tolerates an
         // empty payload (a state topic cleared as its printer goes): Home Assistant may still
@@ -290,17 +280,8 @@ impl Discovery {
         let state = self.topics.state(id);
         let sensor = |object: &'static str, name: &str, key: &str, extra: Value| {
             let f = StatePayload::template_field(key);
-            let mut options = json!({
-                "name": name,
-                "state_topic": state,
-                "value_template": format!("{{{{ {f} if value_json is defined else '' }}}}"),
-            });
-            merge(&mut options, extra);
-            Entity {
-                object: object.into(),
-                component: "sensor",
-                options,
-            }
+            let template = format!("{{{{ {f} if value_json is defined else '' }}}}");
+            state_sensor(&state, object, name, &template, extra)
         };
         let temperature = json!({"device_class": "temperature", "unit_of_measurement": "°C",
                                  "state_class": "measurement", "suggested_display_precision": 1});
@@ -384,5 +365,26 @@ impl Discovery {
                 }),
             })
             .collect()
+    }
+}
+
+/// A sensor of `P/state` (`state_topic`) with this template and options.
+fn state_sensor(
+    state_topic: &str,
+    object: &'static str,
+    name: &str,
+    template: &str,
+    extra: Value,
+) -> Entity {
+    let mut options = json!({
+        "name": name,
+        "state_topic": state_topic,
+        "value_template": template,
+    });
+    merge(&mut options, extra);
+    Entity {
+        object: object.into(),
+        component: "sensor",
+        options,
     }
 }

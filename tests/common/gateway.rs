@@ -101,6 +101,16 @@ impl Sim {
             .filter(|r| r.path == "/app/printers")
             .collect()
     }
+
+    /// The bodies of the commands Connect was asked to run, oldest first.
+    pub fn commands_sent(&self) -> Vec<Value> {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/commands/sync"))
+            .map(|r| serde_json::from_str(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
 }
 
 /// The number of the last request the simulator received.
