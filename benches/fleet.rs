@@ -837,9 +837,15 @@ fn retained_topics(messages: &[Msg]) -> Vec<String> {
     last.into_iter()
         .filter(|(t, present)| {
             *present
-                && !["/event", "/command", "/command/response", "/job/finished"]
-                    .iter()
-                    .any(|s| t.ends_with(s))
+                && ![
+                    "/event",
+                    "/command",
+                    "/command/response",
+                    "/job/finished",
+                    "/trigger",
+                ]
+                .iter()
+                .any(|s| t.ends_with(s))
         })
         .map(|(t, _)| t.to_string())
         .collect()

@@ -303,7 +303,7 @@ async fn a_chamber_printer_gets_its_light_and_chamber_sensors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_triggers_fire_for_a_start_an_attention_and_a_failure() {
+async fn each_device_trigger_fires_once_when_it_happens() {
     let s = Setup::start(mk4(), "").await;
     let device = s
         .discovery(|d| d["components"].get("trigger_print_failed").is_some())
@@ -344,6 +344,28 @@ async fn device_triggers_fire_for_a_start_an_attention_and_a_failure() {
         || format!("{:?}", s.triggers()),
     )
     .await;
+    // A stopped print, then one that finishes.
+    let mut expected: Vec<&str> = vec!["print_started", "attention_needed", "print_failed"];
+    for (file, end, trigger) in [
+        ("b.bgcode", "FIN_STOPPED", "print_stopped"),
+        ("c.bgcode", "FIN_OK", "print_finished"),
+    ] {
+        s.sim.sim.set_state(&s.uuid, "IDLE");
+        s.sim.sim.start_job(&s.uuid, file, 600, &["A"]);
+        expected.push("print_started");
+        wait_until_or(
+            || s.triggers() == expected,
+            || format!("{:?}", s.triggers()),
+        )
+        .await;
+        s.sim.sim.finish_job(&s.uuid, end);
+        expected.push(trigger);
+        wait_until_or(
+            || s.triggers() == expected,
+            || format!("{:?}", s.triggers()),
+        )
+        .await;
+    }
     s.stop().await;
 }
 

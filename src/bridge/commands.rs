@@ -310,7 +310,7 @@ impl Core {
                 self.fast_until = Some(now + FAST_AFTER_COMMAND);
                 if let Some(live) = live {
                     if let Some(s) = done.supported {
-                        live.supported.set(s);
+                        live.supported.set(s, &mut self.supported_pool);
                     }
                     // Object states change with CANCEL_OBJECT: read the job again (showing
                     // the detail read before until then).
@@ -328,7 +328,7 @@ impl Core {
             }
             Outcome::Other => {
                 if let (Some(live), Some(s)) = (live, done.supported) {
-                    live.supported.set(s);
+                    live.supported.set(s, &mut self.supported_pool);
                 }
                 None
             }

@@ -2,6 +2,7 @@
 //! when its firmware changes and after Connect refused a command), the device triggers, and
 //! the dialog a "Dialog response" answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -24,7 +25,9 @@ const SUPPORTED_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// What a printer's supported commands are, as far as the gateway knows.
 #[derive(Debug, Clone)]
 pub struct SupportedInfo {
-    pub list: Option<Vec<SupportedCommand>>,
+    /// Shared between the printers that have the same list (a farm's printers of one model
+    /// and firmware): one copy, not one per printer.
+    pub list: Option<Arc<Vec<SupportedCommand>>>,
     /// Connect refused a command: the list may be out of date; commands read it afresh
     /// (the controls keep showing the old one until then).
     pub stale: bool,
@@ -45,13 +48,33 @@ impl SupportedInfo {
 
     /// The list a command may be checked against; `None`: read it first.
     pub fn for_command(&self) -> Option<Vec<SupportedCommand>> {
-        self.list.clone().filter(|_| !self.stale)
+        self.list
+            .as_ref()
+            .filter(|_| !self.stale)
+            .map(|l| l.as_ref().clone())
     }
 
-    /// A list read for a command (or by the core).
-    pub fn set(&mut self, list: Vec<SupportedCommand>) {
-        self.list = Some(list);
+    /// A list read for a command (or by the core), shared through `pool`.
+    pub fn set(&mut self, list: Vec<SupportedCommand>, pool: &mut SupportedPool) {
+        self.list = Some(pool.intern(list));
         self.stale = false;
+    }
+}
+
+/// The distinct supported-commands lists in use.
+#[derive(Debug, Default)]
+pub struct SupportedPool(Vec<Arc<Vec<SupportedCommand>>>);
+
+impl SupportedPool {
+    fn intern(&mut self, list: Vec<SupportedCommand>) -> Arc<Vec<SupportedCommand>> {
+        // Lists no printer holds any more go.
+        self.0.retain(|l| Arc::strong_count(l) > 1);
+        if let Some(same) = self.0.iter().find(|l| ***l == list) {
+            return same.clone();
+        }
+        let list = Arc::new(list);
+        self.0.push(list.clone());
+        list
     }
 }
 
@@ -127,7 +150,7 @@ impl Core {
             Ok(s) => {
                 live.succeeded("supported commands");
                 live.supported.due.succeeded();
-                live.supported.set(s.commands);
+                live.supported.set(s.commands, &mut self.supported_pool);
             }
             Err(e) => {
                 live.failed("supported commands", &e.to_string());

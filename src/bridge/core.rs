@@ -112,6 +112,7 @@ pub struct Core {
     pub(super) migrating: std::collections::HashMap<String, Vec<String>>,
     /// The discovery mode in the state file, kept while discovery is off.
     remembered_mode: Option<String>,
+    pub(super) supported_pool: super::controls::SupportedPool,
 }
 
 impl Core {
@@ -139,6 +140,7 @@ impl Core {
             reads: Vec::new(),
             migrating: Default::default(),
             remembered_mode,
+            supported_pool: Default::default(),
         };
         let remembered = core.remembered_mode.clone();
         core.start_migration(remembered.as_deref());

@@ -236,8 +236,9 @@ impl Core {
         match live.files.find(&wanted) {
             Some(path) => live.files.selected = Some(path),
             None => {
+                let shown: String = wanted.chars().take(120).collect();
                 tracing::warn!(
-                    "{printer_id}: no file {wanted:?} to print (the printer's files were read {})",
+                    "{printer_id}: no file {shown:?} to print (the printer's files were read {})",
                     if live.files.list.is_some() {
                         "and it is not among them"
                     } else {

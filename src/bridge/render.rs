@@ -117,7 +117,11 @@ impl Core {
                 .unwrap_or_default(),
             cameras: live.cameras.named(),
             controls: Controls::new(
-                live.supported.list.as_deref().unwrap_or_default(),
+                live.supported
+                    .list
+                    .as_deref()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
                 &self.s.allow,
                 &printer.dialog_buttons(),
             )
