@@ -238,6 +238,10 @@ impl Core {
     /// from the state file: their retained `online` is from an earlier run). Returns the
     /// backoff before the next poll.
     pub fn list_failed(&mut self, wall: f64, e: ConnectError, auth: AuthStatus) -> Duration {
+        // A poll went by: the bridge's migration goes on even while Connect is away.
+        if self.bridge_migrating() {
+            self.publish_bridge_discovery();
+        }
         let text = e.to_string();
         let h = &mut self.health;
         h.failures += 1;
@@ -429,9 +433,15 @@ impl Core {
         self.reads
             .extend(live.start_supported_read(&uuid, &mut self.budget, now));
         let state_before = before.as_ref().map(Printer::effective_state);
+        self.reads.extend(live.start_files_read(
+            &uuid,
+            &self.s.allow,
+            state_before.as_ref(),
+            &mut self.budget,
+            now,
+        ));
         self.reads
-            .extend(live.start_files_read(&uuid, &self.s.allow, state_before.as_ref(), now));
-        self.reads.extend(live.start_preview_read(&uuid, now));
+            .extend(live.start_preview_read(&uuid, &mut self.budget, now));
         if jobs_changed || fresh {
             live.job_reads.list.request(now);
         }

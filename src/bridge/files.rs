@@ -102,13 +102,14 @@ impl Live {
                 .is_some_and(|l| l.iter().any(|c| c.command == "START_PRINT"))
     }
 
-    /// Starts the read of the printer's files when it is due; `before` is the printer's
-    /// state at the previous poll.
+    /// Starts the read of the printer's files when it is due (spending from the poll's
+    /// `budget`); `before` is the printer's state at the previous poll.
     pub fn start_files_read(
         &mut self,
         uuid: &str,
         allow: &[String],
         before: Option<&PrinterState>,
+        budget: &mut u32,
         now: Instant,
     ) -> Option<Read> {
         if !self.can_start_prints(allow) {
@@ -123,13 +124,25 @@ impl Live {
         if never_asked || became_ready {
             self.files.due.due.request(now);
         }
-        self.files.due.due.start(now).then(|| Read::Files {
-            uuid: uuid.to_string(),
+        if *budget == 0 {
+            return None;
+        }
+        self.files.due.due.start(now).then(|| {
+            *budget -= 1;
+            Read::Files {
+                uuid: uuid.to_string(),
+            }
         })
     }
 
-    /// Starts fetching the current job's thumbnail, once per job.
-    pub fn start_preview_read(&mut self, uuid: &str, now: Instant) -> Option<Read> {
+    /// Starts fetching the current job's thumbnail, once per job, spending from the poll's
+    /// `budget` (a farm seen for the first time fetches them over its first polls).
+    pub fn start_preview_read(
+        &mut self,
+        uuid: &str,
+        budget: &mut u32,
+        now: Instant,
+    ) -> Option<Read> {
         let job = self.printer.job_info.as_ref()?;
         let (id, url) = (job.id?, job.preview_url.clone()?);
         if self.preview.job != Some(id) {
@@ -138,10 +151,16 @@ impl Live {
                 due: Retried::now(now),
             };
         }
-        self.preview.due.due.start(now).then(|| Read::Preview {
-            uuid: uuid.to_string(),
-            job: id,
-            url,
+        if *budget == 0 {
+            return None;
+        }
+        self.preview.due.due.start(now).then(|| {
+            *budget -= 1;
+            Read::Preview {
+                uuid: uuid.to_string(),
+                job: id,
+                url,
+            }
         })
     }
 }
