@@ -54,11 +54,7 @@ impl Topics {
     }
     /// The printer id of a `print_file` topic, if `topic` is one.
     pub fn parse_print_file(&self, topic: &str) -> Option<String> {
-        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
-        match rest.split('/').collect::<Vec<_>>().as_slice() {
-            [p, "print_file"] if !p.is_empty() => Some(p.to_string()),
-            _ => None,
-        }
+        self.printer_of(topic, "print_file")
     }
     /// Device triggers: `print_started`, `print_failed`... (not retained).
     pub fn trigger(&self, p: &str) -> String {
@@ -82,11 +78,7 @@ impl Topics {
     }
     /// The printer id of a job-reason topic, if `topic` is one.
     pub fn parse_job_reason(&self, topic: &str) -> Option<String> {
-        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
-        match rest.split('/').collect::<Vec<_>>().as_slice() {
-            [p, "job", "reason"] if !p.is_empty() => Some(p.to_string()),
-            _ => None,
-        }
+        self.printer_of(topic, "job/reason")
     }
     /// Subscription filter for every printer's command topic.
     pub fn command_filter(&self) -> String {
@@ -94,11 +86,13 @@ impl Topics {
     }
     /// The printer id of a command topic, if `topic` is one.
     pub fn parse_command(&self, topic: &str) -> Option<String> {
+        self.printer_of(topic, "command")
+    }
+    /// The printer id `P` of `topic` when it is `B/P/<suffix>` (one level for `P`).
+    fn printer_of(&self, topic: &str, suffix: &str) -> Option<String> {
         let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
-        match rest.split('/').collect::<Vec<_>>().as_slice() {
-            [p, "command"] if !p.is_empty() => Some(p.to_string()),
-            _ => None,
-        }
+        let p = rest.strip_suffix(suffix)?.strip_suffix('/')?;
+        (!p.is_empty() && !p.contains('/')).then(|| p.to_string())
     }
 }
 
@@ -144,5 +138,20 @@ mod tests {
         assert_eq!(t.parse_command("prusa_connect/mk4/command/response"), None);
         assert_eq!(t.parse_command("prusa_connect//command"), None);
         assert_eq!(t.parse_command("other/mk4/command"), None);
+        assert_eq!(t.parse_command("prusa_connect/a/b/command"), None);
+        assert_eq!(t.parse_command("prusa_connectx/mk4/command"), None);
+        assert_eq!(t.parse_command("prusa_connect/mk4xcommand"), None);
+        assert_eq!(
+            t.parse_job_reason("prusa_connect/mk4/job/reason")
+                .as_deref(),
+            Some("mk4")
+        );
+        assert_eq!(t.parse_job_reason("prusa_connect/job/reason"), None);
+        assert_eq!(
+            t.parse_print_file("prusa_connect/mk4/print_file")
+                .as_deref(),
+            Some("mk4")
+        );
+        assert_eq!(t.parse_print_file("prusa_connect/mk4/print_file/x"), None);
     }
 }
