@@ -43,6 +43,8 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/token", post(set_token))
         .route("/unseen", post(set_unseen))
         .route("/step", post(step))
+        .route("/live", get(live_status).post(set_live))
+        .route("/live/drop", post(drop_live))
         .route("/account/users", post(add_user))
         .route("/account/refresh-tokens", post(issue_refresh_token))
         .route("/account/revoke", post(revoke_refresh_tokens))
@@ -718,4 +720,41 @@ async fn set_account_fault(State(sim): State<Simulator>, body: Bytes) -> JsonRes
 
 async fn account_stats(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!(sim.account_stats()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveSwitches {
+    enabled: Option<bool>,
+    refuse_all: Option<bool>,
+    period_ms: Option<u64>,
+}
+
+/// `POST /_sim/live {"enabled": false, "refuse_all": true, "period_ms": 1000}` (any of them).
+async fn set_live(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let s: LiveSwitches = parse_json(&body)?;
+    if let Some(enabled) = s.enabled {
+        sim.set_live_enabled(enabled);
+    }
+    if let Some(refuse) = s.refuse_all {
+        sim.set_live_refuse_all(refuse);
+    }
+    if let Some(ms) = s.period_ms {
+        sim.set_live_period(Duration::from_millis(ms));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn drop_live(State(sim): State<Simulator>) -> StatusCode {
+    sim.drop_live_connections();
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /_sim/live`: the stats, the sessions and what they are subscribed to.
+async fn live_status(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({
+        "stats": sim.live_stats(),
+        "sessions": sim.live_sessions(),
+        "subscriptions": sim.live_subscriptions(),
+    }))
 }

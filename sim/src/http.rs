@@ -78,6 +78,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .layer(middleware::from_fn(apply_fault));
     Router::new()
         .route("/version.json", get(version))
+        .route("/mqtt", get(super::live::upgrade))
         .nest("/app", app)
         .nest("/_sim", admin::router())
         .merge(account::http::router(sim.clone()))

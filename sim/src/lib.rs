@@ -24,6 +24,7 @@ mod error;
 mod files;
 mod http;
 mod jpeg;
+mod live;
 mod render;
 mod scenario;
 mod world;
@@ -41,7 +42,9 @@ use world::{Cause, NewJob, World, real_now_us};
 
 pub use account::{
     AccountStats, CLIENT_ID, CODE_TTL, DEFAULT_ACCESS_TTL, REDIRECT_URI, REFRESH_TTL,
+    STATIC_TOKEN_ACCOUNT_ID,
 };
+pub use live::LiveStats;
 
 /// Options for [`Simulator::new`].
 #[derive(Debug, Clone, Default)]
@@ -289,6 +292,7 @@ fn fault_json<S: serde::Serializer>(f: &Option<Fault>, s: S) -> Result<S::Ok, S:
 pub struct Simulator {
     world: Arc<Mutex<World>>,
     account: Arc<Mutex<account::Accounts>>,
+    live: Arc<live::Hub>,
 }
 
 impl Simulator {
@@ -298,6 +302,7 @@ impl Simulator {
         Simulator {
             world: Arc::new(Mutex::new(world)),
             account: Arc::default(),
+            live: Arc::default(),
         }
     }
 
@@ -728,6 +733,43 @@ impl Simulator {
     /// What the account server has seen so far.
     pub fn account_stats(&self) -> AccountStats {
         self.account().stats.clone()
+    }
+
+    // --- the live channel (`/mqtt`, see `live.rs`)
+
+    /// Off: websocket upgrades are refused (503) and every session is dropped. On at start.
+    pub fn set_live_enabled(&self, enabled: bool) {
+        self.live.set_enabled(enabled);
+    }
+
+    /// On: every CONNECT is refused as a bad username or password (a user's wrong account).
+    pub fn set_live_refuse_all(&self, refuse: bool) {
+        self.live.set_refuse_all(refuse);
+    }
+
+    /// How often sessions send what changed (the printers' telemetry cadence; 1 s at start).
+    /// Sessions started later use it.
+    pub fn set_live_period(&self, period: Duration) {
+        self.live.set_period(period);
+    }
+
+    /// Ends every live session (the clients may connect again).
+    pub fn drop_live_connections(&self) {
+        self.live.drop_all();
+    }
+
+    pub fn live_stats(&self) -> LiveStats {
+        self.live.stats()
+    }
+
+    /// The printers some live session is subscribed to, with how many sessions are.
+    pub fn live_subscriptions(&self) -> std::collections::BTreeMap<String, usize> {
+        self.live.subscriptions()
+    }
+
+    /// Live sessions past their CONNECT.
+    pub fn live_sessions(&self) -> usize {
+        self.live.sessions()
     }
 
     /// Advances simulated time by `dt`: scenario printers run their script. Of the printers

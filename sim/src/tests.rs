@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::*;
 
 mod controls;
+mod live;
 
 pub(super) const TOKEN: &str = "test-token";
 

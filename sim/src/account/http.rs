@@ -35,8 +35,34 @@ pub(crate) fn router(sim: Simulator) -> Router<Simulator> {
         .route("/login/", get(login_page).post(login))
         .route("/login/2fa/", get(totp_page).post(totp))
         .route("/login/{*rest}", any(not_found))
+        .route("/api/v1/me", get(me))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim, count_and_fault))
+}
+
+/// `GET /api/v1/me`: the account the bearer token belongs to; the live channel's username is
+/// its `id`.
+async fn me(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let connect_token = sim.world().token.clone();
+    let me = token.and_then(|t| {
+        sim.account()
+            .me(&t, connect_token.as_deref(), real_now_us())
+    });
+    match me {
+        Some(me) => Json(me).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({ "detail": "Authentication credentials were not provided." })),
+        )
+            .into_response(),
+    }
 }
 
 // ---------------------------------------------------------------- middleware

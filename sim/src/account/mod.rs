@@ -38,6 +38,9 @@ pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const CODE_TTL: Duration = Duration::from_secs(60);
 pub(crate) const SCOPE: &str = "basic_info";
 const FIRST_USER_ID: u64 = 2_084_417;
+/// The account id `/api/v1/me` gives for a token not issued here that Connect accepts (a
+/// test's fixed `connect.access_token`): the live channel wants it as the username.
+pub const STATIC_TOKEN_ACCOUNT_ID: u64 = 2_000_001;
 const FIRST_CONNECT_ID: u64 = 140_321;
 
 /// What the account server has seen; read it with [`super::Simulator::account_stats`].
@@ -337,7 +340,8 @@ pub(crate) struct Accounts {
     refresh_tokens: HashMap<String, RefreshToken>,
     /// Expiry (Unix µs) of every access token issued; never pruned, or an expired token
     /// would become "never issued" and pass when Connect accepts any token.
-    access_tokens: HashMap<String, i64>,
+    /// and whose it is (the user id).
+    access_tokens: HashMap<String, (i64, u64)>,
     pub access_ttl: Duration,
     /// Applies to `/o/*` and `/login/*`.
     pub fault: Option<Fault>,
@@ -574,7 +578,8 @@ impl Accounts {
             .user(user_id)
             .map(|u| access_jwt(u, now_us, expires_us))
             .unwrap_or_default();
-        self.access_tokens.insert(access_token.clone(), expires_us);
+        self.access_tokens
+            .insert(access_token.clone(), (expires_us, user_id));
         self.stats.access_tokens_issued += 1;
         TokenGrant {
             access_token,
@@ -603,7 +608,7 @@ impl Accounts {
     }
 
     pub fn expire_access_tokens(&mut self, now_us: i64) {
-        for expires_us in self.access_tokens.values_mut() {
+        for (expires_us, _) in self.access_tokens.values_mut() {
             *expires_us = (*expires_us).min(now_us);
         }
     }
@@ -631,12 +636,44 @@ impl Accounts {
         false
     }
 
+    /// `/api/v1/me`'s answer for a token, `None` when the token is not admitted.
+    pub fn me(
+        &mut self,
+        token: &str,
+        connect_token: Option<&str>,
+        now_us: i64,
+    ) -> Option<serde_json::Value> {
+        let id = self.account_of(token, connect_token, now_us)?;
+        Some(match self.user(id) {
+            Some(u) => json!({ "id": u.id, "connect_id": u.connect_id, "email": u.email }),
+            None => json!({ "id": id }),
+        })
+    }
+
     fn access_token_status(&self, token: &str, now_us: i64) -> AccessTokenStatus {
         match self.access_tokens.get(token) {
             None => AccessTokenStatus::NotIssued,
-            Some(&expires_us) if now_us < expires_us => AccessTokenStatus::Valid,
+            Some(&(expires_us, _)) if now_us < expires_us => AccessTokenStatus::Valid,
             Some(_) => AccessTokenStatus::Expired,
         }
+    }
+
+    /// The account (user id) a token admitted by [`Accounts::admits`] belongs to, as
+    /// `/api/v1/me` says it: its user's for a token issued here, [`STATIC_TOKEN_ACCOUNT_ID`]
+    /// for one Connect's own rule lets in. `None`: the token is not admitted.
+    pub fn account_of(
+        &mut self,
+        token: &str,
+        connect_token: Option<&str>,
+        now_us: i64,
+    ) -> Option<u64> {
+        if !self.admits(&[token.to_string()], connect_token, now_us) {
+            return None;
+        }
+        Some(match self.access_tokens.get(token) {
+            Some(&(_, user_id)) => user_id,
+            None => STATIC_TOKEN_ACCOUNT_ID,
+        })
     }
 
     pub fn token_request_started(&mut self) {
