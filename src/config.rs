@@ -58,7 +58,15 @@ pub struct ConnectConfig {
     pub printers: Vec<String>,
     /// Larger Connect responses are refused with an error instead of being buffered.
     pub max_response_bytes: usize,
+    /// Connect's live channel (MQTT over a websocket) beside the REST poll: unofficial,
+    /// opt-in.
+    pub live: bool,
+    /// Its broker: `wss://` (or `ws://` for a local test).
+    pub live_url: String,
 }
+
+/// Connect's live broker, as the web app reads it from Connect's `environment.js`.
+pub const LIVE_URL: &str = "wss://mqtt.prusa3d.com:8084/mqtt";
 
 impl Default for ConnectConfig {
     fn default() -> Self {
@@ -76,6 +84,8 @@ impl Default for ConnectConfig {
             request_timeout: Duration::from_secs(10),
             printers: Vec::new(),
             max_response_bytes: crate::connect::client::MAX_BODY_BYTES,
+            live: false,
+            live_url: LIVE_URL.into(),
         }
     }
 }
@@ -313,6 +323,19 @@ impl Config {
             if !matches!(parsed.scheme(), "http" | "https") {
                 bail!("{key} = {url:?} must start with https:// (or http://)");
             }
+        }
+        let live = reqwest::Url::parse(&self.connect.live_url).with_context(|| {
+            format!(
+                "connect.live_url = {:?} is not a URL",
+                self.connect.live_url
+            )
+        })?;
+        if !matches!(live.scheme(), "wss" | "ws") || live.host_str().is_none() {
+            bail!(
+                "connect.live_url = {:?} must be a websocket URL: wss://host:port/path (or ws:// \
+                 for a local test)",
+                self.connect.live_url
+            );
         }
         let c = &self.connect;
         let methods: Vec<&str> = [

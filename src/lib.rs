@@ -98,6 +98,16 @@ pub async fn run_with(
         .then(|| config.homeassistant.status_topic.clone());
     let session = mqtt::start(options, bridge::subscriptions(&config), &status, ha_status);
     let abort = connect.abort_handle();
+    let live = config.connect.live.then(|| {
+        connect::live::start(
+            connect.clone(),
+            connect::live::LiveSettings {
+                url: config.connect.live_url.clone(),
+                auth_url: config.connect.auth_url.clone(),
+                ca_file: mqtt::SYSTEM_CA_BUNDLE.into(),
+            },
+        )
+    });
     let core = bridge::Core::new(settings, memory);
     let shell = bridge::Shell::new(
         core,
@@ -105,6 +115,7 @@ pub async fn run_with(
         session.publisher.clone(),
         store,
         clear_retained,
+        live,
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let running = shell.run(

@@ -48,6 +48,8 @@ pub struct Settings {
     pub commands_per_second: f64,
     pub commands_burst: u32,
     pub max_payload_bytes: usize,
+    /// `connect.live`: the live channel's values are laid over the list's.
+    pub live: bool,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
             commands_per_second: config.commands.max_per_second,
             commands_burst: config.commands.burst,
             max_payload_bytes: config.mqtt.max_payload_bytes,
+            live: config.connect.live,
         })
     }
 }
@@ -113,12 +116,21 @@ pub struct Core {
     /// The discovery mode in the state file, kept while discovery is off.
     remembered_mode: Option<String>,
     pub(super) supported_pool: super::controls::SupportedPool,
+    /// The live channel (`connect.live`), and the printers whose pushed values changed
+    /// since they were last looked at (since when).
+    pub(super) channel: super::live::Channel,
+    pub(super) live_dirty: BTreeMap<String, Instant>,
+    /// `bridge/info` is to show the channel's new status (since then).
+    pub(super) live_info_due: Option<Instant>,
+    /// The authentication status `bridge/info` last showed.
+    pub(super) last_auth: Option<AuthStatus>,
 }
 
 impl Core {
     pub fn new(s: Settings, mut memory: Memory) -> Core {
         let notifications = std::mem::take(&mut memory.notifications);
         let remembered_mode = memory.discovery_mode.take();
+        let live = s.live;
         let mut core = Core {
             s,
             registry: Registry::from_memory(memory),
@@ -141,6 +153,13 @@ impl Core {
             migrating: Default::default(),
             remembered_mode,
             supported_pool: Default::default(),
+            channel: super::live::Channel {
+                enabled: live,
+                ..Default::default()
+            },
+            live_dirty: BTreeMap::new(),
+            live_info_due: None,
+            last_auth: None,
         };
         let remembered = core.remembered_mode.clone();
         core.start_migration(remembered.as_deref());
@@ -207,7 +226,8 @@ impl Core {
     /// How long to wait for the next poll.
     fn interval(&self, now: Instant) -> Duration {
         let fast = self.fast_until.is_some_and(|t| now < t);
-        if self.active || fast {
+        // Busy printers the live channel covers need no fast poll: their changes come pushed.
+        if (self.active && !self.live_covers_busy()) || fast {
             self.s.active_poll_interval
         } else {
             self.s.poll_interval
@@ -364,11 +384,27 @@ impl Core {
     /// asked for.
     pub fn observe(&mut self, now: Instant, wall: f64, printer: Printer) {
         let uuid = printer.uuid.clone();
-        self.active |= printer.effective_state().is_active();
         let Some(entry) = self.registry.get_mut(&uuid) else {
+            self.active |= printer.effective_state().is_active();
             return; // not assigned an id: not listed by list_begin
         };
         entry.missing = 0;
+        // What the live channel said is newer than the list.
+        let printer = match entry.live.as_ref() {
+            Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer),
+            _ => printer,
+        };
+        self.active |= printer.effective_state().is_active();
+        self.look(now, wall, printer);
+    }
+
+    /// A new view of one printer, from the list or from the live channel: what changed is
+    /// published, and the reads it calls for are asked for.
+    pub(super) fn look(&mut self, now: Instant, wall: f64, printer: Printer) {
+        let uuid = printer.uuid.clone();
+        let Some(entry) = self.registry.get_mut(&uuid) else {
+            return;
+        };
         let id = entry.id().unwrap_or_default().to_string();
         if !entry.known {
             entry.known = true;
@@ -552,7 +588,8 @@ impl Core {
         }
     }
 
-    fn publish_info(&mut self, auth: AuthStatus) {
+    pub(super) fn publish_info(&mut self, auth: AuthStatus) {
+        self.last_auth = Some(auth.clone());
         // It is the last message of a poll: it waits for what it shows (account reads) and
         // for printers not published yet.
         let introducing = self
@@ -590,6 +627,7 @@ impl Core {
             "auth": auth,
             "notifications_unseen": self.account.unseen,
             "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "live": self.channel.info(),
         });
         let info = info.to_string();
         if self.shown_info.as_ref() != Some(&info) {

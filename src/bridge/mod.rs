@@ -22,6 +22,7 @@ pub mod extras;
 pub mod feed;
 mod files;
 pub mod jobs;
+pub mod live;
 mod migration;
 mod notifications;
 pub mod reads;

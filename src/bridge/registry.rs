@@ -86,6 +86,8 @@ pub struct Live {
     pub supported: super::controls::SupportedInfo,
     pub files: super::files::PrintFiles,
     pub preview: super::files::Preview,
+    /// What the live channel said of it (empty while the channel does not cover it).
+    pub pushed: super::live::Pushed,
     /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
     /// it starts or changes, and once when it ends.
     pub failing: HashMap<&'static str, String>,
@@ -115,6 +117,7 @@ impl Live {
             supported: super::controls::SupportedInfo::new(now),
             files: Default::default(),
             preview: Default::default(),
+            pushed: Default::default(),
             failing: HashMap::new(),
         }
     }

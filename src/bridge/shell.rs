@@ -20,6 +20,7 @@ use super::runner::CommandRunner;
 use super::throttle::Throttle;
 use crate::command::ErrorCode;
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
+use crate::connect::live::{LiveEvent, LiveLink};
 use crate::connect::model::Printer;
 use crate::mqtt::{Incoming, Link, Publisher};
 use crate::payloads::now_unix;
@@ -56,7 +57,12 @@ pub struct Shell {
     /// A command's effect shows at the poll after it; a list request in flight started
     /// before the command, so another one follows it.
     poll_after_command: Option<Instant>,
+    /// Connect's live channel (`connect.live`).
+    live: Option<LiveLink>,
 }
+
+/// Live events handled in one go before the loop looks at anything else.
+const LIVE_BATCH: usize = 4096;
 
 impl Shell {
     pub fn new(
@@ -65,6 +71,7 @@ impl Shell {
         publisher: Publisher,
         store: Store<Memory>,
         clear_retained_on_exit: bool,
+        live: Option<LiveLink>,
     ) -> Shell {
         Shell {
             reads: ReadRunner::new(connect.clone()),
@@ -82,6 +89,7 @@ impl Shell {
             clear_retained_on_exit,
             next_poll: Instant::now(),
             poll_after_command: None,
+            live,
         }
     }
 
@@ -114,6 +122,8 @@ impl Shell {
         loop {
             // A printer whose commands wait for `commands.max_per_second`.
             let wake = self.commands.next_wake();
+            // Printers whose pushed values are to be looked at.
+            let live_due = self.core.live_due();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -135,6 +145,11 @@ impl Shell {
                 _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     self.commands.wake_due(Instant::now());
                     self.start_commands();
+                }
+                Some(event) = next_live(&mut self.live) => self.on_live(event),
+                _ = sleep_until(live_due.unwrap_or_else(Instant::now)), if live_due.is_some() => {
+                    self.core.live_flush(Instant::now(), now_unix());
+                    self.flush();
                 }
                 Some(done) = self.reads.next(), if !self.reads.is_idle() => {
                     self.core.on_read(done, Instant::now(), now_unix());
@@ -199,6 +214,14 @@ impl Shell {
             }
         };
         self.flush();
+        if let Some(live) = &self.live {
+            let wanted = self.core.live_printers();
+            live.printers.send_if_modified(|following| {
+                let changed = *following != wanted;
+                *following = wanted;
+                changed
+            });
+        }
         if serve {
             self.serve_between(incoming).await;
         }
@@ -218,6 +241,27 @@ impl Shell {
         while let Some(done) = self.commands.try_next() {
             self.on_command_done(done);
         }
+    }
+
+    /// What the live channel said, and whatever else it said meanwhile.
+    fn on_live(&mut self, first: LiveEvent) {
+        let now = Instant::now();
+        let wall = now_unix();
+        let mut event = Some(first);
+        let mut handled = 0;
+        while let Some(e) = event.take() {
+            if let Some(wait) = self.core.live_event(now, wall, e) {
+                // The channel dropped: busy printers are polled fast again from now on.
+                self.next_poll = self.next_poll.min(now + wait);
+            }
+            handled += 1;
+            // A full batch: the rest next time round the loop, after the others' turn.
+            if handled < LIVE_BATCH {
+                event = self.live.as_mut().and_then(|l| l.events.try_recv().ok());
+            }
+        }
+        self.core.live_flush(now, wall);
+        self.flush();
     }
 
     /// Hands the core's messages to the session and starts the reads it asked for.
@@ -339,6 +383,17 @@ fn busy() -> String {
         "the gateway has {MAX_WAITING_COMMANDS} command messages waiting: this one was not run; \
          send it again later"
     )
+}
+
+/// The live channel's next event; never, without the channel (or once it is gone).
+async fn next_live(live: &mut Option<LiveLink>) -> Option<LiveEvent> {
+    match live {
+        Some(l) => match l.events.recv().await {
+            Some(e) => Some(e),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads in flight, each in a task of its own; more wait in line. A read whose task ends

@@ -1247,3 +1247,6 @@ fn a_job_list_that_cannot_be_read_is_tried_again_with_backoff() {
 
 #[path = "tests_controls.rs"]
 mod controls;
+
+#[path = "tests_live.rs"]
+mod live;

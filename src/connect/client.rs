@@ -247,7 +247,10 @@ impl ConnectClient {
     }
 
     /// The token for the next request; `rejected` is the one Connect just refused (401).
-    async fn bearer(&self, rejected: Option<&SecretString>) -> Result<SecretString, ConnectError> {
+    pub(super) async fn bearer(
+        &self,
+        rejected: Option<&SecretString>,
+    ) -> Result<SecretString, ConnectError> {
         let result = match &self.tokens {
             TokenSource::Static(t) => Ok(t.clone()),
             TokenSource::None => Err(ConnectError::NoCredentials),

@@ -1,6 +1,7 @@
 //! Prusa Connect: the HTTP client and the API's types.
 pub mod client;
 pub mod lists;
+pub mod live;
 pub mod model;
 
 pub use client::{ConnectClient, ConnectError, TokenSource};

@@ -259,6 +259,19 @@ impl Discovery {
                 }),
             },
             Entity {
+                object: "live_updates".into(),
+                component: "binary_sensor",
+                options: json!({
+                    "name": "Live updates",
+                    "state_topic": info,
+                    // Off also while `connect.live` is off (`live.enabled` says which).
+                    "value_template": "{{ 'ON' if value_json is defined and value_json.live is defined and value_json.live.connected else 'OFF' }}",
+                    "device_class": "connectivity",
+                    "entity_category": "diagnostic",
+                    "icon": "mdi:access-point-network",
+                }),
+            },
+            Entity {
                 object: "printers".into(),
                 component: "sensor",
                 options: json!({

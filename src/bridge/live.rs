@@ -1,0 +1,402 @@
+//! The live channel in the core: what Connect pushes ([`crate::connect::live::LiveEvent`])
+//! lands in the registry, laid over the printer the REST list showed, and goes through the
+//! same decisions as a poll's view of it ([`Core::look`]): `P/state` at once (at most once a
+//! second per printer), and a state or job change asks for the job and the feed right away.
+//! While the channel covers every busy printer the fleet is polled at the idle interval.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::core::Core;
+use crate::connect::live::LiveEvent;
+use crate::connect::model::{DialogInfo, JobInfo, JobState, Printer, PrinterState};
+use crate::payloads::iso;
+
+/// A printer's values are looked at no more often than this (its `P/state` at most once).
+pub const LIVE_MIN_GAP: Duration = Duration::from_secs(1);
+/// Values that arrive together (a printer's telemetry) are taken together: the first one
+/// waits this long for the rest.
+pub const LIVE_GATHER: Duration = Duration::from_millis(100);
+/// Jobs whose values are kept per printer (the broker keeps old jobs' topics retained).
+const JOBS_KEPT: usize = 4;
+
+/// The channel as `bridge/info.live` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Channel {
+    pub enabled: bool,
+    pub connected: bool,
+    /// When `connected` last changed (ISO 8601).
+    pub since: Option<String>,
+    pub last_error: Option<String>,
+    /// Printers whose subscription the broker acknowledged on this connection.
+    pub subscribed: BTreeSet<String>,
+}
+
+impl Channel {
+    /// Whether the printer's values come from the channel now.
+    pub fn covers(&self, uuid: &str) -> bool {
+        self.connected && self.subscribed.contains(uuid)
+    }
+
+    pub fn info(&self) -> Value {
+        json!({
+            "enabled": self.enabled,
+            "connected": self.connected,
+            "since": self.since,
+            "last_error": self.last_error,
+            "printers_subscribed": self.subscribed.len(),
+        })
+    }
+}
+
+/// One job's values on the channel (`jobs/<id>/data/...`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PushedJob {
+    pub progress: Option<f64>,
+    pub state: Option<JobState>,
+    pub time_remaining: Option<f64>,
+}
+
+/// What the channel said of one printer, as far as the gateway shows it. Topics it does not
+/// know, and values it cannot read, are left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pushed {
+    pub state: Option<PrinterState>,
+    pub online: Option<bool>,
+    /// `data/current-job`; 0 (no job) is kept as 0.
+    pub current_job: Option<i64>,
+    pub progress: Option<f64>,
+    pub material: Option<String>,
+    pub axis_z: Option<f64>,
+    pub nozzle: Option<f64>,
+    pub nozzle_target: Option<f64>,
+    pub bed: Option<f64>,
+    pub bed_target: Option<f64>,
+    pub chamber: Option<f64>,
+    /// `None`: not said; `Some(None)`: no dialog shown.
+    pub dialog: Option<Option<DialogInfo>>,
+    pub jobs: BTreeMap<i64, PushedJob>,
+    /// When the printer was last looked at for the channel.
+    pub looked_at: Option<Instant>,
+}
+
+/// Why a value was not taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{topic}: {why}")]
+pub struct BadValue {
+    pub topic: String,
+    pub why: String,
+}
+
+impl Pushed {
+    /// Takes one value; `Ok(true)` when it changed what is known.
+    pub fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<bool, BadValue> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| bad(topic, "not UTF-8"))?
+            .trim();
+        let parts: Vec<&str> = topic.split('/').collect();
+        let before = self.clone();
+        match parts.as_slice() {
+            ["data", "state"] => self.state = Some(PrinterState::parse(&word(topic, text)?)),
+            ["data", "online"] => {
+                self.online = Some(match text {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(bad(topic, "not 1 or 0")),
+                })
+            }
+            ["data", "current-job"] => self.current_job = Some(int(topic, text)?),
+            ["data", "job-progress"] => self.progress = Some(number(topic, text)?),
+            ["data", "material"] => self.material = Some(word(topic, text)?),
+            ["data", "axis-z"] => self.axis_z = Some(number(topic, text)?),
+            ["data", "temp", "nozzle", "current"] => self.nozzle = Some(number(topic, text)?),
+            ["data", "temp", "nozzle", "target"] => self.nozzle_target = Some(number(topic, text)?),
+            ["data", "temp", "heatbed", "current"] => self.bed = Some(number(topic, text)?),
+            ["data", "temp", "heatbed", "target"] => self.bed_target = Some(number(topic, text)?),
+            ["data", "temp", "chamber", "current"] => self.chamber = Some(number(topic, text)?),
+            ["dialog"] => self.dialog = Some(dialog(topic, text)?),
+            ["jobs", id, "data", value] => {
+                let id = int(topic, id)?;
+                let job = self.jobs.entry(id).or_default();
+                match *value {
+                    "progress" => job.progress = Some(number(topic, text)?),
+                    "state" => job.state = Some(JobState::parse(&word(topic, text)?)),
+                    "time-remaining" => job.time_remaining = Some(number(topic, text)?),
+                    _ => {}
+                }
+                // Old jobs stay retained on the broker: keep only the latest few.
+                while self.jobs.len() > JOBS_KEPT {
+                    self.jobs.pop_first();
+                }
+            }
+            // Per-tool values (the XL) and whatever else the channel carries: not shown.
+            _ => {}
+        }
+        Ok(*self != before)
+    }
+
+    /// The printer with the channel's values laid over the list's.
+    pub fn overlay(&self, mut p: Printer) -> Printer {
+        if let Some(state) = &self.state {
+            p.printer_state = Some(state.clone());
+        }
+        match self.online {
+            Some(false) => p.connect_state = Some(PrinterState::Offline),
+            Some(true) if p.connect_state == Some(PrinterState::Offline) => {
+                p.connect_state = p.printer_state.clone();
+            }
+            _ => {}
+        }
+        let temps = [
+            self.nozzle,
+            self.nozzle_target,
+            self.bed,
+            self.bed_target,
+            self.chamber,
+        ];
+        if temps.iter().any(Option::is_some) {
+            let t = p.temp.get_or_insert_with(Default::default);
+            let fields = [
+                &mut t.temp_nozzle,
+                &mut t.target_nozzle,
+                &mut t.temp_bed,
+                &mut t.target_bed,
+                &mut t.temp_chamber,
+            ];
+            for (field, value) in fields.into_iter().zip(temps) {
+                if value.is_some() {
+                    *field = value;
+                }
+            }
+        }
+        if let Some(z) = self.axis_z {
+            p.axis_z = Some(z);
+        }
+        if let Some(m) = &self.material {
+            p.filament.get_or_insert_with(Default::default).material = Some(m.clone());
+        }
+        if let Some(dialog) = &self.dialog {
+            p.dialog_info = dialog.clone();
+        }
+        self.overlay_job(&mut p);
+        p
+    }
+
+    /// The current job's values. A job the list does not show yet is taken only while the
+    /// printer is busy with it: after a job ends the channel may go on naming it.
+    fn overlay_job(&self, p: &mut Printer) {
+        let listed_id = p.job_info.as_ref().and_then(|j| j.id);
+        // Until the channel names the current job, its values are the listed job's.
+        let Some(id) = self.current_job.or(listed_id).filter(|&id| id > 0) else {
+            return;
+        };
+        let listed = listed_id == Some(id);
+        if !listed && !p.effective_state().is_active() {
+            return;
+        }
+        if !listed {
+            p.job_info = Some(JobInfo {
+                id: Some(id),
+                ..Default::default()
+            });
+        }
+        let Some(job) = p.job_info.as_mut() else {
+            return;
+        };
+        let values = self.jobs.get(&id);
+        if let Some(progress) = values.and_then(|j| j.progress).or(self.progress) {
+            job.progress = Some(progress);
+        }
+        if let Some(state) = values.and_then(|j| j.state.clone()) {
+            job.state = Some(state);
+        }
+        if let Some(t) = values.and_then(|j| j.time_remaining) {
+            job.time_remaining = Some(t);
+        }
+    }
+}
+
+fn bad(topic: &str, why: &str) -> BadValue {
+    BadValue {
+        topic: topic.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn number(topic: &str, text: &str) -> Result<f64, BadValue> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| bad(topic, "not a number"))
+}
+
+fn int(topic: &str, text: &str) -> Result<i64, BadValue> {
+    text.parse::<i64>()
+        .map_err(|_| bad(topic, "not a whole number"))
+}
+
+fn word(topic: &str, text: &str) -> Result<String, BadValue> {
+    if text.is_empty() || text.len() > 64 {
+        return Err(bad(topic, "empty or too long"));
+    }
+    Ok(text.to_string())
+}
+
+fn dialog(topic: &str, text: &str) -> Result<Option<DialogInfo>, BadValue> {
+    if text.is_empty() || text == "null" {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(topic, &e.to_string()))?;
+    match value {
+        Value::Object(ref o) if o.is_empty() => Ok(None),
+        Value::Object(_) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| bad(topic, &e.to_string())),
+        _ => Err(bad(topic, "not a JSON object")),
+    }
+}
+
+impl Core {
+    /// What the channel said. Values are taken at once; the printers they change are looked
+    /// at by [`Core::live_flush`] when [`Core::live_due`] says.
+    ///
+    /// Returns `Some(wait)` when the next poll should come within `wait`: the channel
+    /// dropped and busy printers depend on the poll again.
+    pub fn live_event(&mut self, now: Instant, wall: f64, event: LiveEvent) -> Option<Duration> {
+        match event {
+            LiveEvent::Up => {
+                self.channel.connected = true;
+                self.channel.since = iso(wall);
+                self.live_info_due.get_or_insert(now);
+            }
+            LiveEvent::Down { error } => {
+                let was = std::mem::replace(&mut self.channel.connected, false);
+                if was || self.channel.since.is_none() {
+                    self.channel.since = iso(wall);
+                }
+                self.channel.last_error = Some(error);
+                self.channel.subscribed.clear();
+                // The list's values count again: what the channel said may be stale by now.
+                for entry in self.registry.entries_mut() {
+                    if let Some(live) = entry.live.as_mut() {
+                        live.pushed = Pushed::default();
+                    }
+                }
+                self.live_dirty.clear();
+                self.live_info_due.get_or_insert(now);
+                return was.then_some(self.s.active_poll_interval);
+            }
+            LiveEvent::Subscribed { uuid } => {
+                self.channel.subscribed.insert(uuid);
+                self.live_info_due.get_or_insert(now);
+            }
+            LiveEvent::Refused { uuid } => {
+                self.channel.last_error =
+                    Some(format!("the subscription to printer {uuid} was refused"));
+                self.unfollow(&uuid, now);
+            }
+            LiveEvent::Unsubscribed { uuid } => self.unfollow(&uuid, now),
+            LiveEvent::Value {
+                uuid,
+                topic,
+                payload,
+            } => {
+                // Values of a printer not bridged (yet) are not kept.
+                let live = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut())?;
+                match live.pushed.apply(&topic, &payload) {
+                    Ok(true) => {
+                        self.live_dirty.entry(uuid).or_insert(now);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!("live value of printer {uuid} ignored: {e}"),
+                }
+            }
+        }
+        None
+    }
+
+    /// The channel no longer speaks for the printer: the list's values count again.
+    fn unfollow(&mut self, uuid: &str, now: Instant) {
+        self.channel.subscribed.remove(uuid);
+        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) {
+            live.pushed = Pushed::default();
+        }
+        self.live_dirty.remove(uuid);
+        self.live_info_due.get_or_insert(now);
+    }
+
+    /// When [`Core::live_flush`] has something to do.
+    pub fn live_due(&self) -> Option<Instant> {
+        let printers = self.live_dirty.iter().map(|(uuid, since)| {
+            let looked = self
+                .registry
+                .get(uuid)
+                .and_then(|e| e.live.as_ref())
+                .and_then(|l| l.pushed.looked_at);
+            let gathered = *since + LIVE_GATHER;
+            looked.map_or(gathered, |t| gathered.max(t + LIVE_MIN_GAP))
+        });
+        let info = self.live_info_due.map(|t| t + LIVE_GATHER);
+        printers.chain(info).min()
+    }
+
+    /// Looks at the printers whose values changed and whose turn it is, and publishes
+    /// `bridge/info` when the channel's status changed.
+    pub fn live_flush(&mut self, now: Instant, wall: f64) {
+        if self.live_info_due.is_some_and(|t| t + LIVE_GATHER <= now) {
+            self.live_info_due = None;
+            if let Some(auth) = self.last_auth.clone() {
+                self.publish_info(auth);
+            }
+        }
+        let ready: Vec<String> = self
+            .live_dirty
+            .iter()
+            .filter(|(uuid, since)| {
+                let looked = self
+                    .registry
+                    .get(uuid)
+                    .and_then(|e| e.live.as_ref())
+                    .and_then(|l| l.pushed.looked_at);
+                **since + LIVE_GATHER <= now && looked.is_none_or(|t| t + LIVE_MIN_GAP <= now)
+            })
+            .map(|(uuid, _)| uuid.clone())
+            .collect();
+        for uuid in ready {
+            self.live_dirty.remove(&uuid);
+            let Some(live) = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut()) else {
+                continue;
+            };
+            live.pushed.looked_at = Some(now);
+            if !self.channel.covers(&uuid) {
+                continue;
+            }
+            let printer = live.pushed.overlay(live.printer.clone());
+            if printer != live.printer {
+                self.look(now, wall, printer);
+            }
+        }
+    }
+
+    /// The printers the channel is to follow: every one bridged now.
+    pub fn live_printers(&self) -> BTreeSet<String> {
+        self.registry
+            .entries()
+            .filter(|e| e.live.is_some())
+            .map(|e| e.uuid.clone())
+            .collect()
+    }
+
+    /// Whether the channel covers every busy printer, so the poll can go at the idle pace.
+    pub(super) fn live_covers_busy(&self) -> bool {
+        self.channel.connected
+            && self.registry.entries().all(|e| {
+                e.live.as_ref().is_none_or(|l| {
+                    !l.printer.effective_state().is_active() || self.channel.covers(&e.uuid)
+                })
+            })
+    }
+}

@@ -1,0 +1,222 @@
+//! The live channel's values in the core: laid over the list's printer, `P/state` at most
+//! once a second, reads at once on a state or job change, and the poll's pace.
+
+use super::*;
+use crate::connect::live::LiveEvent;
+
+fn value(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
+    LiveEvent::Value {
+        uuid: uuid.into(),
+        topic: topic.into(),
+        payload: payload.as_bytes().to_vec().into(),
+    }
+}
+
+impl Bridge {
+    fn live(&mut self, event: LiveEvent) -> Option<Duration> {
+        self.core.live_event(self.now, self.wall, event)
+    }
+
+    /// Advances the clock by `ms` and lets the core look at what is due.
+    fn flush_after(&mut self, ms: u64) -> Out {
+        self.now += Duration::from_millis(ms);
+        self.wall += ms as f64 / 1000.0;
+        self.core.live_flush(self.now, self.wall);
+        self.take()
+    }
+
+    /// A bridge with `connect.live` on.
+    fn with_live() -> Bridge {
+        let settings = Settings {
+            live: true,
+            ..settings("")
+        };
+        Bridge {
+            core: Core::new(settings, Memory::default()),
+            now: Instant::now(),
+            wall: WALL,
+        }
+    }
+
+    /// A live bridge with printer A printing job 7, introduced, on a channel that is up and
+    /// subscribed to it.
+    fn live_printing() -> Bridge {
+        let mut b = Bridge::with_live();
+        b.poll_settled(&[printing(A, "Alpha", 7)]);
+        b.live(LiveEvent::Up);
+        b.live(LiveEvent::Subscribed { uuid: A.into() });
+        b.flush_after(200);
+        b
+    }
+}
+
+const STATE: &str = "pc/alpha/state";
+
+#[test]
+fn pushed_values_reach_the_state_at_most_once_a_second_and_are_gathered() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/job-progress", "11"));
+    b.live(value(A, "data/temp/nozzle/current", "214.6"));
+    assert_eq!(
+        b.core.live_due(),
+        Some(b.now + super::super::live::LIVE_GATHER)
+    );
+    let out = b.flush_after(100);
+    let state = out.payload(STATE).expect("the state goes at once");
+    assert_eq!(
+        (state["progress"].as_f64(), state["temp_nozzle"].as_f64()),
+        (Some(11.0), Some(214.6))
+    );
+
+    // The next change within the second waits for it, and the last value wins.
+    b.live(value(A, "data/job-progress", "12"));
+    b.live(value(A, "data/job-progress", "13"));
+    assert!(
+        b.flush_after(300).payload(STATE).is_none(),
+        "within the second"
+    );
+    let out = b.flush_after(700);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 13.0);
+    assert_eq!(b.core.live_due(), None);
+}
+
+#[test]
+fn the_list_shows_under_the_pushed_values_and_takes_over_when_the_channel_drops() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/job-progress", "40"));
+    b.flush_after(200);
+    // A list older than the channel: its progress does not win.
+    b.advance(5);
+    let out = b.poll(&[printing(A, "Alpha", 7)]);
+    assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
+    // The channel drops: the next list's values count again, and the poll speeds up.
+    let soon = b.live(LiveEvent::Down {
+        error: "gone".into(),
+    });
+    assert_eq!(soon, Some(Duration::from_secs(5)));
+    b.advance(5);
+    let out = b.poll(&[printing(A, "Alpha", 7)]);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 10.0);
+    let info = out.payload("pc/bridge/info").unwrap();
+    assert_eq!(info["live"]["connected"], false);
+    assert_eq!(info["live"]["last_error"], "gone");
+    assert_eq!(info["live"]["printers_subscribed"], 0);
+}
+
+#[test]
+fn busy_printers_the_channel_covers_are_polled_at_the_idle_pace() {
+    let mut b = Bridge::with_live();
+    let wait = |b: &mut Bridge| {
+        let printers: Vec<Printer> = [printing(A, "Alpha", 7), printer(B, "Beta", "IDLE")]
+            .iter()
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect();
+        let wait = b
+            .core
+            .on_list(b.now, b.wall, Ok((printers, Vec::new())), auth());
+        b.take();
+        wait
+    };
+    assert_eq!(wait(&mut b), Duration::from_secs(5), "no channel yet");
+    b.live(LiveEvent::Up);
+    b.live(LiveEvent::Subscribed { uuid: B.into() });
+    assert_eq!(
+        wait(&mut b),
+        Duration::from_secs(5),
+        "the busy printer is not covered"
+    );
+    b.live(LiveEvent::Subscribed { uuid: A.into() });
+    assert_eq!(wait(&mut b), Duration::from_secs(30));
+    b.live(LiveEvent::Refused { uuid: A.into() });
+    assert_eq!(wait(&mut b), Duration::from_secs(5));
+    assert_eq!(
+        b.core.live_printers().into_iter().collect::<Vec<_>>(),
+        vec![A.to_string(), B.to_string()]
+    );
+}
+
+#[test]
+fn a_pushed_state_or_job_change_reads_the_feed_and_the_job_at_once() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/state", "FINISHED"));
+    b.live(value(A, "jobs/7/data/state", "FIN_OK"));
+    let out = b.flush_after(100);
+    assert_eq!(out.payload(STATE).unwrap()["printer_state"], "FINISHED");
+    assert!(
+        out.reads
+            .iter()
+            .any(|r| matches!(r, Read::Feed { uuid, .. } if uuid == A)),
+        "{:?}",
+        out.reads
+    );
+    assert!(
+        out.reads
+            .iter()
+            .any(|r| matches!(r, Read::Jobs { uuid, .. } | Read::Job { uuid, .. } if uuid == A)),
+        "the job's record: {:?}",
+        out.reads
+    );
+
+    // A new job the list has not shown yet.
+    b.settle(out.reads);
+    b.live(value(A, "data/state", "PRINTING"));
+    b.live(value(A, "data/current-job", "8"));
+    b.live(value(A, "jobs/8/data/progress", "1"));
+    let out = b.flush_after(1000);
+    let state = out.payload(STATE).unwrap();
+    assert_eq!(
+        (state["job_id"].as_i64(), state["progress"].as_f64()),
+        (Some(8), Some(1.0))
+    );
+    assert!(out.reads.contains(&job_read(8)), "{:?}", out.reads);
+}
+
+#[test]
+fn old_jobs_and_bad_values_change_nothing_and_never_panic() {
+    let mut b = Bridge::live_printing();
+    // Retained topics of a job long gone, and values that are not what they should be.
+    for (topic, payload) in [
+        ("jobs/3/data/progress", "100"),
+        ("jobs/3/data/state", "FIN_OK"),
+        ("data/job-progress", "lots"),
+        ("data/temp/nozzle/current", "NaN"),
+        ("data/online", "maybe"),
+        ("dialog", "{not json"),
+        ("data/state", ""),
+        ("data/current-job", "-x"),
+        ("data/tools/2/temp/nozzle/current", "200"),
+        ("something/new", "1"),
+    ] {
+        b.live(value(A, topic, payload));
+    }
+    b.live(LiveEvent::Value {
+        uuid: A.into(),
+        topic: "data/material".into(),
+        payload: vec![0xff, 0xfe].into(),
+    });
+    // A printer the gateway does not bridge.
+    b.live(value(B, "data/state", "PRINTING"));
+    let out = b.flush_after(1000);
+    assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
+}
+
+#[test]
+fn a_dialog_shows_and_goes_with_the_channel() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/state", "ATTENTION"));
+    b.live(value(
+        A,
+        "dialog",
+        r#"{"id": 3, "title": "Filament runout", "buttons": ["Continue"], "new_field": 1}"#,
+    ));
+    let out = b.flush_after(100);
+    assert_eq!(
+        out.payload(STATE).unwrap()["dialog"]["title"],
+        "Filament runout"
+    );
+    assert_eq!(out.events("pc/alpha/event").len(), 1, "announced once");
+    b.live(value(A, "data/state", "PRINTING"));
+    b.live(value(A, "dialog", ""));
+    let out = b.flush_after(1000);
+    assert!(out.payload(STATE).unwrap()["dialog"].is_null());
+}
