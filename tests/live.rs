@@ -1,0 +1,307 @@
+//! End-to-end: the live channel (issue 16). The simulator's `/mqtt` speaks MQTT over a
+//! websocket like Connect's broker; the gateway listens to it beside the REST poll. Polls
+//! are made so slow where it matters that only the channel can deliver in time.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::broker::{Subscriber, TestBroker};
+use common::gateway::{
+    BASE, Gateway, Sim, config, config_with_credentials, list_polls, wait_until_or,
+};
+use prusa_connect_mqtt::config::Config;
+use prusa_connect_sim::{PrinterSpec, Simulator};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+const HOUR: Duration = Duration::from_secs(3600);
+const STATE: &str = "pc/p/state";
+const INFO: &str = "pc/bridge/info";
+
+fn live(mut c: Config, sim: &Sim, poll: Duration, active: Duration) -> Config {
+    c.connect.live = true;
+    c.connect.live_url = format!("ws://{}/mqtt", sim.addr);
+    c.connect.poll_interval = poll;
+    c.connect.active_poll_interval = active;
+    c
+}
+
+struct Setup {
+    _broker: TestBroker,
+    sim: Sim,
+    sub: Subscriber,
+    gateway: Option<Gateway>,
+    uuid: String,
+    _state: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A printer "P" (printing when `job` is set) and a live gateway with these polls.
+    async fn start(poll: Duration, active: Duration, job: bool) -> Setup {
+        Setup::start_with(poll, active, job, |_| None).await
+    }
+
+    /// [`Setup::start`], with `prepare` run on the simulator before the gateway starts; it
+    /// may return a refresh token for the gateway to log in with.
+    async fn start_with(
+        poll: Duration,
+        active: Duration,
+        job: bool,
+        prepare: impl FnOnce(&Simulator) -> Option<String>,
+    ) -> Setup {
+        let broker = TestBroker::start();
+        let sim = Sim::start().await;
+        let uuid = sim.sim.add_printer(PrinterSpec::named("P"));
+        if job {
+            sim.sim.start_job(&uuid, "part.gcode", 3600, &[]);
+        }
+        let refresh_token = prepare(&sim.sim);
+        let state = tempfile::tempdir().unwrap();
+        let base = match refresh_token {
+            Some(t) => config_with_credentials(
+                &broker,
+                &sim,
+                state.path(),
+                &format!("refresh_token = \"{t}\""),
+                "",
+            ),
+            None => config(&broker, &sim, state.path(), ""),
+        };
+        let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+        let gateway = Gateway::start(live(base, &sim, poll, active));
+        Setup {
+            _broker: broker,
+            sim,
+            sub,
+            gateway: Some(gateway),
+            uuid,
+            _state: state,
+        }
+    }
+
+    /// The first `bridge/info` whose `live` satisfies `cond`.
+    async fn live_info(&self, mark: usize, cond: impl Fn(&Value) -> bool) -> Value {
+        self.sub
+            .wait_for_after(mark, INFO, WAIT, |m| cond(&m.json()["live"]))
+            .await
+            .json()["live"]
+            .clone()
+    }
+
+    async fn subscribed(&self, n: u64) {
+        self.live_info(0, |l| {
+            l["connected"] == true && l["printers_subscribed"] == n
+        })
+        .await;
+    }
+
+    /// Requests to `path` so far, with when they came (seconds since the simulator started).
+    fn requests_to(&self, path: &str) -> Vec<f64> {
+        self.sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at.as_secs_f64())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        self.gateway.take().unwrap().stop().await;
+    }
+}
+
+#[tokio::test]
+async fn each_progress_change_reaches_the_state_within_1_5_s_through_the_channel() {
+    // Polls an hour apart: only the channel can bring a change in time.
+    let s = Setup::start(HOUR, HOUR, true).await;
+    s.subscribed(1).await;
+    s.sub
+        .wait_for(STATE, WAIT, |m| m.json()["printer_state"] == "PRINTING")
+        .await;
+    let polls = list_polls(&s.sim);
+    let mut latencies = Vec::new();
+    for i in 1..=20u32 {
+        // Changes fall anywhere in the simulator's one-second push cycle.
+        tokio::time::sleep(Duration::from_millis(u64::from(i * 389 % 1000))).await;
+        let progress = f64::from(i * 4);
+        let mark = s.sub.mark();
+        s.sim.sim.set_progress(&s.uuid, progress);
+        let changed = Instant::now();
+        let seen = s
+            .sub
+            .wait_for_after(mark, STATE, WAIT, |m| m.json()["progress"] == progress)
+            .await;
+        latencies.push(seen.at.duration_since(changed).as_secs_f64());
+    }
+    eprintln!("change -> P/state, s: {latencies:?}");
+    assert_eq!(list_polls(&s.sim), polls, "no list poll helped");
+    assert!(
+        latencies.iter().all(|l| *l <= 1.5),
+        "change -> P/state, s: {latencies:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_dialog_reaches_the_state_and_goes_with_it() {
+    let s = Setup::start(HOUR, HOUR, true).await;
+    s.subscribed(1).await;
+    let mark = s.sub.mark();
+    s.sim.sim.set_dialog(
+        &s.uuid,
+        Some(serde_json::json!({"title": "Filament runout", "buttons": ["Continue"]})),
+    );
+    let state = s
+        .sub
+        .wait_for_after(mark, STATE, WAIT, |m| !m.json()["dialog"].is_null())
+        .await
+        .json();
+    assert_eq!(state["dialog"]["title"], "Filament runout");
+    assert_eq!(state["printer_state"], "ATTENTION");
+    let mark = s.sub.mark();
+    s.sim.sim.set_dialog(&s.uuid, None);
+    let state = s
+        .sub
+        .wait_for_after(mark, STATE, WAIT, |m| m.json()["dialog"].is_null())
+        .await
+        .json();
+    assert_eq!(state["printer_state"], "PRINTING");
+    s.stop().await;
+}
+
+/// List polls in the next `window`.
+async fn polls_during(s: &Setup, window: Duration) -> usize {
+    let before = list_polls(&s.sim);
+    tokio::time::sleep(window).await;
+    list_polls(&s.sim) - before
+}
+
+#[tokio::test]
+async fn a_dropped_channel_falls_back_to_polling_and_comes_back_without_a_restart() {
+    let poll = Duration::from_secs(2);
+    let active = Duration::from_millis(200);
+    let s = Setup::start(poll, active, true).await;
+    s.subscribed(1).await;
+    // Covered by the channel, the printing printer is polled at the idle pace.
+    let slow = polls_during(&s, Duration::from_secs(3)).await;
+    assert!(slow <= 3, "{slow} list polls in 3 s with the channel up");
+
+    let mark = s.sub.mark();
+    s.sim.sim.set_live_enabled(false);
+    let info = s.live_info(mark, |l| l["connected"] == false).await;
+    assert!(info["last_error"].as_str().is_some(), "{info}");
+    assert_eq!(info["printers_subscribed"], 0);
+    // The REST poll carries on, fast again.
+    let mark = s.sub.mark();
+    s.sim.sim.set_progress(&s.uuid, 55.0);
+    s.sub
+        .wait_for_after(mark, STATE, WAIT, |m| m.json()["progress"] == 55.0)
+        .await;
+    let fast = polls_during(&s, Duration::from_secs(2)).await;
+    assert!(fast >= 5, "{fast} list polls in 2 s without the channel");
+
+    let mark = s.sub.mark();
+    s.sim.sim.set_live_enabled(true);
+    s.live_info(mark, |l| {
+        l["connected"] == true && l["printers_subscribed"] == 1
+    })
+    .await;
+    let mark = s.sub.mark();
+    s.sim.sim.set_progress(&s.uuid, 77.0);
+    s.sub
+        .wait_for_after(mark, STATE, WAIT, |m| m.json()["progress"] == 77.0)
+        .await;
+    let slow = polls_during(&s, Duration::from_secs(3)).await;
+    assert!(slow <= 3, "{slow} list polls in 3 s with the channel back");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_the_channel_refuses_is_renewed_before_the_next_login() {
+    let s = Setup::start_with(HOUR, HOUR, false, |sim| {
+        sim.add_user("live@example.com", "pw", None);
+        Some(sim.issue_refresh_token("live@example.com"))
+    })
+    .await;
+    s.subscribed(1).await;
+    let first = s.sim.sim.live_stats().tokens_accepted;
+    assert_eq!(first.len(), 1);
+    let refreshes = s.sim.sim.account_stats().refreshes_ok;
+
+    // The token expires and the connection drops: the next login offers it and is refused.
+    s.sim.sim.expire_access_tokens();
+    let mark = s.sub.mark();
+    s.sim.sim.drop_live_connections();
+    s.live_info(mark, |l| l["connected"] == false).await;
+    s.live_info(mark, |l| {
+        l["connected"] == true && l["printers_subscribed"] == 1
+    })
+    .await;
+    let stats = s.sim.sim.live_stats();
+    assert!(stats.connects_refused >= 1, "{stats:?}");
+    assert_eq!(stats.tokens_accepted.len(), 2, "{stats:?}");
+    assert_ne!(stats.tokens_accepted[1], first[0], "a renewed token");
+    assert!(s.sim.sim.account_stats().refreshes_ok > refreshes);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn printers_added_to_the_account_are_followed_and_removed_ones_dropped() {
+    let fast = Duration::from_millis(200);
+    let s = Setup::start(fast, fast, false).await;
+    s.subscribed(1).await;
+    let second = s.sim.sim.add_printer(PrinterSpec::named("Second"));
+    s.subscribed(2).await;
+    assert_eq!(s.sim.sim.live_subscriptions().get(&second), Some(&1));
+
+    let mark = s.sub.mark();
+    s.sim.sim.remove_printer(&second);
+    s.live_info(mark, |l| l["printers_subscribed"] == 1).await;
+    wait_until_or(
+        || !s.sim.sim.live_subscriptions().contains_key(&second),
+        || format!("{:?}", s.sim.sim.live_subscriptions()),
+    )
+    .await;
+    assert_eq!(s.sim.sim.live_subscriptions().get(&s.uuid), Some(&1));
+    assert_eq!(s.sim.sim.live_stats().filters_refused, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_login_is_retried_with_growing_waits_while_rest_carries_on() {
+    let fast = Duration::from_millis(200);
+    let s = Setup::start_with(fast, fast, false, |sim| {
+        sim.set_live_refuse_all(true);
+        None
+    })
+    .await;
+    // Four logins: the waits between them are about 1, 2 and 4 s (±20 %).
+    wait_until_or(
+        || s.requests_to("/mqtt").len() >= 4,
+        || format!("{:?}", s.sim.sim.live_stats()),
+    )
+    .await;
+    let attempts = s.requests_to("/mqtt");
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 0.7) && gaps.windows(2).all(|w| w[1] >= w[0] * 1.2),
+        "gaps between logins, s: {gaps:?}"
+    );
+    let info = s
+        .live_info(0, |l| {
+            l["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refused"))
+        })
+        .await;
+    assert_eq!(info["connected"], false);
+    // The printer is on the broker all the same.
+    s.sub
+        .wait_for(&format!("{BASE}/p/availability"), WAIT, |m| {
+            m.text() == "online"
+        })
+        .await;
+    s.stop().await;
+}
