@@ -203,6 +203,9 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     let mut registry = Registry::from_memory(memory);
     registry.assign_ids(&bridged, &config.mqtt.printer_ids);
     let topics = Topics::new(&config.mqtt.base_topic);
+    if let Some(first) = bridged.first() {
+        live(config, client, &first.uuid, first.display_name(), report).await;
+    }
     for p in bridged {
         let id = registry
             .get(&p.uuid)
@@ -219,6 +222,40 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
             let entities = entity_ids(config, p.display_name(), &p.uuid, id);
             report.note(format!("  Home Assistant: {}", entities.join(", ")));
         }
+    }
+}
+
+/// With `connect.live`: logs in to the live channel, subscribes to one printer and reports
+/// the first value it hears.
+async fn live(
+    config: &Config,
+    client: &ConnectClient,
+    uuid: &str,
+    name: &str,
+    report: &mut Report,
+) {
+    let c = &config.connect;
+    if !c.live {
+        report.note(
+            "live channel: off (connect.live = true adds Connect's push channel; unofficial)",
+        );
+        return;
+    }
+    let settings = crate::connect::live::LiveSettings {
+        url: c.live_url.clone(),
+        auth_url: c.auth_url.clone(),
+        ca_file: crate::mqtt::SYSTEM_CA_BUNDLE.into(),
+    };
+    let timeout = c.request_timeout.max(Duration::from_secs(5));
+    match crate::connect::live::probe(client, &settings, uuid, timeout).await {
+        Ok((topic, value)) => report.ok(format!(
+            "live channel {}: logged in; {name} said {topic} = {value:?}",
+            c.live_url
+        )),
+        Err(e) => report.problem(format!(
+            "live channel {}: {e} (unofficial: the gateway keeps polling without it)",
+            c.live_url
+        )),
     }
 }
 

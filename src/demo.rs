@@ -56,7 +56,10 @@ pub async fn run(
         r#"
         [connect]
         url = "http://{sim_addr}"
+        auth_url = "http://{sim_addr}"
         access_token = "{DEMO_TOKEN}"
+        live = true
+        live_url = "ws://{sim_addr}/mqtt"
         poll_interval = "2s"
         active_poll_interval = "1s"
         [mqtt]
@@ -90,6 +93,7 @@ pub async fn run(
     println!(
         "  simulated Connect: http://{sim_addr}  (3 printers: one fails a print, one is paused and resumed)"
     );
+    println!("  live channel:      ws://{sim_addr}/mqtt  (connect.live: changes within a second)");
     println!("  MQTT broker:       {broker}");
     let addr = BrokerAddress::parse(&broker)?;
     println!(
@@ -199,7 +203,7 @@ fn describe(topic: &str, payload: &[u8]) -> String {
     if topic.ends_with("/config") {
         return format!("{topic}  <discovery, {} bytes>", payload.len());
     }
-    if topic.contains("/camera/") {
+    if topic.contains("/camera/") || topic.ends_with("/job/preview") {
         return format!("{topic}  <image, {} bytes>", payload.len());
     }
     let text = String::from_utf8_lossy(payload);

@@ -315,3 +315,32 @@ async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects()
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_channel_is_tried_and_a_refused_login_is_a_problem() {
+    let (broker, sim, dir) = setup().await;
+    let connect = format!(
+        "access_token = \"{TOKEN}\"\nlive = true\nlive_url = \"ws://{}/mqtt\"",
+        sim.addr
+    );
+    let cfg = config(&sim, &broker.url(), dir.path(), &connect, "");
+    let out = check(dir.path(), &cfg).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("live channel ws://")
+            && out.stdout.contains("logged in; Busy MK4 said"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(sim.sim.live_stats().connects_ok, 1);
+
+    sim.sim.set_live_refuse_all(true);
+    let out = check(dir.path(), &cfg).await;
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("was refused"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("keeps polling without it"),
+        "{}",
+        out.stdout
+    );
+}
