@@ -305,3 +305,19 @@ async fn a_refused_login_is_retried_with_growing_waits_while_rest_carries_on() {
         .await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn more_printers_than_rumqttc_has_packet_ids_are_all_followed() {
+    // rumqttc numbers subscriptions 1..=100 over and over: 150 printers reuse ids in flight.
+    let fast = Duration::from_millis(200);
+    let s = Setup::start_with(fast, fast, false, |sim| {
+        for i in 0..149 {
+            sim.add_printer(PrinterSpec::named(&format!("Farm {i:03}")));
+        }
+        None
+    })
+    .await;
+    s.subscribed(150).await;
+    assert_eq!(s.sim.sim.live_subscriptions().len(), 150);
+    s.stop().await;
+}

@@ -287,7 +287,12 @@ impl Core {
                 }
                 self.live_dirty.clear();
                 self.live_info_due.get_or_insert(now);
-                return was.then_some(self.s.active_poll_interval);
+                let busy = self.registry.entries().any(|e| {
+                    e.live
+                        .as_ref()
+                        .is_some_and(|l| l.printer.effective_state().is_active())
+                });
+                return (was && busy).then_some(self.s.active_poll_interval);
             }
             LiveEvent::Subscribed { uuid } => {
                 self.channel.subscribed.insert(uuid);

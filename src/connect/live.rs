@@ -221,7 +221,9 @@ async fn session(
         }
     };
     let asked: Arc<Mutex<VecDeque<Asked>>> = Arc::default();
-    let mut by_pkid: HashMap<u16, Asked> = HashMap::new();
+    // rumqttc numbers subscriptions 1 to `max_inflight` over and over without waiting for
+    // their acks: a packet id can stand for several requests in flight, acked in order.
+    let mut by_pkid: HashMap<u16, VecDeque<Asked>> = HashMap::new();
     let mut follower: Option<AbortOnDropHandle<()>> = None;
     let mut up_since: Option<tokio::time::Instant> = None;
     let up_for =
@@ -250,11 +252,11 @@ async fn session(
             }
             Event::Outgoing(Outgoing::Subscribe(pkid) | Outgoing::Unsubscribe(pkid)) => {
                 if let Some(a) = asked.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                    by_pkid.insert(pkid, a);
+                    by_pkid.entry(pkid).or_default().push_back(a);
                 }
                 Ok(())
             }
-            Event::Incoming(Packet::SubAck(ack)) => match by_pkid.remove(&ack.pkid) {
+            Event::Incoming(Packet::SubAck(ack)) => match take(&mut by_pkid, ack.pkid) {
                 Some(Asked::Subscribe(uuid)) => {
                     let ok = ack
                         .return_codes
@@ -273,7 +275,7 @@ async fn session(
                 }
                 _ => Ok(()),
             },
-            Event::Incoming(Packet::UnsubAck(ack)) => match by_pkid.remove(&ack.pkid) {
+            Event::Incoming(Packet::UnsubAck(ack)) => match take(&mut by_pkid, ack.pkid) {
                 Some(Asked::Unsubscribe(uuid)) => events.send(LiveEvent::Unsubscribed { uuid }),
                 _ => Ok(()),
             },
@@ -334,6 +336,16 @@ async fn follow(
             return;
         }
     }
+}
+
+/// The oldest request in flight under this packet id.
+fn take(by_pkid: &mut HashMap<u16, VecDeque<Asked>>, pkid: u16) -> Option<Asked> {
+    let waiting = by_pkid.get_mut(&pkid)?;
+    let oldest = waiting.pop_front();
+    if waiting.is_empty() {
+        by_pkid.remove(&pkid);
+    }
+    oldest
 }
 
 fn push(asked: &Mutex<VecDeque<Asked>>, a: Asked) {
