@@ -403,6 +403,7 @@ async fn fleet(n: usize, plan: Plan, live: bool) -> Row {
     }
 
     // --- the whole fleet prints
+    let last_command = Instant::now();
     for uuid in &uuids {
         sim.start_job(uuid, "bench.gcode", 3 * 3600, &[]);
     }
@@ -418,8 +419,11 @@ async fn fleet(n: usize, plan: Plan, live: bool) -> Row {
     })
     .await
     .expect("the printing fleet shows on the broker");
-    // Past the fast polls after the commands, and the job reads of the start.
+    // Past the job reads of the start and the 30 s of fast polls after the last command
+    // (which would hide what the live channel saves).
     tokio::time::sleep(ACTIVE_POLL * 2).await;
+    let fast_polls_over = last_command + Duration::from_secs(32);
+    tokio::time::sleep(fast_polls_over.saturating_duration_since(Instant::now())).await;
     let w = Window::open(&sub, &gateway, sim_epoch);
     tokio::time::sleep(plan.print_quiet).await;
     let printing = w.close(&sub, &gateway, &sim, n);

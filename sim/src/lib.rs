@@ -11,8 +11,8 @@
 //! chamber, dialog answers); `files.rs` a printer's files and their preview hashes;
 //! `render.rs` turns it into Connect's JSON; `commands.rs` is `commands/sync` and
 //! `commands/table.rs` the `supported-commands` table; `scenario.rs` drives the demo and farm
-//! printers; `http.rs` and `admin.rs` are the HTTP edges; `jpeg.rs` draws camera snapshots
-//! and file previews. `account/` is the
+//! printers; `http.rs` and `admin.rs` are the HTTP edges; `live.rs` is the live channel (MQTT
+//! over a websocket at `/mqtt`); `jpeg.rs` draws camera snapshots and file previews. `account/` is the
 //! simulated Prusa Account (OAuth2 login and tokens), served by the same HTTP server so that
 //! the gateway's `auth_url` can point at the simulator too.
 

@@ -391,7 +391,7 @@ impl Core {
         entry.missing = 0;
         // What the live channel said is newer than the list.
         let printer = match entry.live.as_ref() {
-            Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer),
+            Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer, now),
             _ => printer,
         };
         self.active |= printer.effective_state().is_active();

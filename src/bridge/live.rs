@@ -22,6 +22,10 @@ pub const LIVE_MIN_GAP: Duration = Duration::from_secs(1);
 pub const LIVE_GATHER: Duration = Duration::from_millis(100);
 /// Jobs whose values are kept per printer (the broker keeps old jobs' topics retained).
 const JOBS_KEPT: usize = 4;
+/// A pushed value wins over the list's for this long after it came; then the list's counts
+/// again, so a value the channel stopped updating cannot hide what the poll sees (a
+/// command's effect, a printer the channel forgot).
+pub const LIVE_TRUST: Duration = Duration::from_secs(3);
 
 /// The channel as `bridge/info.live` shows it.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +83,8 @@ pub struct Pushed {
     /// `None`: not said; `Some(None)`: no dialog shown.
     pub dialog: Option<Option<DialogInfo>>,
     pub jobs: BTreeMap<i64, PushedJob>,
+    /// When each value came (by topic; `jobs/<id>` for a job's).
+    pub received: BTreeMap<String, Instant>,
     /// When the printer was last looked at for the channel.
     pub looked_at: Option<Instant>,
 }
@@ -93,7 +99,7 @@ pub struct BadValue {
 
 impl Pushed {
     /// Takes one value; `Ok(true)` when it changed what is known.
-    pub fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<bool, BadValue> {
+    pub fn apply(&mut self, topic: &str, payload: &[u8], now: Instant) -> Result<bool, BadValue> {
         let text = std::str::from_utf8(payload)
             .map_err(|_| bad(topic, "not UTF-8"))?
             .trim();
@@ -120,6 +126,7 @@ impl Pushed {
             ["dialog"] => self.dialog = Some(dialog(topic, text)?),
             ["jobs", id, "data", value] => {
                 let id = int(topic, id)?;
+                self.received.insert(format!("jobs/{id}"), now);
                 let job = self.jobs.entry(id).or_default();
                 match *value {
                     "progress" => job.progress = Some(number(topic, text)?),
@@ -128,18 +135,77 @@ impl Pushed {
                     _ => {}
                 }
                 // Old jobs stay retained on the broker: keep only the latest few.
-                while self.jobs.len() > JOBS_KEPT {
-                    self.jobs.pop_first();
+                while let Some((old, _)) = self.jobs.first_key_value()
+                    && self.jobs.len() > JOBS_KEPT
+                {
+                    let old = *old;
+                    self.jobs.remove(&old);
+                    self.received.remove(&format!("jobs/{old}"));
                 }
+                return Ok(self.jobs != before.jobs);
             }
             // Per-tool values (the XL) and whatever else the channel carries: not shown.
-            _ => {}
+            _ => return Ok(false),
         }
-        Ok(*self != before)
+        self.received.insert(topic.to_string(), now);
+        Ok(self.values_differ(&before))
     }
 
-    /// The printer with the channel's values laid over the list's.
-    pub fn overlay(&self, mut p: Printer) -> Printer {
+    fn values_differ(&self, other: &Pushed) -> bool {
+        let a = Pushed {
+            received: BTreeMap::new(),
+            looked_at: None,
+            ..self.clone()
+        };
+        let b = Pushed {
+            received: BTreeMap::new(),
+            looked_at: None,
+            ..other.clone()
+        };
+        a != b
+    }
+
+    /// The values that came within [`LIVE_TRUST`] of `now`: those that win over the list's.
+    fn fresh(&self, now: Instant) -> Pushed {
+        let fresh = |key: &str| {
+            self.received
+                .get(key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < LIVE_TRUST)
+        };
+        Pushed {
+            state: self.state.clone().filter(|_| fresh("data/state")),
+            online: self.online.filter(|_| fresh("data/online")),
+            current_job: self.current_job.filter(|_| fresh("data/current-job")),
+            progress: self.progress.filter(|_| fresh("data/job-progress")),
+            material: self.material.clone().filter(|_| fresh("data/material")),
+            axis_z: self.axis_z.filter(|_| fresh("data/axis-z")),
+            nozzle: self.nozzle.filter(|_| fresh("data/temp/nozzle/current")),
+            nozzle_target: self
+                .nozzle_target
+                .filter(|_| fresh("data/temp/nozzle/target")),
+            bed: self.bed.filter(|_| fresh("data/temp/heatbed/current")),
+            bed_target: self
+                .bed_target
+                .filter(|_| fresh("data/temp/heatbed/target")),
+            chamber: self.chamber.filter(|_| fresh("data/temp/chamber/current")),
+            dialog: self.dialog.clone().filter(|_| fresh("dialog")),
+            jobs: self
+                .jobs
+                .iter()
+                .filter(|(id, _)| fresh(&format!("jobs/{id}")))
+                .map(|(id, j)| (*id, j.clone()))
+                .collect(),
+            received: BTreeMap::new(),
+            looked_at: None,
+        }
+    }
+
+    /// The printer with the channel's recent values (see [`LIVE_TRUST`]) laid over the list's.
+    pub fn overlay(&self, p: Printer, now: Instant) -> Printer {
+        self.fresh(now).lay_over(p)
+    }
+
+    fn lay_over(&self, mut p: Printer) -> Printer {
         if let Some(state) = &self.state {
             p.printer_state = Some(state.clone());
         }
@@ -311,7 +377,7 @@ impl Core {
             } => {
                 // Values of a printer not bridged (yet) are not kept.
                 let live = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut())?;
-                match live.pushed.apply(&topic, &payload) {
+                match live.pushed.apply(&topic, &payload, now) {
                     Ok(true) => {
                         self.live_dirty.entry(uuid).or_insert(now);
                     }
@@ -379,7 +445,7 @@ impl Core {
             if !self.channel.covers(&uuid) {
                 continue;
             }
-            let printer = live.pushed.overlay(live.printer.clone());
+            let printer = live.pushed.overlay(live.printer.clone(), now);
             if printer != live.printer {
                 self.look(now, wall, printer);
             }

@@ -81,20 +81,30 @@ fn pushed_values_reach_the_state_at_most_once_a_second_and_are_gathered() {
 }
 
 #[test]
-fn the_list_shows_under_the_pushed_values_and_takes_over_when_the_channel_drops() {
+fn a_pushed_value_wins_over_the_list_for_a_few_seconds_then_the_list_counts() {
     let mut b = Bridge::live_printing();
     b.live(value(A, "data/job-progress", "40"));
     b.flush_after(200);
-    // A list older than the channel: its progress does not win.
-    b.advance(5);
+    // A list fetched before the change: the pushed progress wins.
+    b.advance(1);
     let out = b.poll(&[printing(A, "Alpha", 7)]);
     assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
-    // The channel drops: the next list's values count again, and the poll speeds up.
+    // The channel said nothing more for longer than LIVE_TRUST: what the poll sees counts
+    // (a value the channel stopped updating does not hide it).
+    b.advance(3);
+    let out = b.poll(&[printing(A, "Alpha", 7)]);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 10.0);
+}
+
+#[test]
+fn when_the_channel_drops_the_list_counts_and_the_poll_speeds_up() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/job-progress", "40"));
+    b.flush_after(200);
     let soon = b.live(LiveEvent::Down {
         error: "gone".into(),
     });
     assert_eq!(soon, Some(Duration::from_secs(5)));
-    b.advance(5);
     let out = b.poll(&[printing(A, "Alpha", 7)]);
     assert_eq!(out.payload(STATE).unwrap()["progress"], 10.0);
     let info = out.payload("pc/bridge/info").unwrap();
