@@ -315,6 +315,9 @@ impl Core {
                     // Object states change with CANCEL_OBJECT: read the job again (showing
                     // the detail read before until then).
                     live.detail_stale = true;
+                    // What the live channel said before the command is older than what
+                    // the poll after it shows.
+                    live.pushed.received.clear();
                 }
                 Some(now + POLL_AFTER_COMMAND)
             }

@@ -230,3 +230,33 @@ fn a_dialog_shows_and_goes_with_the_channel() {
     let out = b.flush_after(1000);
     assert!(out.payload(STATE).unwrap()["dialog"].is_null());
 }
+
+#[test]
+fn after_an_accepted_command_the_poll_shows_its_effect_over_older_pushed_values() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/state", "PRINTING"));
+    b.flush_after(200);
+    let Prepared::Run(job) = b.command("pc/alpha/command", r#"{"command":"PAUSE_PRINT"}"#) else {
+        panic!("PAUSE_PRINT runs");
+    };
+    let CommandTask::Command { req, .. } = &job.task else {
+        panic!("a command")
+    };
+    b.core.command_done(
+        CommandDone {
+            printer_id: job.printer_id.clone(),
+            uuid: job.uuid.clone(),
+            reply: CommandReply::ok(req, Some(1)),
+            replied: false,
+            supported: None,
+            outcome: Outcome::Accepted,
+        },
+        b.now,
+    );
+    b.take();
+    let mut paused = printing(A, "Alpha", 7);
+    paused["printer_state"] = json!("PAUSED");
+    paused["connect_state"] = json!("PAUSED");
+    let out = b.poll(&[paused]);
+    assert_eq!(out.payload(STATE).unwrap()["printer_state"], "PAUSED");
+}
