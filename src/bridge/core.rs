@@ -669,50 +669,6 @@ impl Core {
         }
     }
 
-    /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is
-    /// busy, every `camera.idle_interval` otherwise; none while Connect is unreachable.
-    pub fn snapshot_reads(&mut self, now: Instant) {
-        if !self.s.camera.enabled || !self.health.reachable {
-            return;
-        }
-        let mut fetching: usize = self
-            .registry
-            .entries()
-            .filter_map(|e| e.live.as_ref())
-            .map(|l| l.cameras.fetching())
-            .sum();
-        for entry in self.registry.entries_mut() {
-            let Some(live) = entry.live.as_mut() else {
-                continue;
-            };
-            let interval = if live.printer.effective_state().is_active() {
-                self.s.camera.interval
-            } else {
-                self.s.camera.idle_interval
-            };
-            for camera in live.cameras.list.iter_mut().flatten() {
-                if fetching >= super::extras::SNAPSHOT_FETCHES {
-                    return;
-                }
-                let due = camera
-                    .fetched_at
-                    .is_none_or(|t| now.duration_since(t) >= interval);
-                if camera.fetching || !due {
-                    continue;
-                }
-                camera.fetching = true;
-                camera.fetched_at = Some(now);
-                fetching += 1;
-                self.reads.push(Read::Snapshot {
-                    uuid: entry.uuid.clone(),
-                    camera: camera.id.clone(),
-                    etag: camera.etag.clone(),
-                    last_modified: camera.last_modified.clone(),
-                });
-            }
-        }
-    }
-
     pub(super) fn printer_type(&self, printer: &Printer) -> Option<&PrinterType> {
         let id = printer.printer_type.as_ref()?;
         self.account.printer_types.as_ref()?.get(id)

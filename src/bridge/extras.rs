@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::reads::Read;
 use super::schedule::Due;
 use crate::connect::model::{CameraList, Queue};
 use crate::payloads::QueueFields;
@@ -218,4 +219,54 @@ pub struct Account {
     pub notifications_reading: bool,
     /// The unseen count moved while the list was being read: read it again after.
     pub notifications_again: bool,
+}
+
+impl super::core::Core {
+    /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is
+    /// busy, every `camera.idle_interval` otherwise; none while Connect is unreachable.
+    pub fn snapshot_reads(&mut self, now: Instant) {
+        if !self.s.camera.enabled || !self.health.reachable {
+            return;
+        }
+        let mut fetching: usize = self
+            .registry
+            .entries()
+            .filter_map(|e| e.live.as_ref())
+            .map(|l| l.cameras.fetching())
+            .sum();
+        let mut fetches = Vec::new();
+        'printers: for entry in self.registry.entries_mut() {
+            let Some(live) = entry.live.as_mut() else {
+                continue;
+            };
+            let interval = if live.printer.effective_state().is_active() {
+                self.s.camera.interval
+            } else {
+                self.s.camera.idle_interval
+            };
+            for camera in live.cameras.list.iter_mut().flatten() {
+                if fetching >= SNAPSHOT_FETCHES {
+                    break 'printers;
+                }
+                let due = camera
+                    .fetched_at
+                    .is_none_or(|t| now.duration_since(t) >= interval);
+                if camera.fetching || !due {
+                    continue;
+                }
+                camera.fetching = true;
+                camera.fetched_at = Some(now);
+                fetching += 1;
+                fetches.push(Read::Snapshot {
+                    uuid: entry.uuid.clone(),
+                    camera: camera.id.clone(),
+                    etag: camera.etag.clone(),
+                    last_modified: camera.last_modified.clone(),
+                });
+            }
+        }
+        for read in fetches {
+            self.read(read);
+        }
+    }
 }
