@@ -359,7 +359,13 @@ async fn a_farms_first_polls_spread_the_queue_and_camera_reads() {
         .collect();
     let state = tempfile::tempdir().unwrap();
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
-    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    // Requests are counted by when they arrive, between two list requests: the polls are a
+    // second apart, so a poll's reads are all in before the next list request even on a
+    // loaded machine (at 200 ms some spilled into the next poll's count).
+    let mut c = config(&broker, &sim, state.path(), "");
+    c.connect.poll_interval = std::time::Duration::from_secs(1);
+    c.connect.active_poll_interval = std::time::Duration::from_secs(1);
+    let gateway = Gateway::start(c);
     let all_known = || {
         (0..PRINTERS).all(|i| {
             sub.on(&format!("{BASE}/farm_{i:02}/state"))
