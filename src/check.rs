@@ -202,6 +202,9 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
         .unwrap_or_default();
     let mut registry = Registry::from_memory(memory);
     registry.assign_ids(&bridged, &config.mqtt.printer_ids);
+    for clash in registry.clashes() {
+        report.problem(clash.to_string());
+    }
     let topics = Topics::new(&config.mqtt.base_topic);
     if let Some(first) = bridged.first() {
         live(config, client, &first.uuid, first.display_name(), report).await;

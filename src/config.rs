@@ -392,8 +392,23 @@ impl Config {
             &self.homeassistant.status_topic,
             true,
         )?;
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
         for (printer, id) in &self.mqtt.printer_ids {
-            check_topic_segment(&format!("mqtt.printer_ids.{printer:?}"), id, false)?;
+            let key = format!("mqtt.printer_ids.{printer:?}");
+            check_topic_segment(&key, id, false)?;
+            if crate::topics::is_reserved(id) {
+                bail!(
+                    "{key} = {id:?} is taken by the gateway's own topics ({}/{id}/...); choose another id",
+                    self.mqtt.base_topic
+                );
+            }
+            // Two printers on one id would share their topics: a command for one would
+            // reach the other.
+            if let Some(other) = ids.insert(id, printer) {
+                bail!(
+                    "mqtt.printer_ids gives {id:?} to both {other:?} and {printer:?}; each printer needs its own id"
+                );
+            }
         }
         if !(1024..=crate::command::MAX_COMMAND_BYTES).contains(&self.mqtt.max_payload_bytes) {
             bail!(
@@ -574,6 +589,15 @@ mod tests {
             ),
             ("[homeassistant]\nmode = \"both\"\n", "homeassistant.mode"),
             ("[log]\nlevel = \"loud!!\"\n", "log.level"),
+            // Issue 22 (1, 2): no two printers on one id, none on the bridge's topics.
+            (
+                "[mqtt.printer_ids]\nMK4 = \"left\"\n\"Core One\" = \"left\"\n",
+                "gives \"left\" to both \"Core One\" and \"MK4\"",
+            ),
+            (
+                "[mqtt.printer_ids]\nMK4 = \"bridge\"\n",
+                "mqtt.printer_ids.\"MK4\" = \"bridge\" is taken by the gateway's own topics",
+            ),
             (
                 "[connect]\naccess_token = \"a\"\nrefresh_token = \"r\"\n",
                 "connect.access_token and connect.refresh_token are all set",

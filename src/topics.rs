@@ -96,6 +96,15 @@ impl Topics {
     }
 }
 
+/// Ids the topic layout uses beside the printers' (`B/bridge/...`): no printer may have one,
+/// or its state would land on the bridge's own topics.
+pub const RESERVED_IDS: &[&str] = &["bridge"];
+
+/// Whether `id` is one of [`RESERVED_IDS`].
+pub fn is_reserved(id: &str) -> bool {
+    RESERVED_IDS.contains(&id)
+}
+
 /// `Busy MK4` -> `busy_mk4`: lower-case ASCII letters, digits and single underscores.
 pub fn slug(name: &str) -> String {
     let mut out = String::with_capacity(name.len());

@@ -188,12 +188,19 @@ impl Core {
                 command::type_limits(t.parameters.as_ref(), &name)
             })
             .unwrap_or_default();
+        // Missing from Connect's list (not removed yet): as good as offline.
+        let missing = self.registry.get(&uuid).is_some_and(|e| e.missing > 0);
+        let state = if missing {
+            PrinterState::Offline
+        } else {
+            live.printer.effective_state()
+        };
         Ok(CommandJob {
             printer_id: printer_id.to_string(),
             uuid,
             reply_topic: self.s.topics.command_response(printer_id),
             task: CommandTask::Command {
-                state: live.printer.effective_state(),
+                state,
                 supported: live.supported.for_command(),
                 allow: self.s.allow.clone(),
                 limits,

@@ -26,6 +26,8 @@ use crate::topics::Topics;
 /// and retained topics are removed. More than one, so a glitch in Connect's list does not
 /// wipe a farm's entities.
 pub const REMOVE_AFTER_MISSING_POLLS: u32 = 3;
+/// ...and missing for at least this many `poll_interval`s.
+pub const REMOVE_AFTER_MISSING_INTERVALS: u32 = 2;
 /// Longest wait between polls while Connect fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -342,42 +344,73 @@ impl Core {
             .filter(|p| is_bridged(&self.s.printers, p))
             .collect();
         self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
+        let clashes = self.registry.clashes().to_vec();
         let renamed = self
             .registry
             .assign_ids(&printers.iter().collect::<Vec<_>>(), &self.s.printer_ids);
-        for r in renamed {
-            // The old topics would be stale retained values.
-            let cameras = self
-                .registry
-                .get(&r.uuid)
-                .map(|e| e.record.cameras.clone())
-                .unwrap_or_default();
-            for (camera, _) in cameras {
-                let topic = self.s.topics.camera(&r.old, &camera);
-                self.publish(Message::Forget { topic });
+        if self.registry.clashes() != clashes {
+            for clash in self.registry.clashes() {
+                tracing::warn!("{clash}");
             }
+        }
+        for r in renamed {
             tracing::info!(
                 "printer {} now publishes as {} (was {})",
                 r.uuid,
                 r.new,
                 r.old
             );
-            for topic in [
-                self.s.topics.state(&r.old),
-                self.s.topics.job(&r.old),
-                self.s.topics.availability(&r.old),
-            ] {
-                self.publish(Message::Clear { topic });
-            }
+            // The old topics would be stale retained values, unless another printer took
+            // them over.
+            let cameras = self
+                .registry
+                .get(&r.uuid)
+                .map(|e| e.record.cameras.clone())
+                .unwrap_or_default();
+            self.publish_all(self.printer_topics_cleared(&r.uuid, &r.old, &cameras));
             if let Some(live) = self.registry.get_mut(&r.uuid).and_then(|e| e.live.as_mut()) {
                 // Everything is published again on the new topics.
-                live.shown_state = None;
-                live.shown_job = None;
-                live.shown_online = None;
-                live.device = None;
+                live.forget_shown();
             }
         }
         printers
+    }
+
+    /// The messages that empty printer `uuid`'s topics under `id` (state, job, thumbnail,
+    /// availability, pictures), for those no other printer publishes on now; the bridge's
+    /// own `B/bridge/state` is never among them.
+    fn printer_topics_cleared(
+        &self,
+        uuid: &str,
+        id: &str,
+        cameras: &[(String, String)],
+    ) -> Vec<Message> {
+        let mut out = Vec::new();
+        let reserved = crate::topics::is_reserved(id);
+        if !reserved && !self.registry.topics_free_for(id, uuid) {
+            return out;
+        }
+        for (camera, _) in cameras {
+            let topic = self.s.topics.camera(id, camera);
+            out.push(Message::Forget { topic });
+        }
+        if !reserved {
+            out.push(Message::Clear {
+                topic: self.s.topics.state(id),
+            });
+        }
+        for topic in [
+            self.s.topics.job(id),
+            self.s.topics.job_preview(id),
+            self.s.topics.availability(id),
+        ] {
+            out.push(Message::Clear { topic });
+        }
+        out
+    }
+
+    fn publish_all(&mut self, messages: Vec<Message>) {
+        self.out.extend(messages);
     }
 
     /// One printer of the list: what changed is published, and the reads it calls for are
@@ -389,6 +422,7 @@ impl Core {
             return; // not assigned an id: not listed by list_begin
         };
         entry.missing = 0;
+        entry.missing_since = None;
         // What the live channel said is newer than the list.
         let printer = match entry.live.as_ref() {
             Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer, now),
@@ -405,7 +439,10 @@ impl Core {
         let Some(entry) = self.registry.get_mut(&uuid) else {
             return;
         };
-        let id = entry.id().unwrap_or_default().to_string();
+        // A printer without an id (another took it) publishes nothing until it has one.
+        let Some(id) = entry.id().map(str::to_string) else {
+            return;
+        };
         if !entry.known {
             entry.known = true;
             entry.record.jobs.first_seen(&printer);
@@ -511,7 +548,7 @@ impl Core {
         if self.bridge_migrating() {
             self.publish_bridge_discovery();
         }
-        self.forget_missing();
+        self.forget_missing(now);
         self.scheduled_feed_reads(now, self.interval(now));
         // Unseen notifications: after a printer changed, at most every few active polls.
         let every = self.s.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
@@ -531,20 +568,28 @@ impl Core {
     }
 
     /// Printers gone from the (filtered) list for long enough lose their topics and discovery.
-    fn forget_missing(&mut self) {
+    fn forget_missing(&mut self, now: Instant) {
         let rejected: HashSet<&str> = self
             .rejected
             .iter()
             .filter_map(|r| r.uuid.as_deref())
             .collect();
+        // Polls come 300 ms apart after a command: a count alone would remove a printer
+        // missing from the list for a second (and Home Assistant would delete its device).
+        let long_enough = self.s.poll_interval * REMOVE_AFTER_MISSING_INTERVALS;
         let mut gone = Vec::new();
         for entry in self.registry.entries_mut() {
             // Unreadable this time is not gone: keep its entities (named in bridge/info).
             if self.listed.contains(&entry.uuid) || rejected.contains(entry.uuid.as_str()) {
+                entry.missing = 0;
+                entry.missing_since = None;
                 continue;
             }
             entry.missing += 1;
-            if entry.missing >= REMOVE_AFTER_MISSING_POLLS {
+            let since = *entry.missing_since.get_or_insert(now);
+            if entry.missing >= REMOVE_AFTER_MISSING_POLLS
+                && now.duration_since(since) >= long_enough
+            {
                 gone.push(entry.uuid.clone());
             }
         }
@@ -573,18 +618,8 @@ impl Core {
             }
         }
         if let Some(id) = entry.id() {
-            for (camera, _) in &entry.record.cameras {
-                let topic = self.s.topics.camera(id, camera);
-                self.out.push(Message::Forget { topic });
-            }
-            for topic in [
-                self.s.topics.state(id),
-                self.s.topics.job(id),
-                self.s.topics.job_preview(id),
-                self.s.topics.availability(id),
-            ] {
-                self.out.push(Message::Clear { topic });
-            }
+            let cleared = self.printer_topics_cleared(&entry.uuid, id, &entry.record.cameras);
+            self.publish_all(cleared);
         }
     }
 

@@ -15,7 +15,7 @@ use super::schedule::Due;
 use crate::connect::model::{Job, Printer};
 use crate::discovery::PrinterDevice;
 use crate::payloads::StatePayload;
-use crate::topics::slug;
+use crate::topics::{is_reserved, slug};
 
 /// What survives a restart, per printer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -166,6 +166,16 @@ impl Live {
         })
     }
 
+    /// Everything is to be published again (on new topics).
+    pub fn forget_shown(&mut self) {
+        self.shown_state = None;
+        self.shown_job = None;
+        self.shown_online = None;
+        self.device = None;
+        // The thumbnail is fetched again for the new `P/job/preview`.
+        self.preview = Default::default();
+    }
+
     pub fn failed(&mut self, what: &'static str, error: &str) {
         let name = self.printer.display_name();
         if self.failing.get(what).map(String::as_str) != Some(error) {
@@ -189,8 +199,9 @@ pub struct PrinterEntry {
     pub record: PrinterRecord,
     /// `None` for a printer known from the state file and not seen in this run yet.
     pub live: Option<Live>,
-    /// Successful list polls in a row that did not show it.
+    /// Successful list polls in a row that did not show it, and since when.
     pub missing: u32,
+    pub missing_since: Option<Instant>,
     /// Known before this poll (from the state file or an earlier poll): a printer seen for
     /// the first time ever is not.
     pub known: bool,
@@ -207,6 +218,32 @@ impl PrinterEntry {
 pub struct Registry {
     entries: BTreeMap<String, PrinterEntry>,
     by_id: HashMap<String, String>,
+    /// `mqtt.printer_ids` keys that name several listed printers: none of them takes it.
+    clashes: Vec<IdClash>,
+}
+
+/// A `mqtt.printer_ids` name that several printers share: which id it asks for, and which
+/// printers (uuids) would have got it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdClash {
+    pub name: String,
+    pub id: String,
+    pub uuids: Vec<String>,
+}
+
+impl std::fmt::Display for IdClash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mqtt.printer_ids.{:?} = {:?} matches {} printers named {:?} ({}): none of them \
+             takes it (each keeps the id of its name); key it by uuid instead",
+            self.name,
+            self.id,
+            self.uuids.len(),
+            self.name,
+            self.uuids.join(", ")
+        )
+    }
 }
 
 /// A printer whose topic id changed: its old topics hold stale retained values.
@@ -220,11 +257,19 @@ pub struct Renamed {
 impl Registry {
     pub fn from_memory(memory: Memory) -> Registry {
         let mut registry = Registry::default();
-        for (uuid, record) in memory.printers {
-            if let Some(id) = &record.id
-                && !registry.by_id.contains_key(id)
-            {
-                registry.by_id.insert(id.clone(), uuid.clone());
+        for (uuid, mut record) in memory.printers {
+            if let Some(id) = &record.id {
+                if registry.by_id.contains_key(id) {
+                    // Two printers on one id (an earlier version let an override take the
+                    // id of a printer missing from the list): the first keeps it, the other
+                    // gets a new one when it is listed; the topics are the holder's.
+                    record.id = None;
+                    record.id_name = None;
+                } else if !is_reserved(id) {
+                    registry.by_id.insert(id.clone(), uuid.clone());
+                }
+                // A reserved id stays in the record, owned by nobody: the printer is given
+                // a new one when listed, and its topics there are cleared as a rename's.
             }
             registry.entries.insert(
                 uuid.clone(),
@@ -233,6 +278,7 @@ impl Registry {
                     record,
                     live: None,
                     missing: 0,
+                    missing_since: None,
                     known: true,
                 },
             );
@@ -278,6 +324,19 @@ impl Registry {
         self.entries.values_mut()
     }
 
+    /// The `mqtt.printer_ids` names that the last [`Registry::assign_ids`] found on several
+    /// printers.
+    pub fn clashes(&self) -> &[IdClash] {
+        &self.clashes
+    }
+
+    /// Whether the topics of `id` belong to no printer but (maybe) `uuid`: a printer that
+    /// lost its id or is removed clears only topics no other printer took over, and never the
+    /// bridge's own.
+    pub fn topics_free_for(&self, id: &str, uuid: &str) -> bool {
+        !is_reserved(id) && self.by_id.get(id).is_none_or(|holder| holder == uuid)
+    }
+
     pub fn remove(&mut self, uuid: &str) -> Option<PrinterEntry> {
         let entry = self.entries.remove(uuid)?;
         if let Some(id) = entry.id()
@@ -301,10 +360,37 @@ impl Registry {
         let mut sorted: Vec<&Printer> = printers.to_vec();
         sorted.sort_by(|a, b| a.uuid.cmp(&b.uuid));
         let mut renamed = Vec::new();
+        // A name override that several printers match would give them one id: it is a
+        // clash, and none of them takes it.
+        let mut clashes: Vec<IdClash> = Vec::new();
+        for p in &sorted {
+            let Some((name, id)) = p
+                .name
+                .as_ref()
+                .and_then(|n| overrides.get_key_value(n))
+                .filter(|_| !overrides.contains_key(&p.uuid))
+            else {
+                continue;
+            };
+            match clashes.iter_mut().find(|c| &c.name == name) {
+                Some(c) => c.uuids.push(p.uuid.clone()),
+                None => clashes.push(IdClash {
+                    name: name.clone(),
+                    id: id.clone(),
+                    uuids: vec![p.uuid.clone()],
+                }),
+            }
+        }
+        clashes.retain(|c| c.uuids.len() > 1);
         let chosen = |p: &Printer| {
             overrides
                 .get(&p.uuid)
-                .or_else(|| p.name.as_ref().and_then(|n| overrides.get(n)))
+                .or_else(|| {
+                    p.name
+                        .as_ref()
+                        .filter(|n| !clashes.iter().any(|c| &c.name == *n))
+                        .and_then(|n| overrides.get(n))
+                })
                 .cloned()
         };
         // The operator's choices first, so a slug never takes an id the operator chose.
@@ -336,11 +422,12 @@ impl Registry {
                 self.set_id(p, id, Some(name), &mut renamed);
             }
         }
+        self.clashes = clashes;
         renamed
     }
 
     fn fresh_id(&self, p: &Printer) -> String {
-        let taken = |id: &str| self.by_id.get(id).is_some_and(|u| u != &p.uuid);
+        let taken = |id: &str| is_reserved(id) || self.by_id.get(id).is_some_and(|u| u != &p.uuid);
         let base = slug(p.name.as_deref().unwrap_or(""));
         let short: String = p
             .uuid
@@ -380,6 +467,7 @@ impl Registry {
                 record: PrinterRecord::default(),
                 live: None,
                 missing: 0,
+                missing_since: None,
                 known: false,
             });
         let old = entry.record.id.replace(id.clone());
@@ -394,7 +482,18 @@ impl Registry {
                 new: id.clone(),
             });
         }
-        self.by_id.insert(id, p.uuid.clone());
+        if let Some(holder) = self.by_id.insert(id.clone(), p.uuid.clone())
+            && holder != p.uuid
+            && let Some(other) = self.entries.get_mut(&holder)
+        {
+            // The operator gave this id to `p`: the printer that had it (listed or not) no
+            // longer publishes there, and is given a new id when it is listed.
+            other.record.id = None;
+            other.record.id_name = None;
+            if let Some(live) = other.live.as_mut() {
+                live.forget_shown();
+            }
+        }
     }
 }
 

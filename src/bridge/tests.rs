@@ -370,9 +370,11 @@ fn ids_stay_with_their_printers_when_a_namesake_is_missing() {
     ]);
     assert_eq!(id(&b, A), "workshop_mk4");
     assert_eq!(id(&b, B), "workshop_mk4_0000bb");
-    // Gone for good (three polls): only A's topics go, and B keeps its id.
+    // Gone for good (three polls, two poll intervals): only A's topics go, and B keeps its
+    // id.
     let mut cleared = Vec::new();
     for _ in 0..REMOVE_AFTER_MISSING_POLLS {
+        b.advance(30);
         cleared.extend(
             b.poll_settled(&[printer(B, "Workshop MK4", "IDLE")])
                 .topics()
@@ -1250,3 +1252,6 @@ mod controls;
 
 #[path = "tests_live.rs"]
 mod live;
+
+#[path = "tests_edges.rs"]
+mod edges;
