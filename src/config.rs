@@ -175,6 +175,8 @@ pub const DEFAULT_ALLOWED_COMMANDS: &[&str] = &[
     "DISABLE_STEPPERS",
     "LOAD_FILAMENT",
     "UNLOAD_FILAMENT",
+    // Tagging an ended job's failure reason (`B/P/job/reason`), not a printer command.
+    "SET_JOB_REASON",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

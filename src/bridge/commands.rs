@@ -215,6 +215,24 @@ impl Core {
             reason,
             request,
         } = command::parse_job_reason(payload)?;
+        // Any broker user could tag any job otherwise.
+        if !self
+            .s
+            .allow
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(command::SET_JOB_REASON))
+        {
+            return Err(CommandReply::error(
+                &request,
+                CommandError::new(
+                    ErrorCode::NotAllowed,
+                    format!(
+                        "{} is not allowed from MQTT; add it to commands.allow in the config to enable it",
+                        command::SET_JOB_REASON
+                    ),
+                ),
+            ));
+        }
         let (uuid, _) = self
             .printer_by_id(printer_id)
             .map_err(|e| CommandReply::error(&request, e))?;
@@ -251,6 +269,13 @@ impl Core {
             && let Some(live) = &entry.live
         {
             return Ok((entry.uuid.clone(), live));
+        }
+        if let Some(why) = self.never_listed() {
+            // Which printers there are is not known yet: not the command's fault.
+            return Err(CommandError::new(
+                ErrorCode::ConnectError,
+                format!("the printers are not known yet: {why}"),
+            ));
         }
         let known: Vec<&str> = self
             .registry

@@ -87,6 +87,8 @@ impl Settings {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Health {
     pub(super) reachable: bool,
+    /// A printer list came in this run.
+    listed_once: bool,
     since: Option<String>,
     last_error: Option<String>,
     last_error_at: Option<String>,
@@ -220,6 +222,17 @@ impl Core {
         self.reads.push(read);
     }
 
+    /// Why no printer list came in this run yet (Connect unreachable since the start), if so.
+    pub(super) fn never_listed(&self) -> Option<String> {
+        if self.health.listed_once {
+            return None;
+        }
+        Some(match &self.health.last_error {
+            Some(e) => format!("Prusa Connect has not answered since the gateway started ({e})"),
+            None => "the gateway has not read Prusa Connect's printer list yet".to_string(),
+        })
+    }
+
     /// In the list being processed (or the last one).
     pub(super) fn is_listed(&self, uuid: &str) -> bool {
         self.listed.contains(uuid)
@@ -336,6 +349,7 @@ impl Core {
             self.health.since = iso(payloads::now_unix());
         }
         self.health.failures = 0;
+        self.health.listed_once = true;
         self.budget = EXTRAS_PER_TICK;
         self.active = false;
         self.account_reads(now);

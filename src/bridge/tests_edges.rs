@@ -219,3 +219,53 @@ fn a_renamed_printers_thumbnail_follows_it() {
             .contains(&"retain pc/left/job/preview".to_string())
     );
 }
+
+/// Item 14: the failure reason of a job follows `commands.allow` (`SET_JOB_REASON`).
+#[test]
+fn a_job_reason_follows_the_allow_list() {
+    let reason = r#"{"tags": ["WARPING"], "job_id": 7, "transaction": "r1"}"#;
+    let mut b = Bridge::new("[commands]\nallow = [\"BEEP\"]");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let reply = refused(b.command("pc/mk4/job/reason", reason));
+    assert_eq!(reply["code"], "NOT_ALLOWED", "{reply}");
+    assert_eq!(reply["command"], "SET_JOB_REASON");
+    assert_eq!(reply["transaction"], "r1");
+    // Allowed by default.
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let Prepared::Run(job) = b.command("pc/mk4/job/reason", reason) else {
+        panic!("runs by default");
+    };
+    assert!(matches!(job.task, CommandTask::JobReason { job_id: 7, .. }));
+}
+
+/// Item 16: while Connect has not answered since the start, a command is not refused as
+/// for an unknown printer: the printers are not known yet.
+#[test]
+fn commands_before_connect_ever_answered_are_connect_errors() {
+    let mut memory = Memory::default();
+    memory.printers.insert(
+        A.into(),
+        PrinterRecord {
+            id: Some("mk4".into()),
+            ..Default::default()
+        },
+    );
+    let mut b = Bridge::with_memory("", memory);
+    b.fail_poll(ConnectError::Transport("connection refused".into()));
+    for topic in ["pc/mk4/command", "pc/other/command"] {
+        let reply = refused(b.command(topic, "home"));
+        assert_eq!(reply["code"], "CONNECT_ERROR", "{reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("connection refused"),
+            "{reply}"
+        );
+    }
+    // Once the list came, an id nobody has is unknown again.
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let reply = refused(b.command("pc/other/command", "home"));
+    assert_eq!(reply["code"], "UNKNOWN_PRINTER", "{reply}");
+}
