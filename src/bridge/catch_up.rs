@@ -50,7 +50,7 @@ impl Core {
         let mut due: Vec<(Instant, String)> = self
             .registry
             .entries()
-            .filter(|e| self.is_listed(&e.uuid))
+            .filter(|e| self.is_listed(&e.uuid) || self.is_rejected(&e.uuid))
             .filter_map(|e| {
                 let live = e.live.as_ref()?;
                 let next = live.feed_next.filter(|t| *t <= horizon)?;

@@ -358,6 +358,7 @@ impl Core {
             .filter(|p| is_bridged(&self.s.printers, p))
             .collect();
         self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
+        self.unreadable_offline(now);
         let clashes = self.registry.clashes().to_vec();
         let renamed = self
             .registry
@@ -388,6 +389,43 @@ impl Core {
             }
         }
         printers
+    }
+
+    /// Whether the last list had printer `uuid` in a shape that cannot be read.
+    pub(super) fn is_rejected(&self, uuid: &str) -> bool {
+        self.rejected
+            .iter()
+            .any(|r| r.uuid.as_deref() == Some(uuid))
+    }
+
+    /// A printer the list sends unreadable shows no live values: it is `offline` (the reason
+    /// is in `bridge/info.rejected_printers`), and its feed, which may say what happened, is
+    /// read at once and on its schedule.
+    fn unreadable_offline(&mut self, now: Instant) {
+        let uuids: Vec<String> = self
+            .rejected
+            .iter()
+            .filter_map(|r| r.uuid.clone())
+            .collect();
+        for uuid in uuids {
+            let Some(entry) = self.registry.get_mut(&uuid) else {
+                continue;
+            };
+            let Some(id) = entry.id().map(str::to_string) else {
+                continue;
+            };
+            let Some(live) = entry.live.as_mut() else {
+                continue;
+            };
+            if live.shown_online != Some(false) {
+                live.shown_online = Some(false);
+                live.feed.request(now);
+                let topic = self.s.topics.availability(&id);
+                self.out.push(Message::retain(Kind::Data, topic, "offline"));
+            }
+            self.reads
+                .extend(live.start_feed_read(&uuid, entry.record.feed.after, now));
+        }
     }
 
     /// The messages that empty printer `uuid`'s topics under `id` (state, job, thumbnail,

@@ -11,7 +11,7 @@ impl Core {
     /// Publishes a printer's retained topics that changed: `P/state`, `P/job`, discovery,
     /// and `P/availability` last (once it says `online`, the rest is there).
     pub(super) fn render(&mut self, uuid: &str, wall: f64) {
-        let reachable = self.health.reachable;
+        let reachable = self.health.reachable && !self.is_rejected(uuid);
         let firmware_latest = self
             .registry
             .get(uuid)

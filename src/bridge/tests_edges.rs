@@ -269,3 +269,54 @@ fn commands_before_connect_ever_answered_are_connect_errors() {
     let reply = refused(b.command("pc/other/command", "home"));
     assert_eq!(reply["code"], "UNKNOWN_PRINTER", "{reply}");
 }
+
+/// Item 6: a printer whose JSON Connect sends unreadable goes `offline` (the reason in
+/// `bridge/info`), its feed is still read, and it is `online` again once readable.
+#[test]
+fn an_unreadable_printer_is_offline_and_its_feed_still_read() {
+    use crate::connect::client::RejectedPrinter;
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "PRINTING")]);
+    let rejected = vec![RejectedPrinter {
+        uuid: Some(A.into()),
+        error: "invalid type: string \"hot\", expected f64".into(),
+    }];
+    b.advance(1);
+    b.core
+        .on_list(b.now, b.wall, Ok((Vec::new(), rejected.clone())), auth());
+    let out = b.take();
+    assert_eq!(
+        out.payload("pc/mk4/availability"),
+        Some(json!("offline")),
+        "{:?}",
+        out.topics()
+    );
+    let info = out.payload("pc/bridge/info").unwrap();
+    assert!(
+        info["rejected_printers"][0]
+            .as_str()
+            .unwrap()
+            .contains("expected f64"),
+        "{info}"
+    );
+    let feed = out
+        .reads
+        .iter()
+        .find(|r| matches!(r, Read::Feed { uuid, .. } if uuid == A))
+        .cloned()
+        .expect("its feed is read");
+    // The feed read's result does not bring `online` back.
+    let after = b.settle(vec![feed]);
+    assert!(
+        !after.topics().iter().any(|t| t.contains("availability")),
+        "{:?}",
+        after.topics()
+    );
+    // Still unreadable: nothing again.
+    b.advance(1);
+    b.core
+        .on_list(b.now, b.wall, Ok((Vec::new(), rejected)), auth());
+    assert!(b.take().payload("pc/mk4/availability").is_none());
+    let back = b.poll_settled(&[printer(A, "MK4", "PRINTING")]);
+    assert_eq!(back.payload("pc/mk4/availability"), Some(json!("online")));
+}
