@@ -27,6 +27,8 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::config::MqttConfig;
 use crate::outbox::{self, Message, Outbox};
 
+mod births;
+
 pub use crate::outbox::MAX_PACKET_BYTES;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -244,6 +246,7 @@ pub fn start(
         link: link_tx,
         ha_status,
         requests: req_tx.clone(),
+        births: Default::default(),
     };
     let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
     let state = SessionState {
@@ -275,6 +278,7 @@ struct Poller {
     link: watch::Sender<Link>,
     ha_status: Option<String>,
     requests: mpsc::UnboundedSender<Request>,
+    births: std::sync::Mutex<births::Births>,
 }
 
 impl Poller {
@@ -356,8 +360,36 @@ impl Poller {
         };
         if self.ha_status.as_deref() == Some(p.topic.as_str()) {
             if p.payload.as_ref() == b"online" {
-                tracing::info!("Home Assistant is online: republishing discovery and state");
-                let _ = self.requests.send(Request::Republish);
+                let now = tokio::time::Instant::now();
+                let answer = match self.births.lock() {
+                    Ok(mut births) => births.on_birth(now),
+                    Err(_) => births::Answer::Now,
+                };
+                match answer {
+                    births::Answer::Now => {
+                        tracing::info!(
+                            "Home Assistant is online: republishing discovery and state"
+                        );
+                        let _ = self.requests.send(Request::Republish);
+                    }
+                    births::Answer::At(at) => {
+                        tracing::info!(
+                            "Home Assistant said online again within {:?}: republishing once then",
+                            births::BIRTH_WINDOW
+                        );
+                        // Weak: a waiting republish does not keep the session's requests open.
+                        let requests = self.requests.downgrade();
+                        tokio::spawn(async move {
+                            tokio::time::sleep_until(at).await;
+                            if let Some(requests) = requests.upgrade() {
+                                let _ = requests.send(Request::Republish);
+                            }
+                        });
+                    }
+                    births::Answer::Covered => {
+                        tracing::debug!("Home Assistant online again: republish already due")
+                    }
+                }
             }
             return true;
         }

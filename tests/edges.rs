@@ -125,3 +125,45 @@ async fn a_printer_missing_for_a_few_polls_keeps_its_device() {
         .collect();
     assert!(cleared.is_empty(), "cleared: {cleared:?}");
 }
+
+/// Item 15: Home Assistant's birth message repeated (a client looping on it) republishes
+/// everything once at once and once more at the end of a 10 s window, not once per birth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_births_are_coalesced() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("Left"));
+    let state_dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&topic("left/availability")]).await;
+    let gateway = Gateway::start(config(&broker, &sim, state_dir.path(), ""));
+    sub.wait_for(&topic("left/availability"), WAIT, |m| m.text() == "online")
+        .await;
+    let mark = sub.mark();
+    let republished = || {
+        sub.messages_since(mark)
+            .iter()
+            .filter(|m| m.text() == "online")
+            .count()
+    };
+    sub.publish("homeassistant/status", "online", false).await;
+    wait_until_or(
+        || republished() >= 1,
+        || "the first birth's republish".into(),
+    )
+    .await;
+    // Four more births, a fifth of a second apart (each one was a republish before).
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sub.publish("homeassistant/status", "online", false).await;
+    }
+    // The coalesced one comes at the window's end (10 s after the first).
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while republished() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the coalesced republish within 15 s");
+    assert_eq!(republished(), 2);
+    gateway.stop().await;
+}
