@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{
-    BASE, Gateway, Sim, config, list_polls, wait_polls, wait_until, wait_until_or,
+    BASE, Gateway, Sim, config, last_request, list_polls, wait_polls, wait_until, wait_until_or,
 };
-use prusa_connect_sim::PrinterSpec;
+use prusa_connect_sim::{PrinterSpec, RecordedRequest};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -260,39 +260,48 @@ async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
         sim.sim.add_printer(spec(&format!("Farm {i:03}")));
     }
     let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/availability")]).await;
     let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
-    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
-    sub.wait_for(&format!("{BASE}/farm_049/state"), WAIT, |_| true)
+    // Start-up is over when every printer is published (its first reads are back) and Connect
+    // has answered every request the gateway made.
+    for i in 0..50 {
+        sub.wait_for(&format!("{BASE}/farm_{i:03}/availability"), WAIT, |m| {
+            m.text() == "online"
+        })
         .await;
-    // Wait for three more list polls, so start-up catch-up is over (the first polls read
-    // each printer's queue and cameras, at most 64 such requests a poll).
-    let lists = |sim: &Sim| {
-        sim.sim
-            .requests()
+    }
+    wait_until(|| sim.sim.requests().iter().all(|r| r.status.is_some())).await;
+    let from = last_request(&sim);
+    // The first tick after that may still act on those answers (a camera's first picture):
+    // the five after it are the idle fleet's.
+    wait_until(|| ticks_after(&sim, from).len() >= 6).await;
+    let ticks = &ticks_after(&sim, from)[1..6];
+    let requests: usize = ticks.iter().map(Vec::len).sum();
+    assert_eq!(
+        requests,
+        ticks.len(),
+        "one request per tick while idle, the list: {:?}",
+        ticks
             .iter()
-            .filter(|r| r.path == "/app/printers")
-            .count()
-    };
-    let start = lists(&sim);
-    wait_until(|| lists(&sim) > start + 2).await;
-    sim.sim.clear_requests();
-    wait_until(|| lists(&sim) >= 5).await;
-    let requests = sim.sim.requests();
-    let ticks = requests
-        .iter()
-        .filter(|r| r.path == "/app/printers")
-        .count();
-    let per_tick = requests.len() as f64 / ticks as f64;
-    println!(
-        "50 idle printers: {} requests in {ticks} ticks = {per_tick:.2} per tick",
-        requests.len()
-    );
-    assert!(
-        requests.iter().all(|r| r.path == "/app/printers"),
-        "only the list is polled while idle: {:?}",
-        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+            .map(|t| t.iter().map(|r| r.path.as_str()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
     );
     gateway.stop().await;
+}
+
+/// The requests after request `after`, one group per poll: a list request and the requests
+/// that came after it and before the next one. Only polls followed by another one (complete).
+fn ticks_after(sim: &Sim, after: u64) -> Vec<Vec<RecordedRequest>> {
+    let mut ticks: Vec<Vec<RecordedRequest>> = Vec::new();
+    for r in sim.sim.requests().into_iter().filter(|r| r.seq > after) {
+        if r.path == "/app/printers" {
+            ticks.push(vec![r]);
+        } else if let Some(tick) = ticks.last_mut() {
+            tick.push(r);
+        }
+    }
+    ticks.pop();
+    ticks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
