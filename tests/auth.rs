@@ -252,10 +252,21 @@ async fn revoked_refresh_token_says_run_login_and_recovers_once_a_new_one_is_sto
     sub.wait_for(&avail, WAIT, |m| m.text() == "offline").await;
 
     // Waiting for a person costs the account server nothing: the refused token is not sent
-    // again, however many polls pass.
-    // (An observation window of five polls: asserting that nothing happens.)
+    // again, however many polls pass. Such a poll asks Connect nothing (there is no token to
+    // send); it shows as `bridge/info` saying when the last poll failed (to the second): wait
+    // for two more failed polls, in two later seconds.
     let refused_at = token_requests(&sim).len();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut last_failed = failed["connect"]["last_error_at"].clone();
+    for _ in 0..2 {
+        let later = sub
+            .wait_for(&info_topic, WAIT, |m| {
+                let failed_at = &m.json()["connect"]["last_error_at"];
+                failed_at.as_str() > last_failed.as_str()
+                    && m.json()["connect"]["reachable"] == false
+            })
+            .await;
+        last_failed = later.json()["connect"]["last_error_at"].clone();
+    }
     assert_eq!(token_requests(&sim).len(), refused_at);
 
     // `login` stores a new token in the state directory; no restart needed.
