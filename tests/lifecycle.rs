@@ -301,17 +301,14 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
 
 /// Every retained topic a newcomer would see now.
 async fn retained_topics(broker: &TestBroker) -> BTreeSet<String> {
-    let probe = Subscriber::connect(broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
-    // Retained messages arrive right after the subscription; the bridge's info is among
-    // the last the gateway published, so wait until the set stops growing.
-    let mut last = 0;
-    let mut stable = 0;
-    while stable < 5 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = probe.messages().iter().filter(|m| m.retain).count();
-        stable = if n == last { stable + 1 } else { 0 };
-        last = n;
-    }
+    // A topic of the probe's own, outside the gateway's.
+    let end = "test/retained-end";
+    let probe = Subscriber::connect(broker, &[&format!("{BASE}/#"), "homeassistant/#", end]).await;
+    // mosquitto queues the retained messages for the probe as it subscribes, before the
+    // SubAck; a message published after the SubAck is queued behind them. When it arrives,
+    // every retained message has.
+    probe.publish(end, "end", false).await;
+    probe.wait_for(end, WAIT, |_| true).await;
     probe
         .messages()
         .into_iter()
