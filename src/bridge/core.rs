@@ -250,18 +250,20 @@ impl Core {
     }
 
     /// One poll's whole list at once (the shell goes printer by printer, see
-    /// [`Core::list_begin`]); returns how long to wait for the next poll.
+    /// [`Core::list_begin`]), its request sent at `requested`; returns how long to wait for
+    /// the next poll.
     pub fn on_list(
         &mut self,
         now: Instant,
         wall: f64,
+        requested: Instant,
         listed: Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>,
         auth: AuthStatus,
     ) -> Duration {
         match listed {
             Err(e) => self.list_failed(wall, e, auth),
             Ok((printers, rejected)) => {
-                for printer in self.list_begin(now, printers, rejected) {
+                for printer in self.list_begin(now, requested, printers, rejected) {
                     self.observe(now, wall, printer);
                 }
                 self.list_end(now, auth)
@@ -321,12 +323,14 @@ impl Core {
         wait.max(e.retry_after().unwrap_or_default().min(MAX_BACKOFF))
     }
 
-    /// Starts a poll's processing: Connect answered with `printers`. Returns the printers to
-    /// bridge (the `connect.printers` filter applied), each with its topic id assigned; pass
-    /// each to [`Core::observe`], then call [`Core::list_end`].
+    /// Starts a poll's processing: Connect answered with `printers` to the request sent at
+    /// `requested`. Returns the printers to bridge (the `connect.printers` filter applied),
+    /// each with its topic id assigned; pass each to [`Core::observe`], then call
+    /// [`Core::list_end`].
     pub fn list_begin(
         &mut self,
         now: Instant,
+        requested: Instant,
         printers: Vec<Printer>,
         rejected: Vec<RejectedPrinter>,
     ) -> Vec<Printer> {
@@ -359,6 +363,7 @@ impl Core {
             .collect();
         self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
         self.unreadable_offline(now);
+        self.list_requested(&printers, requested);
         let clashes = self.registry.clashes().to_vec();
         let renamed = self
             .registry
@@ -477,7 +482,7 @@ impl Core {
         entry.missing_since = None;
         // What the live channel said is newer than the list.
         let printer = match entry.live.as_ref() {
-            Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer, now),
+            Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer),
             _ => printer,
         };
         self.active |= printer.effective_state().is_active();

@@ -20,12 +20,8 @@ pub const LIVE_MIN_GAP: Duration = Duration::from_secs(1);
 /// Values that arrive together (a printer's telemetry) are taken together: the first one
 /// waits this long for the rest.
 pub const LIVE_GATHER: Duration = Duration::from_millis(100);
-/// Jobs whose values are kept per printer (the broker keeps old jobs' topics retained).
+/// Jobs whose values are kept per printer.
 const JOBS_KEPT: usize = 4;
-/// A pushed value wins over the list's for this long after it came; then the list's counts
-/// again, so a value the channel stopped updating cannot hide what the poll sees (a
-/// command's effect, a printer the channel forgot).
-pub const LIVE_TRUST: Duration = Duration::from_secs(3);
 
 /// The channel as `bridge/info.live` shows it.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +81,10 @@ pub struct Pushed {
     pub jobs: BTreeMap<i64, PushedJob>,
     /// When each value came (by topic; `jobs/<id>` for a job's).
     pub received: BTreeMap<String, Instant>,
+    /// When the list the printer was last seen in was requested: a value that came before
+    /// that is in the list already (or was undone since), one that came after is newer than
+    /// the list, however long the list took to arrive.
+    pub list_requested: Option<Instant>,
     /// When the printer was last looked at for the channel.
     pub looked_at: Option<Instant>,
 }
@@ -154,23 +154,25 @@ impl Pushed {
     fn values_differ(&self, other: &Pushed) -> bool {
         let a = Pushed {
             received: BTreeMap::new(),
+            list_requested: None,
             looked_at: None,
             ..self.clone()
         };
         let b = Pushed {
             received: BTreeMap::new(),
+            list_requested: None,
             looked_at: None,
             ..other.clone()
         };
         a != b
     }
 
-    /// The values that came within [`LIVE_TRUST`] of `now`: those that win over the list's.
-    fn fresh(&self, now: Instant) -> Pushed {
+    /// The values that came since the last list was requested: those that win over it.
+    fn fresh(&self) -> Pushed {
         let fresh = |key: &str| {
             self.received
                 .get(key)
-                .is_some_and(|t| now.saturating_duration_since(*t) < LIVE_TRUST)
+                .is_some_and(|t| self.list_requested.is_none_or(|asked| *t >= asked))
         };
         Pushed {
             state: self.state.clone().filter(|_| fresh("data/state")),
@@ -196,13 +198,15 @@ impl Pushed {
                 .map(|(id, j)| (*id, j.clone()))
                 .collect(),
             received: BTreeMap::new(),
+            list_requested: None,
             looked_at: None,
         }
     }
 
-    /// The printer with the channel's recent values (see [`LIVE_TRUST`]) laid over the list's.
-    pub fn overlay(&self, p: Printer, now: Instant) -> Printer {
-        self.fresh(now).lay_over(p)
+    /// The printer with the values that came since the last list was requested laid over
+    /// it: a value the channel stopped updating never hides what a later list shows.
+    pub fn overlay(&self, p: Printer) -> Printer {
+        self.fresh().lay_over(p)
     }
 
     fn lay_over(&self, mut p: Printer) -> Printer {
@@ -445,9 +449,19 @@ impl Core {
             if !self.channel.covers(&uuid) {
                 continue;
             }
-            let printer = live.pushed.overlay(live.printer.clone(), now);
+            let printer = live.pushed.overlay(live.printer.clone());
             if printer != live.printer {
                 self.look(now, wall, printer);
+            }
+        }
+    }
+
+    /// A list requested at `requested` is being processed: of what the channel said, only
+    /// what came since counts over it (see [`Pushed::list_requested`]).
+    pub(super) fn list_requested(&mut self, printers: &[Printer], requested: Instant) {
+        for p in printers {
+            if let Some(live) = self.registry.get_mut(&p.uuid).and_then(|e| e.live.as_mut()) {
+                live.pushed.list_requested = Some(requested);
             }
         }
     }

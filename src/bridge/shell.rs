@@ -28,6 +28,12 @@ use crate::store::Store;
 
 type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
 
+/// The fleet list request in flight: when it was sent, and its task.
+struct Listing {
+    requested: Instant,
+    task: AbortOnDropHandle<ListResult>,
+}
+
 /// Reads to Connect in flight at the same time, at most: a farm whose printers all change at
 /// once is served in parallel, without a burst of hundreds of requests.
 pub const MAX_READS: usize = 8;
@@ -116,7 +122,7 @@ impl Shell {
         notify_systemd(&[sd_notify::NotifyState::Ready]);
         // The fleet list request in flight, if any: a task of its own, so neither the request
         // nor the parsing of its pages holds up commands.
-        let mut listing: Option<AbortOnDropHandle<ListResult>> = None;
+        let mut listing: Option<Listing> = None;
         // Until the first poll is done no printer is known: messages wait for it.
         let mut held: Option<VecDeque<Incoming>> = Some(VecDeque::new());
         loop {
@@ -157,16 +163,22 @@ impl Shell {
                 }
                 _ = sleep_until(self.next_poll), if listing.is_none() => {
                     let connect = self.connect.clone();
-                    listing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    // Taken before the request goes: what the live channel says from now on
+                    // may be newer than the list (see `Pushed::list_requested`).
+                    let requested = Instant::now();
+                    let task = AbortOnDropHandle::new(tokio::spawn(async move {
                         connect.printers().await
-                    })));
+                    }));
+                    listing = Some(Listing { requested, task });
                 }
-                listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
-                    listing = None;
+                listed = async { (&mut listing.as_mut().expect("guarded").task).await }, if listing.is_some() => {
+                    let requested = listing.take().expect("guarded").requested;
                     let listed = listed.unwrap_or_else(|e| {
                         Err(ConnectError::Transport(format!("the list request stopped: {e}")))
                     });
-                    let wait = self.on_listed(listed, &mut incoming, held.is_none()).await;
+                    let wait = self
+                        .on_listed(requested, listed, &mut incoming, held.is_none())
+                        .await;
                     if let Some(held) = held.take() {
                         for msg in held {
                             self.on_incoming(msg);
@@ -187,10 +199,12 @@ impl Shell {
         Ok(())
     }
 
-    /// One poll's result, printer by printer. Between printers the MQTT tasks get to run and
-    /// waiting commands are served (when `serve`), so a farm's poll does not hold them up.
+    /// One poll's result (its request sent at `requested`), printer by printer. Between
+    /// printers the MQTT tasks get to run and waiting commands are served (when `serve`), so
+    /// a farm's poll does not hold them up.
     async fn on_listed(
         &mut self,
+        requested: Instant,
         listed: ListResult,
         incoming: &mut mpsc::UnboundedReceiver<Incoming>,
         serve: bool,
@@ -200,7 +214,9 @@ impl Shell {
                 .core
                 .list_failed(now_unix(), e, self.connect.auth_status()),
             Ok((printers, rejected)) => {
-                let printers = self.core.list_begin(Instant::now(), printers, rejected);
+                let printers = self
+                    .core
+                    .list_begin(Instant::now(), requested, printers, rejected);
                 for printer in printers {
                     self.watchdog.feed_if_due();
                     self.core.observe(Instant::now(), now_unix(), printer);

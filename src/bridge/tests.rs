@@ -149,13 +149,19 @@ impl Bridge {
             .iter()
             .map(|p| serde_json::from_value(p.clone()).unwrap())
             .collect();
-        self.core
-            .on_list(self.now, self.wall, Ok((printers, Vec::new())), auth());
+        self.core.on_list(
+            self.now,
+            self.wall,
+            self.now,
+            Ok((printers, Vec::new())),
+            auth(),
+        );
         self.take()
     }
 
     fn fail_poll(&mut self, error: ConnectError) -> Out {
-        self.core.on_list(self.now, self.wall, Err(error), auth());
+        self.core
+            .on_list(self.now, self.wall, self.now, Err(error), auth());
         self.take()
     }
 
@@ -681,6 +687,7 @@ fn commands_are_checked_here_and_their_replies_change_the_polls() {
     let wait = b.core.on_list(
         b.now,
         b.wall,
+        b.now,
         Ok((
             vec![serde_json::from_value(printer(A, "MK4", "IDLE")).unwrap()],
             Vec::new(),

@@ -282,8 +282,13 @@ fn an_unreadable_printer_is_offline_and_its_feed_still_read() {
         error: "invalid type: string \"hot\", expected f64".into(),
     }];
     b.advance(1);
-    b.core
-        .on_list(b.now, b.wall, Ok((Vec::new(), rejected.clone())), auth());
+    b.core.on_list(
+        b.now,
+        b.wall,
+        b.now,
+        Ok((Vec::new(), rejected.clone())),
+        auth(),
+    );
     let out = b.take();
     assert_eq!(
         out.payload("pc/mk4/availability"),
@@ -315,7 +320,7 @@ fn an_unreadable_printer_is_offline_and_its_feed_still_read() {
     // Still unreadable: nothing again.
     b.advance(1);
     b.core
-        .on_list(b.now, b.wall, Ok((Vec::new(), rejected)), auth());
+        .on_list(b.now, b.wall, b.now, Ok((Vec::new(), rejected)), auth());
     assert!(b.take().payload("pc/mk4/availability").is_none());
     let back = b.poll_settled(&[printer(A, "MK4", "PRINTING")]);
     assert_eq!(back.payload("pc/mk4/availability"), Some(json!("online")));

@@ -25,6 +25,22 @@ impl Bridge {
         self.take()
     }
 
+    /// A poll whose list was asked for at `requested` (and comes now).
+    fn poll_asked_at(&mut self, requested: Instant, printers: &[Value]) -> Out {
+        let printers: Vec<Printer> = printers
+            .iter()
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect();
+        self.core.on_list(
+            self.now,
+            self.wall,
+            requested,
+            Ok((printers, Vec::new())),
+            auth(),
+        );
+        self.take()
+    }
+
     /// A bridge with `connect.live` on.
     fn with_live() -> Bridge {
         let settings = Settings {
@@ -51,6 +67,19 @@ impl Bridge {
 }
 
 const STATE: &str = "pc/alpha/state";
+
+/// The device triggers fired.
+fn triggers(out: &Out) -> Vec<String> {
+    out.messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Event { topic, payload } if topic == "pc/alpha/trigger" => {
+                Some(String::from_utf8_lossy(payload).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
 
 #[test]
 fn pushed_values_reach_the_state_at_most_once_a_second_and_are_gathered() {
@@ -81,19 +110,45 @@ fn pushed_values_reach_the_state_at_most_once_a_second_and_are_gathered() {
 }
 
 #[test]
-fn a_pushed_value_wins_over_the_list_for_a_few_seconds_then_the_list_counts() {
+fn a_pushed_value_wins_over_a_list_requested_before_it_came_however_slow_the_list() {
     let mut b = Bridge::live_printing();
-    b.live(value(A, "data/job-progress", "40"));
-    b.flush_after(200);
-    // A list fetched before the change: the pushed progress wins.
-    b.advance(1);
-    let out = b.poll(&[printing(A, "Alpha", 7)]);
+    // The list is asked for; while it is on its way the printer pauses and the channel says so.
+    let requested = b.now;
+    b.live(value(A, "data/state", "PAUSED"));
+    let out = b.flush_after(500);
+    assert_eq!(out.payload(STATE).unwrap()["printer_state"], "PAUSED");
+    // The list comes 4 s after it was asked for, showing the printer as it was then.
+    b.advance(4);
+    let out = b.poll_asked_at(requested, &[printing(A, "Alpha", 7)]);
     assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
-    // The channel said nothing more for longer than LIVE_TRUST: what the poll sees counts
-    // (a value the channel stopped updating does not hide it).
-    b.advance(3);
+    // A list asked for after the value came counts: a value the channel stopped updating
+    // hides nothing from the poll.
     let out = b.poll(&[printing(A, "Alpha", 7)]);
-    assert_eq!(out.payload(STATE).unwrap()["progress"], 10.0);
+    assert_eq!(out.payload(STATE).unwrap()["printer_state"], "PRINTING");
+}
+
+#[test]
+fn a_slow_list_from_before_a_pushed_change_fires_no_trigger() {
+    let mut b = Bridge::live_printing();
+    let mut asking = printing(A, "Alpha", 7);
+    asking["printer_state"] = json!("ATTENTION");
+    asking["connect_state"] = json!("ATTENTION");
+    asking["dialog_info"] = json!({"id": 42, "title": "Filament runout", "buttons": ["Continue"]});
+    let out = b.poll_settled(&[asking.clone()]);
+    assert_eq!(triggers(&out), ["attention_needed"]);
+    // The list is asked for; meanwhile the dialog is answered and the channel says so.
+    let requested = b.now;
+    b.live(value(A, "data/state", "PRINTING"));
+    b.live(value(A, "dialog", ""));
+    let out = b.flush_after(1000);
+    assert_eq!(out.payload(STATE).unwrap()["printer_state"], "PRINTING");
+    assert_eq!(out.events("pc/alpha/event")[0]["event"], "DIALOG_CLOSED");
+    // The list, 3.5 s on its way, still shows the dialog: nothing is shown or fired again.
+    b.advance(3);
+    let out = b.poll_asked_at(requested, &[asking]);
+    assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
+    assert!(triggers(&out).is_empty(), "{:?}", triggers(&out));
+    assert!(out.events("pc/alpha/event").is_empty());
 }
 
 #[test]
@@ -123,7 +178,7 @@ fn busy_printers_the_channel_covers_are_polled_at_the_idle_pace() {
             .collect();
         let wait = b
             .core
-            .on_list(b.now, b.wall, Ok((printers, Vec::new())), auth());
+            .on_list(b.now, b.wall, b.now, Ok((printers, Vec::new())), auth());
         b.take();
         wait
     };
