@@ -17,6 +17,9 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(15);
 const HOUR: Duration = Duration::from_secs(3600);
 const STATE: &str = "pc/p/state";
+const EVENT: &str = "pc/p/event";
+const TRIGGER: &str = "pc/p/trigger";
+const AVAILABILITY: &str = "pc/p/availability";
 const INFO: &str = "pc/bridge/info";
 
 fn live(mut c: Config, sim: &Sim, poll: Duration, active: Duration) -> Config {
@@ -87,6 +90,24 @@ impl Setup {
             .await
             .json()["live"]
             .clone()
+    }
+
+    /// Waits for the channel to go down and come back, subscribed to `n` printers, after
+    /// `mark` (an earlier `connected` status does not count).
+    async fn reconnected(&self, mark: usize, n: u64) {
+        wait_until_or(
+            || {
+                let infos = self.sub.messages_since(mark);
+                let mut live = infos
+                    .iter()
+                    .filter(|m| m.topic == INFO)
+                    .map(|m| m.json()["live"].clone());
+                live.any(|l| l["connected"] == false)
+                    && live.any(|l| l["connected"] == true && l["printers_subscribed"] == n)
+            },
+            || format!("{:?}", self.sim.sim.live_stats()),
+        )
+        .await;
     }
 
     async fn subscribed(&self, n: u64) {
@@ -219,6 +240,58 @@ async fn a_dropped_channel_falls_back_to_polling_and_comes_back_without_a_restar
 }
 
 #[tokio::test]
+async fn a_stale_dialog_the_broker_replays_is_never_announced() {
+    // The printer went away with a dialog up; the dialog is gone from Connect's list, but
+    // the broker keeps it retained. Polls an hour apart: after the first list, only the
+    // channel can tell the gateway anything.
+    let s = Setup::start_with(HOUR, HOUR, true, |sim| {
+        let uuid = sim.printers()[0].clone();
+        sim.set_dialog(
+            &uuid,
+            Some(serde_json::json!({"title": "Old dialog", "buttons": ["Continue"]})),
+        );
+        sim.set_online(&uuid, false);
+        sim.set_dialog(&uuid, None);
+        None
+    })
+    .await;
+    s.subscribed(1).await;
+    // The broker replays the dialog on every subscription: on a reconnect too.
+    let mark = s.sub.mark();
+    s.sim.sim.drop_live_connections();
+    s.reconnected(mark, 1).await;
+    // Back online without it: what the channel says of it comes after the replays.
+    s.sim.sim.set_online(&s.uuid, true);
+    s.sub
+        .wait_for(AVAILABILITY, WAIT, |m| m.text() == "online")
+        .await;
+    let all = s.sub.messages();
+    let shown: Vec<String> = all
+        .iter()
+        .filter(|m| m.topic == EVENT && m.json()["event"] == "DIALOG_SHOWN")
+        .map(|m| m.text())
+        .collect();
+    assert!(shown.is_empty(), "{shown:?}");
+    let dialogs: Vec<Value> = all
+        .iter()
+        .filter(|m| m.topic == STATE)
+        .map(|m| m.json()["dialog"].clone())
+        .filter(|d| !d.is_null())
+        .collect();
+    assert!(dialogs.is_empty(), "{dialogs:?}");
+    let triggers: Vec<String> = all
+        .iter()
+        .filter(|m| m.topic == TRIGGER)
+        .map(|m| m.text())
+        .collect();
+    assert!(
+        !triggers.iter().any(|t| t == "attention_needed"),
+        "{triggers:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_token_the_channel_refuses_is_renewed_before_the_next_login() {
     let s = Setup::start_with(HOUR, HOUR, false, |sim| {
         sim.add_user("live@example.com", "pw", None);
@@ -234,11 +307,7 @@ async fn a_token_the_channel_refuses_is_renewed_before_the_next_login() {
     s.sim.sim.expire_access_tokens();
     let mark = s.sub.mark();
     s.sim.sim.drop_live_connections();
-    s.live_info(mark, |l| l["connected"] == false).await;
-    s.live_info(mark, |l| {
-        l["connected"] == true && l["printers_subscribed"] == 1
-    })
-    .await;
+    s.reconnected(mark, 1).await;
     let stats = s.sim.sim.live_stats();
     assert!(stats.connects_refused >= 1, "{stats:?}");
     assert_eq!(stats.tokens_accepted.len(), 2, "{stats:?}");

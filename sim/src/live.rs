@@ -3,8 +3,10 @@
 //! is the account id (`/api/v1/me`'s `id`), the password a valid access token. Each printer
 //! is subscribed on its own (`v1/devices/printers/<uuid>/#`); any other filter is refused
 //! (SUBACK 0x80). Every topic is retained: a new subscription gets the printer's whole tree at
-//! once, then whatever changed every [`Hub::period`] (the printers' telemetry cadence). The
-//! topics of a printer's earlier jobs stay retained, as on the real broker.
+//! once (flagged retained), then whatever changed every [`Hub::period`] (the printers'
+//! telemetry cadence). The topics of a printer's earlier jobs stay retained, as on the real
+//! broker, and so do an offline printer's values as it last sent them (its dialog, say), even
+//! when Connect's REST API has moved on: only `data/online` says it is away.
 //!
 //! Served at `/mqtt` by the same HTTP server; switched off, or its connections dropped, with
 //! [`super::Simulator::set_live_enabled`] and [`super::Simulator::drop_live_connections`].
@@ -326,7 +328,7 @@ impl Session {
         let tree = {
             let world = self.sim.world();
             match world.printer(uuid) {
-                Some(p) => tree(p, real_now_us()),
+                Some(p) => kept(p, real_now_us()),
                 None => return Ok(()),
             }
         };
@@ -386,6 +388,18 @@ fn filter_uuid(filter: &str) -> Option<&str> {
         .strip_prefix("v1/devices/printers/")?
         .strip_suffix("/#")?;
     (!uuid.is_empty() && !uuid.contains(['/', '+', '#'])).then_some(uuid)
+}
+
+/// What the broker holds of a printer: its tree as it last sent it.
+fn kept(p: &Printer, now_us: i64) -> BTreeMap<String, String> {
+    match &p.last_sent {
+        Some(sent) => {
+            let mut t = sent.clone();
+            t.insert("data/online".into(), "0".into());
+            t
+        }
+        None => tree(p, now_us),
+    }
 }
 
 /// A printer's retained tree (topic under `v1/devices/printers/<uuid>/` -> payload), made from

@@ -291,6 +291,9 @@ pub(crate) struct Printer {
     pub state: String,
     pub online: bool,
     pub last_online_us: i64,
+    /// While offline: the live broker's topics as the printer last sent them (they stay
+    /// retained as they were, see `live.rs`).
+    pub last_sent: Option<std::collections::BTreeMap<String, String>>,
     pub state_reason: Option<String>,
     pub temps: Temps,
     pub axes: Axes,
@@ -352,6 +355,7 @@ impl Printer {
             state: "IDLE".to_string(),
             online: true,
             last_online_us: now_us,
+            last_sent: None,
             state_reason: None,
             temps: Temps {
                 nozzle: 24.0,
@@ -530,8 +534,10 @@ impl Printer {
         if self.online == online {
             return;
         }
-        self.online = online;
         let now = ctx.clock.tick();
+        // An offline printer sends nothing: what it sent last stays on the live broker.
+        self.last_sent = (!online).then(|| super::live::tree(self, now));
+        self.online = online;
         self.last_online_us = now;
         let job_id = self.active_job().map(|j| j.id);
         let state = self.effective_state().to_string();

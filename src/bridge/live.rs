@@ -378,7 +378,13 @@ impl Core {
                 uuid,
                 topic,
                 payload,
+                retained,
             } => {
+                // What the broker kept may be from long ago (a dialog of a printer that went
+                // offline since): the list says how the printer is now.
+                if retained {
+                    return None;
+                }
                 // Values of a printer not bridged (yet) are not kept.
                 let live = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut())?;
                 match live.pushed.apply(&topic, &payload, now) {

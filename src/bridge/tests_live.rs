@@ -9,6 +9,17 @@ fn value(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
         uuid: uuid.into(),
         topic: topic.into(),
         payload: payload.as_bytes().to_vec().into(),
+        retained: false,
+    }
+}
+
+/// A value the broker replays from what it kept, on a new subscription.
+fn retained(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
+    LiveEvent::Value {
+        uuid: uuid.into(),
+        topic: topic.into(),
+        payload: payload.as_bytes().to_vec().into(),
+        retained: true,
     }
 }
 
@@ -152,6 +163,41 @@ fn a_slow_list_from_before_a_pushed_change_fires_no_trigger() {
 }
 
 #[test]
+fn retained_values_replayed_on_a_new_subscription_change_nothing_and_fire_nothing() {
+    let mut b = Bridge::live_printing();
+    // The channel comes back; the broker replays what it kept of the printer, among it a
+    // dialog from long ago.
+    b.live(LiveEvent::Down {
+        error: "gone".into(),
+    });
+    b.live(LiveEvent::Up);
+    b.live(LiveEvent::Subscribed { uuid: A.into() });
+    for (topic, payload) in [
+        ("data/state", "ATTENTION"),
+        (
+            "dialog",
+            r#"{"id": 5, "title": "Old dialog", "buttons": ["Continue"]}"#,
+        ),
+        ("data/job-progress", "3"),
+        ("jobs/7/data/progress", "3"),
+    ] {
+        b.live(retained(A, topic, payload));
+    }
+    let out = b.flush_after(1000);
+    assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
+    assert!(triggers(&out).is_empty(), "{:?}", triggers(&out));
+    assert!(out.events("pc/alpha/event").is_empty());
+    // Nor does the next list see it.
+    let out = b.poll(&[printing(A, "Alpha", 7)]);
+    assert!(out.payload(STATE).is_none(), "{:?}", out.topics());
+    assert!(triggers(&out).is_empty(), "{:?}", triggers(&out));
+    // What the printer says from now on counts as always.
+    b.live(value(A, "data/job-progress", "12"));
+    let out = b.flush_after(1000);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 12.0);
+}
+
+#[test]
 fn when_the_channel_drops_the_list_counts_and_the_poll_speeds_up() {
     let mut b = Bridge::live_printing();
     b.live(value(A, "data/job-progress", "40"));
@@ -258,6 +304,7 @@ fn old_jobs_and_bad_values_change_nothing_and_never_panic() {
         uuid: A.into(),
         topic: "data/material".into(),
         payload: vec![0xff, 0xfe].into(),
+        retained: false,
     });
     // A printer the gateway does not bridge.
     b.live(value(B, "data/state", "PRINTING"));

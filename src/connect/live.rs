@@ -60,6 +60,9 @@ pub enum LiveEvent {
         uuid: String,
         topic: String,
         payload: Bytes,
+        /// The broker replayed what it kept (a new subscription gets every retained topic):
+        /// the value may be from long ago, e.g. a dialog of a printer that went offline.
+        retained: bool,
     },
 }
 
@@ -284,6 +287,7 @@ async fn session(
                     uuid: uuid.to_string(),
                     topic: topic.to_string(),
                     payload: p.payload,
+                    retained: p.retain,
                 }),
                 None => Ok(()),
             },

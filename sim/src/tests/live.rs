@@ -166,3 +166,42 @@ async fn one_printer_at_a_time_its_retained_tree_then_its_changes() {
         .expect_err("switched off");
     assert!(format!("{e:?}").contains("503"), "{e:?}");
 }
+
+#[tokio::test]
+async fn an_offline_printers_values_stay_retained_as_it_last_sent_them() {
+    let server = server().await;
+    let uuid = server.sim.add_printer(PrinterSpec::named("Away"));
+    server.sim.start_job(&uuid, "a.gcode", 1000, &[]);
+    server
+        .sim
+        .set_dialog(&uuid, Some(serde_json::json!({"title": "Filament runout"})));
+    server.sim.set_online(&uuid, false);
+    // Gone from Connect's list while the printer is away; the broker never heard of it.
+    server.sim.set_dialog(&uuid, None);
+    server.sim.set_progress(&uuid, 50.0);
+
+    let (c, mut events) = client(&server, &STATIC_TOKEN_ACCOUNT_ID.to_string(), TOKEN);
+    let prefix = format!("v1/devices/printers/{uuid}/");
+    c.subscribe(format!("{prefix}#"), QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    until(&mut events, |p| {
+        if let Packet::Publish(m) = p {
+            assert!(m.retain, "replayed values are retained: {m:?}");
+            let topic = m.topic.strip_prefix(&prefix).expect("this printer");
+            seen.insert(
+                topic.to_string(),
+                String::from_utf8_lossy(&m.payload).into_owned(),
+            );
+        }
+        (seen.contains_key("dialog") && seen.contains_key("data/online")).then_some(())
+    })
+    .await
+    .unwrap();
+    let dialog: serde_json::Value = serde_json::from_str(&seen["dialog"]).unwrap();
+    assert_eq!(dialog["title"], "Filament runout");
+    assert_eq!(seen["data/state"], "ATTENTION");
+    assert_eq!(seen["data/online"], "0");
+    assert_eq!(seen["data/job-progress"], "0");
+}
