@@ -9,9 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
+use common::fake_http::FakeHttp;
 use common::gateway::{BASE, Gateway, Sim, config, wait_until_or};
 use common::logs::Captured;
 use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -129,4 +131,58 @@ async fn a_failing_feed_logs_once_and_once_on_recovery() {
         1,
         "one INFO on recovery:\n{all}"
     );
+}
+
+/// A thumbnail URL from Connect's JSON that leads to another host once parsed (`/\host`, a
+/// tab between the slashes) is never requested: the access token would go with it. One that
+/// stays on Connect is requested with its query as Connect wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thumbnail_url_off_connect_gets_no_request_and_no_token() {
+    let _turn = SERIAL.lock().await;
+    let log = capture();
+    let evil = FakeHttp::start().await;
+    let evil_host = evil.url().trim_start_matches("http://").to_string();
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let previews = [
+        ("Backslash", format!("/\\{evil_host}/x.png")),
+        ("Tab", format!("/\t/{evil_host}/x.png")),
+        (
+            "Honest",
+            "/app/teams/1/files/f00d/preview?sig=a%2Fb".to_string(),
+        ),
+    ];
+    let from = log.len();
+    for (name, url) in &previews {
+        let uuid = sim.sim.add_printer(PrinterSpec::named(name));
+        let job = sim.sim.start_job(&uuid, "cube.bgcode", 600, &[]);
+        sim.sim.override_field(
+            &uuid,
+            "job_info",
+            json!({"id": job, "state": "PRINTING", "progress": 1, "preview_url": url}),
+        );
+    }
+    let state = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let refused = || count(&log.lines_since(from), "WARN", "is not on Connect");
+    let honest = || {
+        sim.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/app/teams/1/files/f00d/preview")
+            .map(|r| r.query)
+            .collect::<Vec<_>>()
+    };
+    wait_until_or(
+        || (refused() == 2 && !honest().is_empty()) || evil.requests() > 0,
+        || log.lines_since(from).join("\n"),
+    )
+    .await;
+    gateway.stop().await;
+    assert_eq!(
+        evil.requests(),
+        0,
+        "a request (and the token) went off Connect"
+    );
+    assert_eq!(honest(), ["sig=a%2Fb"], "the query is not encoded twice");
 }

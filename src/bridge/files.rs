@@ -226,6 +226,14 @@ impl Core {
             Err(ConnectError::Api { status: 404, .. }) => {
                 live.preview.due.succeeded(); // none for this job
             }
+            Err(e @ ConnectError::OffConnect(_)) => {
+                // Asking again would not change where it leads.
+                tracing::warn!(
+                    "{}: the thumbnail of job {job} is not fetched: {e}",
+                    live.printer.display_name()
+                );
+                live.preview.due.succeeded();
+            }
             Err(e) => {
                 live.failed("thumbnail", &e.to_string());
                 live.preview.due.failed(now, RETRY, RETRY_MAX);

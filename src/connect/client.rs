@@ -34,6 +34,10 @@ pub enum ConnectError {
     },
     #[error("cannot reach Connect ({0})")]
     Transport(String),
+    /// A path or URL (from Connect's JSON) that leads to another host: never requested, so
+    /// the access token goes to Connect only.
+    #[error("{0:?} is not on Connect: not requested")]
+    OffConnect(String),
     #[error("Connect sent a response that could not be read ({what}): {detail}")]
     Decode { what: String, detail: String },
     #[error(
@@ -302,15 +306,7 @@ impl ConnectClient {
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ConnectError> {
-        let mut url = self
-            .base
-            .join(path)
-            .map_err(|e| ConnectError::Transport(format!("bad path {path}: {e}")))?;
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        Ok(url)
+        connect_url(&self.base, path, query)
     }
 
     /// Sends one request; on a 401 renews the token once (refresh token, token file) and
@@ -498,21 +494,10 @@ impl ConnectClient {
         Ok(crate::connect::model::print_files(&body))
     }
 
-    /// A job's thumbnail. `path` is Connect's `preview_url`: only a path on Connect is
-    /// fetched (the bearer token goes to no other host).
-    pub async fn preview(&self, path: &str) -> Result<Vec<u8>, ConnectError> {
-        if !path.starts_with('/') || path.starts_with("//") {
-            return Err(ConnectError::Transport(format!(
-                "the preview URL {path:?} is not a path on Connect: not fetched"
-            )));
-        }
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let query: Vec<(&str, String)> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k, v.to_string()))
-            .collect();
-        let resp = self.send(Method::GET, path, &query, None, &[]).await?;
+    /// A job's thumbnail. `url` is Connect's `preview_url` (a path on Connect, usually, with
+    /// its query as Connect wrote it); see [`connect_url`] for what is refused.
+    pub async fn preview(&self, url: &str) -> Result<Vec<u8>, ConnectError> {
+        let resp = self.send(Method::GET, url, &[], None, &[]).await?;
         self.abortable(check_and_read(resp, self.max_body)).await
     }
 
@@ -637,6 +622,26 @@ impl ConnectClient {
     }
 }
 
+/// The URL of `path` on Connect at `base`, with `query` added. `path` may carry its own
+/// query (Connect's `preview_url` does): it is kept as written, so `%2F` stays `%2F`.
+///
+/// The URL is built first and its origin checked after: a path that leads elsewhere once
+/// parsed (`//host/x`, `/\host/x`, a tab or newline between the slashes, an absolute URL) is
+/// refused, so a path from Connect's JSON can never send the bearer token to another host.
+pub fn connect_url(base: &Url, path: &str, query: &[(&str, String)]) -> Result<Url, ConnectError> {
+    let mut url = base
+        .join(path)
+        .map_err(|_| ConnectError::OffConnect(path.to_string()))?;
+    if url.origin() != base.origin() {
+        return Err(ConnectError::OffConnect(path.to_string()));
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+    }
+    Ok(url)
+}
+
 pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     // reqwest's Display hides the cause ("error sending request"); the chain says why.
     let mut text = if e.is_timeout() {
@@ -754,5 +759,56 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn paths_that_lead_off_connect_are_refused_before_any_request() {
+        let base = Url::parse("https://connect.example/").unwrap();
+        for hostile in [
+            "/\\evil.example/x",
+            "\\\\evil.example/x",
+            "/\t/evil.example/x",
+            "/\n/evil.example/x",
+            "\t//evil.example/x",
+            "//evil.example/x",
+            "https://evil.example/x",
+            "http://connect.example/x",
+            "https://connect.example:8443/x",
+            "https://connect.example@evil.example/x",
+            "data:text/plain,x",
+        ] {
+            let built = connect_url(&base, hostile, &[]);
+            assert!(
+                matches!(built, Err(ConnectError::OffConnect(_))),
+                "{hostile:?} -> {built:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_on_connect_keeps_its_query_as_written() {
+        let base = Url::parse("http://127.0.0.1:8080/").unwrap();
+        let url = |path, query: &[(&str, String)]| {
+            connect_url(&base, path, query)
+                .unwrap()
+                .as_str()
+                .to_string()
+        };
+        assert_eq!(
+            url("/app/teams/1/files/ab/preview?sig=a%2Fb+c&x=1", &[]),
+            "http://127.0.0.1:8080/app/teams/1/files/ab/preview?sig=a%2Fb+c&x=1"
+        );
+        assert_eq!(
+            url(
+                "/app/printers/u/events",
+                &[("limit", "100".into()), ("from", "5".into())]
+            ),
+            "http://127.0.0.1:8080/app/printers/u/events?limit=100&from=5"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8080/app/x.png", &[]),
+            "http://127.0.0.1:8080/app/x.png",
+            "an absolute URL on Connect is Connect"
+        );
     }
 }
