@@ -26,6 +26,15 @@ pub struct FeedCursor {
     pub seen: Vec<String>,
 }
 
+impl FeedCursor {
+    /// `event`, at the cursor's time, was published: its key is among those seen, or its
+    /// [`FeedEvent::legacy_key`] is (a cursor saved by an earlier version; the events that
+    /// version took for one were published once, and are not replayed now).
+    fn has_seen(&self, event: &FeedEvent, key: &str) -> bool {
+        self.seen.iter().any(|k| k == key) || self.seen.contains(&event.legacy_key())
+    }
+}
+
 /// The last published events, by a 64-bit hash of their keys: 2 KiB per printer at most,
 /// whatever the events hold.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,7 +123,7 @@ pub fn accept(
             && if rewound {
                 event.created >= after
             } else {
-                event.created > after || (event.created == after && !cursor.seen.contains(&key))
+                event.created > after || (event.created == after && !cursor.has_seen(&event, &key))
             };
         if !new {
             continue;
@@ -214,5 +223,85 @@ mod tests {
             names(accept(&mut cursor, &mut recent, again, true, None)),
             ["NEW"]
         );
+    }
+
+    fn file_changed(created: f64, path: &str) -> FeedEvent {
+        FeedEvent::from_value(json!({
+            "event": "FILE_CHANGED", "created": created, "job_id": null,
+            "data": {"path": path, "action": "ADDED"},
+        }))
+        .unwrap()
+    }
+
+    fn paths(outcome: FeedOutcome) -> Vec<String> {
+        match outcome {
+            FeedOutcome::Publish(events) => events
+                .iter()
+                .map(|e| {
+                    e.raw["data"]["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect(),
+            other => panic!("expected events, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_of_one_second_that_differ_only_in_data_are_each_published() {
+        let mut cursor = FeedCursor {
+            after: Some(10.0),
+            seen: Vec::new(),
+        };
+        let mut recent = RecentEvents::default();
+        let both = FeedBatch {
+            events: vec![
+                file_changed(20.0, "/usb/a.bgcode"),
+                file_changed(20.0, "/usb/b.bgcode"),
+            ],
+            server_now: Some(21.0),
+        };
+        assert_eq!(
+            paths(accept(&mut cursor, &mut recent, both.clone(), false, None)),
+            ["/usb/a.bgcode", "/usb/b.bgcode"]
+        );
+        // Read again: neither is new.
+        assert_eq!(
+            paths(accept(&mut cursor, &mut recent, both, false, None)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_same_fields_in_another_order_are_the_same_event() {
+        let a =
+            FeedEvent::from_value(json!({"event": "E", "created": 1.0, "data": {"x": 1, "y": 2}}));
+        let b =
+            FeedEvent::from_value(json!({"data": {"y": 2, "x": 1}, "created": 1.0, "event": "E"}));
+        assert_eq!(a.unwrap().key(), b.unwrap().key());
+    }
+
+    #[test]
+    fn a_cursor_saved_by_the_previous_version_replays_and_loses_nothing() {
+        // state.json as the previous version wrote it: keys without `data`.
+        let saved = r#"{"events_after": 20.0, "events_seen": ["20|FILE_CHANGED|||"]}"#;
+        let mut cursor: FeedCursor = serde_json::from_str(saved).unwrap();
+        // A restart: nothing is remembered but the cursor.
+        let mut recent = RecentEvents::default();
+        let read = FeedBatch {
+            events: vec![
+                file_changed(20.0, "/usb/a.bgcode"),
+                file_changed(25.0, "/usb/c.bgcode"),
+            ],
+            server_now: Some(30.0),
+        };
+        assert_eq!(
+            paths(accept(&mut cursor, &mut recent, read, false, Some(60.0))),
+            ["/usb/c.bgcode"],
+            "the event the cursor names is not replayed, the later one is published"
+        );
+        assert_eq!(cursor.after, Some(25.0));
+        assert_eq!(cursor.seen, [file_changed(25.0, "/usb/c.bgcode").key()]);
     }
 }

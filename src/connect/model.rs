@@ -376,8 +376,21 @@ pub struct FeedEvent {
 }
 
 impl FeedEvent {
-    /// Events have no id; this key tells two events with the same `created` apart.
+    /// Events have no id: the key is made of the whole event, so two events that differ in
+    /// any field (two `FILE_CHANGED` of one second with other `data`) are two events. The
+    /// fields are hashed in key order (serde_json's map is sorted), so the order Connect
+    /// sends them in does not matter.
     pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let whole = serde_json::to_vec(&self.raw).unwrap_or_default();
+        let digest = Sha256::digest(&whole);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}|{}|#{hex}", self.created, self.event)
+    }
+
+    /// The key earlier versions saved in `state.json` (without `data`, `job_id` and the
+    /// rest): a cursor saved by one of them still says which events were published.
+    pub fn legacy_key(&self) -> String {
         let field = |k: &str| self.raw.get(k).map(|v| v.to_string()).unwrap_or_default();
         format!(
             "{}|{}|{}|{}|{}",
