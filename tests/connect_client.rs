@@ -294,3 +294,48 @@ async fn an_abandoned_request_does_not_lose_the_rotated_refresh_token() {
     .await;
     assert!(!sim.sim.is_refresh_token_valid(&refresh));
 }
+
+/// A printer's first feed read (no cursor) only places the cursor: one page, not twenty. A
+/// catch-up from a cursor reads up to the cap and says when it reached it.
+#[tokio::test]
+async fn a_feed_without_a_cursor_costs_one_request_and_a_capped_catch_up_says_so() {
+    use prusa_connect_mqtt::connect::{EVENTS_MAX_PAGES, EVENTS_PAGE};
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    let many = EVENTS_PAGE * EVENTS_MAX_PAGES + 5;
+    for n in 0..many {
+        sim.sim.push_event(&uuid, "TEST_EVENT", json!({ "n": n }));
+    }
+    let c = client(&sim, TOKEN);
+    let feed_requests = || {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/events"))
+            .count()
+    };
+
+    let first = c.feed(&uuid, None).await.unwrap();
+    assert_eq!(feed_requests(), 1, "one page places the cursor");
+    let newest = first.events.last().unwrap();
+    assert_eq!(
+        newest.raw["n"],
+        json!(many - 1),
+        "the newest event is on it"
+    );
+    assert!(!first.capped);
+
+    sim.sim.clear_requests();
+    let catch_up = c.feed(&uuid, Some(0.0)).await.unwrap();
+    assert_eq!(feed_requests() as u64, EVENTS_MAX_PAGES);
+    assert_eq!(catch_up.events.len() as u64, EVENTS_PAGE * EVENTS_MAX_PAGES);
+    assert!(
+        catch_up.capped,
+        "events older than twenty pages are skipped"
+    );
+
+    sim.sim.clear_requests();
+    let after = c.feed(&uuid, Some(newest.created + 1.0)).await.unwrap();
+    assert_eq!(feed_requests(), 1);
+    assert!(after.events.is_empty() && !after.capped);
+}

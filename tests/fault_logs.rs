@@ -186,3 +186,54 @@ async fn a_thumbnail_url_off_connect_gets_no_request_and_no_token() {
     );
     assert_eq!(honest(), ["sig=a%2Fb"], "the query is not encoded twice");
 }
+
+/// A catch-up that reaches the feed's page cap skips the oldest events: said once, not once
+/// per printer of a farm that was stopped for a busy day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_catch_up_at_the_page_cap_is_warned_once() {
+    use prusa_connect_mqtt::connect::{EVENTS_MAX_PAGES, EVENTS_PAGE};
+    let _turn = SERIAL.lock().await;
+    let log = capture();
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let names = ["Farm A", "Farm B"];
+    let uuids: Vec<String> = names
+        .iter()
+        .map(|n| sim.sim.add_printer(PrinterSpec::named(n)))
+        .collect();
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    for id in ["farm_a", "farm_b"] {
+        sub.wait_for(&format!("{BASE}/{id}/availability"), WAIT, |m| {
+            m.text() == "online"
+        })
+        .await;
+    }
+
+    let from = log.len();
+    for uuid in &uuids {
+        for n in 0..EVENTS_PAGE * EVENTS_MAX_PAGES + 10 {
+            sim.sim.push_event(uuid, "TEST_EVENT", json!({ "n": n }));
+        }
+    }
+    // A change of state makes the gateway read each feed from its cursor.
+    for uuid in &uuids {
+        sim.sim.set_state(uuid, "READY");
+    }
+    for id in ["farm_a", "farm_b"] {
+        sub.wait_for(&format!("{BASE}/{id}/event"), WAIT, |m| {
+            m.json()["state"] == "READY"
+        })
+        .await;
+    }
+    gateway.stop().await;
+
+    let lines = log.lines_since(from);
+    let all = lines.join("\n");
+    assert_eq!(
+        count(&lines, "WARN", "the oldest of them are skipped"),
+        1,
+        "one WARN for two capped catch-ups:\n{all}"
+    );
+}

@@ -219,6 +219,8 @@ pub struct Account {
     pub notifications_reading: bool,
     /// The unseen count moved while the list was being read: read it again after.
     pub notifications_again: bool,
+    /// A feed catch-up hit the page cap (said once, not for every printer of a farm).
+    pub feed_cap_told: bool,
 }
 
 impl super::core::Core {

@@ -153,6 +153,7 @@ mod tests {
         FeedBatch {
             events: events.iter().map(|(n, c)| event(n, *c)).collect(),
             server_now,
+            capped: false,
         }
     }
 
@@ -261,6 +262,7 @@ mod tests {
                 file_changed(20.0, "/usb/b.bgcode"),
             ],
             server_now: Some(21.0),
+            capped: false,
         };
         assert_eq!(
             paths(accept(&mut cursor, &mut recent, both.clone(), false, None)),
@@ -295,6 +297,7 @@ mod tests {
                 file_changed(25.0, "/usb/c.bgcode"),
             ],
             server_now: Some(30.0),
+            capped: false,
         };
         assert_eq!(
             paths(accept(&mut cursor, &mut recent, read, false, Some(60.0))),

@@ -229,6 +229,16 @@ impl Core {
             }
         };
         live.succeeded("events");
+        if batch.capped && !self.account.feed_cap_told {
+            self.account.feed_cap_told = true;
+            tracing::warn!(
+                "{}: more than {} events since the feed position {}: the oldest of them are \
+                 skipped (said once; other printers may skip some too)",
+                live.printer.display_name(),
+                crate::connect::EVENTS_PAGE * crate::connect::EVENTS_MAX_PAGES,
+                entry.record.feed.after.and_then(iso).unwrap_or_default()
+            );
+        }
         let since = live
             .feed_read_at
             .replace(now)

@@ -180,6 +180,7 @@ impl Bridge {
                 Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
                     events: Vec::new(),
                     server_now: Some(self.wall),
+                    capped: false,
                 })),
                 Read::Queue { .. } => ReadResult::Queue(Ok(Default::default())),
                 Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
@@ -569,6 +570,7 @@ fn a_printer_state_change_reads_the_feed_and_publishes_each_event_once() {
         ReadResult::Feed(Ok(FeedBatch {
             events: vec![event("JOB_INFO", WALL - 1.0), event("STATE_CHANGED", WALL)],
             server_now: Some(WALL),
+            capped: false,
         }))
     };
     let published = b.answer(feed.clone(), batch());
@@ -758,6 +760,7 @@ fn a_picture_read_that_never_answered_does_not_stop_its_camera() {
             Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
                 events: Vec::new(),
                 server_now: None,
+                capped: false,
             })),
             Read::Version => ReadResult::Version(Ok(Default::default())),
             Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
@@ -887,6 +890,7 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
             Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
                 events: Vec::new(),
                 server_now: None,
+                capped: false,
             })),
             Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
             _ => continue,
@@ -968,6 +972,7 @@ fn empty_feed(wall: f64) -> ReadResult {
     ReadResult::Feed(Ok(FeedBatch {
         events: Vec::new(),
         server_now: Some(wall),
+        capped: false,
     }))
 }
 
@@ -1045,6 +1050,7 @@ fn a_job_only_the_feed_names_is_announced_once_from_the_job_list() {
             event("JOB_INFO", b.wall - 5.0),
         ],
         server_now: Some(b.wall),
+        capped: false,
     };
     let feed = Read::Feed {
         uuid: A.into(),

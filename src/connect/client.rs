@@ -158,6 +158,9 @@ impl std::fmt::Display for RejectedPrinter {
 pub struct FeedBatch {
     pub events: Vec<FeedEvent>,
     pub server_now: Option<f64>,
+    /// The catch-up read as many pages as it may ([`super::EVENTS_MAX_PAGES`]) and the last
+    /// was full: older events after the cursor may be missing.
+    pub capped: bool,
 }
 
 /// A successful snapshot fetch: new bytes, or "not modified".

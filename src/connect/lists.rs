@@ -23,12 +23,16 @@ impl ConnectClient {
         self.feed(uuid, from).await.map(|batch| batch.events)
     }
 
-    /// [`ConnectClient::events_since`], with Connect's clock as the feed reports it.
+    /// [`ConnectClient::events_since`], with Connect's clock as the feed reports it. Without
+    /// `from` only the newest page is read: a printer's first read places its cursor after
+    /// the newest event and publishes nothing, so older pages would be requests for nothing.
     pub async fn feed(&self, uuid: &str, from: Option<f64>) -> Result<FeedBatch, ConnectError> {
         let mut all = Vec::new();
         let mut server_now = None;
+        let mut capped = false;
         let path = format!("/app/printers/{uuid}/events");
-        for page_no in 0..EVENTS_MAX_PAGES {
+        let pages = if from.is_some() { EVENTS_MAX_PAGES } else { 1 };
+        for page_no in 0..pages {
             let mut query = vec![
                 ("limit", EVENTS_PAGE.to_string()),
                 ("offset", (page_no * EVENTS_PAGE).to_string()),
@@ -46,11 +50,13 @@ impl ConnectClient {
             if n < EVENTS_PAGE {
                 break;
             }
+            capped = from.is_some() && page_no + 1 == pages;
         }
         all.sort_by(|a, b| a.created.total_cmp(&b.created));
         Ok(FeedBatch {
             events: all,
             server_now,
+            capped,
         })
     }
 
