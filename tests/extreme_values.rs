@@ -113,8 +113,32 @@ async fn a_huge_retry_after_is_survived() {
         "{}",
         down.text()
     );
-    // The next poll is scheduled right after bridge/info goes out; give it that moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next poll is scheduled after bridge/info goes out, before the loop takes the next
+    // message: two answered commands, the second sent after the first reply, show the loop
+    // went past that point (a panic there would leave them unanswered).
+    let lists = sim.list_requests().len();
+    let reply = format!("{BASE}/mk4/command/response");
+    let replies = Subscriber::connect(&broker, &[&reply]).await;
+    for _ in 0..2 {
+        let mark = replies.mark();
+        replies
+            .publish(&format!("{BASE}/mk4/command"), b"not json".to_vec(), false)
+            .await;
+        let answer = replies
+            .wait_for_after(mark, &reply, Duration::from_secs(10), |_| true)
+            .await;
+        assert_eq!(
+            answer.json()["code"],
+            "INVALID_PAYLOAD",
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(
+        sim.list_requests().len(),
+        lists,
+        "the wait Retry-After asked for (at most an hour) is kept: no list request since"
+    );
     sim.sim.set_fault(None);
     gateway.stop().await;
 }
