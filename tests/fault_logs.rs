@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::broker::{Subscriber, TestBroker};
+use common::broker::{Subscriber, TestBroker, UNLIMITED};
 use common::fake_http::FakeHttp;
 use common::gateway::{BASE, Gateway, Sim, config, wait_until_or};
 use common::logs::Captured;
@@ -194,7 +194,9 @@ async fn a_feed_catch_up_at_the_page_cap_is_warned_once() {
     use prusa_connect_mqtt::connect::{EVENTS_MAX_PAGES, EVENTS_PAGE};
     let _turn = SERIAL.lock().await;
     let log = capture();
-    let broker = TestBroker::start();
+    // 4,000 events at once: mosquitto's default queue (1,000) would drop some for a slow
+    // subscriber.
+    let broker = TestBroker::start_mosquitto_with(UNLIMITED).unwrap_or_else(TestBroker::start);
     let sim = Sim::start().await;
     let names = ["Farm A", "Farm B"];
     let uuids: Vec<String> = names
