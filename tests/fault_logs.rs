@@ -239,3 +239,81 @@ async fn a_feed_catch_up_at_the_page_cap_is_warned_once() {
         "one WARN for two capped catch-ups:\n{all}"
     );
 }
+
+/// Connect answering 404 for an optional endpoint (the notifications list, a farm's
+/// supported-commands) is one warning per endpoint, not one per poll or per printer; the
+/// endpoint is left alone for an hour and `bridge/info.unavailable` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_endpoint_answering_404_is_warned_once_and_left_alone() {
+    let _turn = SERIAL.lock().await;
+    let log = capture();
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuids: Vec<String> = ["Farm A", "Farm B"]
+        .iter()
+        .map(|n| sim.sim.add_printer(PrinterSpec::named(n)))
+        .collect();
+    sim.sim
+        .add_fault(FaultRule::new(Fault::Status(404)).on_path("/app/notifications"));
+    sim.sim
+        .add_fault(FaultRule::new(Fault::Status(404)).on_paths_containing("/supported-commands"));
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let from = log.len();
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let info = format!("{BASE}/bridge/info");
+    let shown = sub
+        .wait_for(&info, WAIT, |m| {
+            let u = &m.json()["unavailable"];
+            u["notifications"].is_string() && u["supported_commands"].is_string()
+        })
+        .await
+        .json();
+    let unavailable = &shown["unavailable"];
+    assert!(
+        unavailable["notifications"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("404 since 20")),
+        "{unavailable}"
+    );
+    assert!(
+        unavailable["supported_commands"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("(2 printers)")),
+        "{unavailable}"
+    );
+
+    let requests = |part: &str| {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(part))
+            .count()
+    };
+    let asked = || (requests("/notifications"), requests("/supported-commands"));
+    let before = asked();
+    // Printers change and the unseen count moves: each time the count is read again, and
+    // before, the list that answered 404 with it.
+    for (n, state) in ["READY", "IDLE", "READY"].into_iter().enumerate() {
+        let unseen_reads = requests("/notifications/unseen");
+        sim.sim.set_unseen(n as u64 + 1);
+        for uuid in &uuids {
+            sim.sim.set_state(uuid, state);
+        }
+        wait_until_or(
+            || requests("/notifications/unseen") > unseen_reads,
+            || log.lines_since(from).join("\n"),
+        )
+        .await;
+    }
+    assert_eq!(asked(), before, "no request to a resting endpoint");
+    gateway.stop().await;
+
+    let lines = log.lines_since(from);
+    let all = lines.join("\n");
+    assert_eq!(
+        count(&lines, "WARN", "404"),
+        2,
+        "one WARN per endpoint:\n{all}"
+    );
+}

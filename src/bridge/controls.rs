@@ -143,6 +143,7 @@ impl Core {
         now: Instant,
         wall: f64,
     ) {
+        let missing = self.optional("supported_commands", uuid, &result, now, wall);
         let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) else {
             return;
         };
@@ -153,7 +154,9 @@ impl Core {
                 live.supported.set(s.commands, &mut self.supported_pool);
             }
             Err(e) => {
-                live.failed("supported commands", &e.to_string());
+                if !missing {
+                    live.failed("supported commands", &e.to_string());
+                }
                 live.supported
                     .due
                     .failed(now, SUPPORTED_RETRY, SUPPORTED_RETRY_MAX);

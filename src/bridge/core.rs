@@ -518,7 +518,10 @@ impl Core {
         let signature = feed_signature(printer);
         let queue_key = format!("{signature}|{:?}", printer.queue_count());
         let empty = printer.queue_count() == Some(0);
-        if live.queue.step(queue_key, empty, &mut self.budget, now) == QueueStep::Read {
+        let unavailable = &self.account.unavailable;
+        if !unavailable.resting("queue", &uuid, now)
+            && live.queue.step(queue_key, empty, &mut self.budget, now) == QueueStep::Read
+        {
             self.reads.push(Read::Queue { uuid: uuid.clone() });
         }
         // The cameras, when first seen and when a new job starts.
@@ -527,7 +530,11 @@ impl Core {
             .as_ref()
             .and_then(|j| j.id)
             .filter(|_| payloads::job_running(printer));
-        if self.s.camera.enabled && live.cameras.wants_list(running_job, now) && self.budget > 0 {
+        if self.s.camera.enabled
+            && live.cameras.wants_list(running_job, now)
+            && self.budget > 0
+            && !unavailable.resting("cameras", &uuid, now)
+        {
             self.budget -= 1;
             live.cameras.start_list(running_job);
             self.reads.push(Read::Cameras { uuid: uuid.clone() });
@@ -560,16 +567,21 @@ impl Core {
             .active_job
             .is_some_and(|j| was_active != Some(j) && was_last != Some(j));
         let triggers = controls::state_triggers(before.as_ref(), &live.printer, started);
-        self.reads
-            .extend(live.start_supported_read(&uuid, &mut self.budget, now));
+        let unavailable = &self.account.unavailable;
+        if !unavailable.resting("supported_commands", &uuid, now) {
+            self.reads
+                .extend(live.start_supported_read(&uuid, &mut self.budget, now));
+        }
         let state_before = before.as_ref().map(Printer::effective_state);
-        self.reads.extend(live.start_files_read(
-            &uuid,
-            &self.s.allow,
-            state_before.as_ref(),
-            &mut self.budget,
-            now,
-        ));
+        if !unavailable.resting("files", &uuid, now) {
+            self.reads.extend(live.start_files_read(
+                &uuid,
+                &self.s.allow,
+                state_before.as_ref(),
+                &mut self.budget,
+                now,
+            ));
+        }
         self.reads
             .extend(live.start_preview_read(&uuid, &mut self.budget, now));
         if jobs_changed || fresh {
@@ -612,6 +624,7 @@ impl Core {
         let a = &mut self.account;
         if a.unseen_due
             && !a.unseen_reading
+            && !a.unavailable.resting("notifications_unseen", "", now)
             && a.unseen_read_at
                 .is_none_or(|t| now.duration_since(t) >= every)
         {
@@ -662,6 +675,7 @@ impl Core {
                 None => tracing::info!("printer {uuid} is no longer bridged: removing it"),
             }
             self.remove_topics(&entry);
+            self.account.unavailable.forget_printer(&uuid);
         }
     }
 
@@ -719,6 +733,7 @@ impl Core {
             "auth": auth,
             "notifications_unseen": self.account.unseen,
             "rejected_printers": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "unavailable": self.account.unavailable.info(),
             "live": self.channel.info(),
         });
         let info = info.to_string();
@@ -748,6 +763,7 @@ impl Core {
         };
         let ask = wanted
             && !a.types_reading
+            && !a.unavailable.resting("printer_types", "", now)
             && a.types_asked_at
                 .is_none_or(|t| now.duration_since(t) >= wait);
         if ask {
@@ -755,7 +771,8 @@ impl Core {
             self.account.types_reading = true;
             self.reads.push(Read::PrinterTypes);
         }
-        if self.account.version_due && !self.account.version_reading {
+        let a = &self.account;
+        if a.version_due && !a.version_reading && !a.unavailable.resting("version", "", now) {
             self.account.version_reading = true;
             self.reads.push(Read::Version);
         }

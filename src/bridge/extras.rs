@@ -221,6 +221,11 @@ pub struct Account {
     pub notifications_again: bool,
     /// A feed catch-up hit the page cap (said once, not for every printer of a farm).
     pub feed_cap_told: bool,
+    /// The notifications list was not read while it answered 404: the next unseen count is
+    /// taken as a move.
+    pub notifications_skipped: bool,
+    /// Optional endpoints that answered 404, left alone for an hour.
+    pub unavailable: super::unavailable::Unavailable,
 }
 
 impl super::core::Core {

@@ -173,6 +173,7 @@ impl Core {
         now: Instant,
         wall: f64,
     ) {
+        let missing = self.optional("files", uuid, &result, now, wall);
         let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) else {
             return;
         };
@@ -188,7 +189,9 @@ impl Core {
                 live.files.list = Some(list);
             }
             Err(e) => {
-                live.failed("files", &e.to_string());
+                if !missing {
+                    live.failed("files", &e.to_string());
+                }
                 live.files.due.failed(now, RETRY, RETRY_MAX);
             }
         }

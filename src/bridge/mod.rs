@@ -33,6 +33,7 @@ mod runner;
 pub mod schedule;
 pub mod shell;
 mod throttle;
+pub mod unavailable;
 
 #[cfg(test)]
 mod tests;

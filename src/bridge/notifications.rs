@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::core::Core;
 use super::reads::Read;
@@ -54,9 +55,10 @@ impl NotificationCursor {
 
 impl Core {
     /// The unseen count moved (or the list was never read): read the list.
-    pub(super) fn notifications_moved(&mut self, unseen: u64) {
+    pub(super) fn notifications_moved(&mut self, unseen: u64, now: Instant) {
         let a = &mut self.account;
-        let moved = a.unseen != Some(unseen) || a.notifications.floor.is_none();
+        let moved =
+            a.unseen != Some(unseen) || a.notifications.floor.is_none() || a.notifications_skipped;
         a.unseen = Some(unseen);
         if !moved {
             return;
@@ -66,11 +68,19 @@ impl Core {
             a.notifications_again = true;
             return;
         }
-        self.read_notifications();
+        self.read_notifications(now);
     }
 
-    fn read_notifications(&mut self) {
+    /// Reads the list, unless it answered 404 less than an hour ago (then the next unseen
+    /// count read after that hour reads it).
+    fn read_notifications(&mut self, now: Instant) {
         let a = &mut self.account;
+        if a.unavailable.resting("notifications", "", now) {
+            a.notifications_skipped = true;
+            a.notifications_again = false;
+            return;
+        }
+        a.notifications_skipped = false;
         a.notifications_reading = true;
         a.notifications_again = false;
         let after = a.notifications.newest();
@@ -80,17 +90,24 @@ impl Core {
     pub(super) fn on_notifications(
         &mut self,
         result: Result<Vec<Notification>, crate::connect::client::ConnectError>,
+        now: Instant,
+        wall: f64,
     ) {
         self.account.notifications_reading = false;
+        let missing = self.optional("notifications", "", &result, now, wall);
         let list = match result {
             Ok(list) => list,
             Err(e) => {
-                tracing::warn!("cannot read Connect's notifications: {e}");
-                // The next move of the unseen count tries again, or at once when it moved
-                // while this read was out.
-                self.account.unseen = None;
+                if missing {
+                    self.account.notifications_skipped = true;
+                } else {
+                    tracing::warn!("cannot read Connect's notifications: {e}");
+                    // The next move of the unseen count tries again, or at once when it
+                    // moved while this read was out.
+                    self.account.unseen = None;
+                }
                 if self.account.notifications_again {
-                    self.read_notifications();
+                    self.read_notifications(now);
                 }
                 return;
             }
@@ -102,7 +119,7 @@ impl Core {
             self.publish(Message::event(topic.clone(), payload.to_string()));
         }
         if self.account.notifications_again {
-            self.read_notifications();
+            self.read_notifications(now);
         }
     }
 

@@ -32,22 +32,26 @@ impl Core {
                 self.render(&uuid, wall);
             }
             (Read::Queue { uuid }, ReadResult::Queue(result)) => {
+                let missing = self.optional("queue", &uuid, &result, now, wall);
                 let Some(live) = self.live_mut(&uuid) else {
                     return;
                 };
                 match &result {
                     Ok(_) => live.succeeded("queue"),
+                    Err(_) if missing => {}
                     Err(e) => live.failed("queue", &e.to_string()),
                 }
                 live.queue.on_read(result.map_err(|_| ()), now);
                 self.render(&uuid, wall);
             }
             (Read::Cameras { uuid }, ReadResult::Cameras(result)) => {
+                let missing = self.optional("cameras", &uuid, &result, now, wall);
                 let Some(live) = self.live_mut(&uuid) else {
                     return;
                 };
                 match &result {
                     Ok(_) => live.succeeded("cameras"),
+                    Err(_) if missing => {}
                     Err(e) => live.failed("cameras", &e.to_string()),
                 }
                 let before = live.cameras.named();
@@ -71,6 +75,7 @@ impl Core {
             }
             (Read::PrinterTypes, ReadResult::PrinterTypes(result)) => {
                 self.account.types_reading = false;
+                let missing = self.optional("printer_types", "", &result, now, wall);
                 match result {
                     Ok(types) => {
                         self.account.printer_types = Some(
@@ -81,13 +86,16 @@ impl Core {
                                 .collect(),
                         )
                     }
+                    Err(_) if missing => {}
                     Err(e) => tracing::warn!("cannot read Connect's printer types: {e}"),
                 }
             }
             (Read::Version, ReadResult::Version(result)) => {
+                let missing = self.optional("version", "", &result, now, wall);
                 let a = &mut self.account;
                 a.version_reading = false;
-                a.version_due = false;
+                // Asked again when the rest is over.
+                a.version_due = missing;
                 match result {
                     Ok(v) => {
                         if a.server_version.as_ref() != Some(&v) {
@@ -102,23 +110,39 @@ impl Core {
                 }
             }
             (Read::Unseen, ReadResult::Unseen(result)) => {
+                self.optional("notifications_unseen", "", &result, now, wall);
                 let a = &mut self.account;
                 a.unseen_reading = false;
                 match result {
                     Ok(n) => {
                         a.unseen_due = false;
-                        self.notifications_moved(n.unseen);
+                        self.notifications_moved(n.unseen, now);
                     }
                     Err(e) => tracing::debug!("cannot read the unseen notifications: {e}"),
                 }
             }
             (Read::Notifications { .. }, ReadResult::Notifications(result)) => {
-                self.on_notifications(result)
+                self.on_notifications(result, now, wall)
             }
             (read, result) => {
                 tracing::error!("a read's result does not match it: {read:?} -> {result:?}")
             }
         }
+    }
+
+    /// Notes an optional read's outcome ([`super::unavailable`]): `true` for a 404, which the
+    /// caller does not log.
+    pub(super) fn optional<T>(
+        &mut self,
+        kind: &'static str,
+        uuid: &str,
+        result: &Result<T, ConnectError>,
+        now: Instant,
+        wall: f64,
+    ) -> bool {
+        self.account
+            .unavailable
+            .observe(kind, uuid, result, now, wall)
     }
 
     fn live_mut(&mut self, uuid: &str) -> Option<&mut super::registry::Live> {
