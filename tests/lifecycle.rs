@@ -6,78 +6,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker::{Subscriber, TestBroker};
-use common::gateway::{BASE, Gateway, Sim, TOKEN, config};
+use common::gateway::{BASE, Gateway, Sim, config};
+use common::process::{exit_within, signal, spawn};
 use prusa_connect_sim::{Fault, FaultRule, PrinterSpec};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// The gateway binary with a config for `broker` and `sim`, logging to a file in `dir`.
-fn spawn(broker: &TestBroker, sim: &Sim, dir: &Path, env: &[(&str, String)]) -> Child {
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[connect]
-url = "{}"
-access_token = "{TOKEN}"
-poll_interval = "200ms"
-active_poll_interval = "150ms"
-request_timeout = "10s"
-[mqtt]
-url = "{}"
-client_id = "lifecycle-{}"
-base_topic = "{BASE}"
-[state]
-dir = {:?}
-"#,
-            sim.url(),
-            broker.url(),
-            std::process::id(),
-            dir.join("state"),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
-/// Waits for the process to exit, at most `limit`.
-async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the gateway did not exit within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn command_reached_connect(sim: &Sim, dir: &Path) {
     let deadline = Instant::now() + WAIT;

@@ -4,3 +4,4 @@ pub mod fake_http;
 pub mod gate;
 pub mod gateway;
 pub mod logs;
+pub mod process;

@@ -1,0 +1,79 @@
+//! The gateway binary as a process of its own (for signals: SIGTERM, SIGKILL).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::broker::TestBroker;
+use super::gateway::{BASE, Sim, TOKEN};
+
+/// The MQTT client id of the gateway processes of this test binary.
+pub fn client_id() -> String {
+    format!("process-{}", std::process::id())
+}
+
+/// The gateway binary with a config for `broker` and `sim`, logging to a file in `dir`.
+pub fn spawn(broker: &TestBroker, sim: &Sim, dir: &Path, env: &[(&str, String)]) -> Child {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connect]
+url = "{}"
+access_token = "{TOKEN}"
+poll_interval = "200ms"
+active_poll_interval = "150ms"
+request_timeout = "10s"
+[mqtt]
+url = "{}"
+client_id = "{}"
+base_topic = "{BASE}"
+[state]
+dir = {:?}
+"#,
+            sim.url(),
+            broker.url(),
+            client_id(),
+            dir.join("state"),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"));
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Waits for the process to exit, at most `limit`.
+pub async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
