@@ -14,6 +14,7 @@ pub mod connect;
 pub mod demo;
 pub mod discovery;
 pub mod embedded_broker;
+pub mod journal;
 pub mod mqtt;
 pub mod outbox;
 pub mod payloads;
@@ -76,14 +77,16 @@ pub async fn run_with(
     // The token, the state file and the broker's certificates are read from disk: off the
     // runtime's threads.
     let setup = config.clone();
-    let (tokens, (store, memory), options) = tokio::task::spawn_blocking(move || {
+    let (tokens, (store, memory), journal, options) = tokio::task::spawn_blocking(move || {
         let tokens = token_source(&setup)?;
         let memory: (
             store::Store<bridge::registry::Memory>,
             bridge::registry::Memory,
         ) = store::Store::open(&setup.state.dir)?;
+        let journal = journal::Journal::open(&setup.state.dir)?;
         let status = topics::Topics::new(&setup.mqtt.base_topic).bridge_state();
-        anyhow::Ok((tokens, memory, mqtt::options(&setup.mqtt, Some(&status))?))
+        let options = mqtt::options(&setup.mqtt, Some(&status))?;
+        anyhow::Ok((tokens, memory, journal, options))
     })
     .await
     .context("the start-up stopped")??;
@@ -96,7 +99,13 @@ pub async fn run_with(
         .homeassistant
         .enabled
         .then(|| config.homeassistant.status_topic.clone());
-    let session = mqtt::start(options, bridge::subscriptions(&config), &status, ha_status);
+    let session = mqtt::start(
+        options,
+        bridge::subscriptions(&config),
+        &status,
+        ha_status,
+        Some(journal),
+    );
     let abort = connect.abort_handle();
     let live = config.connect.live.then(|| {
         connect::live::start(

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::MqttConfig;
+use crate::journal::Journal;
 use crate::outbox::{self, Message, Outbox};
 
 mod births;
@@ -144,8 +145,30 @@ enum Request {
     Publish(Message),
     Republish,
     ClearAll,
+    /// Write what the journal is owed and hand back its file to fsync.
+    SyncJournal(std::sync::mpsc::Sender<Option<std::fs::File>>),
     /// Deliver what is owed, then disconnect.
     Stop,
+}
+
+/// See [`Publisher::sync_journal`].
+pub struct JournalSync {
+    rx: std::sync::mpsc::Receiver<Option<std::fs::File>>,
+}
+
+impl JournalSync {
+    /// Blocks (call it off the runtime) until the journal holds every event published before
+    /// [`Publisher::sync_journal`] and is fsynced. An error when the session is gone or does
+    /// not answer within `limit`: then the journal may lack them.
+    pub fn wait(self, limit: Duration) -> Result<()> {
+        match self.rx.recv_timeout(limit) {
+            Ok(Some(file)) => file
+                .sync_data()
+                .context("cannot fsync the journal of events owed to the broker"),
+            Ok(None) => Ok(()),
+            Err(e) => bail!("the MQTT session did not write its journal ({e})"),
+        }
+    }
 }
 
 /// The bridge's handle on the outbox: never blocks, never fails (once the session is gone,
@@ -174,6 +197,14 @@ impl Publisher {
     /// Clears every retained topic published so far.
     pub fn clear_all(&self) {
         let _ = self.tx.send(Request::ClearAll);
+    }
+
+    /// Asks the session to write to its journal the events published so far; the state
+    /// file that records them as made is written after [`JournalSync::wait`].
+    pub fn sync_journal(&self) -> JournalSync {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = self.tx.send(Request::SyncJournal(tx));
+        JournalSync { rx }
     }
 
     /// Delivers everything owed (what was published before this call included), then
@@ -227,11 +258,14 @@ enum Polled {
 /// Starts the session. `subscriptions` are (re)subscribed on every ConnAck; `status_topic`
 /// (the bridge's `online`/`offline`) is published `online` first on every connection; a
 /// message `online` on `ha_status` (Home Assistant's birth topic) republishes everything.
+/// `journal` keeps the events owed across a restart: what it kept from the last run is
+/// delivered first.
 pub fn start(
     opts: MqttOptions,
     subscriptions: Vec<String>,
     status_topic: &str,
     ha_status: Option<String>,
+    mut journal: Option<Journal>,
 ) -> Session {
     // The outbox hands over at most WINDOW publishes, plus one subscribe: the channel never
     // fills.
@@ -249,9 +283,14 @@ pub fn start(
         births: Default::default(),
     };
     let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
+    let mut outbox = Outbox::new(status_topic);
+    for kept in journal.iter_mut().flat_map(Journal::take_kept) {
+        outbox.restore(kept.id, kept.topic, kept.payload);
+    }
     let state = SessionState {
         client,
-        outbox: Outbox::new(status_topic),
+        outbox,
+        journal,
         subscriptions,
         syncing: false,
         subscribe_owed: false,
@@ -407,6 +446,7 @@ impl Poller {
 struct SessionState {
     client: AsyncClient,
     outbox: Outbox,
+    journal: Option<Journal>,
     subscriptions: Vec<String>,
     /// Between a ConnAck and rumqttc writing our SUBSCRIBE: publishes rumqttc writes then were
     /// handed over before the connection dropped (their acks are ignored: `stale`).
@@ -442,6 +482,7 @@ impl SessionState {
                 },
             }
             self.pump();
+            self.write_journal();
             if self.stopping && !self.disconnecting {
                 if !self.outbox.is_connected() {
                     // Nothing can be delivered; the last will says `offline`.
@@ -462,7 +503,21 @@ impl SessionState {
             Request::Publish(m) => self.outbox.push(m),
             Request::Republish => self.outbox.republish(),
             Request::ClearAll => self.outbox.clear_all(),
+            Request::SyncJournal(tx) => {
+                self.write_journal();
+                let _ = tx.send(self.journal.as_ref().and_then(Journal::sync_handle));
+            }
             Request::Stop => self.stopping = true,
+        }
+    }
+
+    /// Tells the journal what changed in the events owed.
+    fn write_journal(&mut self) {
+        let changes = self.outbox.take_owing();
+        if let Some(journal) = self.journal.as_mut()
+            && journal.record(&changes)
+        {
+            journal.rewrite(&self.outbox.owed());
         }
     }
 

@@ -9,6 +9,9 @@
 //!   connection drops, everything not acknowledged goes back in front of the queue in the order
 //!   it was made, so each reaches the broker at least once and in order, whatever rumqttc did
 //!   with its own queue (with a clean session it forgets unacknowledged messages).
+//! - Every change to the events owed is also told as an [`Owing`] record
+//!   ([`Outbox::take_owing`]), for the journal that keeps them across a restart
+//!   ([`crate::journal`]); [`Outbox::restore`] takes them back at the next start.
 //! - Camera pictures are replaceable: QoS 0, only the last one per topic is kept, and it is
 //!   sent again after a reconnect.
 //!
@@ -87,6 +90,20 @@ impl Message {
     }
 }
 
+/// A change to the events owed, for the journal (see [`crate::journal`]). Ids order the
+/// events: the journal gives them back in that order at the next start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owing {
+    /// A new event is owed.
+    Added {
+        id: u64,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// Event `id` is owed no more: the broker acknowledged it, or it was dropped.
+    Settled { id: u64 },
+}
+
 /// One publish for rumqttc.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
@@ -151,6 +168,8 @@ pub struct Outbox {
     dropped: u64,
     /// Topics already warned about as unpublishable.
     refused: HashSet<String>,
+    /// Changes to the events owed not yet taken by [`Outbox::take_owing`].
+    owing: Vec<Owing>,
 }
 
 impl Outbox {
@@ -232,15 +251,63 @@ impl Outbox {
 
     fn event(&mut self, topic: String, payload: Vec<u8>) {
         self.seq += 1;
+        self.owing.push(Owing::Added {
+            id: self.seq,
+            topic: topic.clone(),
+            payload: payload.clone(),
+        });
+        self.enqueue_event(self.seq, topic, payload);
+    }
+
+    fn enqueue_event(&mut self, seq: u64, topic: String, payload: Vec<u8>) {
         if self.queued_events >= MAX_OWED_EVENTS {
             self.drop_oldest_event();
         }
         self.queue.push_back(Queued::Event(Event {
-            seq: self.seq,
+            seq,
             topic,
             payload,
         }));
         self.queued_events += 1;
+    }
+
+    /// An event the journal kept from an earlier run, with the id the journal holds it
+    /// under: owed again, before anything newer (call before any [`Outbox::push`]). Not
+    /// told back as [`Owing::Added`]: the journal has it.
+    pub fn restore(&mut self, id: u64, topic: String, payload: Vec<u8>) {
+        let event = Message::Event { topic, payload };
+        if let Some(why) = unpublishable(&event) {
+            tracing::warn!("not publishing on {:?}: {why}", event.topic());
+            self.owing.push(Owing::Settled { id });
+            return;
+        }
+        if let Message::Event { topic, payload } = event {
+            self.seq = self.seq.max(id);
+            self.enqueue_event(id, topic, payload);
+        }
+    }
+
+    /// The changes to the events owed since the last call, in order.
+    pub fn take_owing(&mut self) -> Vec<Owing> {
+        std::mem::take(&mut self.owing)
+    }
+
+    /// Every event owed, oldest first, with its id (for rewriting the journal).
+    pub fn owed(&self) -> Vec<(u64, &str, &[u8])> {
+        let handed = self.handed.iter().chain(self.unacked.values());
+        let mut owed: Vec<(u64, &str, &[u8])> = handed
+            .filter_map(|h| match &h.owed {
+                Owed::Event(e) => Some(e),
+                _ => None,
+            })
+            .chain(self.queue.iter().filter_map(|q| match q {
+                Queued::Event(e) => Some(e),
+                _ => None,
+            }))
+            .map(|e| (e.seq, e.topic.as_str(), e.payload.as_slice()))
+            .collect();
+        owed.sort_by_key(|(id, _, _)| *id);
+        owed
     }
 
     fn drop_oldest_event(&mut self) {
@@ -249,7 +316,9 @@ impl Outbox {
             .iter()
             .position(|q| matches!(q, Queued::Event(_)))
         {
-            self.queue.remove(at);
+            if let Some(Queued::Event(e)) = self.queue.remove(at) {
+                self.owing.push(Owing::Settled { id: e.seq });
+            }
             self.queued_events -= 1;
             self.dropped += 1;
             if self.dropped == 1 || self.dropped.is_power_of_two() {
@@ -464,10 +533,12 @@ impl Outbox {
         let Some(handed) = self.unacked.remove(&pkid) else {
             return;
         };
-        if let Owed::Clear { topic, seq } = handed.owed
-            && self.clears.get(&topic) == Some(&seq)
-        {
-            self.clears.remove(&topic);
+        match handed.owed {
+            Owed::Clear { topic, seq } if self.clears.get(&topic) == Some(&seq) => {
+                self.clears.remove(&topic);
+            }
+            Owed::Event(e) => self.owing.push(Owing::Settled { id: e.seq }),
+            _ => {}
         }
     }
 

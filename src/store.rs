@@ -71,12 +71,19 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
     /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename. Waits
     /// for a write started by [`Store::save_soon`] first.
     pub fn save(&mut self, memory: &T) -> Result<()> {
+        self.save_after(memory, || Ok(()))
+    }
+
+    /// [`Store::save`], once `before` succeeded (what must be on disk no later than this
+    /// state: the journal of events it records as made). Blocks while `before` does.
+    pub fn save_after(&mut self, memory: &T, before: impl FnOnce() -> Result<()>) -> Result<()> {
         if let Some(writing) = self.writing.take() {
             self.finished(writing.join());
         }
         if self.saved.as_ref() == Some(memory) {
             return Ok(());
         }
+        before()?;
         write_atomically(&self.path, &serde_json::to_vec_pretty(memory)?)?;
         self.saved = Some(memory.clone());
         Ok(())
@@ -86,6 +93,15 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
     /// milliseconds) on a thread of its own, so the event loop goes on serving commands.
     /// While a write runs, newer changes wait for the next call.
     pub fn save_soon(&mut self, memory: &T) -> Result<()> {
+        self.save_soon_after(memory, || || Ok(()))
+    }
+
+    /// [`Store::save_soon`], the write waiting on that thread for what `before` returns to
+    /// succeed. `before` itself runs here, only when a write starts.
+    pub fn save_soon_after<B>(&mut self, memory: &T, before: impl FnOnce() -> B) -> Result<()>
+    where
+        B: FnOnce() -> Result<()> + Send + 'static,
+    {
         if let Some(writing) = self.writing.take_if(|w| w.is_finished()) {
             self.finished(writing.join());
         }
@@ -94,9 +110,13 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
         }
         let bytes = serde_json::to_vec_pretty(memory)?;
         let path = self.path.clone();
+        let before = before();
         let writing = std::thread::Builder::new()
             .name("state-file".into())
-            .spawn(move || write_atomically(&path, &bytes))
+            .spawn(move || {
+                before()?;
+                write_atomically(&path, &bytes)
+            })
             .context("cannot start writing the state file")?;
         self.writing = Some(writing);
         self.saved = Some(memory.clone());

@@ -45,6 +45,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 const STOPPING: &str = "the gateway is stopping: the command may not have reached the printer; \
                         send it again once the gateway is back";
+/// How long a state file write waits for the MQTT session to write and hand over the journal
+/// of events owed (it answers in milliseconds unless it is stuck).
+const JOURNAL_SYNC_LIMIT: Duration = Duration::from_secs(1);
 
 pub struct Shell {
     core: Core,
@@ -241,7 +244,14 @@ impl Shell {
         if serve {
             self.serve_between(incoming).await;
         }
-        if let Err(e) = self.store.save_soon(&self.core.memory()) {
+        // The cursors saved say which events were made: the journal holding those not yet
+        // delivered must be on disk first.
+        let publisher = &self.publisher;
+        let saved = self.store.save_soon_after(&self.core.memory(), || {
+            let sync = publisher.sync_journal();
+            move || sync.wait(JOURNAL_SYNC_LIMIT)
+        });
+        if let Err(e) = saved {
             tracing::warn!("cannot save the state file: {e:#}");
         }
         wait
@@ -384,7 +394,11 @@ impl Shell {
         }
         let memory = self.core.memory();
         let mut store = self.store;
-        let saved = tokio::task::spawn_blocking(move || store.save(&memory)).await;
+        let sync = self.publisher.sync_journal();
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_after(&memory, || sync.wait(JOURNAL_SYNC_LIMIT))
+        })
+        .await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("cannot save the state file: {e:#}"),

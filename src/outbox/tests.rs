@@ -327,3 +327,54 @@ fn a_forgotten_picture_is_not_sent_again() {
     b.connect();
     assert_eq!(topics(&b.deliver()), ["pc/bridge/state=online"]);
 }
+
+/// The journal learns of every event owed and of every one that no longer is (acknowledged or
+/// dropped), and events kept from an earlier run go before newer ones.
+#[test]
+fn the_journal_is_told_what_is_owed_and_kept_events_go_first() {
+    let mut b = Broker::new();
+    b.outbox.restore(7, "pc/p/event".into(), b"kept".to_vec());
+    b.outbox.push(Message::event("pc/p/event".into(), "new"));
+    assert_eq!(
+        b.outbox.take_owing(),
+        [Owing::Added {
+            id: 8,
+            topic: "pc/p/event".into(),
+            payload: b"new".to_vec()
+        }],
+        "the kept event is in the journal already"
+    );
+    assert_eq!(
+        b.outbox
+            .owed()
+            .iter()
+            .map(|(id, _, p)| (*id, p.to_vec()))
+            .collect::<Vec<_>>(),
+        [(7, b"kept".to_vec()), (8, b"new".to_vec())]
+    );
+    b.connect();
+    let sent = topics(&b.deliver());
+    assert_eq!(
+        sent,
+        [
+            "pc/bridge/state=online",
+            "pc/p/event=kept",
+            "pc/p/event=new"
+        ]
+    );
+    assert_eq!(
+        b.outbox.take_owing(),
+        [Owing::Settled { id: 7 }, Owing::Settled { id: 8 }]
+    );
+    assert!(b.outbox.owed().is_empty());
+
+    // Dropped beyond the cap: settled too.
+    b.drop_connection();
+    for n in 0..=MAX_OWED_EVENTS {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), n.to_string()));
+    }
+    let owing = b.outbox.take_owing();
+    assert_eq!(owing.len(), MAX_OWED_EVENTS + 2);
+    assert_eq!(owing[MAX_OWED_EVENTS + 1], Owing::Settled { id: 9 });
+}

@@ -1,0 +1,133 @@
+//! Delivery across a restart (issue 22, item 4): events owed to a broker that is away
+//! survive the gateway's SIGKILL and come once, in order, after the restart.
+//!
+//! The gateway runs as a process of its own (signals); mosquitto is needed (it is killed and
+//! restarted).
+
+mod common;
+
+use std::time::Duration;
+
+use common::broker::{Subscriber, TestBroker};
+use common::gateway::{BASE, Sim, feeds_read_after, last_request, wait_polls, wait_until_or};
+use common::process::{exit_within, signal, spawn};
+use prusa_connect_sim::PrinterSpec;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+const BURST: usize = 30;
+
+fn topic(rest: &str) -> String {
+    format!("{BASE}/{rest}")
+}
+
+/// The `seq` of each burst event seen, in arrival order.
+fn burst_seqs(sub: &Subscriber) -> Vec<u64> {
+    sub.on(&topic("mk4/event"))
+        .iter()
+        .filter(|m| m.json()["marker"] == "burst")
+        .filter_map(|m| m.json()["seq"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_owed_when_the_gateway_is_killed_with_the_broker_down_come_once_after_restart() {
+    let Some(mut broker) = TestBroker::start_stoppable("") else {
+        eprintln!("skipped: needs mosquitto (the embedded broker cannot be killed)");
+        return;
+    };
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("MK4"));
+    sim.sim.start_job(&uuid, "cube.bgcode", 3600, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let mut gateway = spawn(&broker, &sim, dir.path(), &[]);
+    sub.wait_for(&topic("mk4/state"), WAIT, |m| {
+        m.json()["state"] == "PRINTING"
+    })
+    .await;
+    sub.wait_for(&topic("mk4/availability"), WAIT, |m| m.text() == "online")
+        .await;
+
+    // The broker goes away; meanwhile the feed gets a burst of events and the job ends.
+    broker.stop();
+    let mark = last_request(&sim);
+    for seq in 0..BURST {
+        sim.sim
+            .push_event(&uuid, "TEST_EVENT", json!({"marker": "burst", "seq": seq}));
+    }
+    sim.sim.finish_job(&uuid, "FIN_ERROR");
+    let jobs_path = format!("/app/printers/{uuid}/jobs");
+    wait_until_or(
+        || {
+            feeds_read_after(&sim, mark, &[&uuid])
+                && sim
+                    .sim
+                    .requests()
+                    .iter()
+                    .any(|r| r.seq > mark && r.path == jobs_path)
+        },
+        || {
+            format!(
+                "the feed and the job list were not read; the gateway's log:\n{}",
+                log()
+            )
+        },
+    )
+    .await;
+    // The polls after those reads saved the cursors past the events (every poll saves).
+    wait_polls(&sim, 3).await;
+    signal(&gateway, "-KILL");
+    exit_within(&mut gateway, Duration::from_secs(5)).await;
+
+    broker.restart();
+    let fresh = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let mut gateway = spawn(&broker, &sim, dir.path(), &[]);
+    wait_until_or(
+        || burst_seqs(&fresh).len() >= BURST && !fresh.on(&topic("mk4/job/finished")).is_empty(),
+        || {
+            format!(
+                "after the restart: burst events {:?}, job ends {}; the gateway's log:\n{}",
+                burst_seqs(&fresh),
+                fresh.on(&topic("mk4/job/finished")).len(),
+                log()
+            )
+        },
+    )
+    .await;
+    // Something newer, read after the restart: whatever came twice would come before it.
+    sim.sim
+        .push_event(&uuid, "TEST_EVENT", json!({"marker": "after"}));
+    sim.sim.set_state(&uuid, "IDLE");
+    fresh
+        .wait_for(&topic("mk4/event"), WAIT, |m| m.json()["marker"] == "after")
+        .await;
+
+    assert_eq!(burst_seqs(&fresh), (0..BURST as u64).collect::<Vec<_>>());
+    let ends = fresh.on(&topic("mk4/job/finished"));
+    assert_eq!(ends.len(), 1, "one job end: {ends:?}");
+    assert_eq!(ends[0].json()["event_type"], "FIN_ERROR");
+    let failed: Vec<String> = fresh
+        .on(&topic("mk4/trigger"))
+        .iter()
+        .map(|m| m.text())
+        .filter(|t| t == "print_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "the device trigger too, once");
+    // The kept events went before the newer one.
+    let events: Vec<String> = fresh
+        .on(&topic("mk4/event"))
+        .iter()
+        .map(|m| m.json()["marker"].to_string())
+        .collect();
+    let after = events.iter().position(|m| m == "\"after\"");
+    let last_kept = events.iter().rposition(|m| m == "\"burst\"");
+    assert!(after > last_kept, "{events:?}");
+    signal(&gateway, "-TERM");
+    assert!(
+        exit_within(&mut gateway, Duration::from_secs(5))
+            .await
+            .success()
+    );
+}
