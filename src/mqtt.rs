@@ -20,7 +20,7 @@ use rumqttc::{
 use secrecy::ExposeSecret;
 use std::collections::HashSet;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -147,6 +147,9 @@ enum Request {
     ClearAll,
     /// Write what the journal is owed and hand back its file to fsync.
     SyncJournal(std::sync::mpsc::Sender<Option<std::fs::File>>),
+    /// Unsubscribe from everything; answered when the broker acknowledged it (from then on
+    /// no message comes in) or the connection is gone.
+    Unsubscribe(oneshot::Sender<()>),
     /// Deliver what is owed, then disconnect.
     Stop,
 }
@@ -205,6 +208,15 @@ impl Publisher {
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = self.tx.send(Request::SyncJournal(tx));
         JournalSync { rx }
+    }
+
+    /// Unsubscribes from every topic (commands included): resolves once the broker has
+    /// acknowledged it, after every message that came before is in `Session::incoming`, or
+    /// when the connection is gone. For the stop: what came in can then all be answered.
+    pub fn unsubscribe(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Request::Unsubscribe(tx));
+        rx
     }
 
     /// Delivers everything owed (what was published before this call included), then
@@ -291,6 +303,9 @@ pub fn start(
         client,
         outbox,
         journal,
+        status_topic: status_topic.to_string(),
+        unsubscribing: 0,
+        unsubscribed: None,
         subscriptions,
         syncing: false,
         subscribe_owed: false,
@@ -447,6 +462,10 @@ struct SessionState {
     client: AsyncClient,
     outbox: Outbox,
     journal: Option<Journal>,
+    status_topic: String,
+    /// UNSUBSCRIBEs handed over and not acknowledged yet, and who waits for them.
+    unsubscribing: usize,
+    unsubscribed: Option<oneshot::Sender<()>>,
     subscriptions: Vec<String>,
     /// Between a ConnAck and rumqttc writing our SUBSCRIBE: publishes rumqttc writes then were
     /// handed over before the connection dropped (their acks are ignored: `stale`).
@@ -507,6 +526,7 @@ impl SessionState {
                 self.write_journal();
                 let _ = tx.send(self.journal.as_ref().and_then(Journal::sync_handle));
             }
+            Request::Unsubscribe(done) => self.unsubscribe(done),
             Request::Stop => self.stopping = true,
         }
     }
@@ -521,6 +541,36 @@ impl SessionState {
         }
     }
 
+    fn unsubscribe(&mut self, done: oneshot::Sender<()>) {
+        // A later connection subscribes only to the bridge's own status: messages on it are
+        // not for the bridge, and the SUBSCRIBE still marks where that connection's publishes
+        // start (see `syncing`).
+        let filters = std::mem::replace(&mut self.subscriptions, vec![self.status_topic.clone()]);
+        if !self.outbox.is_connected() || self.subscribe_owed {
+            // Not subscribed on this connection (yet): nothing more can come in.
+            let _ = done.send(());
+            return;
+        }
+        for filter in filters {
+            match self.client.try_unsubscribe(filter.clone()) {
+                Ok(()) => self.unsubscribing += 1,
+                Err(e) => tracing::debug!("cannot unsubscribe from {filter}: {e}"),
+            }
+        }
+        if self.unsubscribing == 0 {
+            let _ = done.send(());
+        } else {
+            self.unsubscribed = Some(done);
+        }
+    }
+
+    fn unsubscribe_settled(&mut self) {
+        self.unsubscribing = 0;
+        if let Some(done) = self.unsubscribed.take() {
+            let _ = done.send(());
+        }
+    }
+
     fn on_polled(&mut self, polled: Polled) {
         let event = match polled {
             Polled::Event(event) => event,
@@ -531,6 +581,8 @@ impl SessionState {
                 self.syncing = false;
                 self.subscribe_owed = false;
                 self.stale.clear();
+                // The subscriptions went with the connection.
+                self.unsubscribe_settled();
                 return;
             }
         };
@@ -562,6 +614,12 @@ impl SessionState {
                     // A packet id in use again: an ack for the old one will not come.
                     self.stale.remove(&pkid);
                     self.outbox.on_sent(pkid);
+                }
+            }
+            Event::Incoming(Packet::UnsubAck(_)) => {
+                self.unsubscribing = self.unsubscribing.saturating_sub(1);
+                if self.unsubscribing == 0 {
+                    self.unsubscribe_settled();
                 }
             }
             Event::Outgoing(rumqttc::Outgoing::AwaitAck(pkid)) => {

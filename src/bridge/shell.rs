@@ -43,8 +43,8 @@ pub const MAX_WAITING_COMMANDS: usize = 1024;
 /// answered; then they are abandoned. The whole stop must fit in 5 seconds.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
-const STOPPING: &str = "the gateway is stopping: the command may not have reached the printer; \
-                        send it again once the gateway is back";
+const STOPPING: &str = "the gateway is stopping: the command was not sent to the printer; send \
+                        it again once the gateway is back";
 /// How long a state file write waits for the MQTT session to write and hand over the journal
 /// of events owed (it answers in milliseconds unless it is stuck).
 const JOURNAL_SYNC_LIMIT: Duration = Duration::from_secs(1);
@@ -373,18 +373,25 @@ impl Shell {
         mut incoming: mpsc::UnboundedReceiver<Incoming>,
         held: VecDeque<Incoming>,
     ) {
+        let started = Instant::now();
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        // No command comes in from now on: each one that did is answered below, and none is
+        // left unanswered behind the last look at `incoming`.
+        let unsubscribed = self.publisher.unsubscribe();
         self.reads.abort();
         for msg in self.commands.take_waiting().into_iter().chain(held) {
-            self.refuse(&msg, ErrorCode::ConnectError, STOPPING);
+            self.refuse(&msg, ErrorCode::Expired, STOPPING);
         }
         // Commands already sent get their answer (Connect is abandoned after STOP_GRACE).
         while let Some(done) = self.commands.next().await {
             self.core.command_done(done, Instant::now());
             self.publisher.publish_all(self.core.take_messages());
         }
+        // Once the broker acknowledged the unsubscribe, whatever it sent before is in
+        // `incoming`. A broker that does not answer gets STOP_GRACE from the stop's start.
+        let _ = tokio::time::timeout_at(started + STOP_GRACE, unsubscribed).await;
         while let Ok(msg) = incoming.try_recv() {
-            self.refuse(&msg, ErrorCode::ConnectError, STOPPING);
+            self.refuse(&msg, ErrorCode::Expired, STOPPING);
         }
         if self.clear_retained_on_exit {
             self.publisher.clear_all();
