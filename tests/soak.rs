@@ -1,8 +1,11 @@
 //! A soak run, not part of CI: the gateway binary against a 50-printer simulated farm living
 //! an hour in `SOAK_MINUTES` real minutes (default 10), with Connect failing now and then
-//! (503, 429, slow answers, broken JSON). At the end every feed event must have been published
-//! exactly once, every job that ended while the gateway watched it announced exactly once, and
-//! the gateway's memory must not have grown.
+//! (503, 429, slow answers, broken JSON), and the MQTT broker killed now and then (about every
+//! 5 minutes, at least once) with the gateway restarted while it is away: the events owed then
+//! are kept in the gateway's state directory across the restart. At the end every feed event
+//! must have been published exactly once, every job that ended while the gateway watched it
+//! announced exactly once, and the gateway's memory (since its last restart) must not have
+//! grown.
 //!
 //! `SOAK_MINUTES=10 cargo test --release --test soak -- --ignored --nocapture`
 
@@ -19,7 +22,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use common::broker::{Subscriber, TestBroker};
+use common::broker::{Subscriber, TestBroker, UNLIMITED};
 use common::gateway::{BASE, Sim, TOKEN};
 
 const PRINTERS: usize = 50;
@@ -27,6 +30,9 @@ const PRINTERS: usize = 50;
 const SIMULATED: Duration = Duration::from_secs(3600);
 /// How often the simulated world moves.
 const TICK: Duration = Duration::from_millis(200);
+/// Real minutes of the run per broker kill and gateway restart (at least one each run).
+const MINUTES_PER_RESTART: f64 = 5.0;
+
 /// RSS growth over the run that still counts as flat.
 const RSS_SLACK_KB: u64 = 5 * 1024;
 
@@ -189,24 +195,33 @@ async fn farm_soak() {
     let run = Duration::from_secs_f64(minutes * 60.0);
     let speed = SIMULATED.as_secs_f64() / run.as_secs_f64();
 
-    let broker = TestBroker::start();
+    // Unlimited queues: a message mosquitto acknowledged to the gateway has reached the
+    // subscriber's socket, so a kill loses nothing the gateway counts as delivered.
+    let mut broker = TestBroker::start_stoppable(UNLIMITED).unwrap_or_else(TestBroker::start);
     let sim = Arc::new(Sim::start_scenario(Scenario::Farm { printers: PRINTERS }).await);
     let uuids = sim.sim.printers();
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim, &broker);
     let log_path = dir.path().join("gateway.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start the gateway");
-    let pid = child.id();
+    let start_gateway = || {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the gateway")
+    };
+    let mut child = start_gateway();
+    let mut pid = child.id();
 
     // The first full poll: every printer bridged, its feed cursor set.
     let info = sub
@@ -239,7 +254,7 @@ async fn farm_soak() {
         );
     }
     let started_unix = prusa_connect_mqtt::payloads::now_unix();
-    let rss_start = memory_of(pid);
+    let mut rss_start = memory_of(pid);
     let mut samples = vec![(0u64, rss_start)];
     let mut requests = BTreeMap::new();
     count_requests(&sim, &mut requests);
@@ -299,10 +314,48 @@ async fn farm_soak() {
         })
     };
 
+    // When the broker is killed and the gateway restarted meanwhile (mosquitto only).
+    let kills = (minutes / MINUTES_PER_RESTART).floor().max(1.0) as u32;
+    let mut kills_due: Vec<Duration> = if broker.is_mosquitto() {
+        (1..=kills)
+            .rev()
+            .map(|k| run.mul_f64(f64::from(k) / f64::from(kills + 1)))
+            .collect()
+    } else {
+        println!("soak: no broker kills (the embedded broker cannot be killed)");
+        Vec::new()
+    };
+    let mut restarts = 0;
     let began = Instant::now();
+    let mut next_sample = Duration::from_secs(60);
     while began.elapsed() < run {
-        let next = Duration::from_secs(60).min(run - began.elapsed());
-        tokio::time::sleep(next).await;
+        let until = next_sample.min(run).min(*kills_due.last().unwrap_or(&run));
+        tokio::time::sleep(until.saturating_sub(began.elapsed())).await;
+        if kills_due.last().is_some_and(|at| began.elapsed() >= *at) {
+            kills_due.pop();
+            // The broker goes; the world moves on (events owed pile up in the gateway); the
+            // gateway is restarted while the broker is away; then the broker comes back.
+            let sessions = sub.sessions();
+            broker.stop();
+            let away = Duration::from_secs(rand::rng().random_range(3..8));
+            tokio::time::sleep(away).await;
+            let status = stop_child(&mut child).await;
+            assert!(status.success(), "the gateway exited with {status}");
+            broker.restart();
+            sub.wait_sessions(sessions + 1, Duration::from_secs(30))
+                .await;
+            child = start_gateway();
+            pid = child.id();
+            restarts += 1;
+            wait_for_polls(&sim, 3).await;
+            rss_start = memory_of(pid);
+            println!(
+                "soak: {:>4}s broker killed for {away:?}, gateway restarted (pid {pid})",
+                began.elapsed().as_secs()
+            );
+            continue;
+        }
+        next_sample += Duration::from_secs(60);
         count_requests(&sim, &mut requests);
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -466,8 +519,9 @@ async fn farm_soak() {
         SIMULATED.as_secs() / 60
     );
     println!("printers            {PRINTERS}");
+    println!("broker kills        {restarts}, each with a gateway restart while it was away");
     println!(
-        "RSS                 start {} kB, end {} kB, peak (VmHWM) {} kB",
+        "RSS                 start {} kB (after the last restart), end {} kB, peak (VmHWM) {} kB",
         rss_start.rss_kb, rss_end.rss_kb, peak
     );
     for (at, m) in &samples {

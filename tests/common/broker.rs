@@ -426,6 +426,22 @@ impl Subscriber {
         }
     }
 
+    /// Waits until the subscriber has (re)connected and been granted its filters `n` times in
+    /// all (1: the first connection), after a broker restart for instance.
+    pub async fn wait_sessions(&self, n: usize, timeout: Duration) {
+        let mut sessions = self.shared.sessions.subscribe();
+        let ready = sessions.wait_for(|s| matches!(s, Ok(count) if *count >= n) || s.is_err());
+        match tokio::time::timeout(timeout, ready).await {
+            Ok(Ok(s)) => assert!(s.is_ok(), "subscription refused: {:?}", *s),
+            _ => panic!("the subscriber did not reconnect {n} times within {timeout:?}"),
+        }
+    }
+
+    /// Connections so far (see [`Subscriber::wait_sessions`]).
+    pub fn sessions(&self) -> usize {
+        *self.shared.sessions.borrow().as_ref().unwrap_or(&0)
+    }
+
     /// Waits until a message on exactly `topic` satisfies `pred` and returns the first such
     /// message, including one that arrived before the call. Panics after `timeout`, listing
     /// what was seen on `topic`.
