@@ -50,10 +50,11 @@ impl Report {
     }
 }
 
-/// Loads the config at `path` (or the default places) and tries everything.
+/// Loads the config at `path` (or the default places, or the add-on's options under the
+/// Supervisor) and tries everything.
 pub async fn check(path: Option<&Path>) -> Report {
     let mut report = Report::default();
-    let config = match Config::load(path) {
+    let config = match crate::addon::load_config(path).await {
         Ok(c) => c,
         Err(e) => {
             report.problem(format!("config: {e:#}"));

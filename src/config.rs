@@ -291,6 +291,16 @@ impl Config {
         Self::from_figment(Figment::new().merge(Toml::string(text)))
     }
 
+    /// Built-in defaults < `layer` (the Home Assistant add-on's options, see
+    /// [`crate::addon`]) < the environment when `with_env`, then validates.
+    pub fn from_layer(layer: impl figment::Provider, with_env: bool) -> Result<Config> {
+        let mut figment = Figment::new().merge(layer);
+        if with_env {
+            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        }
+        Self::from_figment(figment)
+    }
+
     fn from_figment(figment: Figment) -> Result<Config> {
         let mut config: Config = figment.extract().map_err(|e| {
             // figment's message names the key ("unknown field `x` ... for key `connect.x`").

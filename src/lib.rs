@@ -5,6 +5,7 @@
 //! out through [`mqtt`], which delivers what [`outbox`] says the broker is owed. The bridge's
 //! shell is the loop that ties them together.
 
+pub mod addon;
 pub mod auth;
 pub mod bridge;
 pub mod check;

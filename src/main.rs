@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use prusa_connect_mqtt::config::{Config, LogFormat};
+use prusa_connect_mqtt::addon;
+use prusa_connect_mqtt::config::{Config, LogFormat, redact_url};
 
 #[derive(Parser)]
 #[command(
@@ -117,14 +118,21 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = addon::load_config(cli.config.as_deref()).await?;
             init_logging(&config.log.level, config.log.format);
             tracing::info!("prusa-connect-mqtt {} starting", env!("CARGO_PKG_VERSION"));
+            if let Some(addon) = addon::Addon::from_env(cli.config.as_deref()) {
+                tracing::info!(
+                    "Home Assistant add-on mode: options from {}, broker {} from the Supervisor",
+                    addon.options_path().display(),
+                    redact_url(&config.mqtt.url)
+                );
+            }
             prusa_connect_mqtt::run(config, shutdown_signal()).await
         }
         Command::Check => unreachable!("handled in main"),
         Command::Login { email, state_dir } => {
-            let mut config = Config::load(cli.config.as_deref())?;
+            let mut config = addon::load_config(cli.config.as_deref()).await?;
             if let Some(dir) = state_dir {
                 config.state.dir = dir;
             }
