@@ -151,11 +151,12 @@ pub fn broker_from_answer(status: u16, body: &[u8]) -> Result<Broker> {
 /// The config add-on mode runs with: `options` (the add-on's options.json) and `broker` over
 /// the built-in defaults. The environment is not read.
 pub fn config_from(options: &Value, broker: &Broker) -> Result<Config> {
-    Config::from_layer(Serialized::defaults(layer(options, broker)?), false).map_err(explain)
+    let layer = with_broker(options_layer(options)?, broker);
+    Config::from_layer(Serialized::defaults(layer), false).map_err(explain)
 }
 
-/// A document shaped like config.toml: what the options and the broker set.
-fn layer(options: &Value, broker: &Broker) -> Result<Value> {
+/// A document shaped like config.toml: what the options set.
+fn options_layer(options: &Value) -> Result<Map<String, Value>> {
     let Value::Object(options) = options else {
         bail!(
             "the add-on options are not a JSON object but {}",
@@ -170,7 +171,11 @@ fn layer(options: &Value, broker: &Broker) -> Result<Value> {
         };
         set(&mut doc, key, option_value(option, value)?);
     }
-    // Fixed in add-on mode.
+    Ok(doc)
+}
+
+/// `doc` with what add-on mode fixes: the Supervisor's broker, state in the add-on's volume.
+fn with_broker(mut doc: Map<String, Value>, broker: &Broker) -> Value {
     set(&mut doc, "state.dir", json!(STATE_DIR));
     set(&mut doc, "mqtt.url", json!(broker.url()));
     if let Some(user) = &broker.username {
@@ -181,7 +186,7 @@ fn layer(options: &Value, broker: &Broker) -> Result<Value> {
     }
     // The web page behind ingress (issue 23 item 4) goes here once `Config.web` exists:
     // web.listen = "0.0.0.0:{INGRESS_PORT}", web.ingress = true, no web.password.
-    Ok(Value::Object(doc))
+    Value::Object(doc)
 }
 
 /// One option's value as its config key wants it, or an error naming the option.
@@ -327,9 +332,9 @@ impl Addon {
     /// The options, the Supervisor's broker, then `PRUSA_CONNECT_MQTT__*` from the
     /// environment over both, as over a config file.
     pub async fn load(&self) -> Result<Config> {
-        let options = read_options(&self.options_path)?;
-        let broker = self.broker().await?;
-        let layer = layer(&options, &broker)?;
+        // A mistake in the options is reported before the Supervisor is asked anything.
+        let options = options_layer(&read_options(&self.options_path)?)?;
+        let layer = with_broker(options, &self.broker().await?);
         Config::from_layer(Serialized::defaults(layer), true).map_err(explain)
     }
 

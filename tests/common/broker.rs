@@ -89,8 +89,20 @@ impl TestBroker {
     /// [`TestBroker::start_mosquitto`] with `extra` lines appended to mosquitto.conf (another
     /// listener, TLS, a password file). `port()` is still the plain anonymous listener's.
     pub fn start_mosquitto_with(extra: &str) -> Option<TestBroker> {
+        Self::launch_mosquitto(extra, false)
+    }
+
+    /// [`TestBroker::start_mosquitto_with`] with `per_listener_settings true`: `extra` can add
+    /// a listener with its own `allow_anonymous false` and `password_file`, while `port()`
+    /// stays anonymous for the test's subscribers.
+    pub fn start_mosquitto_per_listener(extra: &str) -> Option<TestBroker> {
+        Self::launch_mosquitto(extra, true)
+    }
+
+    fn launch_mosquitto(extra: &str, per_listener: bool) -> Option<TestBroker> {
         let mut mosquitto = Mosquitto::new(find_mosquitto()?);
         mosquitto.extra = extra.to_string();
+        mosquitto.per_listener = per_listener;
         // A port found free may be taken by someone else before mosquitto binds it.
         let mut failures = String::new();
         for _ in 0..3 {
@@ -173,6 +185,7 @@ struct Mosquitto {
     dir: TempDir,
     child: Option<Child>,
     extra: String,
+    per_listener: bool,
 }
 
 impl Mosquitto {
@@ -186,6 +199,7 @@ impl Mosquitto {
             dir,
             child: None,
             extra: String::new(),
+            per_listener: false,
         }
     }
 
@@ -200,7 +214,7 @@ impl Mosquitto {
         fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\n\
+                "{}listener {port} 127.0.0.1\n\
                  allow_anonymous true\n\
                  persistence false\n\
                  # 0: any size MQTT allows (256 MiB)\n\
@@ -209,6 +223,12 @@ impl Mosquitto {
                  set_tcp_nodelay true\n\
                  log_dest stderr\n\
                  {}\n",
+                // mosquitto wants it before any other security setting.
+                if self.per_listener {
+                    "per_listener_settings true\n"
+                } else {
+                    ""
+                },
                 self.extra
             ),
         )

@@ -32,6 +32,7 @@ pub struct FakeHttp {
     addr: SocketAddr,
     reply: Arc<Mutex<Reply>>,
     requests: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeHttp {
@@ -42,12 +43,13 @@ impl FakeHttp {
         let addr = listener.local_addr().unwrap();
         let reply = Arc::new(Mutex::new(Reply::ok("{}")));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (r, n) = (reply.clone(), requests.clone());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (r, n, h) = (reply.clone(), requests.clone(), heads.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (r, n) = (r.clone(), n.clone());
+                let (r, n, h) = (r.clone(), n.clone(), h.clone());
                 tokio::spawn(async move {
-                    let _ = answer(sock, r, n).await;
+                    let _ = answer(sock, r, n, h).await;
                 });
             }
         });
@@ -55,6 +57,7 @@ impl FakeHttp {
             addr,
             reply,
             requests,
+            heads,
         }
     }
 
@@ -71,6 +74,11 @@ impl FakeHttp {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
     }
+
+    /// The request line and headers of each request so far, lowercased, oldest first.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Reads one request (head and body), writes the reply and closes the connection.
@@ -78,6 +86,7 @@ async fn answer(
     mut sock: tokio::net::TcpStream,
     reply: Arc<Mutex<Reply>>,
     requests: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -105,6 +114,7 @@ async fn answer(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    heads.lock().unwrap_or_else(|p| p.into_inner()).push(head);
     requests.fetch_add(1, Ordering::Relaxed);
     let reply = reply.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut out = format!(
