@@ -1,0 +1,23 @@
+#!/bin/sh
+# Copies the static builds into addon/bin/, named by Home Assistant architecture, so that the
+# Supervisor can build the add-on's image on the device (see addon/Dockerfile).
+# Build them first (cargo build --release --target <triple>, or the packaging script).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+target=${CARGO_TARGET_DIR:-$here/../target}
+mkdir -p "$here/bin"
+missing=0
+for pair in amd64:x86_64-unknown-linux-musl aarch64:aarch64-unknown-linux-musl \
+    armv7:armv7-unknown-linux-musleabihf; do
+    arch=${pair%%:*}
+    triple=${pair#*:}
+    binary=$target/$triple/release/prusa-connect-mqtt
+    if [ -f "$binary" ]; then
+        cp "$binary" "$here/bin/prusa-connect-mqtt-$arch"
+        echo "$arch: $(wc -c <"$binary") bytes from $binary"
+    else
+        echo "$arch: missing $binary (build it for $triple first)" >&2
+        missing=1
+    fi
+done
+exit $missing
