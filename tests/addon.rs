@@ -5,12 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker, reserve_port};
 use common::fake_http::{FakeHttp, Reply};
 use common::gateway::{Sim, TOKEN};
+use common::process::exit_within;
 use prusa_connect_sim::PrinterSpec;
 use serde_json::json;
 
@@ -44,20 +45,6 @@ fn spawn_addon(
         .stderr(log)
         .spawn()
         .unwrap()
-}
-
-async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the add-on did not exit within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn log_of(dir: &Path) -> String {
