@@ -31,6 +31,7 @@ pub struct Config {
     pub camera: CameraConfig,
     pub state: StateConfig,
     pub log: LogConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +239,20 @@ impl Default for StateConfig {
     }
 }
 
+/// The status and login page (`src/web/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Where the page listens; unset: no page.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Lets clients other than loopback (and the ingress proxy) in, with HTTP Basic.
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    /// Behind Home Assistant's ingress: only the Supervisor's proxy may connect, and links
+    /// carry its `X-Ingress-Path` prefix.
+    pub ingress: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -321,6 +336,9 @@ impl Config {
         }
         if let Some(path) = &self.mqtt.password_file {
             self.mqtt.password = Some(read_secret(path, "mqtt.password_file")?);
+        }
+        if let Some(path) = &self.web.password_file {
+            self.web.password = Some(read_secret(path, "web.password_file")?);
         }
         Ok(())
     }
@@ -438,6 +456,7 @@ impl Config {
         if self.mqtt.client_id.is_empty() {
             bail!("mqtt.client_id must not be empty");
         }
+        self.validate_web()?;
         let level_ok = self.log.level.split(',').all(|directive| {
             let level = directive.rsplit('=').next().unwrap_or("").trim();
             LEVELS.contains(&level.to_ascii_lowercase().as_str())
@@ -447,6 +466,29 @@ impl Config {
                 "log.level = {:?} is not a level (use error, warn, info, debug or trace)",
                 self.log.level
             );
+        }
+        Ok(())
+    }
+
+    fn validate_web(&self) -> Result<()> {
+        let w = &self.web;
+        if w.password
+            .as_ref()
+            .is_some_and(|p| p.expose_secret().trim().is_empty())
+        {
+            bail!("web.password must not be empty (remove it to allow loopback clients only)");
+        }
+        if w.listen.is_none() {
+            for (key, set) in [
+                ("web.ingress", w.ingress),
+                ("web.password", w.password.is_some()),
+            ] {
+                if set {
+                    bail!(
+                        "{key} is set but web.listen is not: set web.listen = \"127.0.0.1:8099\" to turn the page on"
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -613,6 +655,15 @@ mod tests {
             (
                 "[connect]\naccess_token = \"a\"\nrefresh_token = \"r\"\n",
                 "connect.access_token and connect.refresh_token are all set",
+            ),
+            ("[web]\nlisten = \"localhost\"\n", "web.listen"),
+            (
+                "[web]\ningress = true\n",
+                "web.ingress is set but web.listen is not",
+            ),
+            (
+                "[web]\nlisten = \"127.0.0.1:8099\"\npassword = \" \"\n",
+                "web.password must not be empty",
             ),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
