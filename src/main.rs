@@ -207,7 +207,7 @@ mod login {
     use std::io::{BufRead, IsTerminal, Write};
 
     use anyhow::{Context, Result, bail};
-    use prusa_connect_mqtt::auth::{self, StoredAuth, TokenStore};
+    use prusa_connect_mqtt::auth::{self, TokenStore};
     use prusa_connect_mqtt::config::Config;
     use secrecy::{ExposeSecret, SecretString};
 
@@ -243,30 +243,15 @@ mod login {
         .await?;
         drop(password);
         let store = TokenStore::new(&config.state.dir);
-        let access_expires_at = tokens
-            .expires_in
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| unix_now() + s as u64);
-        store
-            .save(&StoredAuth {
-                refresh_token: tokens.refresh_token.expose_secret().to_string(),
-                access_token: Some(tokens.access_token.expose_secret().to_string()),
-                access_expires_at,
-                obtained_at: unix_now(),
-                configured_sha256: config
-                    .connect
-                    .refresh_token
-                    .as_ref()
-                    .map(|t| auth::sha256_hex(t.expose_secret().trim())),
-                source: "login".into(),
-            })
-            .with_context(|| {
+        auth::store_login(&store, &tokens, config.connect.refresh_token.as_ref()).with_context(
+            || {
                 format!(
                     "logged in, but cannot store the token in {} (run as the service's user or \
                      with sudo, or choose --state-dir)",
                     store.path().display()
                 )
-            })?;
+            },
+        )?;
         give_to_directory_owner(store.path());
         println!(
             "Logged in. The refresh token is stored in {}.",
@@ -322,13 +307,6 @@ mod login {
                 );
             }
         }
-    }
-
-    fn unix_now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
     }
 }
 

@@ -52,13 +52,61 @@ pub async fn login(
     mut ask_code: impl FnMut() -> anyhow::Result<Option<SecretString>>,
     timeout: Duration,
 ) -> Result<LoginTokens, LoginError> {
+    match start(auth_url, email, password, timeout).await? {
+        LoginStep::Done(tokens) => Ok(tokens),
+        LoginStep::NeedsCode(pending) => {
+            let code = ask_code()
+                .map_err(|e| LoginError::Unexpected(format!("{e:#}")))?
+                .ok_or(LoginError::CodeNeeded)?;
+            pending.submit_code(&code).await
+        }
+    }
+}
+
+/// Where a login stands after the email and password were sent.
+#[derive(Debug)]
+pub enum LoginStep {
+    Done(LoginTokens),
+    /// The account asks for a two-factor code: [`PendingLogin::submit_code`] goes on.
+    NeedsCode(PendingLogin),
+}
+
+/// A login waiting for its two-factor code (a web form in two steps keeps it between
+/// requests). It holds the account server's session cookies and the PKCE verifier, never
+/// the password.
+pub struct PendingLogin {
+    flow: Box<Flow>,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin").finish_non_exhaustive()
+    }
+}
+
+impl PendingLogin {
+    /// Sends the code; a wrong one ends the login ([`LoginError::WrongCode`]).
+    pub async fn submit_code(self, code: &SecretString) -> Result<LoginTokens, LoginError> {
+        match self.flow.advance(None, Some(code)).await? {
+            LoginStep::Done(tokens) => Ok(tokens),
+            // `advance` with a code never stops for one again (a second code form is a
+            // wrong code).
+            LoginStep::NeedsCode(_) => Err(LoginError::CodeNeeded),
+        }
+    }
+}
+
+/// Opens the account server's login page and sends the email and password.
+pub async fn start(
+    auth_url: &str,
+    email: &str,
+    password: &SecretString,
+    timeout: Duration,
+) -> Result<LoginStep, LoginError> {
     let base = Url::parse(auth_url)
         .map_err(|e| LoginError::Unexpected(format!("connect.auth_url is not a URL: {e}")))?;
-    let unreachable = |e: reqwest::Error| LoginError::Unreachable {
-        url: auth_url.to_string(),
-        detail: crate::connect::client::describe_reqwest(&e),
-    };
-    let http = client(&base, timeout).map_err(unreachable)?;
+    let unreachable = unreachable(auth_url);
+    let http = client(&base, timeout).map_err(&unreachable)?;
     let (verifier, challenge) = super::pkce_pair();
     let state = super::pkce_pair().0;
     let mut authorize = base
@@ -73,104 +121,152 @@ pub async fn login(
         .append_pair("code_challenge_method", "S256")
         .append_pair("state", &state);
 
-    let page = http.get(authorize).send().await.map_err(unreachable)?;
-    let mut page = Page::read(page).await.map_err(unreachable)?;
-    let mut credentials_sent = false;
-    let mut code_sent = false;
-    let code = loop {
-        if let Some(code) = page.code(&state)? {
-            break code;
-        }
-        let forms = form::forms(&page.body);
-        let error = form::text_of_class(&page.body, &["errorlist", "error", "alert-danger"]);
-        if let Some(form) = forms.iter().find(|f| f.has_input_of_kind("password")) {
-            if credentials_sent {
-                return Err(LoginError::WrongCredentials(error));
-            }
-            credentials_sent = true;
-            let user_field = form
-                .inputs
-                .iter()
-                .find(|i| i.kind == "email")
-                .or_else(|| form.input_named(&["email", "username", "login"]))
-                .map(|i| i.name.clone())
-                .ok_or_else(|| {
-                    LoginError::Unexpected("the login form has no email field".into())
-                })?;
-            let password_field = form
-                .inputs
-                .iter()
-                .find(|i| i.kind == "password")
-                .map(|i| i.name.clone())
-                .unwrap_or_else(|| "password".into());
-            let fields = fill(
-                form,
-                &[
-                    (user_field.as_str(), email),
-                    (password_field.as_str(), password.expose_secret()),
-                ],
-            );
-            page = submit(&http, &page, form, fields)
-                .await
-                .map_err(unreachable)?;
-            continue;
-        }
-        if let Some(form) = forms.iter().find(|f| is_code_form(f)) {
-            if code_sent {
-                return Err(LoginError::WrongCode(error));
-            }
-            code_sent = true;
-            let Some(code) = ask_code().map_err(|e| LoginError::Unexpected(format!("{e:#}")))?
-            else {
-                return Err(LoginError::CodeNeeded);
-            };
-            let field = code_field(form).unwrap_or("token").to_string();
-            let fields = fill(form, &[(field.as_str(), code.expose_secret().trim())]);
-            page = submit(&http, &page, form, fields)
-                .await
-                .map_err(unreachable)?;
-            continue;
-        }
-        return Err(LoginError::Unexpected(format!(
-            "HTTP {} at {} without a login form{}",
-            page.status.as_u16(),
-            page.url.path(),
-            error.map(|e| format!(": {e}")).unwrap_or_default()
-        )));
+    let page = http.get(authorize).send().await.map_err(&unreachable)?;
+    let page = Page::read(page).await.map_err(&unreachable)?;
+    let flow = Flow {
+        http,
+        base,
+        auth_url: auth_url.to_string(),
+        state,
+        verifier,
+        page,
+        credentials_sent: false,
+        code_sent: false,
     };
+    flow.advance(Some((email, password)), None).await
+}
 
-    let token_url = base
-        .join("/o/token/")
-        .map_err(|e| LoginError::Unexpected(e.to_string()))?;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT_URI),
-        ("client_id", CLIENT_ID),
-        ("code_verifier", verifier.as_str()),
-    ];
-    let tokens: TokenResponse =
-        token_request(&http, &token_url, &form)
-            .await
-            .map_err(|e| match e {
-                TokenEndpointError::Unreachable(detail) => LoginError::Unreachable {
-                    url: auth_url.to_string(),
-                    detail,
-                },
-                TokenEndpointError::Unavailable { detail, .. } => LoginError::Unreachable {
-                    url: auth_url.to_string(),
-                    detail,
-                },
-                TokenEndpointError::Refused { detail, .. } => LoginError::Refused(detail),
-            })?;
-    let refresh_token = tokens
-        .refresh_token
-        .ok_or_else(|| LoginError::Refused("the token response has no refresh token".into()))?;
-    Ok(LoginTokens {
-        access_token: tokens.access_token,
-        refresh_token,
-        expires_in: tokens.expires_in,
-    })
+fn unreachable(auth_url: &str) -> impl Fn(reqwest::Error) -> LoginError + '_ {
+    move |e: reqwest::Error| LoginError::Unreachable {
+        url: auth_url.to_string(),
+        detail: crate::connect::client::describe_reqwest(&e),
+    }
+}
+
+/// The account server's pages, walked form by form until the redirect to Connect.
+struct Flow {
+    http: reqwest::Client,
+    base: Url,
+    auth_url: String,
+    state: String,
+    verifier: String,
+    page: Page,
+    credentials_sent: bool,
+    code_sent: bool,
+}
+
+impl Flow {
+    /// Fills in the forms the account server shows; stops for a code when none is given.
+    async fn advance(
+        mut self,
+        credentials: Option<(&str, &SecretString)>,
+        mut code: Option<&SecretString>,
+    ) -> Result<LoginStep, LoginError> {
+        let auth_url = self.auth_url.clone();
+        let unreachable = unreachable(&auth_url);
+        let code = loop {
+            if let Some(code) = self.page.code(&self.state)? {
+                break code;
+            }
+            let forms = form::forms(&self.page.body);
+            let error =
+                form::text_of_class(&self.page.body, &["errorlist", "error", "alert-danger"]);
+            if let Some(form) = forms.iter().find(|f| f.has_input_of_kind("password")) {
+                let Some((email, password)) = credentials.filter(|_| !self.credentials_sent) else {
+                    return Err(LoginError::WrongCredentials(error));
+                };
+                self.credentials_sent = true;
+                let user_field = form
+                    .inputs
+                    .iter()
+                    .find(|i| i.kind == "email")
+                    .or_else(|| form.input_named(&["email", "username", "login"]))
+                    .map(|i| i.name.clone())
+                    .ok_or_else(|| {
+                        LoginError::Unexpected("the login form has no email field".into())
+                    })?;
+                let password_field = form
+                    .inputs
+                    .iter()
+                    .find(|i| i.kind == "password")
+                    .map(|i| i.name.clone())
+                    .unwrap_or_else(|| "password".into());
+                let fields = fill(
+                    form,
+                    &[
+                        (user_field.as_str(), email),
+                        (password_field.as_str(), password.expose_secret()),
+                    ],
+                );
+                self.page = submit(&self.http, &self.page, form, fields)
+                    .await
+                    .map_err(&unreachable)?;
+                continue;
+            }
+            if let Some(form) = forms.iter().find(|f| is_code_form(f)) {
+                if self.code_sent {
+                    return Err(LoginError::WrongCode(error));
+                }
+                let Some(code) = code.take() else {
+                    return Ok(LoginStep::NeedsCode(PendingLogin {
+                        flow: Box::new(self),
+                    }));
+                };
+                self.code_sent = true;
+                let field = code_field(form).unwrap_or("token").to_string();
+                let fields = fill(form, &[(field.as_str(), code.expose_secret().trim())]);
+                self.page = submit(&self.http, &self.page, form, fields)
+                    .await
+                    .map_err(&unreachable)?;
+                continue;
+            }
+            return Err(LoginError::Unexpected(format!(
+                "HTTP {} at {} without a login form{}",
+                self.page.status.as_u16(),
+                self.page.url.path(),
+                error.map(|e| format!(": {e}")).unwrap_or_default()
+            )));
+        };
+        self.exchange(&code).await.map(LoginStep::Done)
+    }
+
+    /// Trades the authorization code for tokens.
+    async fn exchange(&self, code: &str) -> Result<LoginTokens, LoginError> {
+        let auth_url = self.auth_url.as_str();
+        let token_url = self
+            .base
+            .join("/o/token/")
+            .map_err(|e| LoginError::Unexpected(e.to_string()))?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("client_id", CLIENT_ID),
+            ("code_verifier", self.verifier.as_str()),
+        ];
+        let tokens: TokenResponse =
+            token_request(&self.http, &token_url, &form)
+                .await
+                .map_err(|e| match e {
+                    TokenEndpointError::Unreachable(detail) => LoginError::Unreachable {
+                        url: auth_url.to_string(),
+                        detail,
+                    },
+                    TokenEndpointError::Unavailable { detail, .. } => LoginError::Unreachable {
+                        url: auth_url.to_string(),
+                        detail,
+                    },
+                    TokenEndpointError::Refused { detail, .. } => LoginError::Refused(detail),
+                })?;
+        let refresh_token = tokens
+            .refresh_token
+            .ok_or_else(|| LoginError::Refused("the token response has no refresh token".into()))?;
+        Ok(LoginTokens {
+            access_token: tokens.access_token,
+            refresh_token,
+            expires_in: tokens.expires_in,
+        })
+    }
 }
 
 /// Follows redirects on the account server only; stops at the app's callback (which must

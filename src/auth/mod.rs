@@ -190,6 +190,29 @@ impl TokenStore {
     }
 }
 
+/// Stores what a login obtained as `state.dir/auth.json` (the CLI `login` and the web page):
+/// the running gateway takes it up at its next poll. `configured` is the config's
+/// `connect.refresh_token`, which this file supersedes.
+pub fn store_login(
+    store: &TokenStore,
+    tokens: &login::LoginTokens,
+    configured: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    let now = unix_now();
+    let access_expires_at = tokens
+        .expires_in
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| now.saturating_add(s.min(MAX_LIFETIME.as_secs_f64()) as u64));
+    store.save(&StoredAuth {
+        refresh_token: tokens.refresh_token.expose_secret().to_string(),
+        access_token: Some(tokens.access_token.expose_secret().to_string()),
+        access_expires_at,
+        obtained_at: now,
+        configured_sha256: configured.map(|t| sha256_hex(t.expose_secret().trim())),
+        source: "login".into(),
+    })
+}
+
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
