@@ -243,15 +243,19 @@ mod login {
         .await?;
         drop(password);
         let store = TokenStore::new(&config.state.dir);
-        auth::store_login(&store, &tokens, config.connect.refresh_token.as_ref()).with_context(
-            || {
-                format!(
-                    "logged in, but cannot store the token in {} (run as the service's user or \
+        auth::store_login(
+            &store,
+            &tokens,
+            config.connect.refresh_token.as_ref(),
+            Some(email.trim()),
+        )
+        .with_context(|| {
+            format!(
+                "logged in, but cannot store the token in {} (run as the service's user or \
                      with sudo, or choose --state-dir)",
-                    store.path().display()
-                )
-            },
-        )?;
+                store.path().display()
+            )
+        })?;
         give_to_directory_owner(store.path());
         println!(
             "Logged in. The refresh token is stored in {}.",

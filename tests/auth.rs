@@ -280,6 +280,7 @@ async fn revoked_refresh_token_says_run_login_and_recovers_once_a_new_one_is_sto
             obtained_at: 1,
             configured_sha256: None,
             source: "login".into(),
+            account: None,
         })
         .unwrap();
     sub.wait_for_after(mark, &info_topic, WAIT, |m| {
@@ -698,6 +699,7 @@ fn refresh_with_a_new_token_in_a_file_that_blocks(place: NewTokenIn) {
                     obtained_at: 1,
                     configured_sha256: None,
                     source: "login".into(),
+                    account: None,
                 };
                 let fifo = common::blocking::make_fifo(&dir.path().join(auth::AUTH_FILE));
                 common::blocking::write_fifo_when_read(&fifo, serde_json::to_vec(&stored).unwrap())

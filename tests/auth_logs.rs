@@ -96,6 +96,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
             obtained_at: 1,
             configured_sha256: None,
             source: "login".into(),
+            account: None,
         })
         .unwrap();
     sub.wait_for_after(mark, &info, WAIT, |m| {

@@ -71,6 +71,7 @@ async fn an_absurd_expiry_in_auth_json_is_renewed() {
                 obtained_at: 0,
                 configured_sha256: None,
                 source: "refresh".into(),
+                account: None,
             })
             .unwrap();
         let refresher = auth::Refresher::new(

@@ -29,6 +29,8 @@ pub const REDIRECT_URI: &str = "https://connect.prusa3d.com/login/auth-callback"
 pub const AUTH_FILE: &str = "auth.json";
 /// What the user has to do when no refresh token works any more.
 pub const LOGIN_ACTION: &str = "run prusa-connect-mqtt login";
+/// [`LOGIN_ACTION`] for a gateway whose web page can log in.
+pub const WEB_LOGIN_ACTION: &str = "log in on the web page (or run prusa-connect-mqtt login)";
 /// Renew at most this long before expiry (less for short-lived tokens: a quarter of the life).
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 /// When an access token's lifetime is unknown, assume this; a 401 corrects it.
@@ -48,6 +50,8 @@ pub enum AuthError {
          (unused for 30 days) or already used; {LOGIN_ACTION} to store a new one"
     )]
     RefreshRejected { detail: String },
+    #[error("no refresh token: nobody is logged in (logged out, or never logged in); {action}")]
+    LoginNeeded { action: &'static str },
     #[error("cannot renew the access token: the account server {url} {detail}; retrying")]
     AccountUnavailable {
         url: String,
@@ -61,6 +65,7 @@ impl AuthError {
     pub fn status(&self) -> &'static str {
         match self {
             Self::RefreshRejected { .. } => "refresh_token_rejected",
+            Self::LoginNeeded { .. } => "login_needed",
             Self::AccountUnavailable { .. } => "account_server_unreachable",
         }
     }
@@ -69,13 +74,17 @@ impl AuthError {
     pub fn action(&self) -> Option<String> {
         match self {
             Self::RefreshRejected { .. } => Some(LOGIN_ACTION.into()),
+            Self::LoginNeeded { action } => Some(action.to_string()),
             Self::AccountUnavailable { .. } => None,
         }
     }
 
     /// Only a person can fix it: retrying the same token is pointless.
     pub fn needs_user(&self) -> bool {
-        matches!(self, Self::RefreshRejected { .. })
+        matches!(
+            self,
+            Self::RefreshRejected { .. } | Self::LoginNeeded { .. }
+        )
     }
 }
 
@@ -115,6 +124,9 @@ pub struct StoredAuth {
     /// `login` or `refresh`.
     #[serde(default)]
     pub source: String,
+    /// The email of the login (when the web page or `login` knew it), for the web page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl std::fmt::Debug for StoredAuth {
@@ -171,6 +183,16 @@ impl TokenStore {
         crate::store::write_atomically(&self.path, &bytes)
     }
 
+    /// Deletes the file (log-out); a missing file is fine.
+    pub fn remove(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(anyhow::Error::new(e).context(format!("cannot delete {}", self.path.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// [`TokenStore::load`] for async code: the file is read on a thread for blocking work.
     pub async fn load_async(&self) -> Option<StoredAuth> {
         let store = self.clone();
@@ -197,6 +219,7 @@ pub fn store_login(
     store: &TokenStore,
     tokens: &login::LoginTokens,
     configured: Option<&SecretString>,
+    account: Option<&str>,
 ) -> anyhow::Result<()> {
     let now = unix_now();
     let access_expires_at = tokens
@@ -210,6 +233,7 @@ pub fn store_login(
         obtained_at: now,
         configured_sha256: configured.map(|t| sha256_hex(t.expose_secret().trim())),
         source: "login".into(),
+        account: account.map(str::to_string),
     })
 }
 
@@ -378,13 +402,16 @@ impl Access {
 }
 
 struct Inner {
-    refresh: SecretString,
+    /// `None` until someone logs in (the web page), and after a log-out.
+    refresh: Option<SecretString>,
     access: Option<Access>,
     /// Hashes of refresh tokens the account server refused: never sent again.
     refused: HashSet<String>,
     failed: Option<AuthError>,
     /// While the access token still works, do not retry a failing account server before this.
     quiet_until: Option<SystemTime>,
+    /// The email of the login, kept in `auth.json` across rotations.
+    account: Option<String>,
 }
 
 /// Hands out access tokens, renewing them with the refresh token. One per process; shared by
@@ -396,6 +423,7 @@ pub struct Refresher {
     store: TokenStore,
     configured_sha256: Option<String>,
     configured_file: Option<PathBuf>,
+    login_action: &'static str,
     inner: tokio::sync::Mutex<Inner>,
 }
 
@@ -418,6 +446,43 @@ impl Refresher {
         configured_file: Option<PathBuf>,
         timeout: Duration,
     ) -> anyhow::Result<Refresher> {
+        Self::build(
+            auth_url,
+            state_dir,
+            configured,
+            configured_file,
+            timeout,
+            false,
+        )
+    }
+
+    /// [`Refresher::new`] for a gateway with a web page: without any refresh token it starts
+    /// anyway, reports [`AuthError::LoginNeeded`] and takes up the first login.
+    pub fn new_or_awaiting_login(
+        auth_url: &str,
+        state_dir: &Path,
+        configured: Option<&SecretString>,
+        configured_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> anyhow::Result<Refresher> {
+        Self::build(
+            auth_url,
+            state_dir,
+            configured,
+            configured_file,
+            timeout,
+            true,
+        )
+    }
+
+    fn build(
+        auth_url: &str,
+        state_dir: &Path,
+        configured: Option<&SecretString>,
+        configured_file: Option<PathBuf>,
+        timeout: Duration,
+        web: bool,
+    ) -> anyhow::Result<Refresher> {
         let base = Url::parse(auth_url)
             .map_err(|e| anyhow::anyhow!("connect.auth_url = {auth_url:?} is not a URL: {e}"))?;
         let token_url = base
@@ -426,9 +491,11 @@ impl Refresher {
         let store = TokenStore::new(state_dir);
         let stored = store.load();
         let configured = configured.map(|c| c.expose_secret().trim().to_string());
-        let Some((refresh, from_store)) =
-            choose_refresh_token(configured.as_deref(), stored.as_ref())
-        else {
+        let chosen = choose_refresh_token(configured.as_deref(), stored.as_ref());
+        if chosen.is_none() && web {
+            tracing::warn!("no Connect credentials yet: waiting for a login on the web page");
+        }
+        let Some((refresh, from_store)) = chosen.or(web.then(|| (String::new(), false))) else {
             anyhow::bail!(
                 "no refresh token: {LOGIN_ACTION} (it stores one in {}), or set connect.refresh_token",
                 state_dir.display()
@@ -461,12 +528,14 @@ impl Refresher {
             store,
             configured_sha256: configured.as_deref().map(sha256_hex),
             configured_file,
+            login_action: if web { WEB_LOGIN_ACTION } else { LOGIN_ACTION },
             inner: tokio::sync::Mutex::new(Inner {
-                refresh: SecretString::from(refresh),
+                refresh: (!refresh.is_empty()).then(|| SecretString::from(refresh)),
                 access,
                 refused: HashSet::new(),
                 failed: None,
                 quiet_until: None,
+                account: stored.as_ref().and_then(|s| s.account.clone()),
             }),
         })
     }
@@ -529,18 +598,59 @@ impl Refresher {
         self.refresh_locked(&mut inner).await
     }
 
+    /// Takes up a login made in this process (the web page; `store_login` has stored it): its
+    /// tokens are used from the next request on, whatever was in use before.
+    pub async fn use_login(&self, tokens: &login::LoginTokens, account: &str) {
+        let mut inner = self.inner.lock().await;
+        inner.account = Some(account.to_string());
+        inner.refresh = Some(tokens.refresh_token.clone());
+        inner.access = Some(Access::new(tokens.access_token.clone(), tokens.expires_in));
+        inner.failed = None;
+        inner.quiet_until = None;
+    }
+
+    /// Logs out: the tokens in use are dropped and never sent again (the caller deletes
+    /// `auth.json`); requests fail with [`AuthError::LoginNeeded`] until the next login.
+    pub async fn forget(&self) {
+        let mut inner = self.inner.lock().await;
+        if let Some(refresh) = inner.refresh.take() {
+            inner.refused.insert(sha256_hex(refresh.expose_secret()));
+        }
+        inner.access = None;
+        inner.quiet_until = None;
+        inner.account = None;
+        inner.failed = Some(AuthError::LoginNeeded {
+            action: self.login_action,
+        });
+    }
+
     /// The last failure, if the last attempt failed.
     pub async fn failure(&self) -> Option<AuthError> {
         self.inner.lock().await.failed.clone()
     }
 
     async fn refresh_locked(&self, inner: &mut Inner) -> Result<SecretString, AuthError> {
-        let current = sha256_hex(inner.refresh.expose_secret());
+        if inner.refresh.is_none() {
+            match self.newer_token(inner).await {
+                Some(token) => {
+                    tracing::info!("found a refresh token from a login; trying it");
+                    inner.refresh = Some(token);
+                }
+                None => {
+                    let error = AuthError::LoginNeeded {
+                        action: self.login_action,
+                    };
+                    inner.failed = Some(error.clone());
+                    return Err(error);
+                }
+            }
+        }
+        let current = sha256_hex(inner.refresh.as_ref().map_or("", |r| r.expose_secret()));
         if inner.refused.contains(&current) {
             match self.newer_token(inner).await {
                 Some(token) => {
                     tracing::info!("found a new refresh token; trying it");
-                    inner.refresh = token;
+                    inner.refresh = Some(token);
                 }
                 None => {
                     return Err(inner.failed.clone().unwrap_or(AuthError::RefreshRejected {
@@ -554,7 +664,10 @@ impl Refresher {
         let mut tries = 0;
         let error = loop {
             tries += 1;
-            let refresh = inner.refresh.clone();
+            let refresh = inner
+                .refresh
+                .clone()
+                .unwrap_or_else(|| SecretString::from(""));
             let form = [
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh.expose_secret()),
@@ -572,7 +685,7 @@ impl Refresher {
                         tracing::info!(
                             "the refresh token was replaced by another process; using the new one"
                         );
-                        inner.refresh = newer;
+                        inner.refresh = Some(newer);
                         continue;
                     }
                     AuthError::RefreshRejected {
@@ -608,7 +721,8 @@ impl Refresher {
         let refresh = tokens
             .refresh_token
             .filter(|t| !t.expose_secret().trim().is_empty())
-            .unwrap_or_else(|| inner.refresh.clone());
+            .or_else(|| inner.refresh.clone())
+            .unwrap_or_else(|| SecretString::from(""));
         let access = Access::new(tokens.access_token, tokens.expires_in);
         let now = unix_now();
         let stored = StoredAuth {
@@ -622,6 +736,7 @@ impl Refresher {
             obtained_at: now,
             configured_sha256: self.configured_sha256.clone(),
             source: "refresh".into(),
+            account: inner.account.clone(),
         };
         if let Err(e) = self.store.save_async(&stored).await {
             // The old refresh token is spent: keep the new one in memory so the service works
@@ -639,7 +754,7 @@ impl Refresher {
             "Connect access token renewed, valid for {}s",
             access.lifetime.as_secs()
         );
-        inner.refresh = refresh;
+        inner.refresh = Some(refresh);
         inner.quiet_until = None;
         let token = access.token.clone();
         inner.access = Some(access);
@@ -686,6 +801,7 @@ mod tests {
             obtained_at: 1,
             configured_sha256: configured.map(sha256_hex),
             source: "refresh".into(),
+            account: None,
         }
     }
 
