@@ -266,7 +266,7 @@ async fn live(
 /// The entity ids Home Assistant gives the discovery's entities (`default_entity_id`), from
 /// the discovery code itself, not guessed from names. The controls that depend on the
 /// printer's supported commands are not listed.
-fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> {
+pub fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<String> {
     let discovery = Discovery {
         prefix: config.homeassistant.discovery_prefix.clone(),
         mode: DiscoveryMode::Entity,

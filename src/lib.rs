@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod payloads;
 pub mod store;
 pub mod topics;
+pub mod web;
 
 use std::future::Future;
 use std::time::Duration;
@@ -45,6 +46,17 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
         return Ok(TokenSource::File(path.clone()));
     }
     let stored = auth::TokenStore::new(&config.state.dir).load().is_some();
+    if config.web.listen.is_some() {
+        // The web page can log in: start without a token and wait for it.
+        let refresher = auth::Refresher::new_or_awaiting_login(
+            &c.auth_url,
+            &config.state.dir,
+            c.refresh_token.as_ref(),
+            c.refresh_token_file.clone(),
+            c.request_timeout,
+        )?;
+        return Ok(TokenSource::Refresh(std::sync::Arc::new(refresher)));
+    }
     if c.refresh_token.is_none() && !stored {
         bail!(
             "no Connect credentials: {} (it stores a refresh token in {}), or set \
@@ -91,6 +103,19 @@ pub async fn run_with(
     })
     .await
     .context("the start-up stopped")??;
+    let refresher = match &tokens {
+        TokenSource::Refresh(r) => Some(r.clone()),
+        _ => None,
+    };
+    // Bound before anything starts: an address in use is a start-up error naming the key.
+    let web_listener = match config.web.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("web.listen = \"{addr}\": cannot listen there"))?,
+        ),
+        None => None,
+    };
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?
         .with_max_response_bytes(config.connect.max_response_bytes);
@@ -128,6 +153,29 @@ pub async fn run_with(
         live,
     );
     let stop = tokio_util::sync::CancellationToken::new();
+    // The page reads what the shell hands to the broker.
+    let (shell, web) = match web_listener {
+        None => (shell, None),
+        Some(listener) => {
+            let (board, view) =
+                tokio::sync::watch::channel(web::Board::new(&config.mqtt.base_topic));
+            let context = web::WebContext {
+                config: std::sync::Arc::new(config.clone()),
+                board: view,
+                broker: session.link.clone(),
+                refresher,
+            };
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("web page on http://{addr}/");
+            }
+            let task = tokio::spawn(web::serve(
+                listener,
+                context,
+                stop.clone().cancelled_owned(),
+            ));
+            (shell.with_board(board), Some(task))
+        }
+    };
     let running = shell.run(
         session.link,
         session.incoming,
@@ -151,6 +199,15 @@ pub async fn run_with(
             }
         }
     };
+    // The page stops with the bridge (its graceful shutdown waits for requests in progress).
+    stop.cancel();
+    if let Some(mut web) = web
+        && tokio::time::timeout(Duration::from_secs(1), &mut web)
+            .await
+            .is_err()
+    {
+        web.abort();
+    }
     // The shell asked the session to deliver what is owed (`offline` last) and disconnect: a
     // clean DISCONNECT suppresses the last will, so `offline` must reach the broker first.
     session.publisher.stop();

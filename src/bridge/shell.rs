@@ -68,6 +68,8 @@ pub struct Shell {
     poll_after_command: Option<Instant>,
     /// Connect's live channel (`connect.live`).
     live: Option<LiveLink>,
+    /// The web page's view of what the broker was told (`web.listen`).
+    board: Option<watch::Sender<crate::web::Board>>,
 }
 
 /// Live events handled in one go before the loop looks at anything else.
@@ -99,7 +101,14 @@ impl Shell {
             next_poll: Instant::now(),
             poll_after_command: None,
             live,
+            board: None,
         }
+    }
+
+    /// Shows every message handed to the broker to `board` too (the web page's status).
+    pub fn with_board(mut self, board: watch::Sender<crate::web::Board>) -> Shell {
+        self.board = Some(board);
+        self
     }
 
     /// Runs until `shutdown` resolves. Commands running then finish and reply (the caller
@@ -292,7 +301,11 @@ impl Shell {
 
     /// Hands the core's messages to the session and starts the reads it asked for.
     fn flush(&mut self) {
-        self.publisher.publish_all(self.core.take_messages());
+        let messages = self.core.take_messages();
+        if let Some(board) = &self.board {
+            board.send_if_modified(|b| b.observe(&messages));
+        }
+        self.publisher.publish_all(messages);
         for read in self.core.take_reads() {
             self.reads.start(read);
         }

@@ -1,0 +1,321 @@
+//! The web page end to end (`web.listen`): real HTTP over loopback to the gateway's page,
+//! logging in against the simulator's account server; assertions on the page, on the token
+//! file, on the broker and on what the account server was asked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::broker::{Subscriber, TestBroker};
+use common::gateway::{BASE, Gateway, Sim, config_with_credentials};
+use prusa_connect_mqtt::auth::TokenStore;
+use prusa_connect_sim::PrinterSpec;
+
+const WAIT: Duration = Duration::from_secs(15);
+const EMAIL: &str = "maker@example.com";
+const PASSWORD: &str = "correct horse battery staple";
+const TOTP_EMAIL: &str = "2fa@example.com";
+const TOTP: &str = "424242";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway without credentials and with its page on a free loopback port.
+struct Setup {
+    broker: TestBroker,
+    sim: Sim,
+    dir: tempfile::TempDir,
+    page: String,
+    gateway: Gateway,
+}
+
+async fn setup(web_extra: &str) -> Setup {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    sim.sim.add_user(EMAIL, PASSWORD, None);
+    sim.sim.add_user(TOTP_EMAIL, PASSWORD, Some(TOTP));
+    sim.sim.add_printer(PrinterSpec::named("Web MK4"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_with_credentials(
+        &broker,
+        &sim,
+        dir.path(),
+        "",
+        &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n{web_extra}"),
+    );
+    let gateway = Gateway::start(config);
+    let page = format!("http://127.0.0.1:{port}/");
+    Setup {
+        broker,
+        sim,
+        dir,
+        page,
+        gateway,
+    }
+}
+
+/// A browser: keeps cookies, follows the redirect after a form.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The page, once it answers.
+async fn open(http: &reqwest::Client, url: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => return r.text().await.unwrap(),
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the page does not answer: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// Posts a form the way the page's form does and returns the page it leads back to.
+async fn post(http: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let r = http.post(url).form(fields).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_without_two_factor_then_the_printers_appear_and_log_out_forgets_the_token() {
+    let s = setup("").await;
+    let sub = Subscriber::connect(&s.broker, &[&format!("{BASE}/#")]).await;
+    let http = browser();
+    let page = open(&http, &s.page).await;
+    assert!(page.contains("Log in to Prusa Connect"), "{page}");
+    assert!(page.contains("name=\"viewport\""));
+    // Without a token the gateway runs and says a login is needed.
+    sub.wait_for(&format!("{BASE}/bridge/info"), WAIT, |m| {
+        m.json()["auth"]["status"] == "login_needed"
+    })
+    .await;
+
+    let (status, page) = post(
+        &http,
+        &format!("{}login", s.page),
+        &[
+            ("csrf", &csrf(&page)),
+            ("email", EMAIL),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("Logged in as {EMAIL}")), "{page}");
+    assert!(!page.contains(PASSWORD));
+    let stored = TokenStore::new(s.dir.path())
+        .load()
+        .expect("auth.json written");
+    assert!(s.sim.sim.is_refresh_token_valid(&stored.refresh_token));
+    assert_eq!(stored.account.as_deref(), Some(EMAIL));
+    let on_disk = std::fs::read_to_string(TokenStore::new(s.dir.path()).path()).unwrap();
+    assert!(!on_disk.contains(PASSWORD));
+
+    // The running gateway took the login up: the printer appears on the broker and the page.
+    sub.wait_for(&format!("{BASE}/web_mk4/state"), WAIT, |m| {
+        m.json()["state"] == "IDLE"
+    })
+    .await;
+    let status = open(&http, &format!("{}status", s.page)).await;
+    assert!(
+        status.contains("Web MK4") && status.contains("IDLE"),
+        "{status}"
+    );
+    assert!(status.contains("pc/web_mk4"), "{status}");
+    assert!(status.contains(EMAIL), "{status}");
+    assert!(
+        status.contains("logged in; the access token renews itself"),
+        "{status}"
+    );
+
+    // Log out: the token is deleted and never used again; bridge/info asks for a login.
+    let page = open(&http, &s.page).await;
+    let mark = sub.messages().len();
+    let (status, page) = post(
+        &http,
+        &format!("{}logout", s.page),
+        &[("csrf", &csrf(&page))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Logged out"), "{page}");
+    assert!(TokenStore::new(s.dir.path()).load().is_none());
+    sub.wait_for_after(mark, &format!("{BASE}/bridge/info"), WAIT, |m| {
+        m.json()["auth"]["status"] == "login_needed"
+    })
+    .await;
+    s.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_login_and_wrong_password_and_wrong_code_say_what_went_wrong() {
+    let s = setup("").await;
+    let sub = Subscriber::connect(&s.broker, &[&format!("{BASE}/#")]).await;
+    let http = browser();
+    let page = open(&http, &s.page).await;
+    let login = format!("{}login", s.page);
+    let code = format!("{}code", s.page);
+
+    let (_, page) = post(
+        &http,
+        &login,
+        &[
+            ("csrf", &csrf(&page)),
+            ("email", TOTP_EMAIL),
+            ("password", "wrong"),
+        ],
+    )
+    .await;
+    assert!(
+        page.contains("Not logged in: wrong email or password"),
+        "{page}"
+    );
+    assert!(page.contains("class=\"notice error\""));
+
+    let (_, page) = post(
+        &http,
+        &login,
+        &[
+            ("csrf", &csrf(&page)),
+            ("email", TOTP_EMAIL),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert!(page.contains("Two-factor code"), "{page}");
+    let (_, page) = post(&http, &code, &[("csrf", &csrf(&page)), ("code", "000000")]).await;
+    assert!(
+        page.contains("Not logged in: wrong two-factor code"),
+        "{page}"
+    );
+    assert!(TokenStore::new(s.dir.path()).load().is_none());
+
+    let (_, page) = post(
+        &http,
+        &login,
+        &[
+            ("csrf", &csrf(&page)),
+            ("email", TOTP_EMAIL),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, page) = post(&http, &code, &[("csrf", &csrf(&page)), ("code", TOTP)]).await;
+    assert!(
+        page.contains(&format!("Logged in as {TOTP_EMAIL}")),
+        "{page}"
+    );
+    sub.wait_for(&format!("{BASE}/web_mk4/state"), WAIT, |m| {
+        m.json()["state"] == "IDLE"
+    })
+    .await;
+    let stats = s.sim.sim.account_stats();
+    assert_eq!((stats.logins_failed, stats.totp_failed), (1, 1));
+    assert_eq!(stats.codes_exchanged, 1);
+    s.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_session_s_csrf_token_are_refused() {
+    let s = setup("").await;
+    let http = browser();
+    let page = open(&http, &s.page).await;
+    let token = csrf(&page);
+    let login = format!("{}login", s.page);
+    let fields = |csrf: &'static str| [("csrf", csrf), ("email", EMAIL), ("password", PASSWORD)];
+    // No token, a wrong token, and the right token from another browser (no session cookie).
+    let (status, body) = post(&http, &login, &[("email", EMAIL), ("password", PASSWORD)]).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("CSRF"), "{body}");
+    assert_eq!(post(&http, &login, &fields("forged")).await.0, 403);
+    let stranger = reqwest::Client::new();
+    let (status, _) = post(
+        &stranger,
+        &login,
+        &[("csrf", &token), ("email", EMAIL), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    for form in ["logout", "code"] {
+        assert_eq!(
+            post(&http, &format!("{}{form}", s.page), &[("csrf", "forged")])
+                .await
+                .0,
+            403
+        );
+    }
+    // None of them reached the account server.
+    let stats = s.sim.sim.account_stats();
+    assert_eq!(stats.logins_ok + stats.logins_failed, 0);
+    assert!(TokenStore::new(s.dir.path()).load().is_none());
+    s.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_ingress_a_loopback_client_is_refused_unless_it_gives_the_password() {
+    let s = setup("ingress = true\npassword = \"open sesame\"\n").await;
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let refused = loop {
+        match http.get(&s.page).send().await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // Loopback is not the ingress proxy: the password is asked for.
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let wrong = http
+        .get(&s.page)
+        .basic_auth("anyone", Some("guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = http
+        .get(&s.page)
+        .basic_auth("anyone", Some("open sesame"))
+        .header("X-Ingress-Path", "/api/hassio_ingress/t0k3n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("Path=/api/hassio_ingress/t0k3n/"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
+    let page = ok.text().await.unwrap();
+    assert!(page.contains("action=\"login\""), "relative form actions");
+    s.gateway.stop().await;
+}
