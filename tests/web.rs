@@ -319,3 +319,79 @@ async fn under_ingress_a_loopback_client_is_refused_unless_it_gives_the_password
     assert!(page.contains("action=\"login\""), "relative form actions");
     s.gateway.stop().await;
 }
+
+/// The page in a real browser (headless Chromium over WebDriver, phone-sized): a wrong
+/// password and a wrong code each show a clear message; the 2FA login works and the printer
+/// appears in the status part, which reloads itself. With `WEB_SCREENSHOTS=DIR` it saves
+/// the login and status pages there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_browser_logs_in_with_two_factor_and_sees_the_printer() {
+    let browser = match common::webdriver::Browser::start().await {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("skipped: {why} (apt-get install chromium chromium-driver)");
+            return;
+        }
+    };
+    let s = setup("").await;
+    let http = browser_client_waits_for(&s.page).await;
+    drop(http);
+    let shots = std::env::var_os("WEB_SCREENSHOTS").map(std::path::PathBuf::from);
+
+    browser.go(&s.page).await;
+    browser.wait_for_text("Log in to Prusa Connect").await;
+    browser.wait_for_text("not logged in").await;
+    if let Some(dir) = &shots {
+        std::fs::write(dir.join("web-login-phone.png"), browser.screenshot().await).unwrap();
+    }
+    let log_in = |password: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.type_into("#email", TOTP_EMAIL).await;
+            browser.type_into("#password", password).await;
+            browser.click("form[action=\"login\"] button").await;
+        }
+    };
+    log_in("wrong").await;
+    browser
+        .wait_for_text("Not logged in: wrong email or password")
+        .await;
+    log_in(PASSWORD).await;
+    browser.wait_for_text("Two-factor code").await;
+    browser.type_into("#code", "000000").await;
+    browser.click("form[action=\"code\"] button").await;
+    browser
+        .wait_for_text("Not logged in: wrong two-factor code")
+        .await;
+    log_in(PASSWORD).await;
+    browser.wait_for_text("Two-factor code").await;
+    browser.type_into("#code", TOTP).await;
+    browser.click("form[action=\"code\"] button").await;
+    browser
+        .wait_for_text(&format!("Logged in as {TOTP_EMAIL}"))
+        .await;
+    // No reload: the status part fetches itself until the printer is there.
+    let text = browser.wait_for_text("Web MK4").await;
+    let text = if text.contains("IDLE") {
+        text
+    } else {
+        browser.wait_for_text("IDLE").await
+    };
+    assert!(
+        text.contains("logged in; the access token renews itself"),
+        "{text}"
+    );
+    assert!(!browser.source().await.contains(PASSWORD));
+    if let Some(dir) = &shots {
+        std::fs::write(dir.join("web-status-phone.png"), browser.screenshot().await).unwrap();
+    }
+    browser.quit().await;
+    s.gateway.stop().await;
+}
+
+/// Waits until the page answers (the gateway binds it at start).
+async fn browser_client_waits_for(url: &str) -> reqwest::Client {
+    let http = browser();
+    open(&http, url).await;
+    http
+}

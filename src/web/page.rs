@@ -49,7 +49,13 @@ pub fn esc(text: &str) -> String {
 
 /// The whole page. Every link and form is relative: it works under any path prefix.
 pub fn page(board: &Board, facts: &Facts, forms: &Forms) -> String {
-    let signed_in = auth_status(board) == Some("ok");
+    // Right after a login `bridge/info` may still say login_needed: the stored token counts
+    // until Connect or the account server refuses it.
+    let refused = matches!(
+        auth_status(board),
+        Some("refresh_token_rejected" | "access_token_rejected")
+    );
+    let signed_in = facts.stored && !refused;
     let mut html = String::from(concat!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
@@ -79,8 +85,17 @@ pub fn page(board: &Board, facts: &Facts, forms: &Forms) -> String {
             esc(&notice.text)
         );
     }
-    html.push_str(&login_forms(forms, signed_in, facts.stored));
-    let _ = write!(html, "<div id=\"status\">{}</div>", status(board, facts));
+    // Signed in, the status comes first; otherwise the login form.
+    let status = format!("<div id=\"status\">{}</div>", status(board, facts));
+    let asks_code = forms.awaiting_code.is_some();
+    let forms = login_forms(forms, signed_in, facts.stored);
+    if signed_in && !asks_code {
+        html.push_str(&status);
+        html.push_str(&forms);
+    } else {
+        html.push_str(&forms);
+        html.push_str(&status);
+    }
     let _ = write!(
         html,
         "<script>setInterval(function(){{fetch('status',{{credentials:'same-origin'}})\
@@ -226,9 +241,12 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         },
         esc(&facts.config.connect.url)
     );
+    let auth_detail = info
+        .and_then(|i| i.pointer("/auth/detail"))
+        .and_then(Value::as_str);
     if let Some(error) = connect
         .and_then(|c| c["last_error"].as_str())
-        .filter(|_| reachable == Some(false))
+        .filter(|e| reachable == Some(false) && Some(*e) != auth_detail)
     {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", esc(error));
     }

@@ -5,3 +5,4 @@ pub mod gate;
 pub mod gateway;
 pub mod logs;
 pub mod process;
+pub mod webdriver;
