@@ -73,8 +73,8 @@ impl ConnectError {
 pub struct AuthStatus {
     /// `refresh_token`, `access_token` or `token_file`.
     pub method: &'static str,
-    /// `ok`, `refresh_token_rejected`, `account_server_unreachable`, `access_token_rejected`
-    /// or `no_credentials`.
+    /// `ok`, `refresh_token_rejected`, `account_server_unreachable`, `access_token_rejected`,
+    /// `no_credentials` or `login_needed`.
     pub status: &'static str,
     /// What the user has to do, when anything.
     pub action: Option<String>,
