@@ -159,11 +159,13 @@ pub async fn run_with(
         Some(listener) => {
             let (board, view) =
                 tokio::sync::watch::channel(web::Board::new(&config.mqtt.base_topic));
+            let poll_now = std::sync::Arc::new(tokio::sync::Notify::new());
             let context = web::WebContext {
                 config: std::sync::Arc::new(config.clone()),
                 board: view,
                 broker: session.link.clone(),
                 refresher,
+                poll_now: poll_now.clone(),
             };
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("web page on http://{addr}/");
@@ -173,7 +175,7 @@ pub async fn run_with(
                 context,
                 stop.clone().cancelled_owned(),
             ));
-            (shell.with_board(board), Some(task))
+            (shell.with_board(board).with_poll_now(poll_now), Some(task))
         }
     };
     let running = shell.run(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Gateway, Sim, config_with_credentials};
 use prusa_connect_mqtt::auth::TokenStore;
+use prusa_connect_mqtt::config::Config;
 use prusa_connect_sim::PrinterSpec;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,6 +36,10 @@ struct Setup {
 }
 
 async fn setup(web_extra: &str) -> Setup {
+    setup_with(web_extra, |_| {}).await
+}
+
+async fn setup_with(web_extra: &str, adjust: impl FnOnce(&mut Config)) -> Setup {
     let broker = TestBroker::start();
     let sim = Sim::start().await;
     sim.sim.add_user(EMAIL, PASSWORD, None);
@@ -42,13 +47,14 @@ async fn setup(web_extra: &str) -> Setup {
     sim.sim.add_printer(PrinterSpec::named("Web MK4"));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = config_with_credentials(
+    let mut config = config_with_credentials(
         &broker,
         &sim,
         dir.path(),
         "",
         &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n{web_extra}"),
     );
+    adjust(&mut config);
     let gateway = Gateway::start(config);
     let page = format!("http://127.0.0.1:{port}/");
     Setup {
@@ -99,7 +105,13 @@ async fn post(http: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u1
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_without_two_factor_then_the_printers_appear_and_log_out_forgets_the_token() {
-    let s = setup("").await;
+    // Polls an hour apart: a login and a log-out show at once only because the page asks the
+    // bridge to poll.
+    let s = setup_with("", |c| {
+        c.connect.poll_interval = Duration::from_secs(3600);
+        c.connect.active_poll_interval = Duration::from_secs(3600);
+    })
+    .await;
     let sub = Subscriber::connect(&s.broker, &[&format!("{BASE}/#")]).await;
     let http = browser();
     let page = open(&http, &s.page).await;

@@ -70,6 +70,8 @@ pub struct Shell {
     live: Option<LiveLink>,
     /// The web page's view of what the broker was told (`web.listen`).
     board: Option<watch::Sender<crate::web::Board>>,
+    /// Polls at once when notified (the web page after a login or log-out).
+    poll_now: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Live events handled in one go before the loop looks at anything else.
@@ -102,12 +104,19 @@ impl Shell {
             poll_after_command: None,
             live,
             board: None,
+            poll_now: None,
         }
     }
 
     /// Shows every message handed to the broker to `board` too (the web page's status).
     pub fn with_board(mut self, board: watch::Sender<crate::web::Board>) -> Shell {
         self.board = Some(board);
+        self
+    }
+
+    /// Polls Connect at once (not at the next poll) whenever `poll_now` is notified.
+    pub fn with_poll_now(mut self, poll_now: std::sync::Arc<tokio::sync::Notify>) -> Shell {
+        self.poll_now = Some(poll_now);
         self
     }
 
@@ -137,6 +146,7 @@ impl Shell {
         let mut listing: Option<Listing> = None;
         // Until the first poll is done no printer is known: messages wait for it.
         let mut held: Option<VecDeque<Incoming>> = Some(VecDeque::new());
+        let poll_now = self.poll_now.clone();
         loop {
             // A printer whose commands wait for `commands.max_per_second`.
             let wake = self.commands.next_wake();
@@ -172,6 +182,10 @@ impl Shell {
                 Some(done) = self.reads.next(), if !self.reads.is_idle() => {
                     self.core.on_read(done, Instant::now(), now_unix());
                     self.flush();
+                }
+                _ = async { poll_now.as_ref().expect("guarded").notified().await }, if poll_now.is_some() => {
+                    // A poll in flight may predate the change: the next one follows it.
+                    self.next_poll = Instant::now();
                 }
                 _ = sleep_until(self.next_poll), if listing.is_none() => {
                     let connect = self.connect.clone();

@@ -43,6 +43,8 @@ pub struct WebContext {
     pub broker: watch::Receiver<Link>,
     /// The gateway's refresher, when it renews tokens (a login is taken up at once).
     pub refresher: Option<Arc<Refresher>>,
+    /// Asks the bridge to poll now: after a login or log-out the page need not wait a poll.
+    pub poll_now: Arc<tokio::sync::Notify>,
 }
 
 struct Shared {
@@ -373,8 +375,9 @@ async fn finish(app: &Shared, headers: &HeaderMap, email: &str, tokens: LoginTok
         refresher.use_login(&tokens, email).await;
     }
     *app.account.lock().unwrap_or_else(|p| p.into_inner()) = (Some(email.to_string()), true);
+    app.ctx.poll_now.notify_one();
     tracing::info!("web page: logged in as {email}; the refresh token is stored");
-    let mut text = format!("Logged in as {email}. The printers appear at the next poll.");
+    let mut text = format!("Logged in as {email}. The printers appear in a moment.");
     if app.ctx.refresher.is_none() {
         text.push_str(
             " Note: the config sets connect.access_token or connect.token_file, which take \
@@ -399,6 +402,7 @@ async fn log_out(
     if let Some(refresher) = &app.ctx.refresher {
         refresher.forget().await;
     }
+    app.ctx.poll_now.notify_one();
     match removed {
         Ok(()) => {
             *app.account.lock().unwrap_or_else(|p| p.into_inner()) = (None, false);
@@ -406,9 +410,7 @@ async fn log_out(
             app.notify(
                 &headers,
                 false,
-                "Logged out: the stored token is deleted. The printers go offline at the next \
-                 poll."
-                    .into(),
+                "Logged out: the stored token is deleted and the printers go offline.".into(),
             );
         }
         Err(e) => {
