@@ -127,8 +127,15 @@ fn credentials(config: &Config, report: &mut Report) -> Option<ConnectClient> {
                 )
             } else if c.refresh_token_file.is_some() {
                 "connect.refresh_token_file".into()
-            } else {
+            } else if c.refresh_token.is_some() {
                 "connect.refresh_token".into()
+            } else {
+                // Only with the web page on does `run` start without any token.
+                report.problem(format!(
+                    "credentials: nobody is logged in: {}",
+                    auth::WEB_LOGIN_ACTION
+                ));
+                return None;
             };
             report.ok(format!("credentials: refresh token from {from}"));
         }

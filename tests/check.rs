@@ -173,6 +173,30 @@ async fn a_revoked_refresh_token_says_run_login() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_web_page_on_and_nobody_logged_in_check_says_to_log_in() {
+    let (broker, sim, dir) = setup().await;
+    let out = check(
+        dir.path(),
+        &config(
+            &sim,
+            &broker.url(),
+            dir.path(),
+            "",
+            "[web]\nlisten = \"127.0.0.1:0\"\n",
+        ),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("credentials: nobody is logged in: log in on the web page"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("refresh token from"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typo_in_a_key_names_the_key() {
     let (broker, sim, dir) = setup().await;
     let token = format!("access_token = \"{TOKEN}\"\npoll_intervall = \"5s\"");
