@@ -235,6 +235,8 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         html,
         "<dt>Connect</dt><dd id=\"connect\">{} <span class=\"muted\">{}</span>",
         match reachable {
+            _ if auth_status(board) == Some("login_needed") =>
+                "not asked: nobody is logged in".into(),
             Some(true) => flag(true, "reachable"),
             Some(false) => flag(false, "not reachable"),
             None => "not asked yet".into(),
