@@ -297,10 +297,10 @@ async fn log_in(
     match outcome {
         Ok(LoginStep::Done(tokens)) => finish(&app, &headers, &email, tokens).await,
         Ok(LoginStep::NeedsCode(pending)) => {
-            let email2 = email.clone();
-            with_session(&app, &headers, &csrf_of(&app, &headers), move |s| {
-                s.pending = Some((email2, pending, Instant::now()));
-            });
+            let id = session::cookie_id(cookie(&headers));
+            let mut sessions = app.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let (_, s) = sessions.open(id, Instant::now());
+            s.pending = Some((email, pending, Instant::now()));
         }
         Err(e) => {
             tracing::warn!("web page: the login of {email} failed: {e}");
@@ -308,13 +308,6 @@ async fn log_in(
         }
     }
     app.back(&headers)
-}
-
-/// The session's own CSRF token (for a step that already passed the check).
-fn csrf_of(app: &Shared, headers: &HeaderMap) -> String {
-    let id = session::cookie_id(cookie(headers));
-    let mut sessions = app.sessions.lock().unwrap_or_else(|p| p.into_inner());
-    sessions.open(id, Instant::now()).1.csrf.clone()
 }
 
 async fn send_code(
