@@ -184,8 +184,14 @@ fn with_broker(mut doc: Map<String, Value>, broker: &Broker) -> Value {
     if let Some(password) = &broker.password {
         set(&mut doc, "mqtt.password", json!(password.expose_secret()));
     }
-    // The web page behind ingress (issue 23 item 4) goes here once `Config.web` exists:
-    // web.listen = "0.0.0.0:{INGRESS_PORT}", web.ingress = true, no web.password.
+    // The page a user logs in on, behind ingress: only the Supervisor's proxy may reach it
+    // (`web.ingress`), so it needs no password of its own.
+    set(
+        &mut doc,
+        "web.listen",
+        json!(format!("0.0.0.0:{INGRESS_PORT}")),
+    );
+    set(&mut doc, "web.ingress", json!(true));
     Value::Object(doc)
 }
 

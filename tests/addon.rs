@@ -38,6 +38,8 @@ fn spawn_addon(
         .env("SUPERVISOR_URL", supervisor.url())
         .env("PCM_ADDON_OPTIONS", &options_path)
         .env("PRUSA_CONNECT_MQTT__STATE__DIR", dir.join("state"))
+        // The add-on's page listens on 0.0.0.0:8099 behind ingress; here on loopback.
+        .env("PRUSA_CONNECT_MQTT__WEB__LISTEN", "127.0.0.1:0")
         .env("PRUSA_CONNECT_MQTT__CONNECT__URL", connect)
         .env("PRUSA_CONNECT_MQTT__CONNECT__ACCESS_TOKEN", TOKEN)
         .stdin(Stdio::null())

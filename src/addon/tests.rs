@@ -62,6 +62,13 @@ fn the_options_and_the_supervisors_broker_make_the_config() {
         config.mqtt.password.as_ref().map(|p| p.expose_secret()),
         Some(PASSWORD)
     );
+    // The login page, behind ingress only.
+    assert_eq!(
+        config.web.listen,
+        Some(format!("0.0.0.0:{INGRESS_PORT}").parse().unwrap())
+    );
+    assert!(config.web.ingress);
+    assert!(config.web.password.is_none());
     // Everything else keeps its default.
     let defaults = Config::from_toml("").unwrap();
     assert_eq!(config.connect.url, defaults.connect.url);
