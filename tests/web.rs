@@ -66,6 +66,20 @@ async fn setup_with(web_extra: &str, adjust: impl FnOnce(&mut Config)) -> Setup 
     }
 }
 
+/// The page's first answer to a plain GET, once it listens.
+async fn first_answer(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match http.get(url).send().await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// A browser: keeps cookies, follows the redirect after a form.
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -288,16 +302,7 @@ async fn forms_without_the_session_s_csrf_token_are_refused() {
 async fn under_ingress_a_loopback_client_is_refused_unless_it_gives_the_password() {
     let s = setup("ingress = true\npassword = \"open sesame\"\n").await;
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let refused = loop {
-        match http.get(&s.page).send().await {
-            Ok(r) => break r,
-            Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "{e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let refused = first_answer(&http, &s.page).await;
     // Loopback is not the ingress proxy: the password is asked for.
     assert_eq!(refused.status(), 401);
     assert!(
@@ -329,6 +334,37 @@ async fn under_ingress_a_loopback_client_is_refused_unless_it_gives_the_password
     assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
     let page = ok.text().await.unwrap();
     assert!(page.contains("action=\"login\""), "relative form actions");
+    s.gateway.stop().await;
+}
+
+/// Review of issue 23: a site whose name was rebound to 127.0.0.1 reaches the page from the
+/// user's browser; its `Host` header gives it away. With a password, loopback clients give it
+/// too (a TLS proxy on this host makes every client loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_name_and_a_same_host_proxy_do_not_open_the_page() {
+    let s = setup("").await;
+    let http = reqwest::Client::new();
+    let ok = first_answer(&http, &s.page).await;
+    assert_eq!(ok.status(), 200);
+    let rebound = http
+        .get(&s.page)
+        .header("Host", "evil.example:8099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    s.gateway.stop().await;
+
+    let s = setup("password = \"open sesame\"\n").await;
+    let asked = first_answer(&http, &s.page).await;
+    assert_eq!(asked.status(), 401, "loopback gives the password too");
+    let ok = http
+        .get(&s.page)
+        .basic_auth("anyone", Some("open sesame"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
     s.gateway.stop().await;
 }
 

@@ -37,7 +37,7 @@ pub enum LoginError {
 }
 
 /// What `login` obtained (`Debug` shows no secret).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoginTokens {
     pub access_token: SecretString,
     pub refresh_token: SecretString,

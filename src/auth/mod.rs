@@ -598,20 +598,29 @@ impl Refresher {
         self.refresh_locked(&mut inner).await
     }
 
-    /// Takes up a login made in this process (the web page; `store_login` has stored it): its
-    /// tokens are used from the next request on, whatever was in use before.
-    pub async fn use_login(&self, tokens: &login::LoginTokens, account: &str) {
+    /// Takes up a login made elsewhere (the web page): `store` writes its tokens to
+    /// `auth.json` while the tokens are held, so a renewal in flight cannot write the old
+    /// account's token over it; once stored, they are used at once.
+    pub async fn use_login(
+        &self,
+        tokens: &login::LoginTokens,
+        account: &str,
+        store: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let mut inner = self.inner.lock().await;
+        crate::store::off_runtime(store).await??;
         inner.account = Some(account.to_string());
         inner.refresh = Some(tokens.refresh_token.clone());
         inner.access = Some(Access::new(tokens.access_token.clone(), tokens.expires_in));
         inner.failed = None;
         inner.quiet_until = None;
+        Ok(())
     }
 
-    /// Logs out: the tokens in use are dropped and never sent again (the caller deletes
-    /// `auth.json`); requests fail with [`AuthError::LoginNeeded`] until the next login.
-    pub async fn forget(&self) {
+    /// Logs out: the tokens in use are dropped and never sent again, and `auth.json` is
+    /// deleted while they are held (a renewal in flight would write it again); requests fail
+    /// with [`AuthError::LoginNeeded`] until the next login.
+    pub async fn forget(&self) -> anyhow::Result<()> {
         let mut inner = self.inner.lock().await;
         if let Some(refresh) = inner.refresh.take() {
             inner.refused.insert(sha256_hex(refresh.expose_secret()));
@@ -622,6 +631,8 @@ impl Refresher {
         inner.failed = Some(AuthError::LoginNeeded {
             action: self.login_action,
         });
+        let store = self.store.clone();
+        crate::store::off_runtime(move || store.remove()).await?
     }
 
     /// The last failure, if the last attempt failed.

@@ -19,32 +19,53 @@ pub enum Verdict {
     Refuse,
 }
 
-/// Loopback clients (or, under ingress, only the Supervisor's proxy) are let in; anyone
-/// else only with the password (HTTP Basic, any user name).
+/// Who is let in:
+/// - under `web.ingress`, the Supervisor's proxy;
+/// - with `web.password`, anyone else who gives it (HTTP Basic, any user name), loopback
+///   clients too: a TLS proxy on the same host makes every client look like loopback;
+/// - without a password, loopback clients whose `Host` names this machine (`localhost`, a
+///   loopback address): a page elsewhere whose name was rebound to 127.0.0.1 must not drive
+///   the page through the user's browser.
 pub fn decide(
     peer: IpAddr,
     ingress: bool,
     password: Option<&SecretString>,
     authorization: Option<&str>,
+    host: Option<&str>,
 ) -> Verdict {
     let peer = peer.to_canonical();
-    let trusted = if ingress {
-        peer == INGRESS_PROXY
-    } else {
-        peer.is_loopback()
-    };
-    if trusted {
+    if ingress && peer == INGRESS_PROXY {
         return Verdict::Allow;
     }
-    let Some(password) = password else {
-        return Verdict::Refuse;
-    };
-    match authorization.and_then(basic_password) {
-        Some(given) if same(given.as_bytes(), password.expose_secret().as_bytes()) => {
-            Verdict::Allow
-        }
-        _ => Verdict::AskPassword,
+    if let Some(password) = password {
+        return match authorization.and_then(basic_password) {
+            Some(given) if same(given.as_bytes(), password.expose_secret().as_bytes()) => {
+                Verdict::Allow
+            }
+            _ => Verdict::AskPassword,
+        };
     }
+    if !ingress && peer.is_loopback() && host.is_none_or(names_this_machine) {
+        return Verdict::Allow;
+    }
+    Verdict::Refuse
+}
+
+/// Whether a `Host` header (with or without a port) is `localhost` or a loopback address.
+fn names_this_machine(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8099
+        rest.split_once(']').map_or("", |(name, _)| name)
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The password of an `Authorization: Basic` header.
@@ -97,37 +118,73 @@ mod tests {
         let local6: IpAddr = "::1".parse().unwrap();
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let pw = SecretString::from("s3cret".to_string());
+        let host = Some("127.0.0.1:8099");
         for peer in [local, local6, mapped] {
-            assert_eq!(decide(peer, false, None, None), Verdict::Allow, "{peer}");
+            assert_eq!(
+                decide(peer, false, None, None, host),
+                Verdict::Allow,
+                "{peer}"
+            );
         }
-        assert_eq!(decide(lan, false, None, None), Verdict::Refuse);
+        assert_eq!(decide(lan, false, None, None, host), Verdict::Refuse);
         assert_eq!(
-            decide(lan, false, None, Some(&basic("u:s3cret"))),
+            decide(lan, false, None, Some(&basic("u:s3cret")), host),
             Verdict::Refuse
         );
         // Under ingress: the proxy only; loopback and the LAN are not trusted.
-        assert_eq!(decide(INGRESS_PROXY, true, None, None), Verdict::Allow);
-        assert_eq!(decide(local, true, None, None), Verdict::Refuse);
-        assert_eq!(decide(lan, true, None, None), Verdict::Refuse);
-        assert_eq!(decide(INGRESS_PROXY, false, None, None), Verdict::Refuse);
-        // The password lets anyone in, and nothing else does.
-        for (ingress, peer) in [(false, lan), (true, lan), (true, local)] {
-            assert_eq!(decide(peer, ingress, Some(&pw), None), Verdict::AskPassword);
+        assert_eq!(
+            decide(INGRESS_PROXY, true, None, None, None),
+            Verdict::Allow
+        );
+        assert_eq!(decide(local, true, None, None, host), Verdict::Refuse);
+        assert_eq!(decide(lan, true, None, None, host), Verdict::Refuse);
+        assert_eq!(
+            decide(INGRESS_PROXY, false, None, None, host),
+            Verdict::Refuse
+        );
+        // The password lets anyone in (loopback too: a proxy on this host is loopback), and
+        // nothing else does.
+        for (ingress, peer) in [(false, lan), (true, lan), (true, local), (false, local)] {
+            let ask = |auth: Option<&str>| decide(peer, ingress, Some(&pw), auth, host);
+            assert_eq!(ask(None), Verdict::AskPassword);
+            assert_eq!(ask(Some(&basic("anyone:wrong"))), Verdict::AskPassword);
+            assert_eq!(ask(Some(&basic("anyone:s3cret"))), Verdict::Allow);
+            assert_eq!(ask(Some("Bearer s3cret")), Verdict::AskPassword);
+            assert_eq!(ask(Some("Basic !!!")), Verdict::AskPassword);
+        }
+    }
+
+    /// Issue 23 review: a page whose name was rebound to 127.0.0.1 reaches a loopback
+    /// listener from the user's browser; its `Host` gives it away.
+    #[test]
+    fn a_loopback_client_naming_another_host_is_refused() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        for host in [
+            "localhost",
+            "LOCALHOST:8099",
+            "127.0.0.1",
+            "127.0.0.2:80",
+            "[::1]:8099",
+            "[::ffff:127.0.0.1]",
+        ] {
             assert_eq!(
-                decide(peer, ingress, Some(&pw), Some(&basic("anyone:wrong"))),
-                Verdict::AskPassword
+                decide(local, false, None, None, Some(host)),
+                Verdict::Allow,
+                "{host}"
             );
+        }
+        for host in [
+            "evil.example:8099",
+            "evil.example",
+            "localhost.evil.example",
+            "192.168.1.2:8099",
+            "[::1",
+            "",
+        ] {
             assert_eq!(
-                decide(peer, ingress, Some(&pw), Some(&basic("anyone:s3cret"))),
-                Verdict::Allow
-            );
-            assert_eq!(
-                decide(peer, ingress, Some(&pw), Some("Bearer s3cret")),
-                Verdict::AskPassword
-            );
-            assert_eq!(
-                decide(peer, ingress, Some(&pw), Some("Basic !!!")),
-                Verdict::AskPassword
+                decide(local, false, None, None, Some(host)),
+                Verdict::Refuse,
+                "{host}"
             );
         }
     }

@@ -103,7 +103,17 @@ async fn gate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match access::decide(peer.ip(), web.ingress, web.password.as_ref(), authorization) {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or(""));
+    match access::decide(
+        peer.ip(),
+        web.ingress,
+        web.password.as_ref(),
+        authorization,
+        host,
+    ) {
         access::Verdict::Allow => next.run(request).await,
         access::Verdict::AskPassword => (
             StatusCode::UNAUTHORIZED,
@@ -341,31 +351,27 @@ async fn send_code(
 async fn finish(app: &Shared, headers: &HeaderMap, email: &str, tokens: LoginTokens) {
     let config = &app.ctx.config;
     let (store, configured) = (app.store.clone(), config.connect.refresh_token.clone());
-    let email_owned = email.to_string();
-    let saved = crate::store::off_runtime(move || {
-        crate::auth::store_login(&store, &tokens, configured.as_ref(), Some(&email_owned))
-            .map(|()| tokens)
-    })
-    .await
-    .and_then(|r| r);
-    let tokens = match saved {
-        Ok(tokens) => tokens,
-        Err(e) => {
-            tracing::error!("web page: logged in, but cannot store the token: {e:#}");
-            app.notify(
-                headers,
-                true,
-                format!(
-                    "Logged in, but the token cannot be stored in {}: {e:#}. Make state.dir \
-                     writable for the service and log in again.",
-                    app.store.path().display()
-                ),
-            );
-            return;
-        }
+    let (email_owned, stored) = (email.to_string(), tokens.clone());
+    let write =
+        move || crate::auth::store_login(&store, &stored, configured.as_ref(), Some(&email_owned));
+    let saved = match &app.ctx.refresher {
+        // Written while the gateway's tokens are held: a renewal in flight cannot put the
+        // old account's token back over it.
+        Some(refresher) => refresher.use_login(&tokens, email, write).await,
+        None => crate::store::off_runtime(write).await.and_then(|r| r),
     };
-    if let Some(refresher) = &app.ctx.refresher {
-        refresher.use_login(&tokens, email).await;
+    if let Err(e) = saved {
+        tracing::error!("web page: logged in, but cannot store the token: {e:#}");
+        app.notify(
+            headers,
+            true,
+            format!(
+                "Logged in, but the token cannot be stored in {}: {e:#}. Make state.dir \
+                 writable for the service and log in again.",
+                app.store.path().display()
+            ),
+        );
+        return;
     }
     *app.account.lock().unwrap_or_else(|p| p.into_inner()) = (Some(email.to_string()), true);
     app.ctx.poll_now.notify_one();
@@ -388,13 +394,17 @@ async fn log_out(
     if with_session(&app, &headers, &form.csrf, |s| s.pending = None).is_none() {
         return forged();
     }
-    let store = app.store.clone();
-    let removed = crate::store::off_runtime(move || store.remove())
-        .await
-        .and_then(|r| r);
-    if let Some(refresher) = &app.ctx.refresher {
-        refresher.forget().await;
-    }
+    let removed = match &app.ctx.refresher {
+        // Deleted while the gateway's tokens are held: a renewal in flight cannot write
+        // the file again.
+        Some(refresher) => refresher.forget().await,
+        None => {
+            let store = app.store.clone();
+            crate::store::off_runtime(move || store.remove())
+                .await
+                .and_then(|r| r)
+        }
+    };
     app.ctx.poll_now.notify_one();
     match removed {
         Ok(()) => {

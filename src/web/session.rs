@@ -71,14 +71,7 @@ impl Sessions {
             }
         };
         let session = self.by_id.get_mut(&id).expect("inserted above");
-        session.last_used = Some(now);
-        if session
-            .pending
-            .as_ref()
-            .is_some_and(|(_, _, since)| now.duration_since(*since) > CODE_WAIT)
-        {
-            session.pending = None;
-        }
+        session.touch(now);
         (id, session)
     }
 
@@ -88,8 +81,23 @@ impl Sessions {
         if csrf.is_empty() || !super::access::same(session.csrf.as_bytes(), csrf.as_bytes()) {
             return None;
         }
-        session.last_used = Some(now);
+        session.touch(now);
         Some(session)
+    }
+}
+
+impl Session {
+    /// Used now; a login that waited longer than [`CODE_WAIT`] for its code is dropped (also
+    /// when the code comes from a page left open).
+    fn touch(&mut self, now: Instant) {
+        self.last_used = Some(now);
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(_, _, since)| now.duration_since(*since) > CODE_WAIT)
+        {
+            self.pending = None;
+        }
     }
 }
 
