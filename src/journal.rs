@@ -82,7 +82,13 @@ pub struct Journal {
     owed: usize,
     /// What the last run owed, until [`Journal::take_kept`].
     kept: Vec<KeptEvent>,
+    /// After a failed rewrite, the next is not tried before then (a full disk must not cost
+    /// a rewrite and a warning at every change).
+    retry_at: Option<std::time::Instant>,
 }
+
+/// How long a failed rewrite waits before the next try.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Journal {
     /// Reads what the last run still owed from the journal in `dir` and rewrites the file
@@ -128,6 +134,7 @@ impl Journal {
             records: kept.len(),
             owed: kept.len(),
             kept,
+            retry_at: None,
         })
     }
 
@@ -142,6 +149,9 @@ impl Journal {
     pub fn record(&mut self, changes: &[Owing]) -> bool {
         if changes.is_empty() {
             return false;
+        }
+        if self.file.is_none() {
+            return self.wants_rewrite();
         }
         let Some(file) = self.file.as_mut() else {
             return true;
@@ -196,9 +206,24 @@ impl Journal {
                 self.file = Some(file);
                 self.records = owed.len();
                 self.owed = owed.len();
+                self.retry_at = None;
             }
-            Err(e) => tracing::warn!("cannot rewrite {}: {e:#}", self.path.display()),
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    tracing::warn!(
+                        "cannot rewrite {}: {e:#}; the state file is not saved until it can \
+                         be (trying again every {RETRY:?})",
+                        self.path.display()
+                    );
+                }
+                self.retry_at = Some(std::time::Instant::now() + RETRY);
+            }
         }
+    }
+
+    /// A write failed and the next rewrite is due.
+    pub fn wants_rewrite(&self) -> bool {
+        self.file.is_none() && self.retry_at.is_none_or(|t| std::time::Instant::now() >= t)
     }
 
     /// A handle on the file to fsync, so that what was appended so far survives a power
@@ -382,5 +407,29 @@ mod tests {
         assert_eq!(back.len(), MAX_OWED_EVENTS);
         assert_eq!(back[0].payload, b"6");
         assert_eq!(back[0].id, 1);
+    }
+
+    /// A journal that cannot be written offers no handle to fsync (the session then refuses
+    /// to let the state file be saved), and is tried again only after a pause.
+    #[test]
+    fn a_journal_that_cannot_be_written_holds_the_state_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let mut journal = Journal::open(&state).unwrap();
+        assert!(journal.sync_handle().is_some());
+        std::fs::remove_dir_all(&state).unwrap();
+        journal.rewrite(&[(1, "pc/a/event", b"x")]);
+        assert!(journal.sync_handle().is_none());
+        assert!(!journal.wants_rewrite(), "not again at once");
+        assert!(!journal.record(&[added(2, "pc/a/event", "y")]));
+        // Writable again (after the pause): whole again.
+        std::fs::create_dir(&state).unwrap();
+        journal.retry_at = Some(std::time::Instant::now());
+        assert!(journal.wants_rewrite());
+        journal.rewrite(&[(1, "pc/a/event", b"x"), (2, "pc/a/event", b"y")]);
+        assert!(journal.sync_handle().is_some());
+        drop(journal);
+        assert_eq!(kept(&state).len(), 2);
     }
 }

@@ -146,7 +146,8 @@ enum Request {
     Republish,
     ClearAll,
     /// Write what the journal is owed and hand back its file to fsync.
-    SyncJournal(std::sync::mpsc::Sender<Option<std::fs::File>>),
+    /// `Ok(None)`: no journal; `Err`: the journal lacks events (a write failed).
+    SyncJournal(std::sync::mpsc::Sender<Result<Option<std::fs::File>, String>>),
     /// Unsubscribe from everything; answered when the broker acknowledged it (from then on
     /// no message comes in) or the connection is gone.
     Unsubscribe(oneshot::Sender<()>),
@@ -156,7 +157,7 @@ enum Request {
 
 /// See [`Publisher::sync_journal`].
 pub struct JournalSync {
-    rx: std::sync::mpsc::Receiver<Option<std::fs::File>>,
+    rx: std::sync::mpsc::Receiver<Result<Option<std::fs::File>, String>>,
 }
 
 impl JournalSync {
@@ -165,10 +166,13 @@ impl JournalSync {
     /// not answer within `limit`: then the journal may lack them.
     pub fn wait(self, limit: Duration) -> Result<()> {
         match self.rx.recv_timeout(limit) {
-            Ok(Some(file)) => file
+            Ok(Ok(Some(file))) => file
                 .sync_data()
                 .context("cannot fsync the journal of events owed to the broker"),
-            Ok(None) => Ok(()),
+            Ok(Ok(None)) => Ok(()),
+            // A state file saying events were made that no file holds would lose them in a
+            // crash: it waits for the journal.
+            Ok(Err(why)) => bail!("{why}"),
             Err(e) => bail!("the MQTT session did not write its journal ({e})"),
         }
     }
@@ -524,7 +528,18 @@ impl SessionState {
             Request::ClearAll => self.outbox.clear_all(),
             Request::SyncJournal(tx) => {
                 self.write_journal();
-                let _ = tx.send(self.journal.as_ref().and_then(Journal::sync_handle));
+                let answer = match self.journal.as_mut() {
+                    None => Ok(None),
+                    Some(journal) => {
+                        if journal.wants_rewrite() {
+                            journal.rewrite(&self.outbox.owed());
+                        }
+                        journal.sync_handle().map(Some).ok_or_else(|| {
+                            "the journal of events owed to the broker cannot be written".to_string()
+                        })
+                    }
+                };
+                let _ = tx.send(answer);
             }
             Request::Unsubscribe(done) => self.unsubscribe(done),
             Request::Stop => self.stopping = true,
