@@ -15,6 +15,10 @@ use serde::Deserialize;
 
 /// Where `run` and `check` look when no `--config` is given (used only when the file exists).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/prusa-connect-mqtt/config.toml";
+/// Names another default config file (also used only when it exists): the container image
+/// sets it to `/data/config.toml`, so the config lives in the state volume or, without that
+/// file, comes from the environment alone.
+pub const CONFIG_PATH_ENV: &str = "PRUSA_CONNECT_MQTT_CONFIG";
 pub const ENV_PREFIX: &str = "PRUSA_CONNECT_MQTT__";
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 /// Intervals and timeouts longer than this are refused: far beyond any use, and the poll
@@ -277,8 +281,9 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// Loads defaults < `path` (when given, it must exist; otherwise the default path is used
-    /// when present) < environment, then resolves `*_file` secrets and validates.
+    /// Loads defaults < `path` (when given, it must exist; otherwise the default path, or the
+    /// one `PRUSA_CONNECT_MQTT_CONFIG` names, is used when present) < environment, then
+    /// resolves `*_file` secrets and validates.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let mut figment = Figment::new();
         match path {
@@ -292,8 +297,12 @@ impl Config {
                 figment = figment.merge(Toml::file_exact(p));
             }
             None => {
-                if Path::new(DEFAULT_CONFIG_PATH).is_file() {
-                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+                let default = std::env::var_os(CONFIG_PATH_ENV)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+                if default.is_file() {
+                    figment = figment.merge(Toml::file_exact(default));
                 }
             }
         }
@@ -700,6 +709,27 @@ mod tests {
             let config = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.connect.poll_interval, Duration::from_secs(7));
             assert_eq!(config.mqtt.base_topic, "farm");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn config_path_from_the_environment_is_used_when_present() {
+        figment::Jail::expect_with(|jail| {
+            // The container image's setup: PRUSA_CONNECT_MQTT_CONFIG=/data/config.toml and
+            // the state directory from the environment.
+            jail.set_env("PRUSA_CONNECT_MQTT__STATE__DIR", "/data");
+            jail.set_env(CONFIG_PATH_ENV, "absent.toml");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.state.dir, Path::new("/data"));
+            assert_eq!(config.mqtt.base_topic, "prusa_connect");
+
+            jail.create_file("present.toml", "[mqtt]\nbase_topic = \"farm\"\n")?;
+            jail.set_env(CONFIG_PATH_ENV, "present.toml");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.mqtt.base_topic, "farm");
+            assert_eq!(config.state.dir, Path::new("/data"));
             Ok(())
         });
     }

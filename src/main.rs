@@ -19,7 +19,8 @@ use prusa_connect_mqtt::config::{Config, LogFormat, redact_url};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Config file (default: /etc/prusa-connect-mqtt/config.toml when it exists).
+    /// Config file (default: /etc/prusa-connect-mqtt/config.toml, or the file
+    /// PRUSA_CONNECT_MQTT_CONFIG names, when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 }
