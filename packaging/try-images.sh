@@ -4,7 +4,8 @@
 #     and its messages reach a local Mosquitto (the broker is named `localhost`, so static
 #     name resolution is exercised too);
 #  2. the x86_64 image runs under podman against the simulator (the host's binary, `simulate`)
-#     and a local Mosquitto: state and discovery appear, `podman stop` gives the bridge's
+#     and a local Mosquitto: `login` in the container stores the token in the volume, then
+#     state and discovery appear, `podman stop` gives the bridge's
 #     `offline` within 5 s and a clean exit, and a restart keeps state.json (same printer ids)
 #     in the volume.
 # Run packaging/build.sh and packaging/build-image.sh x86_64 first. Not part of .ci/run: it
@@ -151,7 +152,7 @@ try_image() {
     [ -x "$host" ] || host=$target_dir/release/prusa-connect-mqtt
     [ -x "$host" ] || die "no host binary for the simulator: run packaging/build.sh x86_64"
     sim_port=$(free_port)
-    "$host" simulate --listen "127.0.0.1:$sim_port" --printers 2 --token try-images \
+    "$host" simulate --listen "127.0.0.1:$sim_port" --printers 2 --user pcm@example.com:secret \
         >"$work/sim.log" 2>&1 &
     pids="$pids $!"
     wait_port 10 "$sim_port"
@@ -160,10 +161,20 @@ try_image() {
     volume=pcm-try-$$
     podman volume create "$volume" >/dev/null
     # --network host: the simulator and the broker listen on the host's loopback.
+    # Log in first, as a user would (the simulator's account server; the password on stdin).
+    # shellcheck disable=SC2086 # run_args is several words
+    printf 'secret\n' | podman run --rm -i $run_args --network host -v "$volume:/data" \
+        -e PRUSA_CONNECT_MQTT__CONNECT__URL="http://127.0.0.1:$sim_port" \
+        -e PRUSA_CONNECT_MQTT__CONNECT__AUTH_URL="http://127.0.0.1:$sim_port" \
+        "$image" login --email pcm@example.com >"$work/login.log" 2>&1 || {
+        cat "$work/login.log" >&2
+        die "login in the container failed"
+    }
+    echo "image: login in the container: $(grep -a "Logged in" "$work/login.log")"
     # shellcheck disable=SC2086 # run_args is several words
     podman run -d $run_args --name "$container" --network host -v "$volume:/data" \
         -e PRUSA_CONNECT_MQTT__CONNECT__URL="http://127.0.0.1:$sim_port" \
-        -e PRUSA_CONNECT_MQTT__CONNECT__ACCESS_TOKEN=try-images \
+        -e PRUSA_CONNECT_MQTT__CONNECT__AUTH_URL="http://127.0.0.1:$sim_port" \
         -e PRUSA_CONNECT_MQTT__CONNECT__POLL_INTERVAL=1s \
         -e PRUSA_CONNECT_MQTT__MQTT__URL="mqtt://127.0.0.1:$port" \
         -e PRUSA_CONNECT_MQTT__MQTT__BASE_TOPIC=pcm_image \
@@ -173,7 +184,7 @@ try_image() {
     wait_for 30 "$msgs" '^pcm_image/bridge/state online'
     wait_for 30 "$msgs" '^pcm_image/[a-z0-9_]+/state \{'
     wait_for 30 "$msgs" '^homeassistant/device/[^ ]+/config \{'
-    wait_for 30 "$msgs" '^pcm_image/bridge/info \{'
+    wait_for 30 "$msgs" '^pcm_image/bridge/info \{.*"status":"ok"'
     ids=$(ids_from_info "$msgs" 0)
     [ -n "$ids" ] || die "bridge/info lists no printers"
     user=$(podman inspect --format '{{.Config.User}}' "$container")
