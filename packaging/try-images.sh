@@ -7,7 +7,7 @@
 #     and a local Mosquitto: `login` in the container stores the token in the volume, then
 #     state and discovery appear, `podman stop` gives the bridge's
 #     `offline` within 5 s and a clean exit, and a restart keeps state.json (same printer ids)
-#     in the volume.
+#     in the volume and reads the /data/config.toml put there.
 # Run packaging/build.sh and packaging/build-image.sh x86_64 first. Not part of .ci/run: it
 # needs the release cross builds. Everything started here is stopped on exit.
 # PCM_PODMAN_RUN_ARGS: extra `podman run` options (e.g. "--runtime runc").
@@ -206,15 +206,20 @@ try_image() {
         die "no /data/state.json in the volume after the stop"
     echo "image: podman stop: offline on the broker and exit code 0 within $took s; /data/state.json $(wc -c <"$work/state.json") bytes"
 
+    # The config file in the volume is read at the restart (the environment still wins).
+    printf '[homeassistant]\ndiscovery_prefix = "from_config_file"\n' >"$work/config.toml"
+    podman cp "$work/config.toml" "$container:/data/config.toml"
     from=$(wc -l <"$msgs")
     podman start "$container" >/dev/null
     wait_for 30 "$msgs" '^pcm_image/bridge/state online' "$from"
+    wait_for 30 "$msgs" '^from_config_file/device/[^ ]+/config \{' "$from"
     wait_for 30 "$msgs" '^pcm_image/bridge/info \{' "$from"
     again=$(ids_from_info "$msgs" "$from")
     [ "$again" = "$ids" ] || die "the printers' ids changed across the restart: $ids, then $again"
     podman logs "$container" 2>&1 | grep -q 'starting fresh' && die "the state file was not readable after the restart"
     podman stop -t 10 "$container" >/dev/null
-    echo "image: restarted with the same volume: same printer ids ($again), state.json kept"
+    echo "image: restarted with the same volume: same printer ids ($again), state.json kept," \
+        "/data/config.toml read (discovery under from_config_file/)"
 }
 
 for part in $parts; do
