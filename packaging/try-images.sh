@@ -148,11 +148,11 @@ try_image() {
         }
         echo "image: podman's defaults fail here; running with: $run_args"
     fi
-    host=$target_dir/x86_64-unknown-linux-musl/release/prusa-connect-mqtt
-    [ -x "$host" ] || host=$target_dir/release/prusa-connect-mqtt
-    [ -x "$host" ] || die "no host binary for the simulator: run packaging/build.sh x86_64"
+    sim_binary=$target_dir/x86_64-unknown-linux-musl/release/prusa-connect-mqtt
+    [ -x "$sim_binary" ] || sim_binary=$target_dir/release/prusa-connect-mqtt
+    [ -x "$sim_binary" ] || die "no host binary for the simulator: run packaging/build.sh x86_64"
     sim_port=$(free_port)
-    "$host" simulate --listen "127.0.0.1:$sim_port" --printers 2 --user pcm@example.com:secret \
+    "$sim_binary" simulate --listen "127.0.0.1:$sim_port" --printers 2 --user pcm@example.com:secret \
         >"$work/sim.log" 2>&1 &
     pids="$pids $!"
     wait_port 10 "$sim_port"
