@@ -13,14 +13,14 @@ for pair in amd64:x86_64-unknown-linux-musl aarch64:aarch64-unknown-linux-musl \
     arch=${pair%%:*}
     triple=${pair#*:}
     if [ "$arch" = armv7 ] && [ "$triple" = armv7-unknown-linux-gnueabihf ] &&
-        [ -f "$target/armv7-unknown-linux-musleabihf/release/prusa-connect-mqtt" ]; then
+        [ -f "$target/armv7-unknown-linux-musleabihf/dist/prusa-connect-mqtt" ]; then
         continue # the musl build was taken
     fi
     if [ "$arch" = armv7 ] && [ "$triple" = armv7-unknown-linux-musleabihf ] &&
-        [ ! -f "$target/$triple/release/prusa-connect-mqtt" ]; then
+        [ ! -f "$target/$triple/dist/prusa-connect-mqtt" ]; then
         continue # try the static glibc build next
     fi
-    binary=$target/$triple/release/prusa-connect-mqtt
+    binary=$target/$triple/dist/prusa-connect-mqtt
     if [ -f "$binary" ]; then
         cp "$binary" "$here/bin/prusa-connect-mqtt-$arch"
         echo "$arch: $(wc -c <"$binary") bytes from $binary"

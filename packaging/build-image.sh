@@ -44,12 +44,12 @@ for arch in $arches; do
     esac
     binary=
     for triple in $triples; do
-        if [ -f "$target_dir/$triple/release/prusa-connect-mqtt" ]; then
-            binary=$target_dir/$triple/release/prusa-connect-mqtt
+        if [ -f "$target_dir/$triple/dist/prusa-connect-mqtt" ]; then
+            binary=$target_dir/$triple/dist/prusa-connect-mqtt
             break
         fi
     done
-    [ -n "$binary" ] || die "no $arch binary in $target_dir/{$(echo $triples | tr ' ' ,)}/release: run packaging/build.sh $arch first"
+    [ -n "$binary" ] || die "no $arch binary in $target_dir/{$(echo $triples | tr ' ' ,)}/dist: run packaging/build.sh $arch first"
     case $(file -L "$binary") in
     *"statically linked"* | *"static-pie linked"*) ;;
     *) die "$binary is not static; a FROM-scratch image needs a static binary" ;;

@@ -9,7 +9,7 @@
 # armv7   armv7-unknown-linux-musleabihf   when rustup has it, linked by Zig; otherwise
 #         armv7-unknown-linux-gnueabihf    static glibc (+crt-static), linked by Debian's
 #                                          gcc-arm-linux-gnueabihf (+ libc6-dev-armhf-cross)
-# Results: target/<triple>/release/prusa-connect-mqtt (and target/<triple>/debian/*.deb).
+# Results: target/<triple>/dist/prusa-connect-mqtt (and target/<triple>/debian/*.deb).
 # Running it again rebuilds only what changed. Builds are slow on a small machine: nice them.
 set -eu
 cd "$(dirname "$0")/.."
@@ -78,11 +78,11 @@ build() { # build ARCH TRIPLE
     x86_64-unknown-linux-musl)
         need musl-gcc "musl-tools (Debian: apt-get install musl-tools)"
         CC_x86_64_unknown_linux_musl=musl-gcc \
-            cargo build --release --locked -p prusa-connect-mqtt --target "$2"
+            cargo build --profile dist --locked -p prusa-connect-mqtt --target "$2"
         ;;
     *-musl | *-musleabihf)
         need_zig
-        cargo zigbuild --release --locked -p prusa-connect-mqtt --target "$2"
+        cargo zigbuild --profile dist --locked -p prusa-connect-mqtt --target "$2"
         ;;
     armv7-unknown-linux-gnueabihf)
         # No musl std for armv7 here: glibc, linked statically. glibc (2.34 and later) has
@@ -93,7 +93,7 @@ build() { # build ARCH TRIPLE
             CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="-C target-feature=+crt-static" \
             CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
             AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar \
-            cargo build --release --locked -p prusa-connect-mqtt --target "$2"
+            cargo build --profile dist --locked -p prusa-connect-mqtt --target "$2"
         ;;
     *) die "no recipe for $2" ;;
     esac
@@ -113,15 +113,15 @@ for arch in $arches; do
     triple=$(triple_of "$arch")
     echo "== $arch ($triple)"
     build "$arch" "$triple"
-    binary=$target_dir/$triple/release/prusa-connect-mqtt
+    binary=$target_dir/$triple/dist/prusa-connect-mqtt
     [ -f "$binary" ] || die "the build did not produce $binary"
     check_static "$binary"
     bytes=$(wc -c <"$binary")
     line="$arch $triple $bytes bytes ($(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }") MiB), static"
     if [ $deb = 1 ]; then
         # --no-build: cargo-deb takes the binary above (its assets' target/release path
-        # becomes target/<triple>/release with --target).
-        cargo deb --no-build --target "$triple" -p prusa-connect-mqtt
+        # becomes target/<triple>/dist with --target and --profile).
+        cargo deb --no-build --profile dist --target "$triple" -p prusa-connect-mqtt
         package=$(ls -t "$target_dir/$triple/debian/"prusa-connect-mqtt_*.deb | head -n 1)
         line="$line, $package"
     fi

@@ -88,8 +88,8 @@ try_qemu() { # try_qemu ARCH QEMU TRIPLE...
     shift 2
     binary=
     for triple in "$@"; do
-        [ -f "$target_dir/$triple/release/prusa-connect-mqtt" ] &&
-            binary=$target_dir/$triple/release/prusa-connect-mqtt && break
+        [ -f "$target_dir/$triple/dist/prusa-connect-mqtt" ] &&
+            binary=$target_dir/$triple/dist/prusa-connect-mqtt && break
     done
     if [ -z "$binary" ]; then
         echo "$arch: skipped (no binary; run packaging/build.sh $arch)"
@@ -148,8 +148,8 @@ try_image() {
         }
         echo "image: podman's defaults fail here; running with: $run_args"
     fi
-    sim_binary=$target_dir/x86_64-unknown-linux-musl/release/prusa-connect-mqtt
-    [ -x "$sim_binary" ] || sim_binary=$target_dir/release/prusa-connect-mqtt
+    sim_binary=$target_dir/x86_64-unknown-linux-musl/dist/prusa-connect-mqtt
+    [ -x "$sim_binary" ] || sim_binary=$target_dir/dist/prusa-connect-mqtt
     [ -x "$sim_binary" ] || die "no host binary for the simulator: run packaging/build.sh x86_64"
     sim_port=$(free_port)
     "$sim_binary" simulate --listen "127.0.0.1:$sim_port" --printers 2 --user pcm@example.com:secret \
