@@ -16,6 +16,7 @@ pub mod demo;
 pub mod discovery;
 pub mod embedded_broker;
 pub mod journal;
+pub mod message;
 pub mod mqtt;
 pub mod outbox;
 pub mod payloads;

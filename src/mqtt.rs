@@ -26,11 +26,11 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::MqttConfig;
 use crate::journal::Journal;
-use crate::outbox::{self, Message, Outbox};
+use crate::message::{Incoming, MAX_PACKET_BYTES, Message};
+use crate::outbox::{self, Outbox};
 
 mod births;
 
-pub use crate::outbox::MAX_PACKET_BYTES;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -127,15 +127,6 @@ pub fn options(cfg: &MqttConfig, will_topic: Option<&str>) -> Result<MqttOptions
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Link {
     pub connected: bool,
-    pub generation: u64,
-}
-
-/// A message from the broker, with the connection (generation) it came in on.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub topic: String,
-    pub payload: bytes::Bytes,
-    pub retain: bool,
     pub generation: u64,
 }
 

@@ -23,72 +23,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use crate::message::{Kind, MAX_PACKET_BYTES, Message};
+
 /// Messages handed to rumqttc and not yet acknowledged, at most. Below rumqttc's default
 /// in-flight limit (100), so its request channel never fills and, with a broker that acks in
 /// order, its packet ids do not collide.
 pub const WINDOW: usize = 64;
-/// The largest MQTT packet the gateway sends (and the session accepts): discovery messages
-/// and camera pictures are large.
-pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
 /// Events kept while the broker is away (or slower than the gateway); beyond it the oldest
 /// are dropped with a warning.
 pub const MAX_OWED_EVENTS: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Home Assistant discovery: republished first, so entities exist before their states.
-    Discovery,
-    Data,
-}
-
-/// What the bridge hands to the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message {
-    /// A retained value; nothing is sent while it is unchanged.
-    Retain {
-        kind: Kind,
-        topic: String,
-        payload: Vec<u8>,
-    },
-    /// Removes a retained value from the broker.
-    Clear { topic: String },
-    /// Delivered at least once and in order: feed events, job ends, command replies.
-    Event { topic: String, payload: Vec<u8> },
-    /// Replaceable data (camera pictures): QoS 0, the last one sent again after a reconnect.
-    Image {
-        topic: String,
-        payload: Arc<Vec<u8>>,
-    },
-    /// The last picture of a topic is not sent again (its camera or printer is gone).
-    Forget { topic: String },
-}
-
-impl Message {
-    pub fn retain(kind: Kind, topic: String, payload: impl Into<Vec<u8>>) -> Message {
-        Message::Retain {
-            kind,
-            topic,
-            payload: payload.into(),
-        }
-    }
-
-    pub fn event(topic: String, payload: impl Into<Vec<u8>>) -> Message {
-        Message::Event {
-            topic,
-            payload: payload.into(),
-        }
-    }
-
-    pub fn topic(&self) -> &str {
-        match self {
-            Message::Retain { topic, .. }
-            | Message::Clear { topic }
-            | Message::Event { topic, .. }
-            | Message::Image { topic, .. }
-            | Message::Forget { topic } => topic,
-        }
-    }
-}
 
 /// A change to the events owed, for the journal (see [`crate::journal`]). Ids order the
 /// events: the journal gives them back in that order at the next start.

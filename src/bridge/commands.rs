@@ -11,8 +11,7 @@ use crate::command::{
 };
 use crate::connect::client::ConnectError;
 use crate::connect::model::{Job, PrinterState, SupportedCommand};
-use crate::mqtt::Incoming;
-use crate::outbox::Message;
+use crate::message::{Incoming, Message};
 
 /// How long the fleet is polled fast after a command, so its effect shows within seconds.
 pub const FAST_AFTER_COMMAND: std::time::Duration = std::time::Duration::from_secs(30);

@@ -15,7 +15,7 @@ use super::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{DialogInfo, Printer, PrinterState, SupportedCommand};
-use crate::outbox::Message;
+use crate::message::Message;
 
 /// A failed read of `supported-commands` is tried again after this, doubling...
 const SUPPORTED_RETRY: Duration = Duration::from_secs(30);

@@ -18,7 +18,7 @@ use crate::config::{CameraConfig, Config};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::model::{Printer, PrinterType};
 use crate::discovery::Discovery;
-use crate::outbox::{Kind, Message};
+use crate::message::{Kind, Message};
 use crate::payloads::{self, iso};
 use crate::topics::Topics;
 

@@ -18,7 +18,7 @@ use super::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{PrintFile, PrinterState};
-use crate::outbox::{Kind, Message};
+use crate::message::{Kind, Message};
 
 /// A failed read of the files or a thumbnail is tried again after this, doubling...
 const RETRY: Duration = Duration::from_secs(30);

@@ -12,7 +12,7 @@
 //! The mode in use is remembered in the state file.
 
 use crate::config::DiscoveryMode;
-use crate::outbox::Message;
+use crate::message::Message;
 
 use super::core::Core;
 

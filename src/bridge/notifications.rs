@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::core::Core;
 use super::reads::Read;
 use crate::connect::model::Notification;
-use crate::outbox::Message;
+use crate::message::Message;
 use crate::payloads::iso;
 
 /// Published ids above the floor remembered at most; beyond, the floor rises.

@@ -4,7 +4,7 @@
 use super::core::Core;
 use crate::connect::model::PrinterState;
 use crate::discovery::{Controls, Features, PrinterDevice};
-use crate::outbox::{Kind, Message};
+use crate::message::{Kind, Message};
 use crate::payloads::{self, StatePayload, iso};
 
 impl Core {

@@ -9,7 +9,7 @@ use super::feed::{self, FeedOutcome};
 use super::jobs::{JobRead, JobVerdict};
 use super::reads::{Read, ReadDone, ReadResult};
 use crate::connect::client::{ConnectError, Snapshot};
-use crate::outbox::Message;
+use crate::message::Message;
 use crate::payloads::iso;
 
 impl Core {
@@ -339,7 +339,7 @@ impl Core {
                 camera.etag = etag;
                 camera.last_modified = last_modified;
                 // The MQTT packet also holds the topic and a header.
-                let fits = bytes.len() + topic.len() + 16 <= crate::mqtt::MAX_PACKET_BYTES;
+                let fits = bytes.len() + topic.len() + 16 <= crate::message::MAX_PACKET_BYTES;
                 if !fits {
                     if !camera.too_large {
                         tracing::warn!(
@@ -347,7 +347,7 @@ impl Core {
                              message may be ({} bytes): not published",
                             camera.name,
                             bytes.len(),
-                            crate::mqtt::MAX_PACKET_BYTES
+                            crate::message::MAX_PACKET_BYTES
                         );
                     }
                     camera.too_large = true;

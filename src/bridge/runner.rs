@@ -10,8 +10,8 @@ use super::commands::{self, CommandDone, CommandJob, CommandTask, Outcome};
 use super::throttle::{self, Throttle};
 use crate::command::{self, CommandError, CommandReply, ErrorCode};
 use crate::connect::client::ConnectClient;
-use crate::mqtt::{Incoming, Publisher};
-use crate::outbox::Message;
+use crate::message::{Incoming, Message};
+use crate::mqtt::Publisher;
 
 /// Command messages per printer, in order; one command runs per printer at a time.
 pub(super) struct CommandRunner {

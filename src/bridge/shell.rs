@@ -22,7 +22,8 @@ use crate::command::ErrorCode;
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::live::{LiveEvent, LiveLink};
 use crate::connect::model::Printer;
-use crate::mqtt::{Incoming, Link, Publisher};
+use crate::message::Incoming;
+use crate::mqtt::{Link, Publisher};
 use crate::payloads::now_unix;
 use crate::store::Store;
 

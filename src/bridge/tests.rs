@@ -14,8 +14,7 @@ use crate::command::{CommandReply, ErrorCode};
 use crate::config::Config;
 use crate::connect::client::{AuthStatus, ConnectError, FeedBatch};
 use crate::connect::model::{FeedEvent, Job, JobState, Printer};
-use crate::mqtt::Incoming;
-use crate::outbox::Message;
+use crate::message::{Incoming, Message};
 
 const WALL: f64 = 1_800_000_000.0;
 const A: &str = "00000000-0000-4000-8000-0000000000aa";

@@ -410,7 +410,7 @@ fn each_jobs_thumbnail_is_fetched_once_and_kept_retained() {
     assert_eq!(
         out.messages,
         [Message::Retain {
-            kind: crate::outbox::Kind::Data,
+            kind: crate::message::Kind::Data,
             topic: "pc/mk4/job/preview".into(),
             payload: b"PNG".to_vec()
         }]

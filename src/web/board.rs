@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::outbox::Message;
+use crate::message::Message;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Board {
@@ -95,7 +95,7 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Kind;
+    use crate::message::Kind;
 
     #[test]
     fn keeps_info_state_availability_and_the_last_event() {

@@ -343,7 +343,7 @@ pub fn status(board: &Board, facts: &Facts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Kind, Message};
+    use crate::message::{Kind, Message};
 
     #[test]
     fn values_are_escaped_and_links_relative() {
