@@ -131,6 +131,36 @@ impl Default for MqttConfig {
     }
 }
 
+/// `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<BrokerAddress> {
+        let parsed = reqwest::Url::parse(url).context("not a URL like mqtt://host:1883")?;
+        let tls = match parsed.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => {
+                bail!("unsupported scheme {other:?}: use mqtt://host:1883 or mqtts://host:8883")
+            }
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .context("no host in the URL: use mqtt://host:1883")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(BrokerAddress { host, port, tls })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiscoveryMode {
@@ -392,7 +422,7 @@ impl Config {
                 methods.join(" and ")
             );
         }
-        crate::mqtt::BrokerAddress::parse(&self.mqtt.url)
+        BrokerAddress::parse(&self.mqtt.url)
             .with_context(|| format!("mqtt.url = {:?}", redact_url(&self.mqtt.url)))?;
         for (key, d) in [
             ("connect.poll_interval", self.connect.poll_interval),
@@ -601,6 +631,25 @@ fn check_topic_segment(key: &str, value: &str, allow_slash: bool) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddress::parse("mqtt://localhost:1883").unwrap(),
+            BrokerAddress {
+                host: "localhost".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        assert_eq!(BrokerAddress::parse("mqtts://broker").unwrap().port, 8883);
+        assert_eq!(
+            BrokerAddress::parse("mqtt://[::1]:1884").unwrap().host,
+            "::1"
+        );
+        assert!(BrokerAddress::parse("http://x").is_err());
+        assert!(BrokerAddress::parse("localhost:1883").is_err());
+    }
 
     #[test]
     fn example_config_parses_to_the_defaults() {

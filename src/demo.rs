@@ -10,8 +10,7 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::mqtt::BrokerAddress;
+use crate::config::{BrokerAddress, Config};
 
 pub const DEMO_TOKEN: &str = "demo-access-token";
 pub const DEMO_BASE_TOPIC: &str = "prusa_connect_demo";

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::config::MqttConfig;
+use crate::config::{BrokerAddress, MqttConfig};
 use crate::journal::Journal;
 use crate::message::{Incoming, MAX_PACKET_BYTES, Message};
 use crate::outbox::{self, Outbox};
@@ -34,36 +34,6 @@ mod births;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// `mqtt://host:port` or `mqtts://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddress {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl BrokerAddress {
-    pub fn parse(url: &str) -> Result<BrokerAddress> {
-        let parsed = reqwest::Url::parse(url).context("not a URL like mqtt://host:1883")?;
-        let tls = match parsed.scheme() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" => true,
-            other => {
-                bail!("unsupported scheme {other:?}: use mqtt://host:1883 or mqtts://host:8883")
-            }
-        };
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .context("no host in the URL: use mqtt://host:1883")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
-        Ok(BrokerAddress { host, port, tls })
-    }
-}
 
 /// Builds the options: last will `offline` on `will_topic` (when given), TLS and credentials
 /// from config.
@@ -691,28 +661,4 @@ pub async fn drain(eventloop: &mut EventLoop) {
         while eventloop.poll().await.is_ok() {}
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            BrokerAddress::parse("mqtt://localhost:1883").unwrap(),
-            BrokerAddress {
-                host: "localhost".into(),
-                port: 1883,
-                tls: false
-            }
-        );
-        assert_eq!(BrokerAddress::parse("mqtts://broker").unwrap().port, 8883);
-        assert_eq!(
-            BrokerAddress::parse("mqtt://[::1]:1884").unwrap().host,
-            "::1"
-        );
-        assert!(BrokerAddress::parse("http://x").is_err());
-        assert!(BrokerAddress::parse("localhost:1883").is_err());
-    }
 }
