@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, Packet};
+use rumqttc::{Event, Packet};
 use serde_json::Value;
 
 use crate::auth::{self, TokenStore};
@@ -12,6 +12,7 @@ use crate::bridge::registry::{Memory, Registry};
 use crate::config::{Config, DiscoveryMode};
 use crate::connect::{ConnectClient, ConnectError, TokenSource};
 use crate::discovery::{Discovery, PrinterDevice};
+use crate::mqtt::explain_broker_error;
 use crate::topics::Topics;
 
 /// How long the broker gets to accept the connection.
@@ -334,46 +335,6 @@ async fn broker(config: &Config, report: &mut Report) {
              reached with mqtt:// (use mqtts://)",
             BROKER_WAIT.as_secs()
         )),
-    }
-}
-
-/// A broker error as advice.
-pub fn explain_broker_error(e: &ConnectionError, url: &str) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => match code {
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
-                "the broker refused the credentials: check mqtt.username and mqtt.password (or \
-                 mqtt.password_file)"
-                    .into()
-            }
-            ConnectReturnCode::BadClientId => {
-                "the broker rejected the client id: check mqtt.client_id".into()
-            }
-            other => format!("the broker refused the connection ({other:?})"),
-        },
-        ConnectionError::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => format!(
-                "connection refused: nothing listens there. Is the broker running, and is the \
-                 port in mqtt.url ({url}) right? (1883 for mqtt://, usually 8883 for mqtts://)"
-            ),
-            std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::UnexpectedEof
-            | std::io::ErrorKind::ConnectionAborted => format!(
-                "the broker closed the connection ({io}): if that port expects TLS, use mqtts://"
-            ),
-            _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
-                format!("cannot resolve the host of mqtt.url ({io})")
-            }
-            _ => format!("cannot connect ({io})"),
-        },
-        ConnectionError::Tls(tls) => format!(
-            "TLS failed ({tls}): does that port speak TLS, and does mqtt.ca_file hold the CA \
-             that signed the broker's certificate?"
-        ),
-        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
-            "the broker did not answer in time".into()
-        }
-        other => format!("cannot connect ({other})"),
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Packet, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use secrecy::ExposeSecret;
 use std::collections::HashSet;
@@ -359,7 +359,7 @@ impl Poller {
                     if failures == 1 {
                         tracing::warn!(
                             "MQTT broker: {}; retrying with backoff (`prusa-connect-mqtt check` tests the settings)",
-                            crate::check::explain_broker_error(&e, &broker)
+                            explain_broker_error(&e, &broker)
                         );
                     } else {
                         tracing::debug!("MQTT reconnect attempt {failures} failed: {e}");
@@ -651,6 +651,46 @@ pub fn low_latency() -> rumqttc::NetworkOptions {
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);
     network
+}
+
+/// A broker error as advice.
+pub fn explain_broker_error(e: &ConnectionError, url: &str) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
+                "the broker refused the credentials: check mqtt.username and mqtt.password (or \
+                 mqtt.password_file)"
+                    .into()
+            }
+            ConnectReturnCode::BadClientId => {
+                "the broker rejected the client id: check mqtt.client_id".into()
+            }
+            other => format!("the broker refused the connection ({other:?})"),
+        },
+        ConnectionError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "connection refused: nothing listens there. Is the broker running, and is the \
+                 port in mqtt.url ({url}) right? (1883 for mqtt://, usually 8883 for mqtts://)"
+            ),
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionAborted => format!(
+                "the broker closed the connection ({io}): if that port expects TLS, use mqtts://"
+            ),
+            _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
+                format!("cannot resolve the host of mqtt.url ({io})")
+            }
+            _ => format!("cannot connect ({io})"),
+        },
+        ConnectionError::Tls(tls) => format!(
+            "TLS failed ({tls}): does that port speak TLS, and does mqtt.ca_file hold the CA \
+             that signed the broker's certificate?"
+        ),
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
+            "the broker did not answer in time".into()
+        }
+        other => format!("cannot connect ({other})"),
+    }
 }
 
 /// After our DISCONNECT, reads until the broker closes the connection. Dropping the socket
