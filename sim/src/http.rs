@@ -31,7 +31,9 @@ use super::{Fault, RecordedRequest, Simulator, account, admin, commands, jpeg, r
 /// Larger bodies are refused with 413.
 const MAX_BODY: usize = 1 << 20;
 const AUTH_COOKIE: &str = "auth.access_token";
-const REASON_TAGS: &[&str] = &[
+/// Failure reasons the simulated Connect accepts on a job (`PATCH /jobs/{id}`); the gateway
+/// keeps its own list (`prusa_connect_mqtt::command::REASON_TAGS`), tested to be the same.
+pub const REASON_TAGS: &[&str] = &[
     "CLOGGED_NOZZLE",
     "NON_ADHERENT_BED",
     "UNDER_EXTRUSION",

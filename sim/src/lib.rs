@@ -44,6 +44,7 @@ pub use account::{
     AccountStats, CLIENT_ID, CODE_TTL, DEFAULT_ACCESS_TTL, REDIRECT_URI, REFRESH_TTL,
     STATIC_TOKEN_ACCOUNT_ID,
 };
+pub use http::REASON_TAGS;
 pub use live::LiveStats;
 
 /// Options for [`Simulator::new`].

@@ -213,3 +213,10 @@ fn replies_are_well_formed() {
     assert_eq!(e["code"], "PRINTER_STATE");
     assert_eq!(e["status"], "error");
 }
+
+#[test]
+fn reason_tags_match_the_simulators() {
+    // Both lists copy Connect's; a tag added to one only would pass here and fail on Connect
+    // (or the other way round).
+    assert_eq!(REASON_TAGS, prusa_connect_sim::REASON_TAGS);
+}
