@@ -46,19 +46,12 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
     if let Some(path) = &c.token_file {
         return Ok(TokenSource::File(path.clone()));
     }
-    let stored = auth::TokenStore::new(&config.state.dir).load().is_some();
-    if config.web.listen.is_some() {
-        // The web page can log in: start without a token and wait for it.
-        let refresher = auth::Refresher::new_or_awaiting_login(
-            &c.auth_url,
-            &config.state.dir,
-            c.refresh_token.as_ref(),
-            c.refresh_token_file.clone(),
-            c.request_timeout,
-        )?;
-        return Ok(TokenSource::Refresh(std::sync::Arc::new(refresher)));
-    }
-    if c.refresh_token.is_none() && !stored {
+    // With the web page the gateway can start without a token and wait for a login there.
+    let awaiting_login = config.web.listen.is_some();
+    if !awaiting_login
+        && c.refresh_token.is_none()
+        && auth::TokenStore::new(&config.state.dir).load().is_none()
+    {
         bail!(
             "no Connect credentials: {} (it stores a refresh token in {}), or set \
              connect.refresh_token, connect.access_token or connect.token_file",
@@ -66,7 +59,12 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
             config.state.dir.display()
         );
     }
-    let refresher = auth::Refresher::new(
+    let make = if awaiting_login {
+        auth::Refresher::new_or_awaiting_login
+    } else {
+        auth::Refresher::new
+    };
+    let refresher = make(
         &c.auth_url,
         &config.state.dir,
         c.refresh_token.as_ref(),
