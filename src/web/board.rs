@@ -38,20 +38,21 @@ impl Board {
 
     /// Takes in what is about to be published; true when anything shown changed.
     pub fn observe(&mut self, messages: &[Message]) -> bool {
-        let before = (self.info.clone(), self.printers.clone());
-        for message in messages {
-            self.take(message);
-        }
-        before != (self.info.clone(), self.printers.clone())
+        // Each message says whether it changed the board: no copy of the whole board per
+        // flush (it runs for every batch the shell hands to the broker).
+        messages
+            .iter()
+            .fold(false, |changed, message| self.take(message) | changed)
     }
 
-    fn take(&mut self, message: &Message) {
+    /// Takes in one message; true when it changed what the page shows.
+    fn take(&mut self, message: &Message) -> bool {
         let Some(rest) = message
             .topic()
             .strip_prefix(self.base.as_str())
             .and_then(|r| r.strip_prefix('/'))
         else {
-            return;
+            return false;
         };
         let payload = match message {
             Message::Retain { payload, .. } | Message::Event { payload, .. } => Some(payload),
@@ -60,36 +61,49 @@ impl Board {
         let json = || payload.and_then(|p| serde_json::from_slice::<Value>(p).ok());
         let parts: Vec<&str> = rest.split('/').collect();
         match (parts.as_slice(), message) {
-            (["bridge", "info"], Message::Retain { .. }) => self.info = json(),
-            (["bridge", ..], _) => {}
+            (["bridge", "info"], Message::Retain { .. }) => replace(&mut self.info, json()),
+            (["bridge", ..], _) => false,
             // A printer removed: its availability is cleared with its other topics.
-            ([id, "availability"], Message::Clear { .. }) => {
-                self.printers.remove(*id);
-            }
+            ([id, "availability"], Message::Clear { .. }) => self.printers.remove(*id).is_some(),
             ([id, "availability"], Message::Retain { payload, .. }) => {
-                self.printers.entry(id.to_string()).or_default().online =
-                    Some(payload.as_slice() == b"online");
+                let online = Some(payload.as_slice() == b"online");
+                self.change_row(id, |row| replace(&mut row.online, online))
             }
             ([id, "state"], Message::Retain { .. }) => {
                 let state =
                     json().and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_string));
-                self.printers.entry(id.to_string()).or_default().state = state;
+                self.change_row(id, |row| replace(&mut row.state, state))
             }
             ([id, "event"], Message::Event { .. }) => {
-                if let Some(v) = json() {
-                    let name = v
-                        .get("event")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string();
-                    let created = v.get("created").and_then(Value::as_f64);
-                    self.printers.entry(id.to_string()).or_default().last_event =
-                        Some((name, created));
-                }
+                let Some(v) = json() else {
+                    return false;
+                };
+                let name = v
+                    .get("event")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
+                let created = v.get("created").and_then(Value::as_f64);
+                self.change_row(id, |row| {
+                    replace(&mut row.last_event, Some((name, created)))
+                })
             }
-            _ => {}
+            _ => false,
         }
     }
+
+    /// Changes printer `id`'s row (made if new); true when the board changed.
+    fn change_row(&mut self, id: &str, change: impl FnOnce(&mut PrinterRow) -> bool) -> bool {
+        let new = !self.printers.contains_key(id);
+        change(self.printers.entry(id.to_string()).or_default()) | new
+    }
+}
+
+/// Sets `slot` to `value`; true when that changed it.
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    let changed = *slot != value;
+    *slot = value;
+    changed
 }
 
 #[cfg(test)]
