@@ -10,10 +10,11 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::controls::{self, Trigger, dialog_event, dialog_key};
-use super::extras::{Account, EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS, QueueStep};
-use super::registry::{Live, Memory, PrinterEntry, Registry};
-use super::{jobs, reads::Read};
+use crate::bridge::account::{Account, EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS, QueueStep};
+use crate::bridge::printer::controls::{self, Trigger, dialog_event, dialog_key};
+use crate::bridge::printer::jobs;
+use crate::bridge::reads::Read;
+use crate::bridge::registry::{Live, Memory, PrinterEntry, Registry};
 use crate::config::{CameraConfig, Config};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::model::{Printer, PrinterType};
@@ -119,10 +120,10 @@ pub struct Core {
     pub(super) migrating: std::collections::HashMap<String, Vec<String>>,
     /// The discovery mode in the state file, kept while discovery is off.
     remembered_mode: Option<String>,
-    pub(super) supported_pool: super::controls::SupportedPool,
+    pub(super) supported_pool: crate::bridge::printer::controls::SupportedPool,
     /// The live channel (`connect.live`), and the printers whose pushed values changed
     /// since they were last looked at (since when).
-    pub(super) channel: super::live::Channel,
+    pub(super) channel: crate::bridge::live::Channel,
     pub(super) live_dirty: BTreeMap<String, Instant>,
     /// `bridge/info` is to show the channel's new status (since then).
     pub(super) live_info_due: Option<Instant>,
@@ -157,7 +158,7 @@ impl Core {
             migrating: Default::default(),
             remembered_mode,
             supported_pool: Default::default(),
-            channel: super::live::Channel {
+            channel: crate::bridge::live::Channel {
                 enabled: live,
                 ..Default::default()
             },
@@ -179,7 +180,7 @@ impl Core {
     }
 
     fn publish_bridge_discovery(&mut self) {
-        self.finish_migration(super::migration::BRIDGE);
+        self.finish_migration(crate::bridge::migration::BRIDGE);
         if let Some(d) = &self.s.discovery {
             for (topic, payload) in d.bridge() {
                 self.out
@@ -747,7 +748,7 @@ impl Core {
     /// Printer types (model names and command limits) once, again hourly while a printer's
     /// type is missing from them; Connect's version at start and after an outage.
     fn account_reads(&mut self, now: Instant) {
-        use super::extras::{CAMERAS_RELIST, EXTRAS_RETRY};
+        use crate::bridge::account::{CAMERAS_RELIST, EXTRAS_RETRY};
         let a = &self.account;
         let unknown_type = |types: &std::collections::HashMap<String, PrinterType>| {
             self.registry.entries().any(|e| {

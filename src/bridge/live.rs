@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::core::Core;
+use crate::bridge::core::Core;
 use crate::connect::live::LiveEvent;
 use crate::connect::model::{DialogInfo, JobInfo, JobState, Printer, PrinterState};
 use crate::payloads::iso;

@@ -14,7 +14,7 @@
 use crate::config::DiscoveryMode;
 use crate::message::Message;
 
-use super::core::Core;
+use crate::bridge::core::Core;
 
 impl DiscoveryMode {
     pub fn as_str(self) -> &'static str {

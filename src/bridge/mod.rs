@@ -14,26 +14,15 @@
 //! `P/job/finished`, pictures) → the session hands each message to rumqttc and keeps what
 //! the broker has not acknowledged.
 
-mod catch_up;
-pub mod commands;
-mod controls;
+pub mod account;
 pub mod core;
-pub mod extras;
-pub mod feed;
-mod files;
-pub mod jobs;
 pub mod live;
 mod migration;
-mod notifications;
+pub mod printer;
 pub mod reads;
 pub mod registry;
-mod render;
-mod results;
-mod runner;
 pub mod schedule;
 pub mod shell;
-mod throttle;
-pub mod unavailable;
 
 #[cfg(test)]
 mod tests;

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::extras::{Cameras, QueueInfo};
-use super::feed::{FeedCursor, RecentEvents};
-use super::jobs::{JobReads, JobRecord};
-use super::reads::Read;
-use super::schedule::Due;
+use crate::bridge::account::{Cameras, QueueInfo};
+use crate::bridge::printer::feed::{FeedCursor, RecentEvents};
+use crate::bridge::printer::jobs::{JobReads, JobRecord};
+use crate::bridge::reads::Read;
+use crate::bridge::schedule::Due;
 use crate::connect::model::{Job, Printer};
 use crate::discovery::PrinterDevice;
 use crate::payloads::StatePayload;
@@ -44,7 +44,7 @@ pub struct Memory {
     /// Keyed by printer uuid; a printer here has had discovery published.
     pub printers: BTreeMap<String, PrinterRecord>,
     /// Connect's notifications already published.
-    pub notifications: super::notifications::NotificationCursor,
+    pub notifications: crate::bridge::account::notifications::NotificationCursor,
     /// The `homeassistant.mode` discovery was last published in (text: a state file from
     /// a later version may hold a mode this one does not know).
     pub discovery_mode: Option<String>,
@@ -83,11 +83,11 @@ pub struct Live {
     pub cameras: Cameras,
     pub queue: QueueInfo,
     /// `supported-commands`: what the controls and the commands' checks go by.
-    pub supported: super::controls::SupportedInfo,
-    pub files: super::files::PrintFiles,
-    pub preview: super::files::Preview,
+    pub supported: crate::bridge::printer::controls::SupportedInfo,
+    pub files: crate::bridge::printer::files::PrintFiles,
+    pub preview: crate::bridge::printer::files::Preview,
     /// What the live channel said of it (empty while the channel does not cover it).
-    pub pushed: super::live::Pushed,
+    pub pushed: crate::bridge::live::Pushed,
     /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
     /// it starts or changes, and once when it ends.
     pub failing: HashMap<&'static str, String>,
@@ -114,7 +114,7 @@ impl Live {
             device: None,
             cameras: Cameras::default(),
             queue: QueueInfo::default(),
-            supported: super::controls::SupportedInfo::new(now),
+            supported: crate::bridge::printer::controls::SupportedInfo::new(now),
             files: Default::default(),
             preview: Default::default(),
             pushed: Default::default(),

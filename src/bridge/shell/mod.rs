@@ -3,6 +3,9 @@
 //! (one at a time per printer, in order), hands messages to the MQTT session, and stops
 //! cleanly.
 
+mod runner;
+mod throttle;
+
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
@@ -12,12 +15,12 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::commands::{CommandDone, Inbound, Prepared};
-use super::core::Core;
-use super::reads::{Read, ReadDone, ReadResult};
-use super::registry::Memory;
-use super::runner::CommandRunner;
-use super::throttle::Throttle;
+use crate::bridge::core::Core;
+use crate::bridge::printer::commands::{CommandDone, Inbound, Prepared};
+use crate::bridge::reads::{Read, ReadDone, ReadResult};
+use crate::bridge::registry::Memory;
+use crate::bridge::shell::runner::CommandRunner;
+use crate::bridge::shell::throttle::Throttle;
 use crate::command::ErrorCode;
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::live::{LiveEvent, LiveLink};

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::core::Core;
-use super::feed::{self, FeedOutcome};
-use super::jobs::{JobRead, JobVerdict};
-use super::reads::{Read, ReadDone, ReadResult};
+use crate::bridge::core::Core;
+use crate::bridge::printer::feed::{self, FeedOutcome};
+use crate::bridge::printer::jobs::{JobRead, JobVerdict};
+use crate::bridge::reads::{Read, ReadDone, ReadResult};
 use crate::connect::client::{ConnectError, Snapshot};
 use crate::message::Message;
 use crate::payloads::iso;
@@ -130,9 +130,9 @@ impl Core {
         }
     }
 
-    /// Notes an optional read's outcome ([`super::unavailable`]): `true` for a 404, which the
+    /// Notes an optional read's outcome ([`crate::bridge::account::unavailable`]): `true` for a 404, which the
     /// caller does not log.
-    pub(super) fn optional<T>(
+    pub(crate) fn optional<T>(
         &mut self,
         kind: &'static str,
         uuid: &str,
@@ -145,7 +145,7 @@ impl Core {
             .observe(kind, uuid, result, now, wall)
     }
 
-    fn live_mut(&mut self, uuid: &str) -> Option<&mut super::registry::Live> {
+    fn live_mut(&mut self, uuid: &str) -> Option<&mut crate::bridge::registry::Live> {
         self.registry.get_mut(uuid)?.live.as_mut()
     }
 
@@ -281,7 +281,7 @@ impl Core {
                 self.jobs_named_in(uuid, &events, now);
                 if events
                     .iter()
-                    .any(|e| super::files::FILE_EVENTS.contains(&e.event.as_str()))
+                    .any(|e| crate::bridge::printer::files::FILE_EVENTS.contains(&e.event.as_str()))
                 {
                     self.files_changed(uuid, now);
                 }

@@ -2,12 +2,16 @@
 //! and cameras, the cameras' pictures, and account-wide data (printer types, Connect's
 //! version, unseen notifications). Pure decisions; the reads are made by the shell.
 
+mod catch_up;
+pub mod notifications;
+pub mod unavailable;
+
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::reads::Read;
-use super::schedule::Due;
+use crate::bridge::reads::Read;
+use crate::bridge::schedule::Due;
 use crate::connect::model::{CameraList, Queue};
 use crate::payloads::QueueFields;
 
@@ -215,7 +219,7 @@ pub struct Account {
     pub unseen_read_at: Option<Instant>,
     pub unseen_reading: bool,
     /// Which notifications were published (persisted), and whether the list is being read.
-    pub notifications: super::notifications::NotificationCursor,
+    pub notifications: crate::bridge::account::notifications::NotificationCursor,
     pub notifications_reading: bool,
     /// The unseen count moved while the list was being read: read it again after.
     pub notifications_again: bool,
@@ -225,10 +229,10 @@ pub struct Account {
     /// taken as a move.
     pub notifications_skipped: bool,
     /// Optional endpoints that answered 404, left alone for an hour.
-    pub unavailable: super::unavailable::Unavailable,
+    pub unavailable: crate::bridge::account::unavailable::Unavailable,
 }
 
-impl super::core::Core {
+impl crate::bridge::core::Core {
     /// Starts the snapshot fetches that are due: every `camera.interval` while the printer is
     /// busy, every `camera.idle_interval` otherwise; none while Connect is unreachable.
     pub fn snapshot_reads(&mut self, now: Instant) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::Core;
+use crate::bridge::core::Core;
 use crate::connect::model::FeedEvent;
 
 /// Scheduled feed reads one poll may make: `printers` × `tick` / `every`, rounded up, so the
@@ -24,7 +24,7 @@ impl Core {
     /// most [`feed_quota`] of them. A printer whose first read is done gets its first
     /// scheduled read placed evenly over the interval among those placed with it, so a
     /// fleet started at once does not come due at once.
-    pub(super) fn scheduled_feed_reads(&mut self, now: Instant, tick: Duration) {
+    pub(crate) fn scheduled_feed_reads(&mut self, now: Instant, tick: Duration) {
         let every = self.s.feed_interval;
         if every.is_zero() {
             return;
@@ -65,7 +65,7 @@ impl Core {
     }
 
     /// Asks for the printer's feed and starts the read unless one runs.
-    pub(super) fn feed_read(&mut self, uuid: &str, now: Instant) {
+    pub(crate) fn feed_read(&mut self, uuid: &str, now: Instant) {
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
@@ -80,7 +80,7 @@ impl Core {
     }
 
     /// A feed read is done: the next scheduled one is a whole interval later.
-    pub(super) fn feed_was_read(&mut self, uuid: &str, now: Instant) {
+    pub(crate) fn feed_was_read(&mut self, uuid: &str, now: Instant) {
         let every = self.s.feed_interval;
         if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
             && live.feed_next.is_some()
@@ -91,7 +91,7 @@ impl Core {
 
     /// Feed events that name a job the gateway has not accounted for (one that started and
     /// ended between two polls) call for a read of the job list.
-    pub(super) fn jobs_named_in(&mut self, uuid: &str, events: &[FeedEvent], now: Instant) {
+    pub(crate) fn jobs_named_in(&mut self, uuid: &str, events: &[FeedEvent], now: Instant) {
         let Some(entry) = self.registry.get(uuid) else {
             return;
         };
@@ -106,7 +106,7 @@ impl Core {
 
     /// Asks for the printer's job list from the last job accounted for, and starts the read
     /// unless one runs.
-    pub(super) fn job_list_read(&mut self, uuid: &str, now: Instant) {
+    pub(crate) fn job_list_read(&mut self, uuid: &str, now: Instant) {
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };

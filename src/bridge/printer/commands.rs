@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::core::Core;
+use crate::bridge::core::Core;
 use crate::command::{
     self, ArgLimit, CommandError, CommandReply, CommandRequest, ErrorCode, JobReason,
 };
@@ -170,11 +170,11 @@ impl Core {
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
         if req.command == "START_PRINT" {
-            super::files::resolve_start_print(&mut req, &live.files)
+            crate::bridge::printer::files::resolve_start_print(&mut req, &live.files)
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
         if req.command == "DIALOG_ACTION" {
-            super::controls::resolve_dialog(&mut req, &live.printer)
+            crate::bridge::printer::controls::resolve_dialog(&mut req, &live.printer)
                 .map_err(|e| CommandReply::error(&req, e))?;
         }
         let limits = self
@@ -263,7 +263,7 @@ impl Core {
     fn printer_by_id(
         &self,
         printer_id: &str,
-    ) -> Result<(String, &super::registry::Live), CommandError> {
+    ) -> Result<(String, &crate::bridge::registry::Live), CommandError> {
         if let Some(entry) = self.registry.by_id(printer_id)
             && let Some(live) = &entry.live
         {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::schedule::{Due, backoff};
+use crate::bridge::schedule::{Due, backoff};
 use crate::connect::model::{Job, Printer};
 use crate::payloads;
 

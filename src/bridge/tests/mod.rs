@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::commands::{CommandDone, CommandTask, Outcome, Prepared};
-use super::core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
-use super::reads::{Read, ReadDone, ReadResult};
-use super::registry::{Memory, PrinterRecord};
+use crate::bridge::core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
+use crate::bridge::printer::commands::{CommandDone, CommandTask, Outcome, Prepared};
+use crate::bridge::reads::{Read, ReadDone, ReadResult};
+use crate::bridge::registry::{Memory, PrinterRecord};
 use crate::command::{CommandReply, ErrorCode};
 use crate::config::Config;
 use crate::connect::client::{AuthStatus, ConnectError, FeedBatch};
@@ -1259,11 +1259,8 @@ fn a_job_list_that_cannot_be_read_is_tried_again_with_backoff() {
     assert!(gaps.iter().all(|g| *g <= 305.0), "{gaps:?}");
 }
 
-#[path = "tests_controls.rs"]
 mod controls;
 
-#[path = "tests_live.rs"]
 mod live;
 
-#[path = "tests_edges.rs"]
 mod edges;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::core::Core;
-use super::reads::Read;
-use super::registry::Live;
-use super::schedule::Retried;
+use crate::bridge::core::Core;
+use crate::bridge::reads::Read;
+use crate::bridge::registry::Live;
+use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{DialogInfo, Printer, PrinterState, SupportedCommand};
@@ -136,7 +136,7 @@ impl Trigger {
 }
 
 impl Core {
-    pub(super) fn on_supported(
+    pub(crate) fn on_supported(
         &mut self,
         uuid: &str,
         result: Result<crate::connect::model::SupportedCommands, ConnectError>,
@@ -166,7 +166,7 @@ impl Core {
     }
 
     /// Publishes a device trigger of printer `id`.
-    pub(super) fn trigger(&mut self, id: &str, trigger: Trigger) {
+    pub(crate) fn trigger(&mut self, id: &str, trigger: Trigger) {
         self.publish(Message::event(self.s.topics.trigger(id), trigger.as_str()));
     }
 }
@@ -246,7 +246,7 @@ pub fn resolve_dialog(req: &mut CommandRequest, printer: &Printer) -> Result<(),
 }
 
 /// What identifies a dialog: Connect's id, else its title and text.
-pub(super) fn dialog_key(d: &DialogInfo) -> String {
+pub(crate) fn dialog_key(d: &DialogInfo) -> String {
     match &d.id {
         Some(id) => id.to_string(),
         None => format!(
@@ -259,7 +259,7 @@ pub(super) fn dialog_key(d: &DialogInfo) -> String {
 
 /// `DIALOG_SHOWN` with the dialog the printer shows, or `DIALOG_CLOSED` with the one it
 /// showed before.
-pub(super) fn dialog_event(printer: &Printer, previous: Option<&DialogInfo>, wall: f64) -> String {
+pub(crate) fn dialog_event(printer: &Printer, previous: Option<&DialogInfo>, wall: f64) -> String {
     let (event, dialog) = match &printer.dialog_info {
         Some(d) => ("DIALOG_SHOWN", Some(d)),
         None => ("DIALOG_CLOSED", previous),

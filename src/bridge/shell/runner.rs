@@ -6,15 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-use super::commands::{self, CommandDone, CommandJob, CommandTask, Outcome};
-use super::throttle::{self, Throttle};
+use crate::bridge::printer::commands::{self, CommandDone, CommandJob, CommandTask, Outcome};
+use crate::bridge::shell::throttle::{self, Throttle};
 use crate::command::{self, CommandError, CommandReply, ErrorCode};
 use crate::connect::client::ConnectClient;
 use crate::message::{Incoming, Message};
 use crate::mqtt::Publisher;
 
 /// Command messages per printer, in order; one command runs per printer at a time.
-pub(super) struct CommandRunner {
+pub(crate) struct CommandRunner {
     connect: ConnectClient,
     publisher: Publisher,
     queues: HashMap<String, VecDeque<Incoming>>,
@@ -46,7 +46,7 @@ fn queue_full(per_second: usize) -> String {
 }
 
 impl CommandRunner {
-    pub(super) fn new(
+    pub(crate) fn new(
         connect: ConnectClient,
         publisher: Publisher,
         throttle: Throttle,
@@ -66,12 +66,12 @@ impl CommandRunner {
     }
 
     /// The first time a printer waiting for `commands.max_per_second` may go on.
-    pub(super) fn next_wake(&self) -> Option<Instant> {
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
         self.wake.values().min().copied()
     }
 
     /// Printers whose wait for a token is over may start their next command.
-    pub(super) fn wake_due(&mut self, now: Instant) {
+    pub(crate) fn wake_due(&mut self, now: Instant) {
         let due: Vec<String> = self
             .wake
             .iter()
@@ -85,11 +85,11 @@ impl CommandRunner {
         self.throttle.forget_idle(now);
     }
 
-    pub(super) fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.tasks.is_empty()
     }
 
-    pub(super) fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiting
     }
 
@@ -97,7 +97,7 @@ impl CommandRunner {
     /// `RATE_LIMITED` at once, and why: the waiting value of the same setting this one
     /// replaces, or this one when its printer has as many waiting as its rate lets through in
     /// a few seconds.
-    pub(super) fn enqueue(
+    pub(crate) fn enqueue(
         &mut self,
         printer_id: String,
         msg: Incoming,
@@ -125,7 +125,7 @@ impl CommandRunner {
     /// The next message whose printer has no command running and may send one now
     /// (`commands.max_per_second`); counts as waiting until [`CommandRunner::run`] or
     /// [`CommandRunner::finished_waiting`].
-    pub(super) fn next_startable(&mut self, now: Instant) -> Option<(String, Incoming)> {
+    pub(crate) fn next_startable(&mut self, now: Instant) -> Option<(String, Incoming)> {
         while let Some(printer_id) = self.ready.pop_front() {
             if self.busy.contains_key(&printer_id) || self.wake.contains_key(&printer_id) {
                 continue;
@@ -154,12 +154,12 @@ impl CommandRunner {
 
     /// A message taken by [`CommandRunner::next_startable`] that did not go to Connect: its
     /// token is given back.
-    pub(super) fn finished_waiting(&mut self, printer_id: &str) {
+    pub(crate) fn finished_waiting(&mut self, printer_id: &str) {
         self.waiting -= 1;
         self.throttle.give_back(printer_id, Instant::now());
     }
 
-    pub(super) fn run(&mut self, msg: Incoming, job: CommandJob) {
+    pub(crate) fn run(&mut self, msg: Incoming, job: CommandJob) {
         self.waiting -= 1;
         let connect = self.connect.clone();
         let publisher = self.publisher.clone();
@@ -177,14 +177,14 @@ impl CommandRunner {
         self.running.insert(handle.id(), (printer_id, msg));
     }
 
-    pub(super) fn take_waiting(&mut self) -> Vec<Incoming> {
+    pub(crate) fn take_waiting(&mut self) -> Vec<Incoming> {
         self.waiting = 0;
         self.ready.clear();
         self.wake.clear();
         self.queues.drain().flat_map(|(_, q)| q).collect()
     }
 
-    pub(super) fn joined(
+    pub(crate) fn joined(
         &mut self,
         joined: Result<(Id, CommandDone), tokio::task::JoinError>,
     ) -> Option<CommandDone> {
@@ -222,7 +222,7 @@ impl CommandRunner {
         }
     }
 
-    pub(super) async fn next(&mut self) -> Option<CommandDone> {
+    pub(crate) async fn next(&mut self) -> Option<CommandDone> {
         loop {
             let joined = self.tasks.join_next_with_id().await?;
             if let Some(done) = self.joined(joined) {
@@ -231,7 +231,7 @@ impl CommandRunner {
         }
     }
 
-    pub(super) fn try_next(&mut self) -> Option<CommandDone> {
+    pub(crate) fn try_next(&mut self) -> Option<CommandDone> {
         loop {
             let joined = self.tasks.try_join_next_with_id()?;
             if let Some(done) = self.joined(joined) {

@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::core::Core;
-use super::reads::Read;
-use super::registry::Live;
-use super::schedule::Retried;
+use crate::bridge::core::Core;
+use crate::bridge::reads::Read;
+use crate::bridge::registry::Live;
+use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{PrintFile, PrinterState};
@@ -166,7 +166,7 @@ impl Live {
 }
 
 impl Core {
-    pub(super) fn on_files(
+    pub(crate) fn on_files(
         &mut self,
         uuid: &str,
         result: Result<Vec<PrintFile>, ConnectError>,
@@ -198,7 +198,7 @@ impl Core {
         self.render(uuid, wall);
     }
 
-    pub(super) fn on_preview(
+    pub(crate) fn on_preview(
         &mut self,
         uuid: &str,
         job: i64,
@@ -245,7 +245,7 @@ impl Core {
     }
 
     /// The feed said the printer's files changed: read them again.
-    pub(super) fn files_changed(&mut self, uuid: &str, now: Instant) {
+    pub(crate) fn files_changed(&mut self, uuid: &str, now: Instant) {
         if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
             && live.files.list.is_some()
         {
@@ -254,7 +254,7 @@ impl Core {
     }
 
     /// A message on `P/print_file`: the file "Start print" prints.
-    pub(super) fn select_file(&mut self, printer_id: &str, payload: &[u8], wall: f64) {
+    pub(crate) fn select_file(&mut self, printer_id: &str, payload: &[u8], wall: f64) {
         let Some(entry) = self.registry.by_id(printer_id) else {
             return;
         };

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::core::Core;
-use super::reads::Read;
+use crate::bridge::core::Core;
+use crate::bridge::reads::Read;
 use crate::connect::model::Notification;
 use crate::message::Message;
 use crate::payloads::iso;
@@ -55,7 +55,7 @@ impl NotificationCursor {
 
 impl Core {
     /// The unseen count moved (or the list was never read): read the list.
-    pub(super) fn notifications_moved(&mut self, unseen: u64, now: Instant) {
+    pub(crate) fn notifications_moved(&mut self, unseen: u64, now: Instant) {
         let a = &mut self.account;
         let moved =
             a.unseen != Some(unseen) || a.notifications.floor.is_none() || a.notifications_skipped;
@@ -87,7 +87,7 @@ impl Core {
         self.read(Read::Notifications { after });
     }
 
-    pub(super) fn on_notifications(
+    pub(crate) fn on_notifications(
         &mut self,
         result: Result<Vec<Notification>, crate::connect::client::ConnectError>,
         now: Instant,

@@ -1,7 +1,7 @@
 //! A printer's retained topics, rendered from its registry entry whenever something it
 //! shows may have changed; unchanged values are dropped by the outbox.
 
-use super::core::Core;
+use crate::bridge::core::Core;
 use crate::connect::model::PrinterState;
 use crate::discovery::{Controls, Features, PrinterDevice};
 use crate::message::{Kind, Message};
@@ -10,7 +10,7 @@ use crate::payloads::{self, StatePayload, iso};
 impl Core {
     /// Publishes a printer's retained topics that changed: `P/state`, `P/job`, discovery,
     /// and `P/availability` last (once it says `online`, the rest is there).
-    pub(super) fn render(&mut self, uuid: &str, wall: f64) {
+    pub(crate) fn render(&mut self, uuid: &str, wall: f64) {
         let reachable = self.health.reachable && !self.is_rejected(uuid);
         let firmware_latest = self
             .registry
