@@ -8,7 +8,7 @@ use rumqttc::{Event, Packet};
 use serde_json::Value;
 
 use crate::auth::{self, TokenStore};
-use crate::bridge::registry::{Memory, Registry};
+use crate::bridge::registry::{Registry, StateFile};
 use crate::config::{Config, DiscoveryMode};
 use crate::connect::{ConnectClient, ConnectError, TokenSource};
 use crate::discovery::{Discovery, PrinterDevice};
@@ -207,7 +207,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     // the way it gives them (the state file is only read).
     let memory = std::fs::read(config.state.dir.join("state.json"))
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Memory>(&bytes).ok())
+        .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
         .unwrap_or_default();
     let mut registry = Registry::from_memory(memory);
     registry.assign_ids(&bridged, &config.mqtt.printer_ids);

@@ -92,8 +92,8 @@ pub async fn run_with(
     let (tokens, (store, memory), journal, options) = tokio::task::spawn_blocking(move || {
         let tokens = token_source(&setup)?;
         let memory: (
-            store::Store<bridge::registry::Memory>,
-            bridge::registry::Memory,
+            store::Store<bridge::registry::StateFile>,
+            bridge::registry::StateFile,
         ) = store::Store::open(&setup.state.dir)?;
         let journal = journal::Journal::open(&setup.state.dir)?;
         let status = topics::Topics::new(&setup.mqtt.base_topic).bridge_state();

@@ -10,11 +10,14 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::bridge::account::{Account, EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS, QueueStep};
+use crate::bridge::account::Account;
+use crate::bridge::printer::QueueStep;
 use crate::bridge::printer::controls::{self, Trigger, dialog_event, dialog_key};
 use crate::bridge::printer::jobs;
+use crate::bridge::printer::{PrinterEntry, Runtime};
 use crate::bridge::reads::Read;
-use crate::bridge::registry::{Live, Memory, PrinterEntry, Registry};
+use crate::bridge::registry::{Registry, StateFile};
+use crate::bridge::schedule::{EXTRAS_PER_TICK, NOTIFICATIONS_EVERY_POLLS};
 use crate::config::{CameraConfig, Config};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::model::{Printer, PrinterType};
@@ -97,7 +100,7 @@ pub(super) struct Health {
 }
 
 pub struct Core {
-    pub(super) s: Settings,
+    pub(super) settings: Settings,
     pub(super) registry: Registry,
     pub(super) account: Account,
     pub(super) health: Health,
@@ -132,12 +135,12 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(s: Settings, mut memory: Memory) -> Core {
+    pub fn new(s: Settings, mut memory: StateFile) -> Core {
         let notifications = std::mem::take(&mut memory.notifications);
         let remembered_mode = memory.discovery_mode.take();
         let live = s.live;
         let mut core = Core {
-            s,
+            settings: s,
             registry: Registry::from_memory(memory),
             account: Account {
                 version_due: true,
@@ -181,7 +184,7 @@ impl Core {
 
     fn publish_bridge_discovery(&mut self) {
         self.finish_migration(crate::bridge::migration::BRIDGE);
-        if let Some(d) = &self.s.discovery {
+        if let Some(d) = &self.settings.discovery {
             for (topic, payload) in d.bridge() {
                 self.out
                     .push(Message::retain(Kind::Discovery, topic, payload.to_string()));
@@ -200,10 +203,10 @@ impl Core {
     }
 
     /// What goes into the state file.
-    pub fn memory(&self) -> Memory {
-        Memory {
+    pub fn memory(&self) -> StateFile {
+        StateFile {
             notifications: self.account.notifications.clone(),
-            discovery_mode: match &self.s.discovery {
+            discovery_mode: match &self.settings.discovery {
                 Some(d) => Some(d.mode.as_str().to_string()),
                 None => self.remembered_mode.clone(),
             },
@@ -244,9 +247,9 @@ impl Core {
         let fast = self.fast_until.is_some_and(|t| now < t);
         // Busy printers the live channel covers need no fast poll: their changes come pushed.
         if (self.active && !self.live_covers_busy()) || fast {
-            self.s.active_poll_interval
+            self.settings.active_poll_interval
         } else {
-            self.s.poll_interval
+            self.settings.poll_interval
         }
     }
 
@@ -299,7 +302,7 @@ impl Core {
             let Some(id) = entry.id().map(str::to_string) else {
                 continue;
             };
-            match entry.live.as_mut() {
+            match entry.runtime.as_mut() {
                 Some(live) if live.shown_online == Some(false) => continue,
                 Some(live) => live.shown_online = Some(false),
                 None => {}
@@ -307,15 +310,15 @@ impl Core {
             offline.push(id);
         }
         for id in offline {
-            let topic = self.s.topics.availability(&id);
+            let topic = self.settings.topics.availability(&id);
             self.publish(Message::retain(Kind::Data, topic, "offline"));
         }
         self.publish_info(auth);
         if e.needs_user() && matches!(e, ConnectError::Auth(_)) {
             // Waiting for a new token costs no request: look for one every normal poll.
-            return self.s.poll_interval;
+            return self.settings.poll_interval;
         }
-        let base = self.s.active_poll_interval;
+        let base = self.settings.active_poll_interval;
         let exp = base.saturating_mul(1u32 << self.health.failures.min(10));
         let jitter = rand::rng().random_range(0.8..1.2);
         let wait = exp.mul_f64(jitter).clamp(base, MAX_BACKOFF.max(base));
@@ -360,15 +363,16 @@ impl Core {
         self.account_reads(now);
         let printers: Vec<Printer> = printers
             .into_iter()
-            .filter(|p| is_bridged(&self.s.printers, p))
+            .filter(|p| is_bridged(&self.settings.printers, p))
             .collect();
         self.listed = printers.iter().map(|p| p.uuid.clone()).collect();
         self.unreadable_offline(now);
         self.list_requested(&printers, requested);
         let clashes = self.registry.clashes().to_vec();
-        let renamed = self
-            .registry
-            .assign_ids(&printers.iter().collect::<Vec<_>>(), &self.s.printer_ids);
+        let renamed = self.registry.assign_ids(
+            &printers.iter().collect::<Vec<_>>(),
+            &self.settings.printer_ids,
+        );
         if self.registry.clashes() != clashes {
             for clash in self.registry.clashes() {
                 tracing::warn!("{clash}");
@@ -389,7 +393,11 @@ impl Core {
                 .map(|e| e.record.cameras.clone())
                 .unwrap_or_default();
             self.publish_all(self.printer_topics_cleared(&r.uuid, &r.old, &cameras));
-            if let Some(live) = self.registry.get_mut(&r.uuid).and_then(|e| e.live.as_mut()) {
+            if let Some(live) = self
+                .registry
+                .get_mut(&r.uuid)
+                .and_then(|e| e.runtime.as_mut())
+            {
                 // Everything is published again on the new topics.
                 live.forget_shown();
             }
@@ -420,13 +428,13 @@ impl Core {
             let Some(id) = entry.id().map(str::to_string) else {
                 continue;
             };
-            let Some(live) = entry.live.as_mut() else {
+            let Some(live) = entry.runtime.as_mut() else {
                 continue;
             };
             if live.shown_online != Some(false) {
                 live.shown_online = Some(false);
                 live.feed.request(now);
-                let topic = self.s.topics.availability(&id);
+                let topic = self.settings.topics.availability(&id);
                 self.out.push(Message::retain(Kind::Data, topic, "offline"));
             }
             self.reads
@@ -449,18 +457,18 @@ impl Core {
             return out;
         }
         for (camera, _) in cameras {
-            let topic = self.s.topics.camera(id, camera);
+            let topic = self.settings.topics.camera(id, camera);
             out.push(Message::Forget { topic });
         }
         if !reserved {
             out.push(Message::Clear {
-                topic: self.s.topics.state(id),
+                topic: self.settings.topics.state(id),
             });
         }
         for topic in [
-            self.s.topics.job(id),
-            self.s.topics.job_preview(id),
-            self.s.topics.availability(id),
+            self.settings.topics.job(id),
+            self.settings.topics.job_preview(id),
+            self.settings.topics.availability(id),
         ] {
             out.push(Message::Clear { topic });
         }
@@ -482,7 +490,7 @@ impl Core {
         entry.missing = 0;
         entry.missing_since = None;
         // What the live channel said is newer than the list.
-        let printer = match entry.live.as_ref() {
+        let printer = match entry.runtime.as_ref() {
             Some(live) if self.channel.covers(&uuid) => live.pushed.overlay(printer),
             _ => printer,
         };
@@ -507,10 +515,10 @@ impl Core {
             tracing::info!("bridging printer {} as {id}", printer.display_name());
         }
         // The first look in this run: jobs may have ended while the gateway was stopped.
-        let fresh = entry.live.is_none();
+        let fresh = entry.runtime.is_none();
         let live = entry
-            .live
-            .get_or_insert_with(|| Live::new(printer.clone(), now));
+            .runtime
+            .get_or_insert_with(|| Runtime::new(printer.clone(), now));
         let previous_dialog = live.printer.dialog_info.clone();
         let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
         let printer = &live.printer;
@@ -531,7 +539,7 @@ impl Core {
             .as_ref()
             .and_then(|j| j.id)
             .filter(|_| payloads::job_running(printer));
-        if self.s.camera.enabled
+        if self.settings.camera.enabled
             && live.cameras.wants_list(running_job, now)
             && self.budget > 0
             && !unavailable.resting("cameras", &uuid, now)
@@ -556,7 +564,7 @@ impl Core {
         if key != entry.record.announced_dialog {
             let event = dialog_event(&live.printer, previous_dialog.as_ref(), wall);
             self.out
-                .push(Message::event(self.s.topics.event(&id), event));
+                .push(Message::event(self.settings.topics.event(&id), event));
             entry.record.announced_dialog = key;
         }
         // Jobs: starts and ends; the ended ones' records and the current one's detail.
@@ -577,7 +585,7 @@ impl Core {
         if !unavailable.resting("files", &uuid, now) {
             self.reads.extend(live.start_files_read(
                 &uuid,
-                &self.s.allow,
+                &self.settings.allow,
                 state_before.as_ref(),
                 &mut self.budget,
                 now,
@@ -621,7 +629,7 @@ impl Core {
         self.forget_missing(now);
         self.scheduled_feed_reads(now, self.interval(now));
         // Unseen notifications: after a printer changed, at most every few active polls.
-        let every = self.s.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
+        let every = self.settings.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
         let a = &mut self.account;
         if a.unseen_due
             && !a.unseen_reading
@@ -647,7 +655,7 @@ impl Core {
             .collect();
         // Polls come 300 ms apart after a command: a count alone would remove a printer
         // missing from the list for a second (and Home Assistant would delete its device).
-        let long_enough = self.s.poll_interval * REMOVE_AFTER_MISSING_INTERVALS;
+        let long_enough = self.settings.poll_interval * REMOVE_AFTER_MISSING_INTERVALS;
         let mut gone = Vec::new();
         for entry in self.registry.entries_mut() {
             // Unreadable this time is not gone: keep its entities (named in bridge/info).
@@ -668,7 +676,7 @@ impl Core {
             let Some(entry) = self.registry.remove(&uuid) else {
                 continue;
             };
-            match &entry.live {
+            match &entry.runtime {
                 Some(live) => tracing::info!(
                     "printer {} is gone from Connect: removing it",
                     live.printer.display_name()
@@ -684,7 +692,7 @@ impl Core {
         // Discovery first, then the states: Home Assistant must not be left with entities
         // whose state topic was emptied.
         self.finish_migration(&entry.uuid);
-        if let Some(discovery) = &self.s.discovery {
+        if let Some(discovery) = &self.settings.discovery {
             for topic in discovery.printer_topics(&entry.uuid, &entry.record.cameras) {
                 self.out.push(Message::Clear { topic });
             }
@@ -702,7 +710,7 @@ impl Core {
         let introducing = self
             .registry
             .entries()
-            .any(|e| e.live.as_ref().is_some_and(|l| !l.introduced));
+            .any(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced));
         if self.account.version_reading || self.account.unseen_reading || introducing {
             self.info_owed = Some(auth);
             return;
@@ -712,7 +720,7 @@ impl Core {
             .registry
             .entries()
             .filter_map(|e| {
-                let live = e.live.as_ref()?;
+                let live = e.runtime.as_ref()?;
                 Some(json!({"uuid": e.uuid, "id": e.id(), "name": live.printer.name}))
             })
             .collect();
@@ -722,7 +730,7 @@ impl Core {
             "version": env!("CARGO_PKG_VERSION"),
             "printers": printers,
             "connect": {
-                "url": self.s.connect_url.as_str(),
+                "url": self.settings.connect_url.as_str(),
                 "server_version": version.and_then(|v| v.version.clone()),
                 "server_commit": version.and_then(|v| v.commit.clone()),
                 "server_date": version.and_then(|v| v.date.clone()),
@@ -739,7 +747,7 @@ impl Core {
         });
         let info = info.to_string();
         if self.shown_info.as_ref() != Some(&info) {
-            let topic = self.s.topics.bridge_info();
+            let topic = self.settings.topics.bridge_info();
             self.publish(Message::retain(Kind::Data, topic, info.clone()));
             self.shown_info = Some(info);
         }
@@ -748,11 +756,11 @@ impl Core {
     /// Printer types (model names and command limits) once, again hourly while a printer's
     /// type is missing from them; Connect's version at start and after an outage.
     fn account_reads(&mut self, now: Instant) {
-        use crate::bridge::account::{CAMERAS_RELIST, EXTRAS_RETRY};
+        use crate::bridge::schedule::{CAMERAS_RELIST, EXTRAS_RETRY};
         let a = &self.account;
         let unknown_type = |types: &std::collections::HashMap<String, PrinterType>| {
             self.registry.entries().any(|e| {
-                e.live
+                e.runtime
                     .as_ref()
                     .and_then(|l| l.printer.printer_type.as_ref())
                     .is_some_and(|id| !types.contains_key(id))
@@ -808,7 +816,7 @@ impl Core {
             return;
         };
         for (camera, _) in cameras {
-            let topic = self.s.topics.camera(&id, camera);
+            let topic = self.settings.topics.camera(&id, camera);
             self.out.push(Message::Forget { topic });
         }
     }
@@ -825,7 +833,7 @@ impl Core {
         let Some(entry) = self.registry.get(uuid) else {
             return;
         };
-        let (Some(id), Some(live)) = (entry.id(), entry.live.as_ref()) else {
+        let (Some(id), Some(live)) = (entry.id(), entry.runtime.as_ref()) else {
             return;
         };
         if let Some(payload) = payloads::job_finished(&live.printer, id, job) {
@@ -835,7 +843,7 @@ impl Core {
                 job.id,
                 payload["event_type"].as_str().unwrap_or("?")
             );
-            let topic = self.s.topics.job_finished(id);
+            let topic = self.settings.topics.job_finished(id);
             let trigger = payload["event_type"].as_str().and_then(Trigger::of_end);
             let id = id.to_string();
             self.publish(Message::event(topic, payload.to_string()));
@@ -850,7 +858,7 @@ impl Core {
         let name = self
             .registry
             .get(uuid)
-            .and_then(|e| e.live.as_ref())
+            .and_then(|e| e.runtime.as_ref())
             .map(|l| l.printer.display_name().to_string())
             .unwrap_or_else(|| uuid.to_string());
         match verdict {
@@ -871,7 +879,7 @@ impl Core {
 
     /// The bridge's `online`/`offline` on the way out, or (`clear`) every retained topic.
     pub fn stop_messages(&mut self, clear: bool) -> Option<Message> {
-        let topic = self.s.topics.bridge_state();
+        let topic = self.settings.topics.bridge_state();
         (!clear).then(|| Message::retain(Kind::Data, topic, "offline"))
     }
 }

@@ -38,7 +38,7 @@ impl Core {
     /// migration of the bridge (whose new discovery follows at once) and of every printer
     /// (whose old topics are cleared once its new discovery is out).
     pub(super) fn start_migration(&mut self, remembered: Option<&str>) {
-        let Some(discovery) = &self.s.discovery else {
+        let Some(discovery) = &self.settings.discovery else {
             return;
         };
         let Some(old) = remembered.and_then(DiscoveryMode::parse) else {

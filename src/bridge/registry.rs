@@ -5,42 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-use crate::bridge::account::{Cameras, QueueInfo};
-use crate::bridge::printer::feed::{FeedCursor, RecentEvents};
-use crate::bridge::printer::jobs::{JobReads, JobRecord};
-use crate::bridge::reads::Read;
-use crate::bridge::schedule::Due;
-use crate::connect::model::{Job, Printer};
-use crate::discovery::PrinterDevice;
-use crate::payloads::StatePayload;
+pub use crate::bridge::printer::{PrinterEntry, PrinterRecord};
+use crate::connect::model::Printer;
 use crate::topics::{is_reserved, slug};
-
-/// What survives a restart, per printer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PrinterRecord {
-    /// The topic id (`P`), assigned once.
-    pub id: Option<String>,
-    /// The Connect name `id` was made from; `None` when the operator chose the id
-    /// (`mqtt.printer_ids`). A printer renamed in Connect gets a new id.
-    pub id_name: Option<String>,
-    #[serde(flatten)]
-    pub feed: FeedCursor,
-    #[serde(flatten)]
-    pub jobs: JobRecord,
-    /// The dialog last announced on `P/event` (its id, or title and text), while shown.
-    pub announced_dialog: Option<String>,
-    /// The cameras in the printer's discovery `(id, name)`, to remove their entities even
-    /// after a restart.
-    pub cameras: Vec<(String, String)>,
-}
 
 /// `state.dir/state.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Memory {
+pub struct StateFile {
     /// Keyed by printer uuid; a printer here has had discovery published.
     pub printers: BTreeMap<String, PrinterRecord>,
     /// Connect's notifications already published.
@@ -48,169 +21,6 @@ pub struct Memory {
     /// The `homeassistant.mode` discovery was last published in (text: a state file from
     /// a later version may hold a mode this one does not know).
     pub discovery_mode: Option<String>,
-}
-
-/// What the gateway knows of a printer while it runs.
-#[derive(Debug, Clone)]
-pub struct Live {
-    /// The printer as the last list showed it.
-    pub printer: Printer,
-    /// The detail (file, objects) of the job last read; see [`Live::current_detail`].
-    pub job_detail: Option<Job>,
-    /// The detail is to be read again (a command changed the job's objects); until then the
-    /// one read before is shown.
-    pub detail_stale: bool,
-    pub job_reads: JobReads,
-    /// Published at least once (see `Core::render`).
-    pub introduced: bool,
-    /// The published `P/state` without `updated`, `P/job` and `P/availability`: only changes
-    /// go to the session (the outbox would drop the rest, after the trip).
-    pub shown_state: Option<StatePayload>,
-    pub shown_job: Option<serde_json::Value>,
-    pub shown_online: Option<bool>,
-    /// What, when it changes, calls for a look at the events feed.
-    pub signature: Option<String>,
-    pub feed: Due,
-    /// When the feed is read next even if nothing changes (`connect.feed_interval`); placed
-    /// after the first read.
-    pub feed_next: Option<Instant>,
-    /// When the feed was last read, and whether the read in flight is from a rewound cursor.
-    pub feed_read_at: Option<Instant>,
-    pub feed_rewound: bool,
-    pub recent_events: RecentEvents,
-    /// The discovery last published.
-    pub device: Option<PrinterDevice>,
-    pub cameras: Cameras,
-    pub queue: QueueInfo,
-    /// `supported-commands`: what the controls and the commands' checks go by.
-    pub supported: crate::bridge::printer::controls::SupportedInfo,
-    pub files: crate::bridge::printer::files::PrintFiles,
-    pub preview: crate::bridge::printer::files::Preview,
-    /// What the live channel said of it (empty while the channel does not cover it).
-    pub pushed: crate::bridge::live::Pushed,
-    /// Per kind of request ("events", "job"), the error last logged: a failure is logged when
-    /// it starts or changes, and once when it ends.
-    pub failing: HashMap<&'static str, String>,
-}
-
-impl Live {
-    pub fn new(printer: Printer, now: Instant) -> Live {
-        Live {
-            printer,
-            job_detail: None,
-            detail_stale: false,
-            job_reads: JobReads::default(),
-            introduced: false,
-            shown_state: None,
-            shown_job: None,
-            shown_online: None,
-            signature: None,
-            // Catch up with the feed from the stored cursor on the first look.
-            feed: Due::now(now),
-            feed_next: None,
-            feed_read_at: None,
-            feed_rewound: false,
-            recent_events: RecentEvents::default(),
-            device: None,
-            cameras: Cameras::default(),
-            queue: QueueInfo::default(),
-            supported: crate::bridge::printer::controls::SupportedInfo::new(now),
-            files: Default::default(),
-            preview: Default::default(),
-            pushed: Default::default(),
-            failing: HashMap::new(),
-        }
-    }
-
-    /// Reads in flight whose result the printer's first publication shows: the feed cursor,
-    /// the cameras, the current job's detail.
-    pub fn first_reads_pending(&self) -> bool {
-        let current = self.printer.job_info.as_ref().and_then(|j| j.id);
-        self.feed.is_running()
-            || self.supported.due.due.is_running()
-            || self.cameras.listing
-            || self.queue.due.is_running()
-            || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
-    }
-
-    /// The detail of the job the printer shows now, if it was read: never another job's
-    /// (a "Cancel object" must not name the previous job's objects).
-    pub fn current_detail(&self) -> Option<&Job> {
-        let current = self.printer.job_info.as_ref().and_then(|j| j.id)?;
-        self.job_detail.as_ref().filter(|d| d.id == current)
-    }
-
-    /// Starts the feed read asked for (from the cursor `from`), unless one runs.
-    pub fn start_feed_read(&mut self, uuid: &str, from: Option<f64>, now: Instant) -> Option<Read> {
-        if !self.feed.start(now) {
-            return None;
-        }
-        self.feed_rewound = false;
-        Some(Read::Feed {
-            uuid: uuid.to_string(),
-            from,
-            rewound: false,
-        })
-    }
-
-    /// Starts the job-list read asked for (down to job `after`), unless one runs.
-    pub fn start_job_list_read(
-        &mut self,
-        uuid: &str,
-        after: Option<i64>,
-        now: Instant,
-    ) -> Option<Read> {
-        self.job_reads.list.start(now).then(|| Read::Jobs {
-            uuid: uuid.to_string(),
-            after,
-        })
-    }
-
-    /// Everything is to be published again (on new topics).
-    pub fn forget_shown(&mut self) {
-        self.shown_state = None;
-        self.shown_job = None;
-        self.shown_online = None;
-        self.device = None;
-        // The thumbnail is fetched again for the new `P/job/preview`.
-        self.preview = Default::default();
-    }
-
-    pub fn failed(&mut self, what: &'static str, error: &str) {
-        let name = self.printer.display_name();
-        if self.failing.get(what).map(String::as_str) != Some(error) {
-            tracing::warn!("{name}: cannot read {what} ({error}); trying again later");
-            self.failing.insert(what, error.to_string());
-        } else {
-            tracing::debug!("{name}: still cannot read {what}: {error}");
-        }
-    }
-
-    pub fn succeeded(&mut self, what: &'static str) {
-        if self.failing.remove(what).is_some() {
-            tracing::info!("{}: {what} readable again", self.printer.display_name());
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct PrinterEntry {
-    pub uuid: String,
-    pub record: PrinterRecord,
-    /// `None` for a printer known from the state file and not seen in this run yet.
-    pub live: Option<Live>,
-    /// Successful list polls in a row that did not show it, and since when.
-    pub missing: u32,
-    pub missing_since: Option<Instant>,
-    /// Known before this poll (from the state file or an earlier poll): a printer seen for
-    /// the first time ever is not.
-    pub known: bool,
-}
-
-impl PrinterEntry {
-    pub fn id(&self) -> Option<&str> {
-        self.record.id.as_deref()
-    }
 }
 
 /// Every printer the gateway knows, by uuid, and which topic id belongs to which.
@@ -255,7 +65,7 @@ pub struct Renamed {
 }
 
 impl Registry {
-    pub fn from_memory(memory: Memory) -> Registry {
+    pub fn from_memory(memory: StateFile) -> Registry {
         let mut registry = Registry::default();
         for (uuid, mut record) in memory.printers {
             if let Some(id) = &record.id {
@@ -276,7 +86,7 @@ impl Registry {
                 PrinterEntry {
                     uuid,
                     record,
-                    live: None,
+                    runtime: None,
                     missing: 0,
                     missing_since: None,
                     known: true,
@@ -287,8 +97,8 @@ impl Registry {
     }
 
     /// What goes into the state file.
-    pub fn memory(&self) -> Memory {
-        Memory {
+    pub fn memory(&self) -> StateFile {
+        StateFile {
             notifications: Default::default(),
             discovery_mode: None,
             printers: self
@@ -465,7 +275,7 @@ impl Registry {
             .or_insert_with(|| PrinterEntry {
                 uuid: p.uuid.clone(),
                 record: PrinterRecord::default(),
-                live: None,
+                runtime: None,
                 missing: 0,
                 missing_since: None,
                 known: false,
@@ -490,7 +300,7 @@ impl Registry {
             // longer publishes there, and is given a new id when it is listed.
             other.record.id = None;
             other.record.id_name = None;
-            if let Some(live) = other.live.as_mut() {
+            if let Some(live) = other.runtime.as_mut() {
                 live.forget_shown();
             }
         }

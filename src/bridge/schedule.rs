@@ -5,6 +5,21 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// A request for extras (queue, cameras, printer types) that failed is tried again this late,
+/// so an endpoint Connect does not have costs no request per poll.
+pub const EXTRAS_RETRY: Duration = Duration::from_secs(600);
+/// A printer's cameras are listed again when a job starts at most this often; printer types
+/// are asked again this often while a printer's type is missing from them.
+pub const CAMERAS_RELIST: Duration = Duration::from_secs(3600);
+/// Requests for extras (queues, camera lists) one poll may make; a farm's first poll spreads
+/// them over the next polls instead of making thousands of requests at once.
+pub const EXTRAS_PER_TICK: u32 = 64;
+/// Camera snapshots fetched at the same time, at most.
+pub const SNAPSHOT_FETCHES: usize = 4;
+/// Unseen notifications are read (when a printer's state changed) at most once per this
+/// many active poll intervals: every 30 s by default.
+pub const NOTIFICATIONS_EVERY_POLLS: u32 = 6;
+
 /// A read that is asked for when something changed or a timer ran out, runs at most once at
 /// a time, and may be retried later. A request made while the read runs is kept: the read is
 /// due again as soon as the running one finished.

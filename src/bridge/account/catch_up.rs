@@ -25,7 +25,7 @@ impl Core {
     /// scheduled read placed evenly over the interval among those placed with it, so a
     /// fleet started at once does not come due at once.
     pub(crate) fn scheduled_feed_reads(&mut self, now: Instant, tick: Duration) {
-        let every = self.s.feed_interval;
+        let every = self.settings.feed_interval;
         if every.is_zero() {
             return;
         }
@@ -33,7 +33,7 @@ impl Core {
             .registry
             .entries()
             .filter(|e| {
-                e.live
+                e.runtime
                     .as_ref()
                     .is_some_and(|l| l.feed_next.is_none() && l.feed_read_at.is_some())
             })
@@ -41,18 +41,22 @@ impl Core {
             .collect();
         let k = unplaced.len() as f64;
         for (i, uuid) in unplaced.iter().enumerate() {
-            if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) {
+            if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) {
                 live.feed_next = Some(now + every.mul_f64((i + 1) as f64 / k));
             }
         }
-        let printers = self.registry.entries().filter(|e| e.live.is_some()).count();
+        let printers = self
+            .registry
+            .entries()
+            .filter(|e| e.runtime.is_some())
+            .count();
         let horizon = now + tick / 2;
         let mut due: Vec<(Instant, String)> = self
             .registry
             .entries()
             .filter(|e| self.is_listed(&e.uuid) || self.is_rejected(&e.uuid))
             .filter_map(|e| {
-                let live = e.live.as_ref()?;
+                let live = e.runtime.as_ref()?;
                 let next = live.feed_next.filter(|t| *t <= horizon)?;
                 (!live.feed.is_requested() && !live.feed.is_running())
                     .then(|| (next, e.uuid.clone()))
@@ -69,7 +73,7 @@ impl Core {
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         live.feed.request(now);
@@ -81,8 +85,8 @@ impl Core {
 
     /// A feed read is done: the next scheduled one is a whole interval later.
     pub(crate) fn feed_was_read(&mut self, uuid: &str, now: Instant) {
-        let every = self.s.feed_interval;
-        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
+        let every = self.settings.feed_interval;
+        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut())
             && live.feed_next.is_some()
         {
             live.feed_next = Some(now + every);
@@ -110,7 +114,7 @@ impl Core {
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         live.job_reads.list.request(now);

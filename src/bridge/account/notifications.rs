@@ -113,7 +113,7 @@ impl Core {
             }
         };
         let new = self.account.notifications.accept(list);
-        let topic = self.s.topics.bridge_notification();
+        let topic = self.settings.topics.bridge_notification();
         for n in new {
             let payload = self.notification_payload(&n);
             self.publish(Message::event(topic.clone(), payload.to_string()));

@@ -96,11 +96,11 @@ pub enum Prepared {
 impl Core {
     /// Which printer's command or job-reason topic `topic` is.
     pub fn classify(&self, topic: &str) -> Inbound {
-        if let Some(printer_id) = self.s.topics.parse_command(topic) {
+        if let Some(printer_id) = self.settings.topics.parse_command(topic) {
             Inbound::Command { printer_id }
-        } else if let Some(printer_id) = self.s.topics.parse_job_reason(topic) {
+        } else if let Some(printer_id) = self.settings.topics.parse_job_reason(topic) {
             Inbound::JobReason { printer_id }
-        } else if let Some(printer_id) = self.s.topics.parse_print_file(topic) {
+        } else if let Some(printer_id) = self.settings.topics.parse_print_file(topic) {
             Inbound::PrintFile { printer_id }
         } else {
             Inbound::Other
@@ -130,7 +130,7 @@ impl Core {
             // The echo of clearing a retained command (or a blank message): nothing to do.
             return Prepared::Ignore;
         }
-        let limit = self.s.max_payload_bytes;
+        let limit = self.settings.max_payload_bytes;
         if msg.payload.len() > limit {
             let reply = CommandReply {
                 transaction: None,
@@ -197,11 +197,11 @@ impl Core {
         Ok(CommandJob {
             printer_id: printer_id.to_string(),
             uuid,
-            reply_topic: self.s.topics.command_response(printer_id),
+            reply_topic: self.settings.topics.command_response(printer_id),
             task: CommandTask::Command {
                 state,
                 supported: live.supported.for_command(),
-                allow: self.s.allow.clone(),
+                allow: self.settings.allow.clone(),
                 limits,
                 req,
             },
@@ -216,7 +216,7 @@ impl Core {
         } = command::parse_job_reason(payload)?;
         // Any broker user could tag any job otherwise.
         if !self
-            .s
+            .settings
             .allow
             .iter()
             .any(|a| a.eq_ignore_ascii_case(command::SET_JOB_REASON))
@@ -251,7 +251,7 @@ impl Core {
         Ok(CommandJob {
             printer_id: printer_id.to_string(),
             uuid,
-            reply_topic: self.s.topics.command_response(printer_id),
+            reply_topic: self.settings.topics.command_response(printer_id),
             task: CommandTask::JobReason {
                 req: request,
                 job_id,
@@ -263,9 +263,9 @@ impl Core {
     fn printer_by_id(
         &self,
         printer_id: &str,
-    ) -> Result<(String, &crate::bridge::registry::Live), CommandError> {
+    ) -> Result<(String, &crate::bridge::printer::Runtime), CommandError> {
         if let Some(entry) = self.registry.by_id(printer_id)
-            && let Some(live) = &entry.live
+            && let Some(live) = &entry.runtime
         {
             return Ok((entry.uuid.clone(), live));
         }
@@ -279,7 +279,7 @@ impl Core {
         let known: Vec<&str> = self
             .registry
             .entries()
-            .filter(|e| e.live.is_some())
+            .filter(|e| e.runtime.is_some())
             .filter_map(|e| e.id())
             .collect();
         Err(CommandError::new(
@@ -335,7 +335,7 @@ impl Core {
         let live = self
             .registry
             .get_mut(&done.uuid)
-            .and_then(|e| e.live.as_mut());
+            .and_then(|e| e.runtime.as_mut());
         match done.outcome {
             Outcome::Accepted => {
                 self.fast_until = Some(now + FAST_AFTER_COMMAND);
@@ -371,7 +371,7 @@ impl Core {
 
     fn reply(&self, printer_id: &str, reply: CommandReply) -> Message {
         Message::event(
-            self.s.topics.command_response(printer_id),
+            self.settings.topics.command_response(printer_id),
             reply.to_json().to_string(),
         )
     }

@@ -9,8 +9,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::bridge::core::Core;
+use crate::bridge::printer::Runtime;
 use crate::bridge::reads::Read;
-use crate::bridge::registry::Live;
 use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
@@ -78,7 +78,7 @@ impl SupportedPool {
     }
 }
 
-impl Live {
+impl Runtime {
     /// Starts the read of `supported-commands` when it is due, spending from the poll's
     /// `budget` of extra requests (a farm's first polls spread them).
     pub fn start_supported_read(
@@ -144,7 +144,7 @@ impl Core {
         wall: f64,
     ) {
         let missing = self.optional("supported_commands", uuid, &result, now, wall);
-        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) else {
+        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) else {
             return;
         };
         match result {
@@ -167,7 +167,10 @@ impl Core {
 
     /// Publishes a device trigger of printer `id`.
     pub(crate) fn trigger(&mut self, id: &str, trigger: Trigger) {
-        self.publish(Message::event(self.s.topics.trigger(id), trigger.as_str()));
+        self.publish(Message::event(
+            self.settings.topics.trigger(id),
+            trigger.as_str(),
+        ));
     }
 }
 

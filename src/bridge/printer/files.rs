@@ -12,8 +12,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::bridge::core::Core;
+use crate::bridge::printer::Runtime;
 use crate::bridge::reads::Read;
-use crate::bridge::registry::Live;
 use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::client::ConnectError;
@@ -91,7 +91,7 @@ fn ready_for_a_print(state: &PrinterState) -> bool {
     )
 }
 
-impl Live {
+impl Runtime {
     /// Whether START_PRINT may be sent to this printer (allowed and supported).
     pub fn can_start_prints(&self, allow: &[String]) -> bool {
         allow.iter().any(|a| a.eq_ignore_ascii_case("START_PRINT"))
@@ -174,7 +174,7 @@ impl Core {
         wall: f64,
     ) {
         let missing = self.optional("files", uuid, &result, now, wall);
-        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut()) else {
+        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) else {
             return;
         };
         match result {
@@ -209,7 +209,7 @@ impl Core {
             return;
         };
         let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         if live.preview.job != Some(job) {
@@ -219,7 +219,7 @@ impl Core {
             Ok(bytes) => {
                 live.succeeded("thumbnail");
                 live.preview.due.succeeded();
-                let topic = self.s.topics.job_preview(&id);
+                let topic = self.settings.topics.job_preview(&id);
                 self.publish(Message::Retain {
                     kind: Kind::Data,
                     topic,
@@ -246,7 +246,7 @@ impl Core {
 
     /// The feed said the printer's files changed: read them again.
     pub(crate) fn files_changed(&mut self, uuid: &str, now: Instant) {
-        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.live.as_mut())
+        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut())
             && live.files.list.is_some()
         {
             live.files.due.due.request(now);
@@ -259,7 +259,11 @@ impl Core {
             return;
         };
         let uuid = entry.uuid.clone();
-        let Some(live) = self.registry.get_mut(&uuid).and_then(|e| e.live.as_mut()) else {
+        let Some(live) = self
+            .registry
+            .get_mut(&uuid)
+            .and_then(|e| e.runtime.as_mut())
+        else {
             return;
         };
         let wanted = String::from_utf8_lossy(payload);

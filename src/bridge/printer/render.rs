@@ -15,14 +15,14 @@ impl Core {
         let firmware_latest = self
             .registry
             .get(uuid)
-            .and_then(|e| e.live.as_ref())
+            .and_then(|e| e.runtime.as_ref())
             .and_then(|l| self.printer_type(&l.printer))
             .and_then(|t| t.stable_firmware.clone());
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
         let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         // A printer's first publication waits for the reads in flight that it shows (the feed
@@ -44,7 +44,7 @@ impl Core {
             };
             self.out.push(Message::retain(
                 Kind::Data,
-                self.s.topics.state(&id),
+                self.settings.topics.state(&id),
                 with_time.to_value().to_string(),
             ));
             live.shown_state = Some(state);
@@ -54,7 +54,7 @@ impl Core {
         {
             self.out.push(Message::retain(
                 Kind::Data,
-                self.s.topics.job(&id),
+                self.settings.topics.job(&id),
                 job.to_string(),
             ));
             live.shown_job = Some(job);
@@ -65,7 +65,7 @@ impl Core {
         if announce {
             self.out.push(Message::retain(
                 Kind::Data,
-                self.s.topics.availability(&id),
+                self.settings.topics.availability(&id),
                 if online { "online" } else { "offline" },
             ));
         }
@@ -73,19 +73,19 @@ impl Core {
 
     /// The printer's discovery, when what it shows changed; entities that went are removed.
     fn render_discovery(&mut self, uuid: &str) {
-        let Some(discovery) = &self.s.discovery else {
+        let Some(discovery) = &self.settings.discovery else {
             return;
         };
         let model = self
             .registry
             .get(uuid)
-            .and_then(|e| e.live.as_ref())
+            .and_then(|e| e.runtime.as_ref())
             .and_then(|l| self.model_name(&l.printer));
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
         let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         let printer = &live.printer;
@@ -97,7 +97,7 @@ impl Core {
             serial: printer.sn.clone(),
             firmware: printer.firmware.clone(),
             configuration_url: self
-                .s
+                .settings
                 .connect_url
                 .join(&format!("/printer/{uuid}/dashboard"))
                 .ok()
@@ -122,7 +122,7 @@ impl Core {
                     .as_deref()
                     .map(Vec::as_slice)
                     .unwrap_or_default(),
-                &self.s.allow,
+                &self.settings.allow,
                 &printer.dialog_buttons(),
             )
             .with_files(

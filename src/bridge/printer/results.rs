@@ -145,8 +145,8 @@ impl Core {
             .observe(kind, uuid, result, now, wall)
     }
 
-    fn live_mut(&mut self, uuid: &str) -> Option<&mut crate::bridge::registry::Live> {
-        self.registry.get_mut(uuid)?.live.as_mut()
+    fn live_mut(&mut self, uuid: &str) -> Option<&mut crate::bridge::printer::Runtime> {
+        self.registry.get_mut(uuid)?.runtime.as_mut()
     }
 
     fn on_job(
@@ -160,7 +160,7 @@ impl Core {
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         live.job_reads.in_flight.remove(&job);
@@ -200,11 +200,11 @@ impl Core {
         now: Instant,
         wall: f64,
     ) {
-        let base = self.s.active_poll_interval;
+        let base = self.settings.active_poll_interval;
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         let jobs = match result {
@@ -235,12 +235,12 @@ impl Core {
         result: Result<crate::connect::client::FeedBatch, ConnectError>,
         now: Instant,
     ) {
-        let retry = now + self.s.active_poll_interval;
+        let retry = now + self.settings.active_poll_interval;
         let Some(entry) = self.registry.get_mut(uuid) else {
             return;
         };
         let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         let batch = match result {
@@ -289,7 +289,7 @@ impl Core {
                     // Connect makes notifications of what printers do.
                     self.account.unseen_due = true;
                 }
-                let topic = self.s.topics.event(&id);
+                let topic = self.settings.topics.event(&id);
                 for event in events {
                     let payload = serde_json::Value::Object(event.raw).to_string();
                     self.publish(Message::event(topic.clone(), payload));
@@ -320,7 +320,7 @@ impl Core {
             return;
         };
         let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.live.as_mut() else {
+        let Some(live) = entry.runtime.as_mut() else {
             return;
         };
         let name = live.printer.display_name().to_string();
@@ -328,7 +328,7 @@ impl Core {
             return;
         };
         camera.fetching = false;
-        let topic = self.s.topics.camera(&id, camera_id);
+        let topic = self.settings.topics.camera(&id, camera_id);
         match result {
             Ok(Snapshot::NotModified) => live.succeeded("camera"),
             Ok(Snapshot::Image {

@@ -18,7 +18,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::bridge::core::Core;
 use crate::bridge::printer::commands::{CommandDone, Inbound, Prepared};
 use crate::bridge::reads::{Read, ReadDone, ReadResult};
-use crate::bridge::registry::Memory;
+use crate::bridge::registry::StateFile;
 use crate::bridge::shell::runner::CommandRunner;
 use crate::bridge::shell::throttle::Throttle;
 use crate::command::ErrorCode;
@@ -57,7 +57,7 @@ pub struct Shell {
     core: Core,
     connect: ConnectClient,
     publisher: Publisher,
-    store: Store<Memory>,
+    store: Store<StateFile>,
     watchdog: Watchdog,
     reads: ReadRunner,
     commands: CommandRunner,
@@ -78,7 +78,7 @@ pub struct Shell {
     poll_now: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
-/// Live events handled in one go before the loop looks at anything else.
+/// Runtime events handled in one go before the loop looks at anything else.
 const LIVE_BATCH: usize = 4096;
 
 impl Shell {
@@ -86,7 +86,7 @@ impl Shell {
         core: Core,
         connect: ConnectClient,
         publisher: Publisher,
-        store: Store<Memory>,
+        store: Store<StateFile>,
         clear_retained_on_exit: bool,
         live: Option<LiveLink>,
     ) -> Shell {
@@ -95,7 +95,10 @@ impl Shell {
             commands: CommandRunner::new(
                 connect.clone(),
                 publisher.clone(),
-                Throttle::new(core.s.commands_per_second, core.s.commands_burst),
+                Throttle::new(
+                    core.settings.commands_per_second,
+                    core.settings.commands_burst,
+                ),
             ),
             core,
             connect,

@@ -116,7 +116,7 @@ fn a_printer_named_bridge_gets_a_suffix() {
 /// suffixed id, its stale topics under `bridge` are cleared but the bridge's own state.
 #[test]
 fn a_stored_bridge_id_moves_off_the_bridges_topics() {
-    let mut memory = Memory::default();
+    let mut memory = StateFile::default();
     memory.printers.insert(
         A.into(),
         PrinterRecord {
@@ -243,7 +243,7 @@ fn a_job_reason_follows_the_allow_list() {
 /// for an unknown printer: the printers are not known yet.
 #[test]
 fn commands_before_connect_ever_answered_are_connect_errors() {
-    let mut memory = Memory::default();
+    let mut memory = StateFile::default();
     memory.printers.insert(
         A.into(),
         PrinterRecord {

@@ -59,7 +59,7 @@ impl Bridge {
             ..settings("")
         };
         Bridge {
-            core: Core::new(settings, Memory::default()),
+            core: Core::new(settings, StateFile::default()),
             now: Instant::now(),
             wall: WALL,
         }

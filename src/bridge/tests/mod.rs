@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::bridge::core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
 use crate::bridge::printer::commands::{CommandDone, CommandTask, Outcome, Prepared};
 use crate::bridge::reads::{Read, ReadDone, ReadResult};
-use crate::bridge::registry::{Memory, PrinterRecord};
+use crate::bridge::registry::{PrinterRecord, StateFile};
 use crate::command::{CommandReply, ErrorCode};
 use crate::config::Config;
 use crate::connect::client::{AuthStatus, ConnectError, FeedBatch};
@@ -125,10 +125,10 @@ impl Out {
 
 impl Bridge {
     fn new(extra: &str) -> Bridge {
-        Bridge::with_memory(extra, Memory::default())
+        Bridge::with_memory(extra, StateFile::default())
     }
 
-    fn with_memory(extra: &str, memory: Memory) -> Bridge {
+    fn with_memory(extra: &str, memory: StateFile) -> Bridge {
         Bridge {
             core: Core::new(settings(extra), memory),
             now: Instant::now(),
@@ -604,7 +604,7 @@ fn dialogs_are_announced_once_and_their_closing_too() {
 
 #[test]
 fn a_failed_list_marks_every_known_printer_offline_even_those_known_only_from_the_state_file() {
-    let mut memory = Memory::default();
+    let mut memory = StateFile::default();
     for (uuid, id) in [(A, "left"), (B, "right")] {
         memory.printers.insert(
             uuid.into(),
@@ -1010,7 +1010,7 @@ fn an_idle_fleets_feeds_are_read_every_interval_at_most_three_a_poll() {
     assert!((95..=105).contains(&total), "{total} reads: {per_poll:?}");
     // Off (`feed_interval = "0s"`): no scheduled read at all.
     let mut b = Bridge::new("");
-    b.core.s.feed_interval = Duration::ZERO;
+    b.core.settings.feed_interval = Duration::ZERO;
     b.poll_settled(&fleet);
     for _ in 0..40 {
         b.advance(30);
