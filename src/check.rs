@@ -176,7 +176,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     let wanted = &config.connect.printers;
     let bridged: Vec<_> = all
         .iter()
-        .filter(|p| crate::bridge::core::is_bridged(wanted, p))
+        .filter(|p| crate::bridge::settings::is_bridged(wanted, p))
         .collect();
     report.ok(format!(
         "Connect {url}: the account has {} printer(s); {} will be bridged",
@@ -209,7 +209,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
         .ok()
         .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
         .unwrap_or_default();
-    let mut registry = Registry::from_memory(memory);
+    let mut registry = Registry::from_state_file(memory);
     registry.assign_ids(&bridged, &config.mqtt.printer_ids);
     for clash in registry.clashes() {
         report.problem(clash.to_string());

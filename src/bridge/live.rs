@@ -1,6 +1,6 @@
 //! The live channel in the core: what Connect pushes ([`crate::connect::live::LiveEvent`])
 //! lands in the registry, laid over the printer the REST list showed, and goes through the
-//! same decisions as a poll's view of it ([`Core::look`]): `P/state` at once (at most once a
+//! same decisions as a poll's view of it (`PrinterEntry::update`): `P/state` at once (at most once a
 //! second per printer), and a state or job change asks for the job and the feed right away.
 //! While the channel covers every busy printer the fleet is polled at the idle interval.
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::bridge::core::Core;
 use crate::bridge::printer::Pushed;
+use crate::bridge::registry::Registry;
 use crate::connect::live::LiveEvent;
 use crate::connect::model::Printer;
 use crate::payloads::iso;
@@ -32,9 +32,21 @@ pub struct Channel {
     pub last_error: Option<String>,
     /// Printers whose subscription the broker acknowledged on this connection.
     pub subscribed: BTreeSet<String>,
+    /// Printers whose pushed values changed since they were last looked at.
+    pending: BTreeSet<String>,
+    /// `bridge/info` is to show the channel's new status (since then).
+    info_due: Option<Instant>,
 }
 
 impl Channel {
+    /// The channel as `connect.live` (`enabled`) sets it up, not connected yet.
+    pub fn new(enabled: bool) -> Channel {
+        Channel {
+            enabled,
+            ..Default::default()
+        }
+    }
+
     /// Whether the printer's values come from the channel now.
     pub fn covers(&self, uuid: &str) -> bool {
         self.connected && self.subscribed.contains(uuid)
@@ -51,51 +63,56 @@ impl Channel {
     }
 }
 
-impl Core {
+impl Channel {
     /// What the channel said. Values are taken at once; the printers they change are looked
-    /// at by [`Core::live_flush`] when [`Core::live_due`] says.
+    /// at when [`Channel::due`] says (see [`Channel::ready`]).
     ///
-    /// Returns `Some(wait)` when the next poll should come within `wait`: the channel
-    /// dropped and busy printers depend on the poll again.
-    pub fn live_event(&mut self, now: Instant, wall: f64, event: LiveEvent) -> Option<Duration> {
+    /// Returns `Some(())` when the next poll should come soon: the channel dropped and busy
+    /// printers depend on the poll again.
+    pub fn on_event(
+        &mut self,
+        registry: &mut Registry,
+        now: Instant,
+        wall: f64,
+        event: LiveEvent,
+    ) -> Option<()> {
         match event {
             LiveEvent::Up => {
-                self.channel.connected = true;
-                self.channel.since = iso(wall);
-                self.live_info_due.get_or_insert(now);
+                self.connected = true;
+                self.since = iso(wall);
+                self.info_due.get_or_insert(now);
             }
             LiveEvent::Down { error } => {
-                let was = std::mem::replace(&mut self.channel.connected, false);
-                if was || self.channel.since.is_none() {
-                    self.channel.since = iso(wall);
+                let was = std::mem::replace(&mut self.connected, false);
+                if was || self.since.is_none() {
+                    self.since = iso(wall);
                 }
-                self.channel.last_error = Some(error);
-                self.channel.subscribed.clear();
+                self.last_error = Some(error);
+                self.subscribed.clear();
                 // The list's values count again: what the channel said may be stale by now.
-                for entry in self.registry.entries_mut() {
+                for entry in registry.entries_mut() {
                     if let Some(live) = entry.runtime.as_mut() {
                         live.pushed = Pushed::default();
                     }
                 }
-                self.live_dirty.clear();
-                self.live_info_due.get_or_insert(now);
-                let busy = self.registry.entries().any(|e| {
+                self.pending.clear();
+                self.info_due.get_or_insert(now);
+                let busy = registry.entries().any(|e| {
                     e.runtime
                         .as_ref()
                         .is_some_and(|l| l.printer.effective_state().is_active())
                 });
-                return (was && busy).then_some(self.settings.active_poll_interval);
+                return (was && busy).then_some(());
             }
             LiveEvent::Subscribed { uuid } => {
-                self.channel.subscribed.insert(uuid);
-                self.live_info_due.get_or_insert(now);
+                self.subscribed.insert(uuid);
+                self.info_due.get_or_insert(now);
             }
             LiveEvent::Refused { uuid } => {
-                self.channel.last_error =
-                    Some(format!("the subscription to printer {uuid} was refused"));
-                self.unfollow(&uuid, now);
+                self.last_error = Some(format!("the subscription to printer {uuid} was refused"));
+                self.unfollow(registry, &uuid, now);
             }
-            LiveEvent::Unsubscribed { uuid } => self.unfollow(&uuid, now),
+            LiveEvent::Unsubscribed { uuid } => self.unfollow(registry, &uuid, now),
             LiveEvent::Value {
                 uuid,
                 topic,
@@ -108,13 +125,11 @@ impl Core {
                     return None;
                 }
                 // Values of a printer not bridged (yet) are not kept.
-                let live = self
-                    .registry
-                    .get_mut(&uuid)
-                    .and_then(|e| e.runtime.as_mut())?;
+                let live = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut())?;
                 match live.pushed.apply(&topic, &payload, now) {
                     Ok(true) => {
-                        self.live_dirty.entry(uuid).or_insert(now);
+                        live.pushed.changed_since.get_or_insert(now);
+                        self.pending.insert(uuid);
                     }
                     Ok(false) => {}
                     Err(e) => tracing::debug!("live value of printer {uuid} ignored: {e}"),
@@ -125,102 +140,106 @@ impl Core {
     }
 
     /// The channel no longer speaks for the printer: the list's values count again.
-    fn unfollow(&mut self, uuid: &str, now: Instant) {
-        self.channel.subscribed.remove(uuid);
-        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) {
+    fn unfollow(&mut self, registry: &mut Registry, uuid: &str, now: Instant) {
+        self.subscribed.remove(uuid);
+        if let Some(live) = registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) {
             live.pushed = Pushed::default();
         }
-        self.live_dirty.remove(uuid);
-        self.live_info_due.get_or_insert(now);
+        self.pending.remove(uuid);
+        self.info_due.get_or_insert(now);
     }
 
-    /// When [`Core::live_flush`] has something to do.
-    pub fn live_due(&self) -> Option<Instant> {
-        let printers = self.live_dirty.iter().map(|(uuid, since)| {
-            let looked = self
-                .registry
-                .get(uuid)
-                .and_then(|e| e.runtime.as_ref())
-                .and_then(|l| l.pushed.looked_at);
-            let gathered = *since + LIVE_GATHER;
-            looked.map_or(gathered, |t| gathered.max(t + LIVE_MIN_GAP))
+    /// When a printer's pushed values are to be looked at, or `bridge/info` to show the
+    /// channel's new status.
+    pub fn due(&self, registry: &Registry) -> Option<Instant> {
+        let printers = self.pending.iter().filter_map(|uuid| {
+            let pushed = &registry.get(uuid)?.runtime.as_ref()?.pushed;
+            turn(pushed)
         });
-        let info = self.live_info_due.map(|t| t + LIVE_GATHER);
+        let info = self.info_due.map(|t| t + LIVE_GATHER);
         printers.chain(info).min()
     }
 
-    /// Looks at the printers whose values changed and whose turn it is, and publishes
-    /// `bridge/info` when the channel's status changed.
-    pub fn live_flush(&mut self, now: Instant, wall: f64) {
-        if self.live_info_due.is_some_and(|t| t + LIVE_GATHER <= now) {
-            self.live_info_due = None;
-            if let Some(auth) = self.last_auth.clone() {
-                self.publish_info(auth);
-            }
+    /// Whether `bridge/info` is to show the channel's new status now.
+    pub fn info_ready(&mut self, now: Instant) -> bool {
+        let ready = self.info_due.is_some_and(|t| t + LIVE_GATHER <= now);
+        if ready {
+            self.info_due = None;
         }
+        ready
+    }
+
+    /// The printers whose pushed values changed and whose turn it is, each with its view:
+    /// the values laid over what the list showed (only those whose view changed).
+    pub fn ready(&mut self, registry: &mut Registry, now: Instant) -> Vec<Printer> {
         let ready: Vec<String> = self
-            .live_dirty
+            .pending
             .iter()
-            .filter(|(uuid, since)| {
-                let looked = self
-                    .registry
+            .filter(|uuid| {
+                let pushed = registry
                     .get(uuid)
                     .and_then(|e| e.runtime.as_ref())
-                    .and_then(|l| l.pushed.looked_at);
-                **since + LIVE_GATHER <= now && looked.is_none_or(|t| t + LIVE_MIN_GAP <= now)
+                    .map(|l| &l.pushed);
+                pushed.and_then(turn).is_none_or(|t| t <= now)
             })
-            .map(|(uuid, _)| uuid.clone())
+            .cloned()
             .collect();
+        let mut views = Vec::new();
         for uuid in ready {
-            self.live_dirty.remove(&uuid);
-            let Some(live) = self
-                .registry
-                .get_mut(&uuid)
-                .and_then(|e| e.runtime.as_mut())
-            else {
+            self.pending.remove(&uuid);
+            let Some(live) = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut()) else {
                 continue;
             };
+            live.pushed.changed_since = None;
             live.pushed.looked_at = Some(now);
-            if !self.channel.covers(&uuid) {
+            if !self.covers(&uuid) {
                 continue;
             }
             let printer = live.pushed.overlay(live.printer.clone());
             if printer != live.printer {
-                self.look(now, wall, printer);
+                views.push(printer);
             }
         }
-    }
-
-    /// A list requested at `requested` is being processed: of what the channel said, only
-    /// what came since counts over it (see [`Pushed::list_requested`]).
-    pub(super) fn list_requested(&mut self, printers: &[Printer], requested: Instant) {
-        for p in printers {
-            if let Some(live) = self
-                .registry
-                .get_mut(&p.uuid)
-                .and_then(|e| e.runtime.as_mut())
-            {
-                live.pushed.list_requested = Some(requested);
-            }
-        }
-    }
-
-    /// The printers the channel is to follow: every one bridged now.
-    pub fn live_printers(&self) -> BTreeSet<String> {
-        self.registry
-            .entries()
-            .filter(|e| e.runtime.is_some())
-            .map(|e| e.uuid.clone())
-            .collect()
+        views
     }
 
     /// Whether the channel covers every busy printer, so the poll can go at the idle pace.
-    pub(super) fn live_covers_busy(&self) -> bool {
-        self.channel.connected
-            && self.registry.entries().all(|e| {
+    pub fn covers_busy(&self, registry: &Registry) -> bool {
+        self.connected
+            && registry.entries().all(|e| {
                 e.runtime.as_ref().is_none_or(|l| {
-                    !l.printer.effective_state().is_active() || self.channel.covers(&e.uuid)
+                    !l.printer.effective_state().is_active() || self.covers(&e.uuid)
                 })
             })
     }
+}
+
+/// When a printer whose values changed is looked at: once the values that came with the
+/// first had time to arrive, and at most once per [`LIVE_MIN_GAP`].
+fn turn(pushed: &Pushed) -> Option<Instant> {
+    let gathered = pushed.changed_since? + LIVE_GATHER;
+    Some(
+        pushed
+            .looked_at
+            .map_or(gathered, |t| gathered.max(t + LIVE_MIN_GAP)),
+    )
+}
+
+/// A list requested at `requested` is being processed: of what the channel said, only what
+/// came since counts over it (see [`Pushed::list_requested`]).
+pub fn list_requested(registry: &mut Registry, printers: &[Printer], requested: Instant) {
+    for p in printers {
+        if let Some(live) = registry.get_mut(&p.uuid).and_then(|e| e.runtime.as_mut()) {
+            live.pushed.list_requested = Some(requested);
+        }
+    }
+}
+
+/// The printers the channel is to follow: every one bridged now.
+pub fn followed(registry: &Registry) -> BTreeSet<String> {
+    registry
+        .entries()
+        .filter(|e| e.runtime.is_some())
+        .map(|e| e.uuid.clone())
+        .collect()
 }

@@ -11,10 +11,11 @@
 //!
 //! The mode in use is remembered in the state file.
 
+use crate::bridge::Settings;
+use crate::bridge::effects::Effects;
+use crate::bridge::registry::Registry;
 use crate::config::DiscoveryMode;
 use crate::message::Message;
-
-use crate::bridge::core::Core;
 
 impl DiscoveryMode {
     pub fn as_str(self) -> &'static str {
@@ -33,19 +34,41 @@ impl DiscoveryMode {
     }
 }
 
-impl Core {
+/// The migration under way, and the mode the state file remembers.
+#[derive(Debug, Default)]
+pub struct Migration {
+    /// The bridge's old discovery topics, to clear before its new discovery.
+    bridge: Option<Vec<String>>,
+    /// The discovery mode in the state file, kept while discovery is off.
+    remembered_mode: Option<String>,
+}
+
+impl Migration {
     /// At start: when the state file says discovery went out in the other mode, starts the
     /// migration of the bridge (whose new discovery follows at once) and of every printer
     /// (whose old topics are cleared once its new discovery is out).
-    pub(super) fn start_migration(&mut self, remembered: Option<&str>) {
-        let Some(discovery) = &self.settings.discovery else {
-            return;
+    pub fn start(
+        settings: &Settings,
+        registry: &mut Registry,
+        remembered_mode: Option<String>,
+        fx: &mut Effects,
+    ) -> Migration {
+        let mut migration = Migration {
+            bridge: None,
+            remembered_mode,
         };
-        let Some(old) = remembered.and_then(DiscoveryMode::parse) else {
-            return;
+        let Some(discovery) = &settings.discovery else {
+            return migration;
+        };
+        let Some(old) = migration
+            .remembered_mode
+            .as_deref()
+            .and_then(DiscoveryMode::parse)
+        else {
+            return migration;
         };
         if old == discovery.mode {
-            return;
+            return migration;
         }
         tracing::info!(
             "homeassistant.mode changed from {} to {}: moving the entities over (migrate_discovery)",
@@ -53,33 +76,38 @@ impl Core {
             discovery.mode.as_str()
         );
         let migrate = crate::discovery::Discovery::migration_payload().to_string();
-        let mut owed = Vec::new();
-        for entry in self.registry.entries() {
-            let topics = discovery.printer_topics_in(old, &entry.uuid, &entry.record.cameras);
-            owed.push((entry.uuid.clone(), topics));
-        }
         let bridge = discovery.bridge_topics_in(old);
-        for topic in bridge.iter().chain(owed.iter().flat_map(|(_, t)| t)) {
-            self.out
-                .push(Message::event(topic.clone(), migrate.clone()));
+        for topic in &bridge {
+            fx.publish(Message::event(topic.clone(), migrate.clone()));
         }
-        self.migrating.extend(owed);
-        self.migrating.insert(BRIDGE.into(), bridge);
+        for entry in registry.entries_mut() {
+            let topics = discovery.printer_topics_in(old, &entry.uuid, &entry.record.cameras);
+            for topic in &topics {
+                fx.publish(Message::event(topic.clone(), migrate.clone()));
+            }
+            entry.old_discovery = topics;
+        }
+        migration.bridge = Some(bridge);
+        migration
     }
 
     /// Whether the bridge's discovery waits for its migration (see the module's steps).
-    pub(super) fn bridge_migrating(&self) -> bool {
-        self.migrating.contains_key(BRIDGE)
+    pub fn bridge_pending(&self) -> bool {
+        self.bridge.is_some()
     }
 
-    /// Clears the old-mode topics of `key` (a printer uuid, or the bridge), before its new
-    /// discovery.
-    pub(super) fn finish_migration(&mut self, key: &str) {
-        for topic in self.migrating.remove(key).unwrap_or_default() {
-            self.out.push(Message::Clear { topic });
+    /// Clears the bridge's old-mode topics, before its new discovery.
+    pub fn finish_bridge(&mut self, fx: &mut Effects) {
+        for topic in self.bridge.take().unwrap_or_default() {
+            fx.publish(Message::Clear { topic });
+        }
+    }
+
+    /// The mode the state file is to remember.
+    pub fn mode_to_save(&self, settings: &Settings) -> Option<String> {
+        match &settings.discovery {
+            Some(d) => Some(d.mode.as_str().to_string()),
+            None => self.remembered_mode.clone(),
         }
     }
 }
-
-/// The key of the bridge's own migration.
-pub(super) const BRIDGE: &str = "";

@@ -15,19 +15,26 @@
 //! the broker has not acknowledged.
 
 pub mod account;
+pub mod commands;
 pub mod core;
+pub mod effects;
+mod fleet;
+mod info;
 pub mod live;
 mod migration;
+mod poll;
 pub mod printer;
 pub mod reads;
 pub mod registry;
 pub mod schedule;
+pub mod settings;
 pub mod shell;
 
 #[cfg(test)]
 mod tests;
 
-pub use core::{Core, REMOVE_AFTER_MISSING_POLLS, Settings};
+pub use core::{Core, REMOVE_AFTER_MISSING_POLLS};
+pub use settings::Settings;
 pub use shell::{STOP_GRACE, Shell};
 
 use crate::config::Config;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 pub use crate::bridge::printer::{PrinterEntry, PrinterRecord};
+use crate::command::{CommandError, ErrorCode};
 use crate::connect::model::Printer;
 use crate::topics::{is_reserved, slug};
 
@@ -65,7 +66,7 @@ pub struct Renamed {
 }
 
 impl Registry {
-    pub fn from_memory(memory: StateFile) -> Registry {
+    pub fn from_state_file(memory: StateFile) -> Registry {
         let mut registry = Registry::default();
         for (uuid, mut record) in memory.printers {
             if let Some(id) = &record.id {
@@ -81,23 +82,15 @@ impl Registry {
                 // A reserved id stays in the record, owned by nobody: the printer is given
                 // a new one when listed, and its topics there are cleared as a rename's.
             }
-            registry.entries.insert(
-                uuid.clone(),
-                PrinterEntry {
-                    uuid,
-                    record,
-                    runtime: None,
-                    missing: 0,
-                    missing_since: None,
-                    known: true,
-                },
-            );
+            registry
+                .entries
+                .insert(uuid.clone(), PrinterEntry::new(uuid, record, true));
         }
         registry
     }
 
     /// What goes into the state file.
-    pub fn memory(&self) -> StateFile {
+    pub fn state_file(&self) -> StateFile {
         StateFile {
             notifications: Default::default(),
             discovery_mode: None,
@@ -124,6 +117,36 @@ impl Registry {
     /// The printer that publishes as `id`.
     pub fn by_id(&self, id: &str) -> Option<&PrinterEntry> {
         self.entries.get(self.by_id.get(id)?)
+    }
+
+    /// The bridged printer a command for `id` goes to, or why there is none (`never_listed`:
+    /// why no printer list came in yet, if none did).
+    pub fn bridged_by_id(
+        &self,
+        id: &str,
+        never_listed: Option<String>,
+    ) -> Result<&PrinterEntry, CommandError> {
+        if let Some(entry) = self.by_id(id)
+            && entry.runtime.is_some()
+        {
+            return Ok(entry);
+        }
+        if let Some(why) = never_listed {
+            // Which printers there are is not known yet: not the command's fault.
+            return Err(CommandError::new(
+                ErrorCode::ConnectError,
+                format!("the printers are not known yet: {why}"),
+            ));
+        }
+        let known: Vec<&str> = self
+            .entries()
+            .filter(|e| e.runtime.is_some())
+            .filter_map(|e| e.id())
+            .collect();
+        Err(CommandError::new(
+            ErrorCode::UnknownPrinter,
+            format!("no printer {id:?} is bridged (known: {})", known.join(", ")),
+        ))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &PrinterEntry> {
@@ -272,14 +295,7 @@ impl Registry {
         let entry = self
             .entries
             .entry(p.uuid.clone())
-            .or_insert_with(|| PrinterEntry {
-                uuid: p.uuid.clone(),
-                record: PrinterRecord::default(),
-                runtime: None,
-                missing: 0,
-                missing_since: None,
-                known: false,
-            });
+            .or_insert_with(|| PrinterEntry::new(p.uuid.clone(), PrinterRecord::default(), false));
         let old = entry.record.id.replace(id.clone());
         entry.record.id_name = id_name;
         if let Some(old) = old.filter(|o| *o != id) {

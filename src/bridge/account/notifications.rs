@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::bridge::core::Core;
+use crate::bridge::account::Account;
+use crate::bridge::effects::Effects;
 use crate::bridge::reads::Read;
 use crate::connect::model::Notification;
 use crate::message::Message;
 use crate::payloads::iso;
+use crate::topics::Topics;
 
 /// Published ids above the floor remembered at most; beyond, the floor rises.
 const MAX_SEEN: usize = 512;
@@ -53,97 +55,84 @@ impl NotificationCursor {
     }
 }
 
-impl Core {
+impl Account {
     /// The unseen count moved (or the list was never read): read the list.
-    pub(crate) fn notifications_moved(&mut self, unseen: u64, now: Instant) {
-        let a = &mut self.account;
-        let moved =
-            a.unseen != Some(unseen) || a.notifications.floor.is_none() || a.notifications_skipped;
-        a.unseen = Some(unseen);
+    pub(super) fn notifications_moved(&mut self, unseen: u64, fx: &mut Effects, now: Instant) {
+        let moved = self.unseen != Some(unseen)
+            || self.notifications.floor.is_none()
+            || self.notifications_skipped;
+        self.unseen = Some(unseen);
         if !moved {
             return;
         }
-        if a.notifications_reading {
-            // The read in flight may have missed what moved the count.
-            a.notifications_again = true;
-            return;
-        }
-        self.read_notifications(now);
+        // A read in flight may have missed what moved the count: asked again after it.
+        self.notifications_read.request(now);
+        self.read_notifications(fx, now);
     }
 
     /// Reads the list, unless it answered 404 less than an hour ago (then the next unseen
     /// count read after that hour reads it).
-    fn read_notifications(&mut self, now: Instant) {
-        let a = &mut self.account;
-        if a.unavailable.resting("notifications", "", now) {
-            a.notifications_skipped = true;
-            a.notifications_again = false;
+    fn read_notifications(&mut self, fx: &mut Effects, now: Instant) {
+        if self.unavailable.resting("notifications", "", now) {
+            self.notifications_skipped = true;
+            self.notifications_read.cancel();
             return;
         }
-        a.notifications_skipped = false;
-        a.notifications_reading = true;
-        a.notifications_again = false;
-        let after = a.notifications.newest();
-        self.read(Read::Notifications { after });
+        if self.notifications_read.start(now) {
+            self.notifications_skipped = false;
+            let after = self.notifications.newest();
+            fx.read(Read::Notifications { after });
+        }
     }
 
-    pub(crate) fn on_notifications(
+    pub(super) fn on_notifications(
         &mut self,
         result: Result<Vec<Notification>, crate::connect::client::ConnectError>,
+        topics: &Topics,
+        printer_id: impl Fn(&str) -> Option<String>,
+        fx: &mut Effects,
         now: Instant,
         wall: f64,
     ) {
-        self.account.notifications_reading = false;
+        self.notifications_read.finish();
         let missing = self.optional("notifications", "", &result, now, wall);
-        let list = match result {
-            Ok(list) => list,
-            Err(e) => {
-                if missing {
-                    self.account.notifications_skipped = true;
-                } else {
-                    tracing::warn!("cannot read Connect's notifications: {e}");
-                    // The next move of the unseen count tries again, or at once when it
-                    // moved while this read was out.
-                    self.account.unseen = None;
+        match result {
+            Ok(list) => {
+                let topic = topics.bridge_notification();
+                for n in self.notifications.accept(list) {
+                    let printer = n.printer_uuid.as_deref().and_then(&printer_id);
+                    let payload = notification_payload(&n, printer);
+                    fx.publish(Message::event(topic.clone(), payload.to_string()));
                 }
-                if self.account.notifications_again {
-                    self.read_notifications(now);
-                }
-                return;
             }
-        };
-        let new = self.account.notifications.accept(list);
-        let topic = self.settings.topics.bridge_notification();
-        for n in new {
-            let payload = self.notification_payload(&n);
-            self.publish(Message::event(topic.clone(), payload.to_string()));
+            Err(_) if missing => self.notifications_skipped = true,
+            Err(e) => {
+                tracing::warn!("cannot read Connect's notifications: {e}");
+                // The next move of the unseen count tries again, or at once when it moved
+                // while this read was out.
+                self.unseen = None;
+            }
         }
-        if self.account.notifications_again {
-            self.read_notifications(now);
-        }
+        self.read_notifications(fx, now);
     }
+}
 
-    fn notification_payload(&self, n: &Notification) -> Value {
-        let printer = n
-            .printer_uuid
-            .as_deref()
-            .and_then(|uuid| self.registry.get(uuid))
-            .and_then(|e| e.id());
-        json!({
-            "event_type": "notification",
-            "id": n.id,
-            "printer_uuid": n.printer_uuid,
-            "printer": printer,
-            "printer_name": n.printer_name,
-            "severity": n.severity,
-            "category": n.category,
-            "name": n.name,
-            "text": n.text,
-            "job_id": n.job_id,
-            "job_name": n.job_name,
-            "created": n.created.and_then(iso),
-        })
-    }
+/// A notification as `B/bridge/notification` shows it; `printer` is its printer's topic id.
+fn notification_payload(n: &Notification, printer: Option<String>) -> Value {
+    json!({
+        "event_type": "notification",
+        "id": n.id,
+        "printer_uuid": n.printer_uuid,
+        "printer": printer,
+        "printer_name": n.printer_name,
+        "severity": n.severity,
+        "category": n.category,
+        "name": n.name,
+        "text": n.text,
+        "job_id": n.job_id,
+        "job_name": n.job_name,
+        "created": n.created.and_then(iso),
+    })
 }
 
 #[cfg(test)]

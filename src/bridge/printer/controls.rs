@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::bridge::core::Core;
+use crate::bridge::account::SupportedPool;
 use crate::bridge::printer::Runtime;
+use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::Read;
 use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
@@ -58,23 +59,6 @@ impl SupportedInfo {
     pub fn set(&mut self, list: Vec<SupportedCommand>, pool: &mut SupportedPool) {
         self.list = Some(pool.intern(list));
         self.stale = false;
-    }
-}
-
-/// The distinct supported-commands lists in use.
-#[derive(Debug, Default)]
-pub struct SupportedPool(Vec<Arc<Vec<SupportedCommand>>>);
-
-impl SupportedPool {
-    fn intern(&mut self, list: Vec<SupportedCommand>) -> Arc<Vec<SupportedCommand>> {
-        // Lists no printer holds any more go.
-        self.0.retain(|l| Arc::strong_count(l) > 1);
-        if let Some(same) = self.0.iter().find(|l| ***l == list) {
-            return same.clone();
-        }
-        let list = Arc::new(list);
-        self.0.push(list.clone());
-        list
     }
 }
 
@@ -135,23 +119,26 @@ impl Trigger {
     }
 }
 
-impl Core {
-    pub(crate) fn on_supported(
+impl PrinterEntry {
+    pub(super) fn on_supported(
         &mut self,
-        uuid: &str,
+        cx: &mut Ctx,
         result: Result<crate::connect::model::SupportedCommands, ConnectError>,
         now: Instant,
         wall: f64,
     ) {
-        let missing = self.optional("supported_commands", uuid, &result, now, wall);
-        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) else {
+        let missing = cx
+            .account
+            .optional("supported_commands", &self.uuid, &result, now, wall);
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         match result {
             Ok(s) => {
                 live.succeeded("supported commands");
                 live.supported.due.succeeded();
-                live.supported.set(s.commands, &mut self.supported_pool);
+                live.supported
+                    .set(s.commands, &mut cx.account.supported_pool);
             }
             Err(e) => {
                 if !missing {
@@ -162,16 +149,16 @@ impl Core {
                     .failed(now, SUPPORTED_RETRY, SUPPORTED_RETRY_MAX);
             }
         }
-        self.render(uuid, wall);
+        self.render(cx, wall);
     }
+}
 
-    /// Publishes a device trigger of printer `id`.
-    pub(crate) fn trigger(&mut self, id: &str, trigger: Trigger) {
-        self.publish(Message::event(
-            self.settings.topics.trigger(id),
-            trigger.as_str(),
-        ));
-    }
+/// Publishes a device trigger of printer `id`.
+pub fn trigger(cx: &mut Ctx, id: &str, trigger: Trigger) {
+    cx.fx.publish(Message::event(
+        cx.settings.topics.trigger(id),
+        trigger.as_str(),
+    ));
 }
 
 /// The triggers a printer's move from `before` (`None`: first look in this run) to `now`

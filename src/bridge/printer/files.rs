@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::bridge::core::Core;
 use crate::bridge::printer::Runtime;
+use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::Read;
 use crate::bridge::schedule::Retried;
 use crate::command::{CommandError, CommandRequest, ErrorCode};
@@ -165,16 +165,16 @@ impl Runtime {
     }
 }
 
-impl Core {
-    pub(crate) fn on_files(
+impl PrinterEntry {
+    pub(super) fn on_files(
         &mut self,
-        uuid: &str,
+        cx: &mut Ctx,
         result: Result<Vec<PrintFile>, ConnectError>,
         now: Instant,
         wall: f64,
     ) {
-        let missing = self.optional("files", uuid, &result, now, wall);
-        let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) else {
+        let missing = cx.account.optional("files", &self.uuid, &result, now, wall);
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         match result {
@@ -195,21 +195,18 @@ impl Core {
                 live.files.due.failed(now, RETRY, RETRY_MAX);
             }
         }
-        self.render(uuid, wall);
+        self.render(cx, wall);
     }
 
-    pub(crate) fn on_preview(
+    pub(super) fn on_preview(
         &mut self,
-        uuid: &str,
+        cx: &mut Ctx,
         job: i64,
         result: Result<Vec<u8>, ConnectError>,
         now: Instant,
     ) {
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.runtime.as_mut() else {
+        let id = self.id().unwrap_or_default().to_string();
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         if live.preview.job != Some(job) {
@@ -219,8 +216,8 @@ impl Core {
             Ok(bytes) => {
                 live.succeeded("thumbnail");
                 live.preview.due.succeeded();
-                let topic = self.settings.topics.job_preview(&id);
-                self.publish(Message::Retain {
+                let topic = cx.settings.topics.job_preview(&id);
+                cx.fx.publish(Message::Retain {
                     kind: Kind::Data,
                     topic,
                     payload: bytes,
@@ -245,8 +242,8 @@ impl Core {
     }
 
     /// The feed said the printer's files changed: read them again.
-    pub(crate) fn files_changed(&mut self, uuid: &str, now: Instant) {
-        if let Some(live) = self.registry.get_mut(uuid).and_then(|e| e.runtime.as_mut())
+    pub fn files_changed(&mut self, now: Instant) {
+        if let Some(live) = self.runtime.as_mut()
             && live.files.list.is_some()
         {
             live.files.due.due.request(now);
@@ -254,16 +251,9 @@ impl Core {
     }
 
     /// A message on `P/print_file`: the file "Start print" prints.
-    pub(crate) fn select_file(&mut self, printer_id: &str, payload: &[u8], wall: f64) {
-        let Some(entry) = self.registry.by_id(printer_id) else {
-            return;
-        };
-        let uuid = entry.uuid.clone();
-        let Some(live) = self
-            .registry
-            .get_mut(&uuid)
-            .and_then(|e| e.runtime.as_mut())
-        else {
+    pub fn select_file(&mut self, cx: &mut Ctx, payload: &[u8], wall: f64) {
+        let printer_id = self.id().unwrap_or_default().to_string();
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         let wanted = String::from_utf8_lossy(payload);
@@ -282,7 +272,7 @@ impl Core {
                 return;
             }
         }
-        self.render(&uuid, wall);
+        self.render(cx, wall);
     }
 }
 

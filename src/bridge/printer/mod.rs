@@ -1,11 +1,13 @@
 //! One printer: its persisted record, its runtime view, and every decision about it.
 
 mod cameras;
+mod catch_up;
 pub mod commands;
 pub mod controls;
 pub mod feed;
 pub mod files;
 pub mod jobs;
+mod observe;
 mod pushed;
 mod queue;
 mod render;
@@ -16,13 +18,18 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::bridge::Settings;
+use crate::bridge::account::Account;
+use crate::bridge::effects::Effects;
 use crate::bridge::printer::feed::{FeedCursor, RecentEvents};
 use crate::bridge::printer::jobs::{JobReads, JobRecord};
 use crate::bridge::reads::Read;
 use crate::bridge::schedule::Due;
 use crate::connect::model::{Job, Printer};
 use crate::discovery::PrinterDevice;
+use crate::message::{Kind, Message};
 use crate::payloads::StatePayload;
+use crate::topics::Topics;
 pub use cameras::Cameras;
 pub use pushed::{BadValue, Pushed};
 pub use queue::{QueueInfo, QueueStep};
@@ -202,10 +209,117 @@ pub struct PrinterEntry {
     /// Known before this poll (from the state file or an earlier poll): a printer seen for
     /// the first time ever is not.
     pub known: bool,
+    /// Discovery topics of the mode published before (`homeassistant.mode` changed), to
+    /// clear once the new discovery is out (see `migration.rs`).
+    pub old_discovery: Vec<String>,
 }
 
 impl PrinterEntry {
+    pub fn new(uuid: String, record: PrinterRecord, known: bool) -> PrinterEntry {
+        PrinterEntry {
+            uuid,
+            record,
+            runtime: None,
+            missing: 0,
+            missing_since: None,
+            known,
+            old_discovery: Vec::new(),
+        }
+    }
+
     pub fn id(&self) -> Option<&str> {
         self.record.id.as_deref()
     }
+
+    /// The name the logs give it.
+    pub fn display_name(&self) -> String {
+        match &self.runtime {
+            Some(live) => live.printer.display_name().to_string(),
+            None => self.uuid.clone(),
+        }
+    }
+
+    /// Counts a successful poll that did (`seen`) or did not show the printer; returns how
+    /// many in a row did not (since `missing_since`).
+    pub fn count_missing(&mut self, seen: bool, now: Instant) -> u32 {
+        if seen {
+            self.missing = 0;
+            self.missing_since = None;
+        } else {
+            self.missing += 1;
+            self.missing_since.get_or_insert(now);
+        }
+        self.missing
+    }
+
+    /// The list sent the printer unreadable: it shows no live values, it is `offline`, and
+    /// its feed, which may say what happened, is read at once.
+    pub fn unreadable(&mut self, topics: &Topics, fx: &mut Effects, now: Instant) {
+        let Some(id) = self.id().map(str::to_string) else {
+            return;
+        };
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        if live.shown_online != Some(false) {
+            live.shown_online = Some(false);
+            live.feed.request(now);
+            fx.publish(Message::retain(
+                Kind::Data,
+                topics.availability(&id),
+                "offline",
+            ));
+        }
+        fx.read(live.start_feed_read(&self.uuid, self.record.feed.after, now));
+    }
+
+    /// The messages that empty the printer's topics under `id` (state, job, thumbnail,
+    /// availability, pictures); `free`: no other printer publishes on them now. The bridge's
+    /// own `B/bridge/state` is never among them.
+    pub fn cleared_topics(&self, topics: &Topics, id: &str, free: bool) -> Vec<Message> {
+        let mut out = Vec::new();
+        let reserved = crate::topics::is_reserved(id);
+        if !reserved && !free {
+            return out;
+        }
+        for (camera, _) in &self.record.cameras {
+            out.push(Message::Forget {
+                topic: topics.camera(id, camera),
+            });
+        }
+        if !reserved {
+            out.push(Message::Clear {
+                topic: topics.state(id),
+            });
+        }
+        for topic in [
+            topics.job(id),
+            topics.job_preview(id),
+            topics.availability(id),
+        ] {
+            out.push(Message::Clear { topic });
+        }
+        out
+    }
+
+    /// Clears the old discovery topics of a mode switch, before the new discovery.
+    pub fn finish_migration(&mut self, fx: &mut Effects) {
+        for topic in std::mem::take(&mut self.old_discovery) {
+            fx.publish(Message::Clear { topic });
+        }
+    }
+}
+
+/// What a printer's decisions read of the rest of the bridge, and where they put what they
+/// decide. A decision takes its printer's entry and this; nothing else.
+pub struct Ctx<'a> {
+    pub settings: &'a Settings,
+    /// Printer types, optional endpoints at rest, the shared supported-command lists, and
+    /// the account reads a printer's change calls for.
+    pub account: &'a mut Account,
+    pub fx: &'a mut Effects,
+    /// What is left of this poll's request budget for extras.
+    pub budget: &'a mut u32,
+    /// Connect answers, and its last list could read this printer.
+    pub reachable: bool,
 }

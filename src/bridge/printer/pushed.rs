@@ -46,6 +46,8 @@ pub struct Pushed {
     pub list_requested: Option<Instant>,
     /// When the printer was last looked at for the channel.
     pub looked_at: Option<Instant>,
+    /// Since when values changed that were not looked at yet.
+    pub changed_since: Option<Instant>,
 }
 
 /// Why a value was not taken.
@@ -115,12 +117,14 @@ impl Pushed {
             received: BTreeMap::new(),
             list_requested: None,
             looked_at: None,
+            changed_since: None,
             ..self.clone()
         };
         let b = Pushed {
             received: BTreeMap::new(),
             list_requested: None,
             looked_at: None,
+            changed_since: None,
             ..other.clone()
         };
         a != b
@@ -159,6 +163,7 @@ impl Pushed {
             received: BTreeMap::new(),
             list_requested: None,
             looked_at: None,
+            changed_since: None,
         }
     }
 

@@ -1,39 +1,43 @@
-//! What the core does with each read's result.
+//! What a printer does with the result of a read made for it.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::bridge::core::Core;
 use crate::bridge::printer::feed::{self, FeedOutcome};
-use crate::bridge::printer::jobs::{JobRead, JobVerdict};
-use crate::bridge::reads::{Read, ReadDone, ReadResult};
-use crate::connect::client::{ConnectError, Snapshot};
+use crate::bridge::printer::jobs::{self, JobRead, JobVerdict};
+use crate::bridge::printer::{Ctx, PrinterEntry};
+use crate::bridge::reads::{Read, ReadResult};
+use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
+use crate::connect::model::Job;
 use crate::message::Message;
-use crate::payloads::iso;
+use crate::payloads::{self, iso};
 
-impl Core {
-    /// Takes a read's result: publishes what it shows and asks for the reads that follow.
-    pub fn on_read(&mut self, done: ReadDone, now: Instant, wall: f64) {
-        self.on_result(done, now, wall);
-        self.info_if_owed();
-    }
-
-    fn on_result(&mut self, done: ReadDone, now: Instant, wall: f64) {
-        match (done.read, done.result) {
-            (Read::Job { uuid, job }, ReadResult::Job(result)) => {
-                self.on_job(&uuid, job, *result, now, wall)
+impl PrinterEntry {
+    /// Takes the result of a read made for this printer: publishes what it shows and asks
+    /// for the reads that follow. A result that does not match its read is logged.
+    pub fn on_read(
+        &mut self,
+        cx: &mut Ctx,
+        read: Read,
+        result: ReadResult,
+        now: Instant,
+        wall: f64,
+    ) {
+        match (read, result) {
+            (Read::Job { job, .. }, ReadResult::Job(result)) => {
+                self.on_job(cx, job, *result, now, wall)
             }
-            (Read::Jobs { uuid, .. }, ReadResult::Jobs(result)) => {
-                self.on_job_list(&uuid, result, now, wall)
+            (Read::Jobs { .. }, ReadResult::Jobs(result)) => {
+                self.on_job_list(cx, result, now, wall)
             }
-            (Read::Feed { uuid, rewound, .. }, ReadResult::Feed(result)) => {
-                self.on_feed(&uuid, rewound, result, now);
-                self.render(&uuid, wall);
+            (Read::Feed { rewound, .. }, ReadResult::Feed(result)) => {
+                self.on_feed(cx, rewound, result, now);
+                self.render(cx, wall);
             }
-            (Read::Queue { uuid }, ReadResult::Queue(result)) => {
-                let missing = self.optional("queue", &uuid, &result, now, wall);
-                let Some(live) = self.live_mut(&uuid) else {
+            (Read::Queue { .. }, ReadResult::Queue(result)) => {
+                let missing = cx.account.optional("queue", &self.uuid, &result, now, wall);
+                let Some(live) = self.runtime.as_mut() else {
                     return;
                 };
                 match &result {
@@ -42,11 +46,13 @@ impl Core {
                     Err(e) => live.failed("queue", &e.to_string()),
                 }
                 live.queue.on_read(result.map_err(|_| ()), now);
-                self.render(&uuid, wall);
+                self.render(cx, wall);
             }
-            (Read::Cameras { uuid }, ReadResult::Cameras(result)) => {
-                let missing = self.optional("cameras", &uuid, &result, now, wall);
-                let Some(live) = self.live_mut(&uuid) else {
+            (Read::Cameras { .. }, ReadResult::Cameras(result)) => {
+                let missing = cx
+                    .account
+                    .optional("cameras", &self.uuid, &result, now, wall);
+                let Some(live) = self.runtime.as_mut() else {
                     return;
                 };
                 match &result {
@@ -56,73 +62,19 @@ impl Core {
                 }
                 let before = live.cameras.named();
                 let after = live.cameras.on_list(result.ok(), now);
-                self.forget_pictures(&uuid, before.iter().filter(|c| !after.contains(c)));
-                self.render(&uuid, wall);
-                self.snapshot_reads(now);
+                let gone: Vec<_> = before.into_iter().filter(|c| !after.contains(c)).collect();
+                self.forget_pictures(cx, &gone);
+                self.render(cx, wall);
             }
-            (Read::Supported { uuid }, ReadResult::Supported(result)) => {
-                self.on_supported(&uuid, result, now, wall)
+            (Read::Supported { .. }, ReadResult::Supported(result)) => {
+                self.on_supported(cx, result, now, wall)
             }
-            (Read::Files { uuid }, ReadResult::Files(result)) => {
-                self.on_files(&uuid, result, now, wall)
+            (Read::Files { .. }, ReadResult::Files(result)) => self.on_files(cx, result, now, wall),
+            (Read::Preview { job, .. }, ReadResult::Preview(result)) => {
+                self.on_preview(cx, job, result, now)
             }
-            (Read::Preview { uuid, job, .. }, ReadResult::Preview(result)) => {
-                self.on_preview(&uuid, job, result, now)
-            }
-            (Read::Snapshot { uuid, camera, .. }, ReadResult::Snapshot(result)) => {
-                self.on_snapshot(&uuid, &camera, result);
-                self.snapshot_reads(now);
-            }
-            (Read::PrinterTypes, ReadResult::PrinterTypes(result)) => {
-                self.account.types_reading = false;
-                let missing = self.optional("printer_types", "", &result, now, wall);
-                match result {
-                    Ok(types) => {
-                        self.account.printer_types = Some(
-                            types
-                                .printer_types
-                                .into_iter()
-                                .map(|t| (t.id.clone(), t))
-                                .collect(),
-                        )
-                    }
-                    Err(_) if missing => {}
-                    Err(e) => tracing::warn!("cannot read Connect's printer types: {e}"),
-                }
-            }
-            (Read::Version, ReadResult::Version(result)) => {
-                let missing = self.optional("version", "", &result, now, wall);
-                let a = &mut self.account;
-                a.version_reading = false;
-                // Asked again when the rest is over.
-                a.version_due = missing;
-                match result {
-                    Ok(v) => {
-                        if a.server_version.as_ref() != Some(&v) {
-                            tracing::info!(
-                                "Prusa Connect version {}",
-                                v.version.as_deref().unwrap_or("unknown")
-                            );
-                        }
-                        a.server_version = Some(v);
-                    }
-                    Err(e) => tracing::debug!("cannot read Connect's version: {e}"),
-                }
-            }
-            (Read::Unseen, ReadResult::Unseen(result)) => {
-                self.optional("notifications_unseen", "", &result, now, wall);
-                let a = &mut self.account;
-                a.unseen_reading = false;
-                match result {
-                    Ok(n) => {
-                        a.unseen_due = false;
-                        self.notifications_moved(n.unseen, now);
-                    }
-                    Err(e) => tracing::debug!("cannot read the unseen notifications: {e}"),
-                }
-            }
-            (Read::Notifications { .. }, ReadResult::Notifications(result)) => {
-                self.on_notifications(result, now, wall)
+            (Read::Snapshot { camera, .. }, ReadResult::Snapshot(result)) => {
+                self.on_snapshot(cx, &camera, result)
             }
             (read, result) => {
                 tracing::error!("a read's result does not match it: {read:?} -> {result:?}")
@@ -130,37 +82,15 @@ impl Core {
         }
     }
 
-    /// Notes an optional read's outcome ([`crate::bridge::account::unavailable`]): `true` for a 404, which the
-    /// caller does not log.
-    pub(crate) fn optional<T>(
-        &mut self,
-        kind: &'static str,
-        uuid: &str,
-        result: &Result<T, ConnectError>,
-        now: Instant,
-        wall: f64,
-    ) -> bool {
-        self.account
-            .unavailable
-            .observe(kind, uuid, result, now, wall)
-    }
-
-    fn live_mut(&mut self, uuid: &str) -> Option<&mut crate::bridge::printer::Runtime> {
-        self.registry.get_mut(uuid)?.runtime.as_mut()
-    }
-
     fn on_job(
         &mut self,
-        uuid: &str,
+        cx: &mut Ctx,
         job: i64,
-        result: Result<crate::connect::model::Job, ConnectError>,
+        result: Result<Job, ConnectError>,
         now: Instant,
         wall: f64,
     ) {
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let Some(live) = entry.runtime.as_mut() else {
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         live.job_reads.in_flight.remove(&job);
@@ -180,31 +110,28 @@ impl Core {
                 JobRead::Failed
             }
         };
-        let verdict = entry
+        let verdict = self
             .record
             .jobs
             .on_record(&mut live.job_reads, job, read, now, wall);
         match (&verdict, &result) {
-            (JobVerdict::Finished, Ok(record)) => self.announce_end(uuid, record),
+            (JobVerdict::Finished, Ok(record)) => self.announce_end(cx, record),
             (JobVerdict::Finished, Err(_)) => {}
-            (other, _) => self.log_verdict(uuid, job, other),
+            (other, _) => self.log_verdict(job, other),
         }
-        self.render(uuid, wall);
+        self.render(cx, wall);
     }
 
     /// Connect's job list: the jobs it shows ended that were not announced are, oldest first.
     fn on_job_list(
         &mut self,
-        uuid: &str,
-        result: Result<Vec<crate::connect::model::Job>, ConnectError>,
+        cx: &mut Ctx,
+        result: Result<Vec<Job>, ConnectError>,
         now: Instant,
         wall: f64,
     ) {
-        let base = self.settings.active_poll_interval;
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let Some(live) = entry.runtime.as_mut() else {
+        let base = cx.settings.active_poll_interval;
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         let jobs = match result {
@@ -218,49 +145,45 @@ impl Core {
                 return;
             }
         };
-        let ended = entry
+        let ended = self
             .record
             .jobs
             .on_list(&mut live.job_reads, &jobs, now, wall);
         for job in &ended {
-            self.announce_end(uuid, job);
+            self.announce_end(cx, job);
         }
-        self.render(uuid, wall);
+        self.render(cx, wall);
     }
 
     fn on_feed(
         &mut self,
-        uuid: &str,
+        cx: &mut Ctx,
         rewound: bool,
-        result: Result<crate::connect::client::FeedBatch, ConnectError>,
+        result: Result<FeedBatch, ConnectError>,
         now: Instant,
     ) {
-        let retry = now + self.settings.active_poll_interval;
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.runtime.as_mut() else {
+        let id = self.id().unwrap_or_default().to_string();
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         let batch = match result {
             Ok(batch) => batch,
             Err(e) => {
                 live.failed("events", &e.to_string());
-                // Tried again at the first poll after `retry`.
-                live.feed.retry(retry);
+                // Tried again at the first poll after this.
+                live.feed.retry(now + cx.settings.active_poll_interval);
                 return;
             }
         };
         live.succeeded("events");
-        if batch.capped && !self.account.feed_cap_told {
-            self.account.feed_cap_told = true;
+        if batch.capped && !cx.account.feed_cap_told {
+            cx.account.feed_cap_told = true;
             tracing::warn!(
                 "{}: more than {} events since the feed position {}: the oldest of them are \
                  skipped (said once; other printers may skip some too)",
                 live.printer.display_name(),
                 crate::connect::EVENTS_PAGE * crate::connect::EVENTS_MAX_PAGES,
-                entry.record.feed.after.and_then(iso).unwrap_or_default()
+                self.record.feed.after.and_then(iso).unwrap_or_default()
             );
         }
         let since = live
@@ -268,7 +191,7 @@ impl Core {
             .replace(now)
             .map(|t| now.duration_since(t).as_secs_f64());
         let outcome = feed::accept(
-            &mut entry.record.feed,
+            &mut self.record.feed,
             &mut live.recent_events,
             batch,
             rewound,
@@ -277,22 +200,22 @@ impl Core {
         match outcome {
             FeedOutcome::Publish(events) => {
                 live.feed.finish();
-                self.feed_was_read(uuid, now);
-                self.jobs_named_in(uuid, &events, now);
+                self.feed_was_read(cx, now);
+                self.jobs_named_in(cx, &events, now);
                 if events
                     .iter()
                     .any(|e| crate::bridge::printer::files::FILE_EVENTS.contains(&e.event.as_str()))
                 {
-                    self.files_changed(uuid, now);
+                    self.files_changed(now);
                 }
                 if !events.is_empty() {
                     // Connect makes notifications of what printers do.
-                    self.account.unseen_due = true;
+                    cx.account.unseen_read.request(now);
                 }
-                let topic = self.settings.topics.event(&id);
+                let topic = cx.settings.topics.event(&id);
                 for event in events {
                     let payload = serde_json::Value::Object(event.raw).to_string();
-                    self.publish(Message::event(topic.clone(), payload));
+                    cx.fx.publish(Message::event(topic.clone(), payload));
                 }
             }
             FeedOutcome::Reread { from, server_now } => {
@@ -305,8 +228,8 @@ impl Core {
                 );
                 // Still running: the re-read follows at once.
                 live.feed_rewound = true;
-                self.read(Read::Feed {
-                    uuid: uuid.to_string(),
+                cx.fx.read(Read::Feed {
+                    uuid: self.uuid.clone(),
                     from: Some(from),
                     rewound: true,
                 });
@@ -315,12 +238,14 @@ impl Core {
     }
 
     /// Publishes a new picture (an unchanged one came back as 304: nothing to send).
-    fn on_snapshot(&mut self, uuid: &str, camera_id: &str, result: Result<Snapshot, ConnectError>) {
-        let Some(entry) = self.registry.get_mut(uuid) else {
-            return;
-        };
-        let id = entry.id().unwrap_or_default().to_string();
-        let Some(live) = entry.runtime.as_mut() else {
+    fn on_snapshot(
+        &mut self,
+        cx: &mut Ctx,
+        camera_id: &str,
+        result: Result<Snapshot, ConnectError>,
+    ) {
+        let id = self.id().unwrap_or_default().to_string();
+        let Some(live) = self.runtime.as_mut() else {
             return;
         };
         let name = live.printer.display_name().to_string();
@@ -328,7 +253,7 @@ impl Core {
             return;
         };
         camera.fetching = false;
-        let topic = self.settings.topics.camera(&id, camera_id);
+        let topic = cx.settings.topics.camera(&id, camera_id);
         match result {
             Ok(Snapshot::NotModified) => live.succeeded("camera"),
             Ok(Snapshot::Image {
@@ -352,12 +277,12 @@ impl Core {
                     }
                     camera.too_large = true;
                     // The last picture that fitted is not the camera's any more.
-                    self.publish(Message::Forget { topic });
+                    cx.fx.publish(Message::Forget { topic });
                     return;
                 }
                 camera.too_large = false;
                 live.succeeded("camera");
-                self.publish(Message::Image {
+                cx.fx.publish(Message::Image {
                     topic,
                     payload: Arc::new(bytes),
                 });
@@ -367,9 +292,63 @@ impl Core {
                 // entity goes with that list, the others stay).
                 tracing::info!("{name}: camera {} is gone from Connect", camera.name);
                 live.cameras.relist = true;
-                self.publish(Message::Forget { topic });
+                cx.fx.publish(Message::Forget { topic });
             }
             Err(e) => live.failed("camera", &e.to_string()),
+        }
+    }
+
+    /// The last pictures of these cameras are not sent again.
+    fn forget_pictures(&self, cx: &mut Ctx, cameras: &[(String, String)]) {
+        let Some(id) = self.id() else {
+            return;
+        };
+        for (camera, _) in cameras {
+            let topic = cx.settings.topics.camera(id, camera);
+            cx.fx.publish(Message::Forget { topic });
+        }
+    }
+
+    /// Publishes `job/finished` for an ended job.
+    fn announce_end(&self, cx: &mut Ctx, job: &Job) {
+        let (Some(id), Some(live)) = (self.id(), self.runtime.as_ref()) else {
+            return;
+        };
+        let Some(payload) = payloads::job_finished(&live.printer, id, job) else {
+            return;
+        };
+        tracing::info!(
+            "{}: job {} ended {}",
+            live.printer.display_name(),
+            job.id,
+            payload["event_type"].as_str().unwrap_or("?")
+        );
+        let topic = cx.settings.topics.job_finished(id);
+        let trigger = payload["event_type"]
+            .as_str()
+            .and_then(crate::bridge::printer::controls::Trigger::of_end);
+        cx.fx.publish(Message::event(topic, payload.to_string()));
+        if let Some(trigger) = trigger {
+            crate::bridge::printer::controls::trigger(cx, id, trigger);
+        }
+    }
+
+    /// Logs what became of an ending job that is not announced.
+    fn log_verdict(&self, job: i64, verdict: &JobVerdict) {
+        let name = self.display_name();
+        match verdict {
+            JobVerdict::NotAnnounced(state) => {
+                tracing::info!("{name}: job {job} ended in state {state} (not announced)")
+            }
+            JobVerdict::Vanished => {
+                tracing::warn!("{name}: job {job} vanished from Connect")
+            }
+            JobVerdict::GaveUp => tracing::warn!(
+                "{name}: Connect's record of job {job} still does not say how it ended, {} hours \
+                 after it did: not announced",
+                jobs::LAG_GIVE_UP_SECONDS / 3600.0
+            ),
+            _ => {}
         }
     }
 }

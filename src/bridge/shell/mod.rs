@@ -3,23 +3,25 @@
 //! (one at a time per printer, in order), hands messages to the MQTT session, and stops
 //! cleanly.
 
+mod reads;
 mod runner;
+mod systemd;
 mod throttle;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::bridge::commands::{CommandDone, Inbound, Prepared};
 use crate::bridge::core::Core;
-use crate::bridge::printer::commands::{CommandDone, Inbound, Prepared};
-use crate::bridge::reads::{Read, ReadDone, ReadResult};
 use crate::bridge::registry::StateFile;
+use crate::bridge::shell::reads::ReadRunner;
 use crate::bridge::shell::runner::CommandRunner;
+use crate::bridge::shell::systemd::{Watchdog, notify_systemd, tick_of};
 use crate::bridge::shell::throttle::Throttle;
 use crate::command::ErrorCode;
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
@@ -38,9 +40,6 @@ struct Listing {
     task: AbortOnDropHandle<ListResult>,
 }
 
-/// Reads to Connect in flight at the same time, at most: a farm whose printers all change at
-/// once is served in parallel, without a burst of hundreds of requests.
-pub const MAX_READS: usize = 8;
 /// Command messages waiting (not yet running) at most; more are answered `RATE_LIMITED`.
 pub const MAX_WAITING_COMMANDS: usize = 1024;
 /// On SIGTERM, requests to Connect in progress (a command, a poll) get this long to be
@@ -245,11 +244,11 @@ impl Shell {
         let wait = match listed {
             Err(e) => self
                 .core
-                .list_failed(now_unix(), e, self.connect.auth_status()),
+                .list_failed(now_unix(), e, self.connect.auth_status(), jitter()),
             Ok((printers, rejected)) => {
-                let printers = self
-                    .core
-                    .list_begin(Instant::now(), requested, printers, rejected);
+                let printers =
+                    self.core
+                        .list_begin(Instant::now(), now_unix(), requested, printers, rejected);
                 for printer in printers {
                     self.watchdog.feed_if_due();
                     self.core.observe(Instant::now(), now_unix(), printer);
@@ -277,7 +276,7 @@ impl Shell {
         // The cursors saved say which events were made: the journal holding those not yet
         // delivered must be on disk first.
         let publisher = &self.publisher;
-        let saved = self.store.save_soon_after(&self.core.memory(), || {
+        let saved = self.store.save_soon_after(&self.core.state_file(), || {
             let sync = publisher.sync_journal();
             move || sync.wait(JOURNAL_SYNC_LIMIT)
         });
@@ -433,7 +432,7 @@ impl Shell {
         if let Some(offline) = self.core.stop_messages(self.clear_retained_on_exit) {
             self.publisher.publish(offline);
         }
-        let memory = self.core.memory();
+        let memory = self.core.state_file();
         let mut store = self.store;
         let sync = self.publisher.sync_journal();
         let saved = tokio::task::spawn_blocking(move || {
@@ -467,190 +466,9 @@ async fn next_live(live: &mut Option<LiveLink>) -> Option<LiveEvent> {
     }
 }
 
-/// Reads in flight, each in a task of its own; more wait in line. A read whose task ends
-/// without an answer (a panic) comes back as a failed read, so nothing waits for it forever.
-struct ReadRunner {
-    connect: ConnectClient,
-    tasks: JoinSet<ReadDone>,
-    running: HashMap<Id, Read>,
-    waiting: VecDeque<Read>,
-}
-
-impl ReadRunner {
-    fn new(connect: ConnectClient) -> ReadRunner {
-        ReadRunner {
-            connect,
-            tasks: JoinSet::new(),
-            running: HashMap::new(),
-            waiting: VecDeque::new(),
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
-    fn abort(&mut self) {
-        self.waiting.clear();
-        self.tasks.abort_all();
-    }
-
-    fn start(&mut self, read: Read) {
-        self.waiting.push_back(read);
-        self.fill();
-    }
-
-    fn fill(&mut self) {
-        while self.tasks.len() < MAX_READS
-            && let Some(read) = self.waiting.pop_front()
-        {
-            let connect = self.connect.clone();
-            let task = read.clone();
-            self.spawn(read, async move { perform(&connect, task).await });
-        }
-    }
-
-    fn spawn(&mut self, read: Read, task: impl Future<Output = ReadDone> + Send + 'static) {
-        let handle = self.tasks.spawn(task);
-        self.running.insert(handle.id(), read);
-    }
-
-    /// The next read to finish.
-    async fn next(&mut self) -> Option<ReadDone> {
-        let joined = self.tasks.join_next_with_id().await?;
-        let done = match joined {
-            Ok((id, done)) => {
-                self.running.remove(&id);
-                done
-            }
-            Err(e) => {
-                let read = self.running.remove(&e.id())?;
-                tracing::error!("a read of Connect failed unexpectedly ({read:?}): {e}");
-                let error = ConnectError::Transport(format!("the read stopped: {e}"));
-                ReadDone {
-                    result: ReadResult::failed(&read, error),
-                    read,
-                }
-            }
-        };
-        self.fill();
-        Some(done)
-    }
-}
-
-/// Carries out one read.
-async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
-    let result = match &read {
-        Read::Job { uuid, job } => ReadResult::Job(Box::new(connect.job(uuid, *job).await)),
-        Read::Jobs { uuid, after } => ReadResult::Jobs(connect.jobs_after(uuid, *after).await),
-        Read::Feed { uuid, from, .. } => ReadResult::Feed(connect.feed(uuid, *from).await),
-        Read::Queue { uuid } => ReadResult::Queue(
-            async {
-                let queue = connect.queue(uuid).await?;
-                let downloads = connect.download_queue(uuid).await?;
-                Ok((queue, downloads))
-            }
-            .await,
-        ),
-        Read::Cameras { uuid } => ReadResult::Cameras(connect.cameras(uuid).await),
-        Read::Supported { uuid } => ReadResult::Supported(connect.supported_commands(uuid).await),
-        Read::Files { uuid } => ReadResult::Files(connect.print_files(uuid).await),
-        Read::Preview { url, .. } => ReadResult::Preview(connect.preview(url).await),
-        Read::Snapshot {
-            uuid,
-            camera,
-            etag,
-            last_modified,
-        } => ReadResult::Snapshot(
-            connect
-                .snapshot(camera, uuid, etag.as_deref(), last_modified.as_deref())
-                .await,
-        ),
-        Read::PrinterTypes => ReadResult::PrinterTypes(connect.printer_types().await),
-        Read::Version => ReadResult::Version(connect.version().await),
-        Read::Unseen => ReadResult::Unseen(connect.unseen_notifications().await),
-        Read::Notifications { after } => {
-            ReadResult::Notifications(connect.notifications_after(*after).await)
-        }
-    };
-    ReadDone { read, result }
-}
-
-/// systemd's watchdog (`WatchdogSec=`): fed at half its period by the event loop, and between
-/// printers during a long poll, so only a loop that really hangs gets the service restarted.
-struct Watchdog {
-    every: Option<Duration>,
-    last: Instant,
-}
-
-impl Watchdog {
-    fn from_env() -> Watchdog {
-        Watchdog {
-            // (At least 10 ms: a zero interval would panic on an absurd WATCHDOG_USEC.)
-            every: sd_notify::watchdog_enabled()
-                .map(|period| (period / 2).max(Duration::from_millis(10))),
-            last: Instant::now(),
-        }
-    }
-
-    fn feed(&mut self) {
-        if self.every.is_some() {
-            notify_systemd(&[sd_notify::NotifyState::Watchdog]);
-            self.last = Instant::now();
-        }
-    }
-
-    fn feed_if_due(&mut self) {
-        if self.every.is_some_and(|every| self.last.elapsed() >= every) {
-            self.feed();
-        }
-    }
-}
-
-/// Waits for the next watchdog tick; never, without a watchdog.
-async fn tick_of(watchdog: &mut Option<tokio::time::Interval>) {
-    match watchdog {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// A message for systemd (`Type=notify`); nothing when not run by systemd.
-fn notify_systemd(state: &[sd_notify::NotifyState]) {
-    if let Err(e) = sd_notify::notify(state) {
-        tracing::debug!("cannot notify systemd: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connect::TokenSource;
-
-    #[tokio::test]
-    async fn a_read_whose_task_panics_comes_back_failed() {
-        let connect = ConnectClient::new(
-            "http://127.0.0.1:9",
-            TokenSource::None,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let mut reads = ReadRunner::new(connect);
-        let read = Read::Snapshot {
-            uuid: "u".into(),
-            camera: "5".into(),
-            etag: None,
-            last_modified: None,
-        };
-        reads.spawn(read.clone(), async { panic!("a bug in a read") });
-        let done = reads.next().await.expect("the read comes back");
-        assert_eq!(done.read, read);
-        assert!(matches!(
-            done.result,
-            ReadResult::Snapshot(Err(ConnectError::Transport(_)))
-        ));
-        assert!(reads.is_idle());
-    }
+/// The factor a failed poll's backoff is spread by, so a fleet of gateways that lost
+/// Connect together does not come back together.
+fn jitter() -> f64 {
+    use rand::Rng;
+    rand::rng().random_range(0.8..1.2)
 }

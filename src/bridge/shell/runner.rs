@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-use crate::bridge::printer::commands::{self, CommandDone, CommandJob, CommandTask, Outcome};
+use crate::bridge::commands::{self, CommandDone, CommandJob, CommandTask, Outcome};
 use crate::bridge::shell::throttle::{self, Throttle};
 use crate::command::{self, CommandError, CommandReply, ErrorCode};
 use crate::connect::client::ConnectClient;
@@ -244,17 +244,8 @@ impl CommandRunner {
 /// Runs one command (or failure reason) against Connect. Never retried: MOVE twice moves
 /// twice.
 async fn execute(connect: &ConnectClient, job: CommandJob) -> CommandDone {
-    let CommandJob {
-        printer_id, uuid, ..
-    } = &job;
-    let done = |reply, supported, outcome| CommandDone {
-        printer_id: printer_id.clone(),
-        uuid: uuid.clone(),
-        reply,
-        replied: false,
-        supported,
-        outcome,
-    };
+    let (printer_id, uuid) = (&job.printer_id, &job.uuid);
+    let done = |reply, supported, outcome| CommandDone::of(&job, reply, supported, outcome);
     match &job.task {
         CommandTask::Command {
             req,

@@ -234,11 +234,11 @@ fn device_triggers_fire_once_on_a_start_an_attention_and_an_end() {
     assert_eq!(triggers(&out), ["print_failed"]);
 
     // A gateway started mid-print does not say the print started.
-    let memory = b.core.memory();
+    let memory = b.core.state_file();
     let mut b = Bridge::with_memory("", memory);
     let out = introduce(&mut b, &[printing(A, "MK4", 8)], capture());
     assert_eq!(triggers(&out), ["print_started"], "job 8 is new");
-    let memory = b.core.memory();
+    let memory = b.core.state_file();
     let mut b = Bridge::with_memory("", memory);
     let out = introduce(&mut b, &[printing(A, "MK4", 8)], capture());
     assert!(
@@ -251,7 +251,7 @@ fn device_triggers_fire_once_on_a_start_an_attention_and_an_end() {
 fn a_switch_from_entity_to_device_mode_migrates_the_entities() {
     let mut b = Bridge::new("[homeassistant]\nmode = \"entity\"");
     introduce(&mut b, &[printer(A, "MK4", "IDLE")], capture());
-    let memory = b.core.memory();
+    let memory = b.core.state_file();
     assert_eq!(memory.discovery_mode.as_deref(), Some("entity"));
 
     let mut b = Bridge::with_memory("", memory);
@@ -287,9 +287,12 @@ fn a_switch_from_entity_to_device_mode_migrates_the_entities() {
         at(&format!("clear {old_bridge}")) < at("retain homeassistant/device/pc_bridge/config")
     );
     assert!(at(&format!("clear {old_state}")) < at(&format!("retain {DEVICE}")));
-    assert_eq!(b.core.memory().discovery_mode.as_deref(), Some("device"));
+    assert_eq!(
+        b.core.state_file().discovery_mode.as_deref(),
+        Some("device")
+    );
     // The next start has nothing to migrate.
-    let mut b = Bridge::with_memory("", b.core.memory());
+    let mut b = Bridge::with_memory("", b.core.state_file());
     b.core.start();
     let topics = b.take().topics();
     assert!(!topics.iter().any(|t| t.starts_with("clear")), "{topics:?}");

@@ -57,13 +57,13 @@ fn an_override_takes_a_missing_printers_id_for_good() {
     let mut b = Bridge::new("");
     b.poll_settled(&[printer(A, "MK4", "IDLE")]);
     assert_eq!(id_of(&b, A).as_deref(), Some("mk4"));
-    let memory = b.core.memory();
+    let memory = b.core.state_file();
     // Restarted with B given "mk4"; A is not in the list.
     let overrides = format!("[mqtt.printer_ids]\n\"{B}\" = \"mk4\"");
     let mut b = Bridge::with_memory(&overrides, memory);
     b.poll_settled(&[printer(B, "Other", "IDLE")]);
     assert_eq!(id_of(&b, B).as_deref(), Some("mk4"));
-    let memory = b.core.memory();
+    let memory = b.core.state_file();
     assert_eq!(memory.printers[A].id, None, "A no longer owns mk4");
     // Another restart: still B's; A comes back under a new id.
     let mut b = Bridge::with_memory(&overrides, memory);

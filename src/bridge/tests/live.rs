@@ -345,14 +345,12 @@ fn after_an_accepted_command_the_poll_shows_its_effect_over_older_pushed_values(
         panic!("a command")
     };
     b.core.command_done(
-        CommandDone {
-            printer_id: job.printer_id.clone(),
-            uuid: job.uuid.clone(),
-            reply: CommandReply::ok(req, Some(1)),
-            replied: false,
-            supported: None,
-            outcome: Outcome::Accepted,
-        },
+        CommandDone::of(
+            &job,
+            CommandReply::ok(req, Some(1)),
+            None,
+            Outcome::Accepted,
+        ),
         b.now,
     );
     b.take();

@@ -1,0 +1,135 @@
+//! Whether Connect answers, and `bridge/info`: the bridge's own retained status.
+
+use serde_json::{Value, json};
+
+use crate::bridge::Settings;
+use crate::bridge::account::{Account, Answer};
+use crate::bridge::live::Channel;
+use crate::bridge::poll::Poll;
+use crate::bridge::registry::Registry;
+use crate::connect::client::AuthStatus;
+use crate::payloads::iso;
+
+/// Whether Connect answers, for `bridge/info` and availability, and what `bridge/info` showed.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub reachable: bool,
+    /// A printer list came in this run.
+    listed_once: bool,
+    since: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    pub failures: u32,
+    /// `bridge/info` waits for the account reads in flight that it shows.
+    pub info_owed: Option<AuthStatus>,
+    /// The last `bridge/info` published.
+    shown_info: Option<String>,
+    /// The authentication status `bridge/info` last showed.
+    pub last_auth: Option<AuthStatus>,
+}
+
+impl Health {
+    /// A list request failed with `error` at `wall`.
+    pub fn failed(&mut self, wall: f64, error: String) {
+        self.failures += 1;
+        if self.reachable || self.since.is_none() || self.last_error.as_deref() != Some(&error) {
+            tracing::warn!("Prusa Connect: {error}; marking printers unavailable and retrying");
+        } else {
+            tracing::debug!("Prusa Connect still failing: {error}");
+        }
+        if self.reachable || self.since.is_none() {
+            self.since = iso(wall);
+        }
+        self.reachable = false;
+        self.last_error = Some(error);
+        self.last_error_at = iso(wall);
+    }
+
+    /// A list came in at `wall`. Returns which answer it is: the first of this run, the
+    /// first after an outage (often a new release of Connect), or another.
+    pub fn answered(&mut self, wall: f64) -> Answer {
+        let first = !self.listed_once;
+        let mut outage_ended = false;
+        if !self.reachable {
+            if self.failures > 0 {
+                tracing::info!(
+                    "Prusa Connect reachable again after {} failed polls",
+                    self.failures
+                );
+                outage_ended = true;
+            }
+            self.reachable = true;
+            self.since = iso(wall);
+        }
+        self.failures = 0;
+        self.listed_once = true;
+        match (first, outage_ended) {
+            (true, _) => Answer::First,
+            (false, true) => Answer::AfterOutage,
+            (false, false) => Answer::Again,
+        }
+    }
+
+    /// Why no printer list came in this run yet (Connect unreachable since the start), if so.
+    pub fn never_listed(&self) -> Option<String> {
+        if self.listed_once {
+            return None;
+        }
+        Some(match &self.last_error {
+            Some(e) => format!("Prusa Connect has not answered since the gateway started ({e})"),
+            None => "the gateway has not read Prusa Connect's printer list yet".to_string(),
+        })
+    }
+
+    /// `text` unless it is what `bridge/info` shows already.
+    pub fn changed_info(&mut self, text: String) -> Option<String> {
+        if self.shown_info.as_ref() == Some(&text) {
+            return None;
+        }
+        self.shown_info = Some(text.clone());
+        Some(text)
+    }
+}
+
+/// What `bridge/info` shows: the parts of the core it reads.
+pub struct InfoParts<'a> {
+    pub settings: &'a Settings,
+    pub registry: &'a Registry,
+    pub account: &'a Account,
+    pub health: &'a Health,
+    pub poll: &'a Poll,
+    pub channel: &'a Channel,
+}
+
+/// The `bridge/info` payload.
+pub fn info_payload(p: InfoParts<'_>, auth: &AuthStatus) -> Value {
+    let printers: Vec<Value> = p
+        .registry
+        .entries()
+        .filter_map(|e| {
+            let live = e.runtime.as_ref()?;
+            Some(json!({"uuid": e.uuid, "id": e.id(), "name": live.printer.name}))
+        })
+        .collect();
+    let version = p.account.server_version.as_ref();
+    let h = p.health;
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "printers": printers,
+        "connect": {
+            "url": p.settings.connect_url.as_str(),
+            "server_version": version.and_then(|v| v.version.clone()),
+            "server_commit": version.and_then(|v| v.commit.clone()),
+            "server_date": version.and_then(|v| v.date.clone()),
+            "reachable": h.reachable,
+            "since": h.since,
+            "last_error": h.last_error,
+            "last_error_at": h.last_error_at,
+        },
+        "auth": auth,
+        "notifications_unseen": p.account.unseen,
+        "rejected_printers": p.poll.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        "unavailable": p.account.unavailable.info(),
+        "live": p.channel.info(),
+    })
+}

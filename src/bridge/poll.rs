@@ -1,0 +1,86 @@
+//! What the core knows of the poll being processed: which printers the list had, which it
+//! sent unreadable, whether any is busy, the request budget left for extras, and whether a
+//! command asked for fast polls.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::bridge::schedule::EXTRAS_PER_TICK;
+use crate::connect::client::RejectedPrinter;
+
+#[derive(Debug)]
+pub struct Poll {
+    /// The printers of the list being processed (or the last one).
+    pub listed: HashSet<String>,
+    /// The printers the last list sent in a shape that cannot be read.
+    pub rejected: Vec<RejectedPrinter>,
+    /// Some printer of this list is busy.
+    pub active: bool,
+    /// What is left of [`EXTRAS_PER_TICK`] in this poll.
+    pub budget: u32,
+    /// Poll fast until then (after a command).
+    pub fast_until: Option<Instant>,
+}
+
+impl Default for Poll {
+    fn default() -> Poll {
+        Poll {
+            listed: HashSet::new(),
+            rejected: Vec::new(),
+            active: false,
+            budget: EXTRAS_PER_TICK,
+            fast_until: None,
+        }
+    }
+}
+
+impl Poll {
+    /// A new list came in: the budget is whole again.
+    pub fn begin(&mut self, rejected: Vec<RejectedPrinter>) {
+        if rejected != self.rejected {
+            for r in &rejected {
+                tracing::warn!("Connect sent a printer that cannot be read: {r}");
+            }
+            self.rejected = rejected;
+        }
+        self.budget = EXTRAS_PER_TICK;
+        self.active = false;
+    }
+
+    pub fn is_listed(&self, uuid: &str) -> bool {
+        self.listed.contains(uuid)
+    }
+
+    /// Whether the last list had printer `uuid` in a shape that cannot be read.
+    pub fn is_rejected(&self, uuid: &str) -> bool {
+        self.rejected
+            .iter()
+            .any(|r| r.uuid.as_deref() == Some(uuid))
+    }
+
+    pub fn rejected_uuids(&self) -> Vec<String> {
+        self.rejected
+            .iter()
+            .filter_map(|r| r.uuid.clone())
+            .collect()
+    }
+
+    /// How long to wait for the next poll: the active interval while a printer is busy (and
+    /// the live channel does not cover the busy ones) or after a command.
+    pub fn interval(
+        &self,
+        now: Instant,
+        live_covers_busy: bool,
+        idle: Duration,
+        active: Duration,
+    ) -> Duration {
+        let fast = self.fast_until.is_some_and(|t| now < t);
+        if (self.active && !live_covers_busy) || fast {
+            active
+        } else {
+            idle
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! A new view of one printer, from the list or from the live channel: what changed is
+//! published, and the reads it calls for are asked for.
+
+use tokio::time::Instant;
+
+use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
+use crate::bridge::printer::{Ctx, PrinterEntry, QueueStep, Runtime};
+use crate::bridge::reads::Read;
+use crate::connect::model::Printer;
+use crate::message::Message;
+use crate::payloads;
+
+impl PrinterEntry {
+    /// Takes `printer` as the printer's view now (what the live channel said laid over
+    /// already): publishes what changed and asks for the reads it calls for.
+    pub fn update(&mut self, cx: &mut Ctx, now: Instant, wall: f64, printer: Printer) {
+        // A printer without an id (another took it) publishes nothing until it has one.
+        let Some(id) = self.id().map(str::to_string) else {
+            return;
+        };
+        if !self.known {
+            self.known = true;
+            self.record.jobs.first_seen(&printer);
+            tracing::info!("bridging printer {} as {id}", printer.display_name());
+        }
+        // The first look in this run: jobs may have ended while the gateway was stopped.
+        let fresh = self.runtime.is_none();
+        let live = self
+            .runtime
+            .get_or_insert_with(|| Runtime::new(printer.clone(), now));
+        let previous_dialog = live.printer.dialog_info.clone();
+        let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
+        self.extras_reads(cx, now);
+        self.announce_dialog(cx, &id, previous_dialog, wall);
+        self.job_reads(cx, now, wall, before.as_ref(), fresh, &id);
+        self.render(cx, wall);
+    }
+
+    /// The queues, cameras and feed, when what calls for them moved.
+    fn extras_reads(&mut self, cx: &mut Ctx, now: Instant) {
+        let uuid = self.uuid.as_str();
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let printer = &live.printer;
+        let unavailable = &cx.account.unavailable;
+        // The queues, when the printer's state, job or queue count moved.
+        let signature = feed_signature(printer);
+        let queue_key = format!("{signature}|{:?}", printer.queue_count());
+        let empty = printer.queue_count() == Some(0);
+        if !unavailable.resting("queue", uuid, now)
+            && live.queue.step(queue_key, empty, cx.budget, now) == QueueStep::Read
+        {
+            cx.fx.read(Read::Queue {
+                uuid: uuid.to_string(),
+            });
+        }
+        // The cameras, when first seen and when a new job starts.
+        let running_job = printer
+            .job_info
+            .as_ref()
+            .and_then(|j| j.id)
+            .filter(|_| payloads::job_running(printer));
+        if cx.settings.camera.enabled
+            && live.cameras.wants_list(running_job, now)
+            && *cx.budget > 0
+            && !unavailable.resting("cameras", uuid, now)
+        {
+            *cx.budget -= 1;
+            live.cameras.start_list(running_job);
+            cx.fx.read(Read::Cameras {
+                uuid: uuid.to_string(),
+            });
+        }
+        // The feed, when the state, job or dialog changed (Connect also makes notifications
+        // of what printers do).
+        if live.signature.as_ref() != Some(&signature) {
+            if live.signature.is_some() {
+                live.feed.request(now);
+                cx.account.unseen_read.request(now);
+            }
+            live.signature = Some(signature);
+        }
+        cx.fx
+            .read(live.start_feed_read(uuid, self.record.feed.after, now));
+    }
+
+    /// Dialogs: announced once each (across restarts), and their closing.
+    fn announce_dialog(
+        &mut self,
+        cx: &mut Ctx,
+        id: &str,
+        previous: Option<crate::connect::model::DialogInfo>,
+        wall: f64,
+    ) {
+        let Some(live) = self.runtime.as_ref() else {
+            return;
+        };
+        let key = live.printer.dialog_info.as_ref().map(dialog_key);
+        if key != self.record.announced_dialog {
+            let event = dialog_event(&live.printer, previous.as_ref(), wall);
+            cx.fx
+                .publish(Message::event(cx.settings.topics.event(id), event));
+            self.record.announced_dialog = key;
+        }
+    }
+
+    /// Jobs: starts and ends, the ended ones' records and the current one's detail; the
+    /// supported commands, files and thumbnail; the device triggers the change fires.
+    fn job_reads(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        wall: f64,
+        before: Option<&Printer>,
+        fresh: bool,
+        id: &str,
+    ) {
+        let uuid = self.uuid.as_str();
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let jobs = &mut self.record.jobs;
+        let (was_active, was_last) = (jobs.active_job, jobs.last_job);
+        let jobs_changed = jobs.observe(&live.printer, wall);
+        let started = jobs
+            .active_job
+            .is_some_and(|j| was_active != Some(j) && was_last != Some(j));
+        let triggers = controls::state_triggers(before, &live.printer, started);
+        let unavailable = &cx.account.unavailable;
+        if !unavailable.resting("supported_commands", uuid, now) {
+            cx.fx.read(live.start_supported_read(uuid, cx.budget, now));
+        }
+        let state_before = before.map(Printer::effective_state);
+        if !unavailable.resting("files", uuid, now) {
+            cx.fx.read(live.start_files_read(
+                uuid,
+                &cx.settings.allow,
+                state_before.as_ref(),
+                cx.budget,
+                now,
+            ));
+        }
+        cx.fx.read(live.start_preview_read(uuid, cx.budget, now));
+        if jobs_changed || fresh {
+            live.job_reads.list.request(now);
+        }
+        cx.fx
+            .read(live.start_job_list_read(uuid, jobs.boundary(), now));
+        let mut due = jobs.reads_due(&live.job_reads, now);
+        if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
+            && (live.current_detail().is_none() || live.detail_stale)
+            && !due.contains(&current)
+        {
+            due.push(current);
+        }
+        for job in due {
+            if live.job_reads.in_flight.insert(job) {
+                cx.fx.read(Read::Job {
+                    uuid: uuid.to_string(),
+                    job,
+                });
+            }
+        }
+        for trigger in triggers {
+            controls::trigger(cx, id, trigger);
+        }
+    }
+}
+
+/// The parts of a printer whose change means the events feed has something new.
+fn feed_signature(p: &Printer) -> String {
+    let job = p.job_info.as_ref();
+    format!(
+        "{}|{}|{:?}|{:?}|{}",
+        p.effective_state(),
+        p.printer_state.as_ref().map(|s| s.as_str()).unwrap_or(""),
+        job.and_then(|j| j.id),
+        job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
+        p.dialog_info.is_some()
+    )
+}

@@ -1,0 +1,68 @@
+//! What the bridge needs of the configuration, read once at start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::{CameraConfig, Config};
+use crate::connect::model::Printer;
+use crate::discovery::Discovery;
+use crate::topics::Topics;
+
+/// What the core needs of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub topics: Topics,
+    pub discovery: Option<Discovery>,
+    /// Uuids or names to bridge (empty: all).
+    pub printers: Vec<String>,
+    pub printer_ids: BTreeMap<String, String>,
+    pub poll_interval: Duration,
+    pub active_poll_interval: Duration,
+    /// Each printer's feed is read at least this often (zero: only on changes).
+    pub feed_interval: Duration,
+    pub camera: CameraConfig,
+    pub connect_url: reqwest::Url,
+    pub allow: Vec<String>,
+    /// Per printer: commands a second to Connect (0: no limit), and the burst.
+    pub commands_per_second: f64,
+    pub commands_burst: u32,
+    pub max_payload_bytes: usize,
+    /// `connect.live`: the live channel's values are laid over the list's.
+    pub live: bool,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        let topics = Topics::new(&config.mqtt.base_topic);
+        let connect_url = reqwest::Url::parse(&config.connect.url).map_err(|e| {
+            anyhow::anyhow!("connect.url = {:?} is not a URL: {e}", config.connect.url)
+        })?;
+        Ok(Settings {
+            discovery: config.homeassistant.enabled.then(|| Discovery {
+                prefix: config.homeassistant.discovery_prefix.clone(),
+                mode: config.homeassistant.mode,
+                topics: topics.clone(),
+            }),
+            topics,
+            printers: config.connect.printers.clone(),
+            printer_ids: config.mqtt.printer_ids.clone(),
+            poll_interval: config.connect.poll_interval,
+            active_poll_interval: config.connect.active_poll_interval,
+            feed_interval: config.connect.feed_interval,
+            camera: config.camera.clone(),
+            connect_url,
+            allow: config.commands.allow.clone(),
+            commands_per_second: config.commands.max_per_second,
+            commands_burst: config.commands.burst,
+            max_payload_bytes: config.mqtt.max_payload_bytes,
+            live: config.connect.live,
+        })
+    }
+}
+
+/// Whether `connect.printers` (`wanted`: uuids or names, empty for all) takes printer `p`.
+pub fn is_bridged(wanted: &[String], p: &Printer) -> bool {
+    wanted.is_empty()
+        || wanted.contains(&p.uuid)
+        || p.name.as_ref().is_some_and(|n| wanted.contains(n))
+}

@@ -1,0 +1,112 @@
+use super::*;
+
+#[test]
+fn a_picture_read_that_never_answered_does_not_stop_its_camera() {
+    let mut b =
+        Bridge::new("[camera]\nenabled = true\ninterval = \"10s\"\nidle_interval = \"10s\"");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let mut snapshot = None;
+    for read in first.reads {
+        let result = match &read {
+            Read::Cameras { .. } => ReadResult::Cameras(Ok(serde_json::from_value(
+                json!({"cameras": [{"id": 5, "name": "Top"}]}),
+            )
+            .unwrap())),
+            Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
+                events: Vec::new(),
+                server_now: None,
+                capped: false,
+            })),
+            Read::Version => ReadResult::Version(Ok(Default::default())),
+            Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
+            _ => continue,
+        };
+        let out = b.answer(read, result);
+        snapshot = snapshot.or(out
+            .reads
+            .into_iter()
+            .find(|r| matches!(r, Read::Snapshot { .. })));
+    }
+    let snapshot = snapshot.expect("the camera's picture is asked for once it is listed");
+    // The read's task died (the shell reports it as failed): the camera is asked again
+    // when its interval comes round.
+    b.answer(
+        snapshot.clone(),
+        ReadResult::failed(
+            &snapshot,
+            ConnectError::Transport("the read stopped".into()),
+        ),
+    );
+    b.advance(10);
+    let out = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(out.reads.contains(&snapshot), "{:?}", out.reads);
+}
+
+#[test]
+fn a_camera_gone_from_connect_takes_only_its_own_entity() {
+    let mut b = Bridge::new("[camera]\nenabled = true");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let mut snapshots = Vec::new();
+    for read in first.reads {
+        let result = match &read {
+            Read::Cameras { .. } => ReadResult::Cameras(Ok(serde_json::from_value(json!(
+                {"cameras": [{"id": 1, "name": "Top"}, {"id": 2, "name": "Side"}]}
+            ))
+            .unwrap())),
+            Read::Feed { .. } => ReadResult::Feed(Ok(FeedBatch {
+                events: Vec::new(),
+                server_now: None,
+                capped: false,
+            })),
+            Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
+            _ => continue,
+        };
+        snapshots.extend(
+            b.answer(read, result)
+                .reads
+                .into_iter()
+                .filter(|r| matches!(r, Read::Snapshot { .. })),
+        );
+    }
+    let gone = snapshots
+        .iter()
+        .find(|r| matches!(r, Read::Snapshot { camera, .. } if camera == "2"))
+        .unwrap()
+        .clone();
+    let out = b.answer(
+        gone,
+        ReadResult::Snapshot(Err(ConnectError::Api {
+            status: 404,
+            code: None,
+            message: "gone".into(),
+            retry_after: None,
+            body: None,
+        })),
+    );
+    assert!(
+        out.messages.contains(&Message::Forget {
+            topic: "pc/mk4/camera/2".into()
+        }),
+        "its last picture is not sent again"
+    );
+    // The next poll lists the cameras again; meanwhile both entities stay.
+    let out = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(out.reads.contains(&Read::Cameras { uuid: A.into() }));
+    assert!(
+        !out.topics().iter().any(|t| t.contains("homeassistant")),
+        "{:?}",
+        out.topics()
+    );
+    let listed = b.answer(
+        Read::Cameras { uuid: A.into() },
+        ReadResult::Cameras(Ok(serde_json::from_value(json!(
+            {"cameras": [{"id": 1, "name": "Top"}]}
+        ))
+        .unwrap())),
+    );
+    let device = listed
+        .payload("homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config")
+        .expect("discovery without the camera that went");
+    let components = device["components"].as_object().unwrap();
+    assert!(components.contains_key("camera_1") && !components.contains_key("camera_2"));
+}

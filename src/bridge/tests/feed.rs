@@ -1,0 +1,199 @@
+use super::*;
+
+#[test]
+fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
+    let mut b = Bridge::new("[camera]\nenabled = true");
+    let first = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert_eq!(
+        first.reads,
+        [
+            Read::PrinterTypes,
+            Read::Version,
+            Read::Cameras { uuid: A.into() },
+            Read::Feed {
+                uuid: A.into(),
+                from: None,
+                rewound: false
+            },
+            Read::Supported { uuid: A.into() },
+            jobs_read(None),
+            Read::Unseen,
+        ],
+        "queue_count 0: no queue read"
+    );
+    assert!(
+        first.topics().is_empty(),
+        "nothing of the printer before its feed cursor and cameras are known: {:?}",
+        first.topics()
+    );
+    let rest = b.settle(first.reads);
+    assert_eq!(
+        rest.topics(),
+        [
+            "retain pc/busy_mk4/state",
+            "retain homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
+            "retain pc/busy_mk4/availability",
+            "retain pc/bridge/info",
+        ]
+    );
+    assert_eq!(
+        rest.payload("pc/busy_mk4/availability"),
+        Some(json!("online"))
+    );
+    assert_eq!(rest.payload("pc/busy_mk4/state").unwrap()["queue_count"], 0);
+    // The same list again: no read, no message.
+    let again = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert!(again.reads.is_empty(), "{:?}", again.reads);
+    assert!(again.topics().is_empty(), "{:?}", again.topics());
+    // Connect fails: offline once, and once again online.
+    let failed = b.fail_poll(ConnectError::Transport("reset".into()));
+    assert_eq!(
+        failed.payload("pc/busy_mk4/availability"),
+        Some(json!("offline"))
+    );
+    assert!(
+        b.fail_poll(ConnectError::Transport("reset".into()))
+            .topics()
+            .iter()
+            .all(|t| !t.contains("availability"))
+    );
+    let back = b.poll(&[printer(A, "Busy MK4", "IDLE")]);
+    assert_eq!(
+        back.payload("pc/busy_mk4/availability"),
+        Some(json!("online"))
+    );
+}
+
+#[test]
+fn a_printer_state_change_reads_the_feed_and_publishes_each_event_once() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let quiet = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(quiet.reads.is_empty(), "nothing changed, no feed read");
+    let out = b.poll(&[printing(A, "MK4", 5)]);
+    let feed = out
+        .reads
+        .iter()
+        .find(|r| matches!(r, Read::Feed { .. }))
+        .cloned()
+        .expect("a feed read");
+    assert_eq!(
+        feed,
+        Read::Feed {
+            uuid: A.into(),
+            from: Some(0.0),
+            rewound: false
+        }
+    );
+    let event = |name: &str, at: f64| {
+        FeedEvent::from_value(json!({"event": name, "created": at, "state": "PRINTING"})).unwrap()
+    };
+    let batch = || {
+        ReadResult::Feed(Ok(FeedBatch {
+            events: vec![event("JOB_INFO", WALL - 1.0), event("STATE_CHANGED", WALL)],
+            server_now: Some(WALL),
+            capped: false,
+        }))
+    };
+    let published = b.answer(feed.clone(), batch());
+    let events = published.events("pc/mk4/event");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect::<Vec<_>>(),
+        [json!("JOB_INFO"), json!("STATE_CHANGED")]
+    );
+    assert!(b.answer(feed, batch()).events("pc/mk4/event").is_empty());
+}
+
+#[test]
+fn dialogs_are_announced_once_and_their_closing_too() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let mut asking = printer(A, "MK4", "ATTENTION");
+    asking["dialog_info"] = json!({"id": 42, "title": "Filament runout", "buttons": ["Continue"]});
+    let shown = b.poll_settled(&[asking.clone()]).events("pc/mk4/event");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["event"], "DIALOG_SHOWN");
+    assert!(b.poll_settled(&[asking]).events("pc/mk4/event").is_empty());
+    let closed = b
+        .poll_settled(&[printer(A, "MK4", "IDLE")])
+        .events("pc/mk4/event");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["event"], "DIALOG_CLOSED");
+    assert_eq!(closed[0]["dialog"]["title"], "Filament runout");
+}
+
+#[test]
+fn a_failed_list_marks_every_known_printer_offline_even_those_known_only_from_the_state_file() {
+    let mut memory = StateFile::default();
+    for (uuid, id) in [(A, "left"), (B, "right")] {
+        memory.printers.insert(
+            uuid.into(),
+            PrinterRecord {
+                id: Some(id.into()),
+                id_name: Some(id.into()),
+                ..Default::default()
+            },
+        );
+    }
+    let mut b = Bridge::with_memory("", memory);
+    let out = b.fail_poll(ConnectError::Unauthorized {
+        message: "token expired".into(),
+    });
+    assert_eq!(
+        out.topics(),
+        [
+            "retain pc/left/availability",
+            "retain pc/right/availability",
+            "retain pc/bridge/info"
+        ]
+    );
+    assert_eq!(out.payload("pc/left/availability"), Some(json!("offline")));
+    let info = out.payload("pc/bridge/info").unwrap();
+    assert_eq!(info["connect"]["reachable"], false);
+}
+
+#[test]
+fn an_idle_fleets_feeds_are_read_every_interval_at_most_three_a_poll() {
+    let mut b = Bridge::new("");
+    let fleet = idle_fleet(50);
+    b.poll_settled(&fleet);
+    let mut last: std::collections::HashMap<String, f64> = Default::default();
+    let mut gaps = Vec::new();
+    let mut per_poll = Vec::new();
+    // 40 idle polls of 30 s: two feed intervals of 10 minutes.
+    for _ in 0..40 {
+        b.advance(30);
+        let out = b.poll(&fleet);
+        let reads = feed_reads(&out);
+        per_poll.push(reads.len());
+        for uuid in reads {
+            if let Some(at) = last.insert(uuid.clone(), b.wall) {
+                gaps.push(b.wall - at);
+            }
+            let read = Read::Feed {
+                uuid,
+                from: Some(0.0),
+                rewound: false,
+            };
+            let wall = b.wall;
+            b.answer(read, empty_feed(wall));
+        }
+    }
+    assert_eq!(last.len(), 50, "every printer's feed is read");
+    assert!(per_poll.iter().all(|n| *n <= 3), "{per_poll:?}");
+    assert!(gaps.iter().all(|g| (570.0..=630.0).contains(g)), "{gaps:?}");
+    let total: usize = per_poll.iter().sum();
+    // The first round is spread over the first 10 minutes, then one read per printer each.
+    assert!((95..=105).contains(&total), "{total} reads: {per_poll:?}");
+    // Off (`feed_interval = "0s"`): no scheduled read at all.
+    let mut b = Bridge::new("");
+    b.core.settings.feed_interval = Duration::ZERO;
+    b.poll_settled(&fleet);
+    for _ in 0..40 {
+        b.advance(30);
+        assert!(feed_reads(&b.poll(&fleet)).is_empty());
+    }
+}
