@@ -141,11 +141,7 @@ impl Shell {
         self.link = Some(link.clone());
         self.core.start();
         self.flush();
-        let mut watchdog = self.watchdog.every.map(|every| {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        });
+        let mut watchdog = self.watchdog.interval();
         notify_systemd(&[sd_notify::NotifyState::Ready]);
         // The fleet list request in flight, if any: a task of its own, so neither the request
         // nor the parsing of its pages holds up commands.
@@ -194,41 +190,56 @@ impl Shell {
                     self.next_poll = Instant::now();
                 }
                 _ = sleep_until(self.next_poll), if listing.is_none() => {
-                    let connect = self.connect.clone();
-                    // Taken before the request goes: what the live channel says from now on
-                    // may be newer than the list (see `Pushed::list_requested`).
-                    let requested = Instant::now();
-                    let task = AbortOnDropHandle::new(tokio::spawn(async move {
-                        connect.printers().await
-                    }));
-                    listing = Some(Listing { requested, task });
+                    listing = Some(self.start_listing());
                 }
                 listed = async { (&mut listing.as_mut().expect("guarded").task).await }, if listing.is_some() => {
                     let requested = listing.take().expect("guarded").requested;
                     let listed = listed.unwrap_or_else(|e| {
                         Err(ConnectError::Transport(format!("the list request stopped: {e}")))
                     });
-                    let wait = self
-                        .on_listed(requested, listed, &mut incoming, held.is_none())
-                        .await;
-                    if let Some(held) = held.take() {
-                        for msg in held {
-                            self.on_incoming(msg);
-                        }
-                    }
-                    let now = Instant::now();
-                    self.next_poll = match self.poll_after_command.take() {
-                        // A list request in flight when a command was accepted showed the
-                        // printer before it: the next one comes at once, if it is due.
-                        Some(soon) => (now + wait).min(soon.max(now)),
-                        None => now + wait,
-                    };
+                    self.list_done(requested, listed, &mut incoming, &mut held).await;
                 }
             }
         }
         drop(listing);
         self.stop(incoming, held.unwrap_or_default()).await;
         Ok(())
+    }
+
+    /// Sends the fleet list request, in a task of its own.
+    fn start_listing(&self) -> Listing {
+        let connect = self.connect.clone();
+        // Taken before the request goes: what the live channel says from now on may be newer
+        // than the list (see `Pushed::list_requested`).
+        let requested = Instant::now();
+        let task = AbortOnDropHandle::new(tokio::spawn(async move { connect.printers().await }));
+        Listing { requested, task }
+    }
+
+    /// A poll is done: its result goes to the core, the messages held until the first poll
+    /// are taken, and the next poll is placed.
+    async fn list_done(
+        &mut self,
+        requested: Instant,
+        listed: ListResult,
+        incoming: &mut mpsc::UnboundedReceiver<Incoming>,
+        held: &mut Option<VecDeque<Incoming>>,
+    ) {
+        let wait = self
+            .on_listed(requested, listed, incoming, held.is_none())
+            .await;
+        if let Some(held) = held.take() {
+            for msg in held {
+                self.on_incoming(msg);
+            }
+        }
+        let now = Instant::now();
+        self.next_poll = match self.poll_after_command.take() {
+            // A list request in flight when a command was accepted showed the printer
+            // before it: the next one comes at once, if it is due.
+            Some(soon) => (now + wait).min(soon.max(now)),
+            None => now + wait,
+        };
     }
 
     /// One poll's result (its request sent at `requested`), printer by printer. Between

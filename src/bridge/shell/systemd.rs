@@ -7,11 +7,20 @@ use tokio::time::Instant;
 /// systemd's watchdog (`WatchdogSec=`): fed at half its period by the event loop, and between
 /// printers during a long poll, so only a loop that really hangs gets the service restarted.
 pub(super) struct Watchdog {
-    pub(super) every: Option<Duration>,
+    every: Option<Duration>,
     last: Instant,
 }
 
 impl Watchdog {
+    /// The event loop's tick for feeding it, if there is a watchdog.
+    pub(super) fn interval(&self) -> Option<tokio::time::Interval> {
+        self.every.map(|every| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        })
+    }
+
     pub(super) fn from_env() -> Watchdog {
         Watchdog {
             // (At least 10 ms: a zero interval would panic on an absurd WATCHDOG_USEC.)
