@@ -422,15 +422,34 @@ impl Core {
                 }
             }
             None => {
+                let types = matches!(done.read, Read::PrinterTypes);
                 let registry = &self.registry;
                 let printer_id = |uuid: &str| Some(registry.get(uuid)?.id()?.to_string());
                 let topics = &self.settings.topics;
                 self.account
                     .on_read(done.result, topics, printer_id, &mut self.fx, now, wall);
+                if types {
+                    self.introduce_waiting(wall);
+                }
             }
         }
         if let Some(auth) = self.health.info_owed.take() {
             self.publish_info(auth);
+        }
+    }
+
+    /// Publishes the printers whose first publication waited for an account read.
+    fn introduce_waiting(&mut self, wall: f64) {
+        let waiting: Vec<String> = self
+            .registry
+            .entries()
+            .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))
+            .map(|e| e.uuid.clone())
+            .collect();
+        for uuid in waiting {
+            if let Some((entry, mut cx)) = self.printer(&uuid) {
+                entry.render(&mut cx, wall);
+            }
         }
     }
 

@@ -103,6 +103,12 @@ impl Account {
             .or_else(|| printer.printer_model.clone())
     }
 
+    /// Whether the printer types are being read: a printer's first publication shows them
+    /// (its model, the latest firmware), so it waits for them.
+    pub fn types_reading(&self) -> bool {
+        self.types.is_running()
+    }
+
     /// Whether `bridge/info` should wait: it shows what these reads bring.
     pub fn info_reads_running(&self) -> bool {
         self.version.is_running() || self.unseen_read.is_running()

@@ -18,8 +18,9 @@ impl PrinterEntry {
         };
         // A printer's first publication waits for the reads in flight that it shows (the feed
         // cursor, cameras, the running job's objects): Home Assistant gets the whole device
-        // at once, and once a printer is `online` its feed cursor is set.
-        if !live.introduced && live.first_reads_pending() {
+        // at once, and once a printer is `online` its feed cursor is set. Its model and latest
+        // firmware are the printer types'.
+        if !live.introduced && (live.first_reads_pending() || cx.account.types_reading()) {
             return;
         }
         live.introduced = true;

@@ -59,6 +59,7 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
                 capped: false,
             })),
             Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
+            Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
             _ => continue,
         };
         snapshots.extend(

@@ -197,3 +197,34 @@ fn an_idle_fleets_feeds_are_read_every_interval_at_most_three_a_poll() {
         assert!(feed_reads(&b.poll(&fleet)).is_empty());
     }
 }
+
+/// The printer's model and latest firmware come from the printer types: its first
+/// publication waits for them, so `P/state` is not published twice in its first seconds.
+#[test]
+fn a_new_printers_first_publication_waits_for_the_printer_types() {
+    let mut b = Bridge::new("");
+    let mut mk4 = printer(A, "MK4", "IDLE");
+    mk4["printer_type"] = json!("1.4.0");
+    let first = b.poll(&[mk4]);
+    let (types, rest): (Vec<Read>, Vec<Read>) = first
+        .reads
+        .into_iter()
+        .partition(|r| *r == Read::PrinterTypes);
+    assert_eq!(types.len(), 1);
+    let out = b.settle(rest);
+    assert!(
+        out.payload("pc/mk4/state").is_none(),
+        "published before the types: {:?}",
+        out.topics()
+    );
+    let types = serde_json::from_value(json!({"printer_types": [
+        {"id": "1.4.0", "name": "Original Prusa MK4", "support": {"stable": "6.3.2"}}
+    ]}))
+    .unwrap();
+    let out = b.answer(Read::PrinterTypes, ReadResult::PrinterTypes(Ok(types)));
+    assert_eq!(
+        out.payload("pc/mk4/state").unwrap()["firmware_latest"],
+        "6.3.2"
+    );
+    assert_eq!(out.payload("pc/mk4/availability"), Some(json!("online")));
+}
