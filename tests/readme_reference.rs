@@ -190,3 +190,28 @@ async fn the_readme_topic_reference_matches_what_is_published() {
         "keys of B/P/job"
     );
 }
+
+/// Every file and folder the README's Development section names is there: the layout it
+/// draws and the "where a new thing goes" list move with the code.
+#[test]
+fn the_development_sections_paths_exist() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme
+        .split("\n## Development")
+        .nth(1)
+        .expect("a Development section");
+    let mut checked = 0;
+    for word in section.split(|c: char| c.is_whitespace() || "`(),;:*".contains(c)) {
+        let path = word.trim_end_matches('.');
+        if !(path.starts_with("src/") || path.starts_with("sim/")) || path.contains("...") {
+            continue;
+        }
+        assert!(
+            std::path::Path::new(root).join(path).exists(),
+            "the README names {path}, which does not exist"
+        );
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} paths found");
+}
