@@ -111,11 +111,18 @@ pub fn info_payload(p: InfoParts<'_>, auth: &AuthStatus) -> Value {
             Some(json!({"uuid": e.uuid, "id": e.id(), "name": live.printer.name}))
         })
         .collect();
+    // How far the start-up reads are: "known: 1480/2000" while a farm starts.
+    let cameras = p.settings.camera.enabled;
+    let runtimes = p.registry.entries().filter_map(|e| e.runtime.as_ref());
+    let (known, bridged) = runtimes.fold((0, 0), |(k, n), l| {
+        (k + usize::from(l.is_known(cameras)), n + 1)
+    });
     let version = p.account.server_version.as_ref();
     let h = p.health;
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "printers": printers,
+        "known": format!("{known}/{bridged}"),
         "connect": {
             "url": p.settings.connect_url.as_str(),
             "server_version": version.and_then(|v| v.version.clone()),

@@ -68,6 +68,8 @@ pub struct JobReads {
     pub list: Due,
     /// Failed reads of the job list in a row: the next one waits longer each time.
     pub list_failures: u32,
+    /// The list was read (or failed) at least once in this run.
+    pub listed: bool,
 }
 
 impl JobReads {

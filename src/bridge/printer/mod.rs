@@ -137,6 +137,16 @@ impl Runtime {
             || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
     }
 
+    /// Whether every start-up read of the printer is back (answered, or failed and to be
+    /// tried again later): its first publication, supported commands, queues, job list, and
+    /// cameras when `cameras` are on. A farm's start spreads these over several polls.
+    pub fn is_known(&self, cameras: bool) -> bool {
+        let supported = self.supported.list.is_some() || self.supported.due.has_failed();
+        let queue = self.queue.read_for.is_some() && !self.queue.due.is_running();
+        let listed = self.cameras.list.is_some() || self.cameras.failed_at.is_some();
+        self.introduced && supported && queue && self.job_reads.listed && (!cameras || listed)
+    }
+
     /// The detail of the job the printer shows now, if it was read: never another job's
     /// (a "Cancel object" must not name the previous job's objects).
     pub fn current_detail(&self) -> Option<&Job> {

@@ -134,6 +134,7 @@ impl PrinterEntry {
         let Some(live) = self.runtime.as_mut() else {
             return;
         };
+        live.job_reads.listed = true;
         let jobs = match result {
             Ok(jobs) => {
                 live.succeeded("jobs");

@@ -228,3 +228,20 @@ fn a_new_printers_first_publication_waits_for_the_printer_types() {
     );
     assert_eq!(out.payload("pc/mk4/availability"), Some(json!("online")));
 }
+
+/// `bridge/info.known` says how far a farm's start-up reads are: the request budget of a
+/// poll reads the supported commands of 64 printers, the rest follow at the next poll. It
+/// is shown at the end of a poll (a farm's start would publish it once per printer else).
+#[test]
+fn bridge_info_says_how_many_printers_are_fully_known() {
+    let mut b = Bridge::new("");
+    let first = b.poll_settled(&idle_fleet(70));
+    let known = first.payload("pc/bridge/info").unwrap()["known"].clone();
+    let (done, all) = known.as_str().unwrap().split_once('/').unwrap();
+    assert_eq!(all, "70");
+    let done: usize = done.parse().unwrap();
+    assert!(done > 0 && done < 70, "{known}");
+    b.poll_settled(&idle_fleet(70));
+    let third = b.poll_settled(&idle_fleet(70));
+    assert_eq!(third.payload("pc/bridge/info").unwrap()["known"], "70/70");
+}
