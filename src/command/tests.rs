@@ -1,6 +1,6 @@
 //! The command parser and validator, in-process.
 use super::*;
-use crate::connect::model::SupportedCommands;
+use crate::connect::model::{PrinterState, SupportedCommand, SupportedCommands};
 
 fn supported() -> Vec<SupportedCommand> {
     let v = json!({"commands": [
