@@ -15,6 +15,7 @@ pub mod connect;
 pub mod demo;
 pub mod discovery;
 pub mod embedded_broker;
+pub mod http;
 pub mod journal;
 pub mod message;
 pub mod mqtt;

@@ -139,7 +139,7 @@ pub async fn start(
 fn unreachable(auth_url: &str) -> impl Fn(reqwest::Error) -> LoginError + '_ {
     move |e: reqwest::Error| LoginError::Unreachable {
         url: auth_url.to_string(),
-        detail: crate::connect::client::describe_reqwest(&e),
+        detail: crate::http::describe_reqwest(&e),
     }
 }
 

@@ -35,18 +35,17 @@ pub(crate) async fn token_request(
         .form(form)
         .send()
         .await
-        .map_err(|e| {
-            TokenEndpointError::Unreachable(crate::connect::client::describe_reqwest(&e))
-        })?;
+        .map_err(|e| TokenEndpointError::Unreachable(crate::http::describe_reqwest(&e)))?;
     let status = resp.status();
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::connect::client::parse_retry_after);
-    let bytes = resp.bytes().await.map_err(|e| {
-        TokenEndpointError::Unreachable(crate::connect::client::describe_reqwest(&e))
-    })?;
+        .and_then(crate::http::parse_retry_after);
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| TokenEndpointError::Unreachable(crate::http::describe_reqwest(&e)))?;
     if status.is_success() {
         return serde_json::from_slice::<TokenResponse>(&bytes).map_err(|e| {
             TokenEndpointError::Unavailable {

@@ -16,15 +16,16 @@ use tokio::sync::Mutex;
 
 pub use credentials::{AuthStatus, TokenSource};
 pub use reads::{FeedBatch, RejectedPrinter, Snapshot};
-pub(crate) use response::describe_reqwest;
-pub use response::parse_retry_after;
 use response::{check_and_read, error_body};
+
+pub(crate) use crate::http::describe_reqwest;
+pub use crate::http::parse_retry_after;
 
 use crate::auth::AuthError;
 
 /// Responses larger than this are refused instead of being buffered (the default of
 /// `connect.max_response_bytes`).
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = crate::config::DEFAULT_MAX_RESPONSE_BYTES;
 /// Printers asked for per list request; a farm larger than this takes more than one request.
 pub const PRINTERS_PAGE: u64 = 100;
 

@@ -3,12 +3,13 @@
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
-use super::response::{check_and_read, describe_reqwest};
+use super::response::check_and_read;
 use super::{ConnectClient, ConnectError, PRINTERS_PAGE};
 use crate::connect::model::{
     CameraList, FeedEvent, Job, JobList, Opaque, Pager, PrintFile, Printer, PrinterTypes, Queue,
     ServerVersion, SupportedCommands, Unseen,
 };
+use crate::http::describe_reqwest;
 
 /// A printer in Connect's list whose JSON could not be read.
 #[derive(Debug, Clone, PartialEq)]

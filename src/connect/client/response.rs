@@ -1,31 +1,12 @@
 //! Reading what Connect answered: bodies within a size limit, error statuses as
-//! [`ConnectError::Api`], `Retry-After`, and transport errors with their causes.
-
-use std::time::Duration;
+//! [`ConnectError::Api`] (with `Retry-After`).
 
 use reqwest::header;
 use serde_json::Value;
 
 use super::ConnectError;
 use crate::connect::model::ApiError;
-
-pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
-    // reqwest's Display hides the cause ("error sending request"); the chain says why.
-    let mut text = if e.is_timeout() {
-        "request timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+use crate::http::{describe_reqwest, parse_retry_after};
 
 pub(super) async fn error_body(resp: reqwest::Response) -> Option<ApiError> {
     let bytes = read_limited(resp, 64 * 1024).await.ok()?;
@@ -68,19 +49,6 @@ pub(super) async fn check_and_read(
         retry_after,
         body,
     })
-}
-
-/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3); at most an hour.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    };
-    Some(wait.min(Duration::from_secs(3600)))
 }
 
 async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ConnectError> {
