@@ -12,9 +12,7 @@ pub use job_reason::{JobReason, REASON_TAGS, SET_JOB_REASON, parse_job_reason};
 pub use parse::parse;
 pub use validate::{ArgLimit, type_limits, validate, validate_with_limits};
 
-/// Command payloads larger than this are refused unread.
-/// The largest `mqtt.max_payload_bytes` allowed; the parser's own guard.
-pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+pub use crate::message::MAX_COMMAND_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

@@ -20,6 +20,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/prusa-connect-mqtt/config.toml";
 /// file, comes from the environment alone.
 pub const CONFIG_PATH_ENV: &str = "PRUSA_CONNECT_MQTT_CONFIG";
 pub const ENV_PREFIX: &str = "PRUSA_CONNECT_MQTT__";
+/// Connect responses larger than this are refused instead of being buffered (the default of
+/// `connect.max_response_bytes`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,7 +87,7 @@ impl Default for ConnectConfig {
             feed_interval: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),
             printers: Vec::new(),
-            max_response_bytes: crate::connect::client::MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             live: false,
             live_url: LIVE_URL.into(),
         }

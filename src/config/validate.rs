@@ -153,11 +153,11 @@ impl Config {
 
     /// The payload and response size limits.
     fn validate_sizes(&self) -> Result<()> {
-        if !(1024..=crate::command::MAX_COMMAND_BYTES).contains(&self.mqtt.max_payload_bytes) {
+        if !(1024..=crate::message::MAX_COMMAND_BYTES).contains(&self.mqtt.max_payload_bytes) {
             bail!(
                 "mqtt.max_payload_bytes = {} must be between 1024 and {}",
                 self.mqtt.max_payload_bytes,
-                crate::command::MAX_COMMAND_BYTES
+                crate::message::MAX_COMMAND_BYTES
             );
         }
         if self.connect.max_response_bytes < 64 * 1024 {
