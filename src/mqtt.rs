@@ -22,6 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 pub(crate) use broker::SYSTEM_CA_BUNDLE;
 pub use broker::{drain, explain_broker_error, low_latency, options};
+pub use poller::Link;
 pub use publisher::{JournalSync, PublishedMessages, Publisher};
 
 use crate::journal::Journal;
@@ -29,13 +30,6 @@ use crate::message::Incoming;
 use crate::outbox::{self, Outbox};
 use poller::Poller;
 use session::SessionState;
-
-/// The session's connection state; `generation` counts ConnAcks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Link {
-    pub connected: bool,
-    pub generation: u64,
-}
 
 pub struct Session {
     pub publisher: Publisher,

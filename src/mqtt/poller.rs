@@ -7,12 +7,20 @@ use rand::Rng;
 use rumqttc::{ConnectionError, Event, EventLoop, Packet};
 use tokio::sync::{mpsc, watch};
 
+use super::births;
+use super::broker::{drain, explain_broker_error, low_latency};
 use super::publisher::Request;
-use super::{Link, births, drain, explain_broker_error, low_latency};
 use crate::message::Incoming;
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// The session's connection state; `generation` counts ConnAcks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    pub connected: bool,
+    pub generation: u64,
+}
 
 /// What the polling task saw.
 pub(super) enum Polled {
