@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{CommandError, CommandReply, CommandRequest, ErrorCode, MAX_COMMAND_BYTES};
+use super::request::{CommandError, CommandReply, CommandRequest, ErrorCode};
+use crate::message::MAX_COMMAND_BYTES;
 
 /// Failure reasons Connect accepts on a job (`PATCH /jobs/{id}`).
 pub const REASON_TAGS: &[&str] = &[

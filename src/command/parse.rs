@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{CommandError, CommandReply, CommandRequest, ErrorCode, MAX_COMMAND_BYTES};
+use super::request::{CommandError, CommandReply, CommandRequest, ErrorCode};
+use crate::message::MAX_COMMAND_BYTES;
 
 /// Short names a person or a Home Assistant button may send.
 fn alias(name: &str) -> String {

@@ -1,4 +1,6 @@
 //! The command parser and validator, in-process.
+use serde_json::json;
+
 use super::*;
 use crate::connect::model::{PrinterState, SupportedCommand, SupportedCommands};
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{CommandError, CommandRequest, ErrorCode};
+use super::request::{CommandError, CommandRequest, ErrorCode};
 use crate::connect::model::{CommandArg, PrinterState, SupportedCommand};
 
 /// Limits from Connect's documentation, used when `supported-commands` gives none.
