@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::PrinterState;
+use super::printer::PrinterState;
 
 /// An argument of a supported command: the capture lists bare names, the richer form objects.
 #[derive(Debug, Clone, PartialEq)]

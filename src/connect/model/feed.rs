@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Pager;
+use super::envelope::Pager;
 
 /// One entry of a printer's event feed. Kept whole (`raw`) so `P/event` passes on every field.
 #[derive(Debug, Clone, PartialEq)]

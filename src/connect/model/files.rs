@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Pager;
+use super::envelope::Pager;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Camera {

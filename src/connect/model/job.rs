@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Pager;
+use super::envelope::Pager;
 
 connect_enum!(
     /// State of a job.

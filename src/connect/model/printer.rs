@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::JobState;
+use super::job::JobState;
 
 connect_enum!(
     /// `printer_state` and `connect_state` of a printer.
