@@ -3,8 +3,9 @@
 use reqwest::Method;
 use serde_json::Value;
 
+use super::error::ConnectError;
 use super::response::check_and_read;
-use super::{ConnectClient, ConnectError};
+use super::transport::ConnectClient;
 use crate::connect::model::CommandResult;
 
 impl ConnectClient {

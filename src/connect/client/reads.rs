@@ -3,13 +3,17 @@
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
+use super::error::ConnectError;
 use super::response::check_and_read;
-use super::{ConnectClient, ConnectError, PRINTERS_PAGE};
+use super::transport::ConnectClient;
 use crate::connect::model::{
     CameraList, FeedEvent, Job, JobList, Opaque, Pager, PrintFile, Printer, PrinterTypes, Queue,
     ServerVersion, SupportedCommands, Unseen,
 };
 use crate::http::describe_reqwest;
+
+/// Printers asked for per list request; a farm larger than this takes more than one request.
+pub const PRINTERS_PAGE: u64 = 100;
 
 /// A printer in Connect's list whose JSON could not be read.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +53,7 @@ pub enum Snapshot {
     },
     NotModified,
 }
+
 impl ConnectClient {
     /// Every printer of the account, paging when there are more than [`PRINTERS_PAGE`].
     /// A printer whose JSON cannot be read is returned in the second list, not fatal.
@@ -157,7 +162,7 @@ impl ConnectClient {
     }
 
     /// A job's thumbnail. `url` is Connect's `preview_url` (a path on Connect, usually, with
-    /// its query as Connect wrote it); see [`super::connect_url`] for what is refused.
+    /// its query as Connect wrote it); see [`super::transport::connect_url`] for what is refused.
     pub async fn preview(&self, url: &str) -> Result<Vec<u8>, ConnectError> {
         let resp = self.send(Method::GET, url, &[], None, &[]).await?;
         self.abortable(check_and_read(resp, self.max_body)).await

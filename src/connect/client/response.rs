@@ -4,7 +4,7 @@
 use reqwest::header;
 use serde_json::Value;
 
-use super::ConnectError;
+use super::error::ConnectError;
 use crate::connect::model::ApiError;
 use crate::http::{describe_reqwest, parse_retry_after};
 

@@ -1,3 +1,5 @@
+use reqwest::Url;
+
 use super::*;
 
 #[test]
