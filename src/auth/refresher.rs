@@ -4,14 +4,16 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::token_endpoint::{TokenEndpointError, TokenResponse, token_request};
-use super::token_store::{StoredAuth, TokenStore, choose_refresh_token};
-use super::{
-    AuthError, CLIENT_ID, LOGIN_ACTION, MAX_LIFETIME, WEB_LOGIN_ACTION, jwt_expiry, login,
-    sha256_hex, unix_now,
+use super::error::{AuthError, LOGIN_ACTION, WEB_LOGIN_ACTION};
+use super::login;
+use super::token_endpoint::{CLIENT_ID, TokenEndpointError, TokenResponse, token_request};
+use super::token_store::{
+    MAX_LIFETIME, StoredAuth, TokenStore, choose_refresh_token, sha256_hex, unix_now,
 };
 
 /// Renew at most this long before expiry (less for short-lived tokens: a quarter of the life).
@@ -453,4 +455,12 @@ impl Refresher {
         let text = tokio::fs::read_to_string(path).await.ok()?;
         fresh(text.trim()).then(|| SecretString::from(text.trim().to_string()))
     }
+}
+
+/// The `exp` claim of a JWT (Unix seconds), without verifying anything.
+pub fn jwt_expiry(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_f64().map(|e| e.max(0.0) as u64)
 }

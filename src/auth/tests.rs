@@ -1,3 +1,6 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::*;
 
 fn stored(refresh: &str, configured: Option<&str>) -> StoredAuth {

@@ -6,6 +6,11 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// The Connect web app's public OAuth client (see the facts file).
+pub const CLIENT_ID: &str = "MRHTlZhZqkNrrQ6FUPtjyusAz8nc59ErHXP8XkS4";
+/// Where the account server sends the browser after login; never fetched by the gateway.
+pub const REDIRECT_URI: &str = "https://connect.prusa3d.com/login/auth-callback";
+
 /// The token endpoint's answer (RFC 6749 §5.1), as far as the gateway needs it.
 #[derive(Deserialize)]
 pub struct TokenResponse {

@@ -2,11 +2,19 @@
 //! between it and the configured token at start.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::{AUTH_FILE, MAX_LIFETIME, login, sha256_hex, unix_now};
+use super::login;
+
+/// The file in `state.dir` that holds the current refresh token.
+pub const AUTH_FILE: &str = "auth.json";
+/// Longer token lifetimes (from `expires_in`, the JWT's `exp` or `auth.json`) are taken as
+/// this: the clock arithmetic must not overflow on whatever the account server sends.
+pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(1_000_000_000);
 
 /// `state.dir/auth.json`. The refresh token is the one to use next; `configured_sha256` is
 /// the hash of the configured refresh token this file superseded, so a restart can tell an
@@ -159,4 +167,18 @@ pub fn choose_refresh_token(
             }
         }
     }
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
