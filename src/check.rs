@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::auth::{self, TokenStore};
 use crate::bridge::registry::{Registry, StateFile};
 use crate::config::{Config, DiscoveryMode};
+use crate::connect::model::Printer;
 use crate::connect::{ConnectClient, ConnectError, TokenSource};
 use crate::discovery::{Discovery, PrinterDevice};
 use crate::mqtt::explain_broker_error;
@@ -156,19 +157,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     let (all, rejected) = match client.printers().await {
         Ok(found) => found,
         Err(e) => {
-            let advice = match &e {
-                ConnectError::Transport(_) => {
-                    " (check connect.url, the network and any proxy)".to_string()
-                }
-                ConnectError::Unauthorized { .. } | ConnectError::Auth(_) => {
-                    let status = client.auth_status();
-                    status
-                        .action
-                        .map(|a| format!(" (to fix: {a})"))
-                        .unwrap_or_default()
-                }
-                _ => String::new(),
-            };
+            let advice = connect_advice(&e, client);
             report.problem(format!("Connect {url}: {e}{advice}"));
             return;
         }
@@ -186,23 +175,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     for r in &rejected {
         report.problem(format!("Connect sent a printer that cannot be read: {r}"));
     }
-    for w in wanted {
-        if !all
-            .iter()
-            .any(|p| &p.uuid == w || p.name.as_deref() == Some(w.as_str()))
-        {
-            let names: Vec<&str> = all.iter().map(|p| p.display_name()).collect();
-            report.problem(format!(
-                "connect.printers: {w:?} is neither the name nor the uuid of a printer of this \
-                 account (names: {})",
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            ));
-        }
-    }
+    unknown_wanted(wanted, &all, report);
     // The ids the gateway uses: those it persisted in the state directory, new ones given
     // the way it gives them (the state file is only read).
     let memory = std::fs::read(config.state.dir.join("state.json"))
@@ -233,6 +206,42 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
         if config.homeassistant.enabled {
             let entities = entity_ids(config, p.display_name(), &p.uuid, id);
             report.note(format!("  Home Assistant: {}", entities.join(", ")));
+        }
+    }
+}
+
+/// What to do about a failed printer list, after the error (empty when nothing useful).
+fn connect_advice(e: &ConnectError, client: &ConnectClient) -> String {
+    match e {
+        ConnectError::Transport(_) => " (check connect.url, the network and any proxy)".to_string(),
+        ConnectError::Unauthorized { .. } | ConnectError::Auth(_) => {
+            let status = client.auth_status();
+            status
+                .action
+                .map(|a| format!(" (to fix: {a})"))
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Each entry of `connect.printers` that names no printer of the account is a problem.
+fn unknown_wanted(wanted: &[String], all: &[Printer], report: &mut Report) {
+    for w in wanted {
+        if !all
+            .iter()
+            .any(|p| &p.uuid == w || p.name.as_deref() == Some(w.as_str()))
+        {
+            let names: Vec<&str> = all.iter().map(|p| p.display_name()).collect();
+            report.problem(format!(
+                "connect.printers: {w:?} is neither the name nor the uuid of a printer of this \
+                 account (names: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ));
         }
     }
 }

@@ -30,7 +30,41 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<()> {
     let stop = CancellationToken::new();
+    let (sim, sim_addr) = start_simulator(&stop).await?;
+    let broker = match (opts.broker, &opts.config) {
+        (Some(url), _) => url,
+        (None, Some(user)) => user.mqtt.url.clone(),
+        (None, None) => local_or_embedded_broker().await?,
+    };
+    let state_dir =
+        std::env::temp_dir().join(format!("prusa-connect-mqtt-demo-{}", std::process::id()));
+    let config = demo_config(sim_addr, &broker, &state_dir, opts.config)?;
+    // The demo's own discovery nodes: only those are printed.
+    let nodes: Vec<String> = sim
+        .printers()
+        .iter()
+        .map(|uuid| crate::discovery::node_id(uuid))
+        .chain([format!("{DEMO_BASE_TOPIC}_bridge")])
+        .collect();
+    print_banner(sim_addr, &broker)?;
 
+    let printer = Printout::start(&config, nodes).await?;
+
+    let deadline = async move {
+        match opts.duration {
+            Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = shutdown => {} },
+            None => shutdown.await,
+        }
+    };
+    let result = crate::run_with(config, deadline, true).await;
+    printer.stop().await;
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    result
+}
+
+/// The simulated Connect on a free local port, living its scripted day until `stop`.
+async fn start_simulator(stop: &CancellationToken) -> Result<(Simulator, SocketAddr)> {
     let sim = Simulator::new(SimOptions {
         token: Some(DEMO_TOKEN.to_string()),
         scenario: Scenario::Demo,
@@ -43,14 +77,17 @@ pub async fn run(
         Duration::from_secs(1),
         stop.clone().cancelled_owned(),
     ));
+    Ok((sim, sim_addr))
+}
 
-    let broker = match (opts.broker, &opts.config) {
-        (Some(url), _) => url,
-        (None, Some(user)) => user.mqtt.url.clone(),
-        (None, None) => local_or_embedded_broker().await?,
-    };
-    let state_dir =
-        std::env::temp_dir().join(format!("prusa-connect-mqtt-demo-{}", std::process::id()));
+/// The gateway's config for the demo: the simulator, `broker`, the demo's topics; from the
+/// user's config (`--config`) its broker settings and Home Assistant settings.
+fn demo_config(
+    sim_addr: SocketAddr,
+    broker: &str,
+    state_dir: &std::path::Path,
+    user: Option<Config>,
+) -> Result<Config> {
     let mut config = Config::from_toml(&format!(
         r#"
         [connect]
@@ -70,10 +107,10 @@ pub async fn run(
         "#,
         pid = std::process::id(),
     ))?;
-    if let Some(user) = opts.config {
+    if let Some(user) = user {
         // Never the user's own topics: the demo removes its retained topics when it stops.
         config.mqtt = crate::config::MqttConfig {
-            url: broker.clone(),
+            url: broker.to_string(),
             client_id: config.mqtt.client_id.clone(),
             base_topic: config.mqtt.base_topic.clone(),
             printer_ids: Default::default(),
@@ -81,39 +118,23 @@ pub async fn run(
         };
         config.homeassistant = user.homeassistant;
     }
-    // The demo's own discovery nodes: only those are printed.
-    let nodes: Vec<String> = sim
-        .printers()
-        .iter()
-        .map(|uuid| crate::discovery::node_id(uuid))
-        .chain([format!("{DEMO_BASE_TOPIC}_bridge")])
-        .collect();
+    Ok(config)
+}
+
+fn print_banner(sim_addr: SocketAddr, broker: &str) -> Result<()> {
     println!("prusa-connect-mqtt demo");
     println!(
         "  simulated Connect: http://{sim_addr}  (3 printers: one fails a print, one is paused and resumed)"
     );
     println!("  live channel:      ws://{sim_addr}/mqtt  (connect.live: changes within a second)");
     println!("  MQTT broker:       {broker}");
-    let addr = BrokerAddress::parse(&broker)?;
+    let addr = BrokerAddress::parse(broker)?;
     println!(
         "  watch it:          mosquitto_sub -h {} -p {} -v -t '{DEMO_BASE_TOPIC}/#'",
         addr.host, addr.port
     );
     println!("  stop:              Ctrl-C (the demo removes its retained topics when it stops)\n");
-
-    let printer = Printout::start(&config, nodes).await?;
-
-    let deadline = async move {
-        match opts.duration {
-            Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = shutdown => {} },
-            None => shutdown.await,
-        }
-    };
-    let result = crate::run_with(config, deadline, true).await;
-    printer.stop().await;
-    stop.cancel();
-    let _ = std::fs::remove_dir_all(&state_dir);
-    result
+    Ok(())
 }
 
 /// The broker on localhost:1883 when one answers, otherwise an embedded one (on 1883 when

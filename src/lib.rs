@@ -15,6 +15,7 @@ pub mod connect;
 pub mod demo;
 pub mod discovery;
 pub mod embedded_broker;
+pub mod http;
 pub mod journal;
 pub mod message;
 pub mod mqtt;
@@ -86,35 +87,19 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
     clear_retained: bool,
 ) -> Result<()> {
-    // The token, the state file and the broker's certificates are read from disk: off the
-    // runtime's threads.
-    let setup = config.clone();
-    let (tokens, (store, memory), journal, options) = tokio::task::spawn_blocking(move || {
-        let tokens = token_source(&setup)?;
-        let memory: (
-            store::Store<bridge::registry::StateFile>,
-            bridge::registry::StateFile,
-        ) = store::Store::open(&setup.state.dir)?;
-        let journal = journal::Journal::open(&setup.state.dir)?;
-        let status = topics::Topics::new(&setup.mqtt.base_topic).bridge_state();
-        let options = mqtt::options(&setup.mqtt, Some(&status))?;
-        anyhow::Ok((tokens, memory, journal, options))
-    })
-    .await
-    .context("the start-up stopped")??;
+    let StartUp {
+        tokens,
+        store,
+        memory,
+        journal,
+        options,
+    } = StartUp::read(config.clone()).await?;
     let refresher = match &tokens {
         TokenSource::Refresh(r) => Some(r.clone()),
         _ => None,
     };
     // Bound before anything starts: an address in use is a start-up error naming the key.
-    let web_listener = match config.web.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("web.listen = \"{addr}\": cannot listen there"))?,
-        ),
-        None => None,
-    };
+    let web_listener = bind_web(&config).await?;
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?
         .with_max_response_bytes(config.connect.max_response_bytes);
@@ -156,25 +141,9 @@ pub async fn run_with(
     let (shell, web) = match web_listener {
         None => (shell, None),
         Some(listener) => {
-            let (board, view) =
-                tokio::sync::watch::channel(web::Board::new(&config.mqtt.base_topic));
-            let poll_now = std::sync::Arc::new(tokio::sync::Notify::new());
-            let context = web::WebContext {
-                config: std::sync::Arc::new(config.clone()),
-                board: view,
-                broker: session.link.clone(),
-                refresher,
-                poll_now: poll_now.clone(),
-            };
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!("web page on http://{addr}/");
-            }
-            let task = tokio::spawn(web::serve(
-                listener,
-                context,
-                stop.clone().cancelled_owned(),
-            ));
-            (shell.with_board(board).with_poll_now(poll_now), Some(task))
+            let (shell, task) =
+                serve_web(listener, &config, shell, &session, refresher, stop.clone());
+            (shell, Some(task))
         }
     };
     let running = shell.run(
@@ -182,9 +151,115 @@ pub async fn run_with(
         session.incoming,
         stop.clone().cancelled_owned(),
     );
+    let result = run_until_shutdown(running, shutdown, &stop, &abort).await;
+    // The page stops with the bridge (its graceful shutdown waits for requests in progress).
+    stop.cancel();
+    stop_web(web).await;
+    stop_session(&session.publisher, session.task).await;
+    result.map(|_| ())
+}
+
+/// The listener of `web.listen`, when the page is on.
+async fn bind_web(config: &Config) -> Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = config.web.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("web.listen = \"{addr}\": cannot listen there"))?;
+    Ok(Some(listener))
+}
+
+/// Waits a second for the page's graceful shutdown, then ends it.
+async fn stop_web(web: Option<tokio::task::JoinHandle<std::io::Result<()>>>) {
+    if let Some(mut web) = web
+        && tokio::time::timeout(Duration::from_secs(1), &mut web)
+            .await
+            .is_err()
+    {
+        web.abort();
+    }
+}
+
+/// The shell asked the session to deliver what is owed (`offline` last) and disconnect: a
+/// clean DISCONNECT suppresses the last will, so `offline` must reach the broker first.
+async fn stop_session(publisher: &mqtt::Publisher, mut task: tokio::task::JoinHandle<()>) {
+    publisher.stop();
+    if tokio::time::timeout(STOP_FLUSH, &mut task).await.is_err() {
+        tracing::warn!("the MQTT broker did not take the last messages in time");
+        task.abort();
+    }
+}
+
+/// What the start reads from disk: the credentials, the state file, the journal of events
+/// owed to the broker and the broker's certificates.
+struct StartUp {
+    tokens: TokenSource,
+    store: store::Store<bridge::registry::StateFile>,
+    memory: bridge::registry::StateFile,
+    journal: journal::Journal,
+    options: rumqttc::MqttOptions,
+}
+
+impl StartUp {
+    /// Reads it off the runtime's threads.
+    async fn read(config: Config) -> Result<StartUp> {
+        tokio::task::spawn_blocking(move || {
+            let tokens = token_source(&config)?;
+            let (store, memory) = store::Store::open(&config.state.dir)?;
+            let journal = journal::Journal::open(&config.state.dir)?;
+            let status = topics::Topics::new(&config.mqtt.base_topic).bridge_state();
+            let options = mqtt::options(&config.mqtt, Some(&status))?;
+            Ok(StartUp {
+                tokens,
+                store,
+                memory,
+                journal,
+                options,
+            })
+        })
+        .await
+        .context("the start-up stopped")?
+    }
+}
+
+/// Starts the web page on `listener`; the shell, handed back, feeds it what goes to the
+/// broker and wakes up when the page asks for a poll. The page stops when `stop` is cancelled.
+fn serve_web(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    shell: bridge::Shell,
+    session: &mqtt::Session,
+    refresher: Option<std::sync::Arc<auth::Refresher>>,
+    stop: tokio_util::sync::CancellationToken,
+) -> (bridge::Shell, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (board, view) = tokio::sync::watch::channel(web::Board::new(&config.mqtt.base_topic));
+    let poll_now = std::sync::Arc::new(tokio::sync::Notify::new());
+    let context = web::WebContext {
+        config: std::sync::Arc::new(config.clone()),
+        board: view,
+        broker: session.link.clone(),
+        refresher,
+        poll_now: poll_now.clone(),
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("web page on http://{addr}/");
+    }
+    let task = tokio::spawn(web::serve(listener, context, stop.cancelled_owned()));
+    (shell.with_board(board).with_poll_now(poll_now), task)
+}
+
+/// Runs the bridge until it ends or `shutdown` resolves; then lets it finish what it is
+/// doing, but gives Connect only [`bridge::STOP_GRACE`] before its requests are abandoned.
+async fn run_until_shutdown(
+    running: impl Future<Output = Result<()>>,
+    shutdown: impl Future<Output = ()>,
+    stop: &tokio_util::sync::CancellationToken,
+    abort: &tokio_util::sync::CancellationToken,
+) -> Result<()> {
     tokio::pin!(running);
     tokio::pin!(shutdown);
-    let result = tokio::select! {
+    tokio::select! {
         result = &mut running => result,
         _ = &mut shutdown => {
             // Let the bridge finish what it is doing, but give Connect only STOP_GRACE.
@@ -199,23 +274,5 @@ pub async fn run_with(
                 _ = give_up => unreachable!("pending never resolves"),
             }
         }
-    };
-    // The page stops with the bridge (its graceful shutdown waits for requests in progress).
-    stop.cancel();
-    if let Some(mut web) = web
-        && tokio::time::timeout(Duration::from_secs(1), &mut web)
-            .await
-            .is_err()
-    {
-        web.abort();
     }
-    // The shell asked the session to deliver what is owed (`offline` last) and disconnect: a
-    // clean DISCONNECT suppresses the last will, so `offline` must reach the broker first.
-    session.publisher.stop();
-    let mut task = session.task;
-    if tokio::time::timeout(STOP_FLUSH, &mut task).await.is_err() {
-        tracing::warn!("the MQTT broker did not take the last messages in time");
-        task.abort();
-    }
-    result.map(|_| ())
 }

@@ -118,19 +118,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            let config = addon::load_config(cli.config.as_deref()).await?;
-            init_logging(&config.log.level, config.log.format);
-            tracing::info!("prusa-connect-mqtt {} starting", env!("CARGO_PKG_VERSION"));
-            if let Some(addon) = addon::Addon::from_env(cli.config.as_deref()) {
-                tracing::info!(
-                    "Home Assistant add-on mode: options from {}, broker {} from the Supervisor",
-                    addon.options_path().display(),
-                    redact_url(&config.mqtt.url)
-                );
-            }
-            prusa_connect_mqtt::run(config, shutdown_signal()).await
-        }
+        Command::Run => run_service(cli.config.as_deref()).await,
         Command::Check => unreachable!("handled in main"),
         Command::Login { email, state_dir } => {
             let mut config = addon::load_config(cli.config.as_deref()).await?;
@@ -163,43 +151,65 @@ async fn dispatch(cli: Cli) -> Result<()> {
             token,
             users,
             access_ttl,
-        } => {
-            init_logging("info", LogFormat::Text);
-            use prusa_connect_sim::{Scenario, SimOptions, Simulator};
-            let sim = Simulator::new(SimOptions {
-                token,
-                scenario: Scenario::Farm { printers },
-            });
-            sim.set_access_ttl(access_ttl);
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let url = format!("http://{}", listener.local_addr()?);
-            println!("simulated Prusa Connect with {printers} printers on {url}");
-            for user in &users {
-                let mut parts = user.splitn(3, ':');
-                let (Some(email), Some(password)) = (parts.next(), parts.next()) else {
-                    anyhow::bail!(
-                        "--user {user:?}: expected EMAIL:PASSWORD or EMAIL:PASSWORD:TOTP"
-                    );
-                };
-                sim.add_user(email, password, parts.next());
-                println!(
-                    "account {email}: log in with auth_url = \"{url}\"; a refresh token: {}",
-                    sim.issue_refresh_token(email)
-                );
-            }
-            let stop = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(prusa_connect_sim::run_ticker(
-                sim.clone(),
-                std::time::Duration::from_secs(1),
-                stop.clone().cancelled_owned(),
-            ));
-            let served = sim.serve(listener, shutdown_signal()).await;
-            stop.cancel();
-            served.context("the simulator stopped")
-        }
+        } => simulate(listen, printers, token, &users, access_ttl).await,
     }
+}
+
+/// `run`: the service, with the config of the add-on when it runs as one.
+async fn run_service(config_path: Option<&std::path::Path>) -> Result<()> {
+    let config = addon::load_config(config_path).await?;
+    init_logging(&config.log.level, config.log.format);
+    tracing::info!("prusa-connect-mqtt {} starting", env!("CARGO_PKG_VERSION"));
+    if let Some(addon) = addon::Addon::from_env(config_path) {
+        tracing::info!(
+            "Home Assistant add-on mode: options from {}, broker {} from the Supervisor",
+            addon.options_path().display(),
+            redact_url(&config.mqtt.url)
+        );
+    }
+    prusa_connect_mqtt::run(config, shutdown_signal()).await
+}
+
+/// `simulate`: the simulated Connect alone, until Ctrl-C.
+async fn simulate(
+    listen: SocketAddr,
+    printers: usize,
+    token: Option<String>,
+    users: &[String],
+    access_ttl: std::time::Duration,
+) -> Result<()> {
+    init_logging("info", LogFormat::Text);
+    use prusa_connect_sim::{Scenario, SimOptions, Simulator};
+    let sim = Simulator::new(SimOptions {
+        token,
+        scenario: Scenario::Farm { printers },
+    });
+    sim.set_access_ttl(access_ttl);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("simulated Prusa Connect with {printers} printers on {url}");
+    for user in users {
+        let mut parts = user.splitn(3, ':');
+        let (Some(email), Some(password)) = (parts.next(), parts.next()) else {
+            anyhow::bail!("--user {user:?}: expected EMAIL:PASSWORD or EMAIL:PASSWORD:TOTP");
+        };
+        sim.add_user(email, password, parts.next());
+        println!(
+            "account {email}: log in with auth_url = \"{url}\"; a refresh token: {}",
+            sim.issue_refresh_token(email)
+        );
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(prusa_connect_sim::run_ticker(
+        sim.clone(),
+        std::time::Duration::from_secs(1),
+        stop.clone().cancelled_owned(),
+    ));
+    let served = sim.serve(listener, shutdown_signal()).await;
+    stop.cancel();
+    served.context("the simulator stopped")
 }
 
 mod login {

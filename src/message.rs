@@ -9,6 +9,10 @@ use std::sync::Arc;
 /// and camera pictures are large.
 pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
 
+/// Command messages larger than this are refused unread: the bound of
+/// `mqtt.max_payload_bytes` and the command parser's own guard.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Home Assistant discovery: republished first, so entities exist before their states.

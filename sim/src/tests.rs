@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::world::real_now_us;
 
 mod controls;
 mod live;

@@ -5,11 +5,16 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{StatusCode, Url, header, redirect};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use super::form::{self, Form};
-use super::{CLIENT_ID, REDIRECT_URI, TokenEndpointError, TokenResponse, token_request};
+use super::token_endpoint::{
+    CLIENT_ID, REDIRECT_URI, TokenEndpointError, TokenResponse, token_request,
+};
 
 /// Why a login failed; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +112,8 @@ pub async fn start(
         .map_err(|e| LoginError::Unexpected(format!("connect.auth_url is not a URL: {e}")))?;
     let unreachable = unreachable(auth_url);
     let http = client(&base, timeout).map_err(&unreachable)?;
-    let (verifier, challenge) = super::pkce_pair();
-    let state = super::pkce_pair().0;
+    let (verifier, challenge) = pkce_pair();
+    let state = pkce_pair().0;
     let mut authorize = base
         .join("/o/authorize/")
         .map_err(|e| LoginError::Unexpected(e.to_string()))?;
@@ -139,7 +144,7 @@ pub async fn start(
 fn unreachable(auth_url: &str) -> impl Fn(reqwest::Error) -> LoginError + '_ {
     move |e: reqwest::Error| LoginError::Unreachable {
         url: auth_url.to_string(),
-        detail: crate::connect::client::describe_reqwest(&e),
+        detail: crate::http::describe_reqwest(&e),
     }
 }
 
@@ -411,4 +416,17 @@ async fn submit(
         .send()
         .await?;
     Page::read(resp).await
+}
+
+/// A PKCE verifier (RFC 7636: 43-128 unreserved characters) and its S256 challenge.
+pub fn pkce_pair() -> (String, String) {
+    use rand::Rng;
+    let bytes: [u8; 48] = rand::rng().random();
+    let verifier = URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = pkce_challenge(&verifier);
+    (verifier, challenge)
+}
+
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }

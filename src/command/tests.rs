@@ -1,6 +1,8 @@
 //! The command parser and validator, in-process.
+use serde_json::json;
+
 use super::*;
-use crate::connect::model::SupportedCommands;
+use crate::connect::model::{PrinterState, SupportedCommand, SupportedCommands};
 
 fn supported() -> Vec<SupportedCommand> {
     let v = json!({"commands": [

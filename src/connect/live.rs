@@ -253,45 +253,10 @@ async fn session(
                 ))));
                 events.send(LiveEvent::Up)
             }
-            Event::Outgoing(Outgoing::Subscribe(pkid) | Outgoing::Unsubscribe(pkid)) => {
-                if let Some(a) = asked.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                    by_pkid.entry(pkid).or_default().push_back(a);
-                }
-                Ok(())
-            }
-            Event::Incoming(Packet::SubAck(ack)) => match take(&mut by_pkid, ack.pkid) {
-                Some(Asked::Subscribe(uuid)) => {
-                    let ok = ack
-                        .return_codes
-                        .iter()
-                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
-                    if !ok {
-                        tracing::warn!(
-                            "the live channel refused the subscription to printer {uuid}"
-                        );
-                    }
-                    events.send(if ok {
-                        LiveEvent::Subscribed { uuid }
-                    } else {
-                        LiveEvent::Refused { uuid }
-                    })
-                }
-                _ => Ok(()),
-            },
-            Event::Incoming(Packet::UnsubAck(ack)) => match take(&mut by_pkid, ack.pkid) {
-                Some(Asked::Unsubscribe(uuid)) => events.send(LiveEvent::Unsubscribed { uuid }),
-                _ => Ok(()),
-            },
-            Event::Incoming(Packet::Publish(p)) => match split_topic(&p.topic) {
-                Some((uuid, topic)) => events.send(LiveEvent::Value {
-                    uuid: uuid.to_string(),
-                    topic: topic.to_string(),
-                    payload: p.payload,
-                    retained: p.retain,
-                }),
+            other => match heard(other, &asked, &mut by_pkid) {
+                Some(heard) => events.send(heard),
                 None => Ok(()),
             },
-            _ => Ok(()),
         };
         if sent.is_err() {
             // The bridge is gone: so is the channel.
@@ -301,6 +266,54 @@ async fn session(
                 up_for: up_for(up_since),
             };
         }
+    }
+}
+
+/// What the bridge is told of an event other than a CONNACK: a subscription settled, or a
+/// printer's value. rumqttc's packet ids are matched to what was asked on the way out.
+fn heard(
+    event: Event,
+    asked: &Mutex<VecDeque<Asked>>,
+    by_pkid: &mut HashMap<u16, VecDeque<Asked>>,
+) -> Option<LiveEvent> {
+    match event {
+        Event::Outgoing(Outgoing::Subscribe(pkid) | Outgoing::Unsubscribe(pkid)) => {
+            if let Some(a) = asked.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+                by_pkid.entry(pkid).or_default().push_back(a);
+            }
+            None
+        }
+        Event::Incoming(Packet::SubAck(ack)) => match take(by_pkid, ack.pkid) {
+            Some(Asked::Subscribe(uuid)) => {
+                let ok = ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                if !ok {
+                    tracing::warn!("the live channel refused the subscription to printer {uuid}");
+                }
+                Some(if ok {
+                    LiveEvent::Subscribed { uuid }
+                } else {
+                    LiveEvent::Refused { uuid }
+                })
+            }
+            _ => None,
+        },
+        Event::Incoming(Packet::UnsubAck(ack)) => match take(by_pkid, ack.pkid) {
+            Some(Asked::Unsubscribe(uuid)) => Some(LiveEvent::Unsubscribed { uuid }),
+            _ => None,
+        },
+        Event::Incoming(Packet::Publish(p)) => match split_topic(&p.topic) {
+            Some((uuid, topic)) => Some(LiveEvent::Value {
+                uuid: uuid.to_string(),
+                topic: topic.to_string(),
+                payload: p.payload,
+                retained: p.retain,
+            }),
+            None => None,
+        },
+        _ => None,
     }
 }
 

@@ -207,6 +207,17 @@ fn flag(good: bool, text: &str) -> String {
 /// The status part (reloaded by the page every few seconds).
 pub fn status(board: &Board, facts: &Facts) -> String {
     let mut html = String::from("<section><h2>Gateway</h2><dl>");
+    sign_in_rows(&mut html, board, facts);
+    connect_row(&mut html, board, facts);
+    broker_row(&mut html, facts);
+    live_row(&mut html, board, facts);
+    html.push_str("</dl></section>");
+    printers_section(&mut html, board, facts);
+    html
+}
+
+/// Who is logged in, and whether signing in to Connect works.
+fn sign_in_rows(html: &mut String, board: &Board, facts: &Facts) {
     let (auth_ok, words) = auth_words(board);
     let account = match (facts.account, facts.stored) {
         (Some(email), _) => esc(email),
@@ -220,8 +231,9 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         "<dt>Account</dt><dd id=\"account\">{account}</dd><dt>Sign-in</dt><dd id=\"auth\">{}",
         flag(auth_ok, &words)
     );
-    let info = board.info.as_ref();
-    if let Some(detail) = info
+    if let Some(detail) = board
+        .info
+        .as_ref()
         .and_then(|i| i.pointer("/auth/detail"))
         .and_then(Value::as_str)
         .filter(|_| !auth_ok)
@@ -229,6 +241,11 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", esc(detail));
     }
     html.push_str("</dd>");
+}
+
+/// Whether Connect answered, and its last error when it is not the sign-in's.
+fn connect_row(html: &mut String, board: &Board, facts: &Facts) {
+    let info = board.info.as_ref();
     let connect = info.map(|i| &i["connect"]);
     let reachable = connect.and_then(|c| c["reachable"].as_bool());
     let _ = write!(
@@ -252,9 +269,13 @@ pub fn status(board: &Board, facts: &Facts) -> String {
     {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", esc(error));
     }
+    html.push_str("</dd>");
+}
+
+fn broker_row(html: &mut String, facts: &Facts) {
     let _ = write!(
         html,
-        "</dd><dt>Broker</dt><dd id=\"broker\">{} <span class=\"muted\">{}</span></dd>",
+        "<dt>Broker</dt><dd id=\"broker\">{} <span class=\"muted\">{}</span></dd>",
         if facts.broker_connected {
             flag(true, "connected")
         } else {
@@ -262,7 +283,10 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         },
         esc(&crate::config::redact_url(&facts.config.mqtt.url))
     );
-    let live = info.map(|i| &i["live"]);
+}
+
+fn live_row(html: &mut String, board: &Board, facts: &Facts) {
+    let live = board.info.as_ref().map(|i| &i["live"]);
     let live_words = match live {
         _ if !facts.config.connect.live => "off (connect.live = false)".to_string(),
         Some(l) if l["connected"] == true => format!(
@@ -280,11 +304,16 @@ pub fn status(board: &Board, facts: &Facts) -> String {
     };
     let _ = write!(
         html,
-        "<dt>Live channel</dt><dd id=\"live\">{}</dd></dl></section>",
+        "<dt>Live channel</dt><dd id=\"live\">{}</dd>",
         esc(&live_words)
     );
+}
 
-    let printers: Vec<&Value> = info
+/// One card per printer `bridge/info` lists.
+fn printers_section(html: &mut String, board: &Board, facts: &Facts) {
+    let printers: Vec<&Value> = board
+        .info
+        .as_ref()
         .and_then(|i| i["printers"].as_array())
         .map(|a| a.iter().collect())
         .unwrap_or_default();
@@ -299,45 +328,48 @@ pub fn status(board: &Board, facts: &Facts) -> String {
         );
     }
     for p in printers {
-        let (uuid, name) = (p["uuid"].as_str().unwrap_or(""), p["name"].as_str());
-        let Some(id) = p["id"].as_str() else { continue };
-        let name = name.unwrap_or(id);
-        let row = board.printers.get(id).cloned().unwrap_or_default();
-        let _ = write!(
-            html,
-            "<div class=\"printer\" data-id=\"{}\"><strong>{}</strong> {} <dl>\
-             <dt>State</dt><dd class=\"state\">{}</dd><dt>Topic id</dt><dd><code>{}/{}</code></dd>\
-             <dt>Last event</dt><dd>{}</dd>",
-            esc(id),
-            esc(name),
-            match row.online {
-                Some(true) => flag(true, "online"),
-                Some(false) => flag(false, "offline"),
-                None => String::new(),
-            },
-            esc(row.state.as_deref().unwrap_or("unknown")),
-            esc(&facts.config.mqtt.base_topic),
-            esc(id),
-            match &row.last_event {
-                Some((event, Some(at))) => format!("{} ({})", esc(event), ago(facts.now_unix, *at)),
-                Some((event, None)) => esc(event),
-                None => "none since the gateway started".into(),
-            }
-        );
-        if facts.config.homeassistant.enabled {
-            let ids = crate::check::entity_ids(facts.config, name, uuid, id);
-            let _ = write!(
-                html,
-                "<dt>Home Assistant</dt><dd><details><summary>{} entities</summary><code>{}</code>\
-                 </details></dd>",
-                ids.len(),
-                ids.iter().map(|i| esc(i)).collect::<Vec<_>>().join("<br>")
-            );
-        }
-        html.push_str("</dl></div>");
+        printer_card(html, board, facts, p);
     }
     html.push_str("</section>");
-    html
+}
+
+fn printer_card(html: &mut String, board: &Board, facts: &Facts, p: &Value) {
+    let (uuid, name) = (p["uuid"].as_str().unwrap_or(""), p["name"].as_str());
+    let Some(id) = p["id"].as_str() else { return };
+    let name = name.unwrap_or(id);
+    let row = board.printers.get(id).cloned().unwrap_or_default();
+    let _ = write!(
+        html,
+        "<div class=\"printer\" data-id=\"{}\"><strong>{}</strong> {} <dl>\
+         <dt>State</dt><dd class=\"state\">{}</dd><dt>Topic id</dt><dd><code>{}/{}</code></dd>\
+         <dt>Last event</dt><dd>{}</dd>",
+        esc(id),
+        esc(name),
+        match row.online {
+            Some(true) => flag(true, "online"),
+            Some(false) => flag(false, "offline"),
+            None => String::new(),
+        },
+        esc(row.state.as_deref().unwrap_or("unknown")),
+        esc(&facts.config.mqtt.base_topic),
+        esc(id),
+        match &row.last_event {
+            Some((event, Some(at))) => format!("{} ({})", esc(event), ago(facts.now_unix, *at)),
+            Some((event, None)) => esc(event),
+            None => "none since the gateway started".into(),
+        }
+    );
+    if facts.config.homeassistant.enabled {
+        let ids = crate::check::entity_ids(facts.config, name, uuid, id);
+        let _ = write!(
+            html,
+            "<dt>Home Assistant</dt><dd><details><summary>{} entities</summary><code>{}</code>\
+             </details></dd>",
+            ids.len(),
+            ids.iter().map(|i| esc(i)).collect::<Vec<_>>().join("<br>")
+        );
+    }
+    html.push_str("</dl></div>");
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::super::error::ApiError;
-use super::super::{Simulator, jpeg, render};
-use super::{JsonResult, Params, PathArgs, conditional, with_printer};
+use super::answer::{JsonResult, conditional, with_printer};
+use super::request::{Params, PathArgs};
+use crate::error::ApiError;
+use crate::{Simulator, jpeg, render};
 
 fn file_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND_FILE", "File not found")
