@@ -243,3 +243,92 @@ impl Component {
         self.base = Some(base.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::platform::{Button, Camera, Sensor, Shown};
+
+    fn device(base: &str) -> Device {
+        Device {
+            node: "n".into(),
+            info: DeviceInfo {
+                identifiers: vec!["n".into()],
+                name: "N".into(),
+                manufacturer: "M",
+                model: None,
+                serial_number: None,
+                sw_version: None,
+                configuration_url: None,
+                via_device: None,
+            },
+            entity_prefix: "p".into(),
+            base: base.into(),
+            availability: vec![Availability::topic(format!("{base}/availability"))],
+        }
+    }
+
+    fn written(device: &Device, entity: Entity, mode: DiscoveryMode) -> Value {
+        let messages = pack("ha", mode, device, &[entity]);
+        match mode {
+            DiscoveryMode::Device => messages[0].1["cmps"]["e"].clone(),
+            DiscoveryMode::Entity => messages[0].1.clone(),
+        }
+    }
+
+    fn sensor(topic: &str) -> Entity {
+        let sensor = Sensor::new(Shown::new("S", None), topic.into(), "{{ 1 }}".into());
+        Entity::new("e", sensor)
+    }
+
+    /// One topic gains nothing from `~` (its key is longer than what it saves).
+    #[test]
+    fn a_base_only_where_two_topics_share_it() {
+        let d = device("b/p");
+        let lone = written(&d, sensor("b/p/state"), DiscoveryMode::Device);
+        assert_eq!(lone["stat_t"], "b/p/state");
+        assert!(lone.get("~").is_none());
+        // In entity mode the device's availability is in the message too.
+        let both = written(&d, sensor("b/p/state"), DiscoveryMode::Entity);
+        assert_eq!(both["~"], "b/p");
+        assert_eq!(both["stat_t"], "~/state");
+        assert_eq!(both["avty"][0]["t"], "~/availability");
+        let button = Button {
+            shown: Shown::new("B", None),
+            command_topic: "b/p/command".into(),
+            payload_press: "X".into(),
+        };
+        let own = Entity::new("e", button).available_when(Availability::topic("b/p/state".into()));
+        let own = written(&d, own, DiscoveryMode::Device);
+        assert_eq!(own["~"], "b/p");
+        assert_eq!(own["cmd_t"], "~/command");
+        let topics: Vec<&Value> = own["avty"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["t"])
+            .collect();
+        assert_eq!(topics, ["~/availability", "~/state"]);
+    }
+
+    /// Home Assistant expands a topic that begins or ends with `~` itself too: a message with
+    /// such a topic has no base.
+    #[test]
+    fn no_base_when_a_topic_would_be_misread() {
+        let camera = |topic: &str| {
+            let camera = Camera {
+                shown: Shown::new("C", None),
+                topic: topic.into(),
+            };
+            Entity::new("e", camera)
+        };
+        let d = device("b/p");
+        let tilde_id = written(&d, camera("b/p/camera/7~"), DiscoveryMode::Entity);
+        assert!(tilde_id.get("~").is_none());
+        assert_eq!(tilde_id["t"], "b/p/camera/7~");
+        let d = device("~b/p");
+        let tilde_base = written(&d, sensor("~b/p/state"), DiscoveryMode::Entity);
+        assert!(tilde_base.get("~").is_none());
+        assert_eq!(tilde_base["stat_t"], "~b/p/state");
+    }
+}

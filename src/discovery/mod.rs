@@ -17,11 +17,10 @@ mod printer;
 use serde_json::{Value, json};
 
 pub use controls::{Controls, MATERIALS, NO_DIALOG, NO_FILES};
-pub use platform::Platform;
 pub use printer::TRIGGERS;
 
 use message::{Device, DeviceInfo};
-use platform::{Availability, Entity};
+use platform::{Availability, Entity, Platform};
 
 use crate::config::DiscoveryMode;
 use crate::connect::model::CancelableObject;
