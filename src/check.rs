@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use rumqttc::{Event, Packet};
-use serde_json::Value;
 
 use crate::auth::{self, TokenStore};
 use crate::bridge::registry::{Registry, StateFile};
@@ -289,15 +288,7 @@ pub fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<Stri
         mode: DiscoveryMode::Entity,
         topics: Topics::new(&config.mqtt.base_topic),
     };
-    let device = PrinterDevice::bare(uuid, id, name);
-    discovery
-        .printer(&device)
-        .iter()
-        .filter_map(|(_, payload)| {
-            let entity_id = payload.get("default_entity_id").and_then(Value::as_str)?;
-            Some(entity_id.to_string())
-        })
-        .collect()
+    discovery.entity_ids(&PrinterDevice::bare(uuid, id, name))
 }
 
 async fn broker(config: &Config, report: &mut Report) {

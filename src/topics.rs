@@ -16,6 +16,14 @@ impl Topics {
         &self.base
     }
 
+    /// What every topic of the bridge starts with (`B/bridge`).
+    pub fn bridge(&self) -> String {
+        format!("{}/bridge", self.base)
+    }
+    /// What every topic of printer `p` starts with (`B/P`).
+    pub fn printer(&self, p: &str) -> String {
+        format!("{}/{p}", self.base)
+    }
     pub fn bridge_state(&self) -> String {
         format!("{}/bridge/state", self.base)
     }

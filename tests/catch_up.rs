@@ -263,7 +263,7 @@ async fn a_notification_is_published_once_and_none_after_a_restart() {
             !m.payload.is_empty()
         })
         .await
-        .json();
+        .discovery();
     let entity = &bridge["components"]["notification"];
     assert_eq!(entity["platform"], "event");
     assert_eq!(entity["state_topic"], topic("bridge/notification").as_str());

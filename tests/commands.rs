@@ -396,10 +396,10 @@ async fn cancel_object_by_name_and_job_reason() {
         .sub
         .wait_for(&discovery, WAIT, |m| {
             !m.payload.is_empty()
-                && m.json()["components"]["cancel_object"]["options"] == json!(["Cube A"])
+                && m.discovery()["components"]["cancel_object"]["options"] == json!(["Cube A"])
         })
         .await
-        .json();
+        .discovery();
     assert_eq!(d["components"]["cancel_object"]["platform"], "select");
     let r = s
         .send(

@@ -52,10 +52,10 @@ impl Setup {
     async fn discovery(&self, cond: impl Fn(&Value) -> bool) -> Value {
         self.sub
             .wait_for(&self.device_topic(), WAIT, |m| {
-                !m.payload.is_empty() && cond(&m.json())
+                !m.payload.is_empty() && cond(&m.discovery())
             })
             .await
-            .json()
+            .discovery()
     }
 
     fn commands_sent(&self) -> Vec<Value> {
@@ -261,7 +261,7 @@ async fn a_dialog_is_answered_through_its_select() {
     let none = json!([prusa_connect_mqtt::discovery::NO_DIALOG]);
     s.sub
         .wait_for_after(mark, &s.device_topic(), WAIT, |m| {
-            m.json()["components"]["dialog_response"]["options"] == none
+            m.discovery()["components"]["dialog_response"]["options"] == none
         })
         .await;
     let reply = s

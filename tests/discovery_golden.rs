@@ -1,10 +1,13 @@
-//! Golden tests of Home Assistant discovery: exact topics and JSON for both modes.
+//! Golden tests of Home Assistant discovery: exact topics and JSON for both modes, as sent
+//! (abbreviated, `discovery_<mode>.json`) and as Home Assistant reads it (keys spelled out and
+//! `~` replaced, `discovery_<mode>.expanded.json`).
 //! After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test --test discovery_golden`
 //! and review the diff of `tests/golden/`.
 
 use prusa_connect_mqtt::config::DEFAULT_ALLOWED_COMMANDS;
 use prusa_connect_mqtt::config::DiscoveryMode;
 use prusa_connect_mqtt::connect::model::SupportedCommands;
+use prusa_connect_mqtt::discovery::long_form::long_form;
 use prusa_connect_mqtt::discovery::{Controls, Discovery, Features, PrinterDevice};
 use prusa_connect_mqtt::topics::Topics;
 use serde_json::{Value, json};
@@ -48,17 +51,22 @@ fn supported_mk4() -> SupportedCommands {
     serde_json::from_str(text).expect("the captured supported-commands parses")
 }
 
-fn render(mode: DiscoveryMode) -> Value {
-    let d = Discovery {
+fn discovery(mode: DiscoveryMode) -> Discovery {
+    Discovery {
         prefix: "homeassistant".into(),
         mode,
         topics: Topics::new("prusa_connect"),
-    };
+    }
+}
+
+/// The bridge's and the MK4's messages, each payload through `read`.
+fn render(mode: DiscoveryMode, read: impl Fn(&Value) -> Value) -> Value {
+    let d = discovery(mode);
     let messages: Vec<Value> = d
         .bridge()
         .into_iter()
         .chain(d.printer(&device()))
-        .map(|(topic, payload)| json!({"topic": topic, "payload": payload}))
+        .map(|(topic, payload)| json!({"topic": topic, "payload": read(&payload)}))
         .collect();
     json!(messages)
 }
@@ -77,22 +85,58 @@ fn check(name: &str, actual: Value) {
 
 #[test]
 fn device_mode_golden() {
-    check("discovery_device.json", render(DiscoveryMode::Device));
+    check(
+        "discovery_device.json",
+        render(DiscoveryMode::Device, Value::clone),
+    );
 }
 
 #[test]
 fn entity_mode_golden() {
-    check("discovery_entity.json", render(DiscoveryMode::Entity));
+    check(
+        "discovery_entity.json",
+        render(DiscoveryMode::Entity, Value::clone),
+    );
+}
+
+/// What Home Assistant reads is what the gateway sent before discovery was abbreviated.
+#[test]
+fn device_mode_read_by_home_assistant() {
+    check(
+        "discovery_device.expanded.json",
+        render(DiscoveryMode::Device, long_form),
+    );
+}
+
+#[test]
+fn entity_mode_read_by_home_assistant() {
+    check(
+        "discovery_entity.expanded.json",
+        render(DiscoveryMode::Entity, long_form),
+    );
+}
+
+/// The MK4's device-based message, compact as it is published, against the same message
+/// spelled out (what it was before abbreviations and `~`).
+#[test]
+fn device_mode_message_is_abbreviated() {
+    let (_, payload) = discovery(DiscoveryMode::Device)
+        .printer(&device())
+        .pop()
+        .expect("one message");
+    let sent = payload.to_string().len();
+    let spelled_out = long_form(&payload).to_string().len();
+    eprintln!("device-mode MK4 discovery: {spelled_out} bytes spelled out, {sent} sent");
+    assert!(
+        sent * 100 <= spelled_out * 87,
+        "{sent} bytes, {spelled_out} spelled out"
+    );
 }
 
 #[test]
 fn removal_covers_every_published_topic() {
     for mode in [DiscoveryMode::Device, DiscoveryMode::Entity] {
-        let d = Discovery {
-            prefix: "homeassistant".into(),
-            mode,
-            topics: Topics::new("prusa_connect"),
-        };
+        let d = discovery(mode);
         let published: Vec<String> = d.printer(&device()).into_iter().map(|(t, _)| t).collect();
         let device = device();
         let removed = d.printer_topics(&device.uuid, &device.cameras);
@@ -104,17 +148,12 @@ fn removal_covers_every_published_topic() {
 
 #[test]
 fn unique_ids_are_unique_and_built_from_the_uuid() {
-    let d = Discovery {
-        prefix: "homeassistant".into(),
-        mode: DiscoveryMode::Entity,
-        topics: Topics::new("prusa_connect"),
-    };
-    let configs = d.printer(&device());
+    let configs = discovery(DiscoveryMode::Entity).printer(&device());
     // Device triggers have no unique id (they are no entities); every entity has one.
     let mut ids: Vec<String> = configs
         .iter()
         .filter(|(t, _)| !t.contains("/device_automation/"))
-        .map(|(_, p)| p["unique_id"].as_str().unwrap().to_string())
+        .map(|(_, p)| long_form(p)["unique_id"].as_str().unwrap().to_string())
         .collect();
     assert!(ids.len() + 5 == configs.len(), "five device triggers");
     assert!(

@@ -45,7 +45,7 @@ async fn a_camera_picture_is_published_once_per_change_and_an_unchanged_one_cost
             |m| !m.payload.is_empty(),
         )
         .await
-        .json();
+        .discovery();
     let entity = &discovery["components"][format!("camera_{camera}")];
     assert_eq!(entity["platform"], "camera");
     assert_eq!(entity["topic"], topic.as_str());
@@ -216,7 +216,7 @@ async fn a_dialog_needs_attention_is_announced_once_and_notifications_follow() {
             !m.payload.is_empty()
         })
         .await
-        .json();
+        .discovery();
     assert_eq!(
         bridge["components"]["notifications_unseen"]["value_template"],
         "{{ value_json.notifications_unseen if value_json is defined else '' }}"
@@ -303,7 +303,7 @@ async fn printer_types_name_the_model_and_limit_moves_and_info_has_connects_vers
             |m| !m.payload.is_empty(),
         )
         .await
-        .json();
+        .discovery();
     assert_eq!(discovery["device"]["model"], "Original Prusa MK4");
 
     // supported-commands gives MOVE no limit; the MK4's type says its y axis is 210 mm long.
@@ -432,7 +432,7 @@ async fn cameras_are_looked_at_rarely_when_idle_and_never_when_disabled() {
             |m| !m.payload.is_empty(),
         )
         .await
-        .json();
+        .discovery();
     wait_polls(&sim, 5).await;
     gateway.stop().await;
     assert!(

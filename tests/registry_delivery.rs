@@ -195,7 +195,7 @@ async fn ids_stay_with_their_printers_when_a_namesake_is_missing_from_the_list()
     }
     for (uuid, own, other) in [(&a, A_ID, B_ID), (&b, B_ID, A_ID)] {
         for m in sub.on(&discovery_topic(uuid)) {
-            let text = m.text();
+            let text = m.discovery_text();
             if !text.contains(&topic(&format!("{own}/state"))) {
                 let shown = if text.is_empty() { "cleared" } else { "moved" };
                 problems.push(format!(

@@ -3,11 +3,12 @@
 //! gives. A control exists only when the printer supports its command and `commands.allow`
 //! lets it through: Home Assistant never shows a button that can only fail.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::Entity;
+use super::platform::{Entity, Number, NumberMode, Select, SelectState, Shown};
+use super::printer::{Printer, state_list};
 use crate::connect::model::{PrinterState, SupportedCommand};
-use crate::topics::Topics;
+use crate::payloads::StatePayload;
 
 /// A number entity that sets one value through one command.
 struct NumberKind {
@@ -204,39 +205,13 @@ impl Controls {
         self
     }
 
-    /// The entities of these controls, for printer `id`.
-    pub(super) fn entities(&self, topics: &Topics, id: &str) -> Vec<Entity> {
-        let state = topics.state(id);
-        let command = topics.command(id);
-        let mut entities = Vec::new();
-        for (i, min, max, allowed) in &self.numbers {
-            let kind = &NUMBERS[*i];
-            let field = crate::payloads::StatePayload::template_field(kind.field);
-            entities.push(Entity {
-                object: kind.object.into(),
-                component: "number",
-                options: json!({
-                    "name": kind.name,
-                    "state_topic": state,
-                    // "None" is Home Assistant's "unknown" for a number (no value yet).
-                    "value_template": format!(
-                        "{{{{ {field} if value_json is defined and {field} is not none else 'None' }}}}"
-                    ),
-                    "command_topic": command,
-                    "command_template": format!(
-                        "{{\"command\": \"{}\", \"kwargs\": {{\"{}\": {{{{ value | int }}}}}}}}",
-                        kind.command, kind.arg
-                    ),
-                    "min": min,
-                    "max": max,
-                    "step": 1,
-                    "mode": "box",
-                    "unit_of_measurement": kind.unit,
-                    "icon": kind.icon,
-                    "availability": [in_states(&state, allowed)],
-                }),
-            });
-        }
+    /// The entities of these controls, for printer `at`.
+    pub(super) fn entities(&self, at: &Printer) -> Vec<Entity> {
+        let mut entities: Vec<Entity> = self
+            .numbers
+            .iter()
+            .map(|(i, min, max, allowed)| number(at, &NUMBERS[*i], *min, *max, allowed))
+            .collect();
         for (i, with_arg, allowed) in &self.buttons {
             let kind = &BUTTONS[*i];
             let press = match kind.arg {
@@ -245,64 +220,17 @@ impl Controls {
                 }
                 _ => kind.command.to_string(),
             };
-            entities.push(Entity {
-                object: kind.object.into(),
-                component: "button",
-                options: json!({
-                    "name": kind.name,
-                    "command_topic": command,
-                    "payload_press": press,
-                    "icon": kind.icon,
-                    "availability": [in_states(&state, allowed)],
-                }),
-            });
+            let button = at.button(kind.name, kind.icon, at.command(), &press);
+            entities.push(Entity::new(kind.object, button).available_when(at.in_states(allowed)));
         }
         if let Some(allowed) = &self.load_filament {
-            let material = crate::payloads::StatePayload::template_field("material");
-            entities.push(Entity {
-                object: "load_filament".into(),
-                component: "select",
-                options: json!({
-                    "name": "Load filament",
-                    "command_topic": command,
-                    "command_template": "{\"command\": \"LOAD_FILAMENT\", \"kwargs\": {\"filament\": {{ value | tojson }}}}",
-                    "options": MATERIALS,
-                    // Shows the loaded material when it is one of the options.
-                    "state_topic": state,
-                    "value_template": format!(
-                        "{{{{ {material} if value_json is defined and {material} in {} else 'None' }}}}",
-                        serde_json::to_string(MATERIALS).unwrap_or_default()
-                    ),
-                    "icon": "mdi:printer-3d-nozzle",
-                    "availability": [in_states(&state, allowed)],
-                }),
-            });
+            entities.push(load_filament(at, allowed));
         }
         if let Some((allowed, buttons)) = &self.dialog {
-            let dialog = crate::payloads::StatePayload::template_field("dialog");
-            let mut in_state = in_states(&state, allowed);
-            in_state["value_template"] = json!(format!(
-                "{{{{ 'online' if value_json is defined and {dialog} and value_json.state in {} else 'offline' }}}}",
-                serde_json::to_string(allowed).unwrap_or_default()
-            ));
-            entities.push(Entity {
-                object: "dialog_response".into(),
-                component: "select",
-                options: json!({
-                    "name": "Dialog response",
-                    "command_topic": command,
-                    "command_template": "{\"command\": \"DIALOG_ACTION\", \"kwargs\": {\"button\": {{ value | tojson }}}}",
-                    "options": if buttons.is_empty() { vec![NO_DIALOG.to_string()] } else { buttons.clone() },
-                    // A choice is an action, not a state: nothing stays selected.
-                    "state_topic": state,
-                    "value_template": "{{ 'None' }}",
-                    "icon": "mdi:message-reply-text-outline",
-                    "availability": [in_state],
-                }),
-            });
+            entities.push(dialog_response(at, allowed, buttons));
         }
         if let Some((allowed, files)) = &self.start_print {
-            entities.extend(start_print(topics, id, allowed, files));
+            entities.extend(start_print(at, allowed, files));
         }
         entities
     }
@@ -338,53 +266,108 @@ fn states(spec: &SupportedCommand) -> Vec<String> {
     }
 }
 
-/// An availability entry: online while `P/state` says one of `allowed`.
-fn in_states(state_topic: &str, allowed: &[String]) -> Value {
-    json!({
-        "topic": state_topic,
-        "value_template": format!(
-            "{{{{ 'online' if value_json is defined and value_json.state in {} else 'offline' }}}}",
-            serde_json::to_string(allowed).unwrap_or_default()
+/// A number setting one value through its command.
+fn number(at: &Printer, kind: &NumberKind, min: f64, max: f64, allowed: &[String]) -> Entity {
+    let field = StatePayload::template_field(kind.field);
+    let number = Number {
+        shown: Shown::new(kind.name, Some(kind.icon)),
+        state_topic: at.state.clone(),
+        // "None" is Home Assistant's "unknown" for a number (no value yet).
+        value_template: format!(
+            "{{{{ {field} if value_json is defined and {field} is not none else 'None' }}}}"
         ),
-    })
+        command_topic: at.command(),
+        command_template: format!(
+            "{{\"command\": \"{}\", \"kwargs\": {{\"{}\": {{{{ value | int }}}}}}}}",
+            kind.command, kind.arg
+        ),
+        min,
+        max,
+        step: 1,
+        mode: NumberMode::Box,
+        unit: kind.unit,
+    };
+    Entity::new(kind.object, number).available_when(at.in_states(allowed))
+}
+
+/// "Load filament": LOAD_FILAMENT with the chosen material; shows the loaded material when
+/// it is one of the options.
+fn load_filament(at: &Printer, allowed: &[String]) -> Entity {
+    let material = StatePayload::template_field("material");
+    let select = Select {
+        shown: Shown::new("Load filament", Some("mdi:printer-3d-nozzle")),
+        command_topic: at.command(),
+        command_template: Some(
+            "{\"command\": \"LOAD_FILAMENT\", \"kwargs\": {\"filament\": {{ value | tojson }}}}"
+                .into(),
+        ),
+        options: MATERIALS.iter().map(|m| m.to_string()).collect(),
+        state: Some(SelectState {
+            topic: at.state.clone(),
+            template: format!(
+                "{{{{ {material} if value_json is defined and {material} in {} else 'None' }}}}",
+                state_list(MATERIALS)
+            ),
+        }),
+    };
+    Entity::new("load_filament", select).available_when(at.in_states(allowed))
+}
+
+/// "Dialog response": the buttons of the dialog shown, available while one is.
+fn dialog_response(at: &Printer, allowed: &[String], buttons: &[String]) -> Entity {
+    let dialog = StatePayload::template_field("dialog");
+    let shown = at.while_state(&format!(
+        "{dialog} and value_json.state in {}",
+        state_list(allowed)
+    ));
+    let select = Select {
+        shown: Shown::new("Dialog response", Some("mdi:message-reply-text-outline")),
+        command_topic: at.command(),
+        command_template: Some(
+            "{\"command\": \"DIALOG_ACTION\", \"kwargs\": {\"button\": {{ value | tojson }}}}"
+                .into(),
+        ),
+        options: if buttons.is_empty() {
+            vec![NO_DIALOG.to_string()]
+        } else {
+            buttons.to_vec()
+        },
+        // A choice is an action, not a state: nothing stays selected.
+        state: Some(SelectState {
+            topic: at.state.clone(),
+            template: "{{ 'None' }}".into(),
+        }),
+    };
+    Entity::new("dialog_response", select).available_when(shown)
 }
 
 /// "File to print" and "Start print": the select tells the gateway the file, the button
 /// prints it (a bare START_PRINT).
-fn start_print(topics: &Topics, id: &str, allowed: &[String], files: &[String]) -> Vec<Entity> {
-    let state = topics.state(id);
-    let chosen = crate::payloads::StatePayload::template_field("print_file");
-    let mut ready = in_states(&state, allowed);
-    ready["value_template"] = json!(format!(
-        "{{{{ 'online' if value_json is defined and {chosen} and value_json.state in {} else 'offline' }}}}",
-        serde_json::to_string(allowed).unwrap_or_default()
+fn start_print(at: &Printer, allowed: &[String], files: &[String]) -> Vec<Entity> {
+    let chosen = StatePayload::template_field("print_file");
+    let ready = at.while_state(&format!(
+        "{chosen} and value_json.state in {}",
+        state_list(allowed)
     ));
+    let select = Select {
+        shown: Shown::new("File to print", Some("mdi:file-outline")),
+        command_topic: at.topics.print_file(at.id),
+        command_template: None,
+        options: if files.is_empty() {
+            vec![NO_FILES.to_string()]
+        } else {
+            files.to_vec()
+        },
+        state: Some(SelectState {
+            topic: at.state.clone(),
+            template: format!(
+                "{{{{ {chosen} if value_json is defined and {chosen} else 'None' }}}}"
+            ),
+        }),
+    };
+    let button = at.button("Start print", "mdi:printer-3d", at.command(), "START_PRINT");
     vec![
-        Entity {
-            object: "print_file".into(),
-            component: "select",
-            options: json!({
-                "name": "File to print",
-                "command_topic": topics.print_file(id),
-                "options": if files.is_empty() { vec![NO_FILES.to_string()] } else { files.to_vec() },
-                "state_topic": state,
-                "value_template": format!(
-                    "{{{{ {chosen} if value_json is defined and {chosen} else 'None' }}}}"
-                ),
-                "icon": "mdi:file-outline",
-                "availability": [in_states(&state, allowed)],
-            }),
-        },
-        Entity {
-            object: "start_print".into(),
-            component: "button",
-            options: json!({
-                "name": "Start print",
-                "command_topic": topics.command(id),
-                "payload_press": "START_PRINT",
-                "icon": "mdi:printer-3d",
-                "availability": [ready],
-            }),
-        },
+        Entity::new("print_file", select).available_when(at.in_states(allowed)),
+        Entity::new("start_print", button).available_when(ready),
     ]
 }

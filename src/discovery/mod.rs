@@ -1,17 +1,26 @@
 //! Home Assistant MQTT discovery: pure functions from printers to `(topic, payload)` pairs.
 //!
-//! Each entity is described once ([`printer_entities`]); mode `device` packs them into one
-//! device-based message per printer, mode `entity` sends one message per entity. Discovery
-//! topics and unique ids are built from the printer uuid, so renaming a printer (which changes
-//! its topic id) updates its entities instead of orphaning them.
+//! Each entity is described once, typed by its platform (`platform.rs`): the printer's in
+//! `printer.rs` and `controls.rs`, the bridge's in `bridge.rs`. `message.rs` packs them: mode
+//! `device` into one device-based message per device, mode `entity` into one message per
+//! entity, with Home Assistant's abbreviated keys and `~` base topic. Discovery topics and
+//! unique ids are built from the printer uuid, so renaming a printer (which changes its topic
+//! id) updates its entities instead of orphaning them.
 
+mod bridge;
 mod controls;
+pub mod long_form;
+mod message;
+mod platform;
 mod printer;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub use controls::{Controls, MATERIALS, NO_DIALOG, NO_FILES};
 pub use printer::TRIGGERS;
+
+use message::{Device, DeviceInfo};
+use platform::{Availability, Entity, Platform};
 
 use crate::config::DiscoveryMode;
 use crate::connect::model::CancelableObject;
@@ -118,67 +127,51 @@ pub struct Discovery {
     pub topics: Topics,
 }
 
-/// One entity: its object id, platform and the platform-specific options.
-struct Entity {
-    object: std::borrow::Cow<'static, str>,
-    component: &'static str,
-    options: Value,
-}
-
-const ORIGIN_URL: &str = "https://github.com/prusa-connect-mqtt/prusa-connect-mqtt";
-
 pub fn node_id(uuid: &str) -> String {
     format!("prusa_connect_{uuid}")
 }
 
 impl Discovery {
-    fn bridge_node(&self) -> String {
-        format!("{}_bridge", crate::topics::slug(self.topics.base()))
-    }
-
-    fn origin() -> Value {
-        json!({
-            "name": "prusa-connect-mqtt",
-            "sw_version": env!("CARGO_PKG_VERSION"),
-            "support_url": ORIGIN_URL,
-        })
-    }
-
-    fn availability(&self, id: Option<&str>) -> Value {
-        let mut list = vec![json!({"topic": self.topics.bridge_state()})];
-        if let Some(id) = id {
-            list.push(json!({"topic": self.topics.availability(id)}));
+    fn printer_device(&self, p: &PrinterDevice) -> Device {
+        Device {
+            node: node_id(&p.uuid),
+            info: DeviceInfo {
+                identifiers: vec![node_id(&p.uuid)],
+                name: p.name.clone(),
+                manufacturer: "Prusa Research",
+                model: p.model.clone(),
+                serial_number: p.serial.clone(),
+                sw_version: p.firmware.clone(),
+                configuration_url: p.configuration_url.clone(),
+                via_device: Some(self.bridge_node()),
+            },
+            entity_prefix: p.id.clone(),
+            base: self.topics.printer(&p.id),
+            availability: vec![
+                Availability::topic(self.topics.bridge_state()),
+                Availability::topic(self.topics.availability(&p.id)),
+            ],
         }
-        json!(list)
     }
 
-    fn printer_device_info(&self, p: &PrinterDevice) -> Value {
-        let mut dev = json!({
-            "identifiers": [node_id(&p.uuid)],
-            "name": p.name,
-            "manufacturer": "Prusa Research",
-            "via_device": self.bridge_node(),
-        });
-        let d = dev.as_object_mut().expect("object literal");
-        for (key, value) in [
-            ("model", &p.model),
-            ("serial_number", &p.serial),
-            ("sw_version", &p.firmware),
-            ("configuration_url", &p.configuration_url),
-        ] {
-            if let Some(v) = value {
-                d.insert(key.into(), json!(v));
-            }
-        }
-        dev
+    fn printer_entities(&self, p: &PrinterDevice) -> Vec<Entity> {
+        printer::entities(&self.topics, p)
     }
 
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
-        let node = node_id(&p.uuid);
         let entities = self.printer_entities(p);
-        let device = self.printer_device_info(p);
-        self.pack(&node, device, Some(&p.id), entities)
+        message::pack(&self.prefix, self.mode, &self.printer_device(p), &entities)
+    }
+
+    /// The entity ids Home Assistant gives printer `p`'s new entities (`default_entity_id`),
+    /// in the order of its per-entity messages.
+    pub fn entity_ids(&self, p: &PrinterDevice) -> Vec<String> {
+        self.printer_entities(p)
+            .iter()
+            .filter(|e| e.platform() != Platform::DeviceAutomation)
+            .map(|e| format!("{}.{}_{}", e.platform().as_str(), p.id, e.object))
+            .collect()
     }
 
     /// Discovery topics of a printer with these cameras, for removing it (empty retained
@@ -197,7 +190,7 @@ impl Discovery {
     ) -> Vec<String> {
         let node = node_id(uuid);
         match mode {
-            DiscoveryMode::Device => vec![self.device_topic(&node)],
+            DiscoveryMode::Device => vec![message::device_topic(&self.prefix, &node)],
             DiscoveryMode::Entity => self
                 .printer_entities(&PrinterDevice {
                     cameras: cameras.to_vec(),
@@ -206,7 +199,7 @@ impl Discovery {
                     ..PrinterDevice::bare(uuid, "_", "_")
                 })
                 .iter()
-                .map(|e| self.entity_topic(e.component, &node, &e.object))
+                .map(|e| message::entity_topic(&self.prefix, e.platform(), &node, &e.object))
                 .collect(),
         }
     }
@@ -215,11 +208,11 @@ impl Discovery {
     pub fn bridge_topics_in(&self, mode: DiscoveryMode) -> Vec<String> {
         let node = self.bridge_node();
         match mode {
-            DiscoveryMode::Device => vec![self.device_topic(&node)],
+            DiscoveryMode::Device => vec![message::device_topic(&self.prefix, &node)],
             DiscoveryMode::Entity => self
                 .bridge_entities()
                 .iter()
-                .map(|e| self.entity_topic(e.component, &node, &e.object))
+                .map(|e| message::entity_topic(&self.prefix, e.platform(), &node, &e.object))
                 .collect(),
         }
     }
@@ -233,186 +226,14 @@ impl Discovery {
 
     /// Discovery of the bridge's own device.
     pub fn bridge(&self) -> Vec<(String, Value)> {
-        let node = self.bridge_node();
-        let device = json!({
-            "identifiers": [node],
-            "name": "Prusa Connect MQTT bridge",
-            "manufacturer": "prusa-connect-mqtt",
-            "model": "Prusa Connect to MQTT bridge",
-            "sw_version": env!("CARGO_PKG_VERSION"),
-        });
-        self.pack(&node, device, None, self.bridge_entities())
-    }
-
-    fn bridge_entities(&self) -> Vec<Entity> {
-        let info = self.topics.bridge_info();
-        vec![
-            Entity {
-                object: "connect_reachable".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Connect reachable",
-                    "state_topic": info,
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.connect.reachable else 'OFF' }}",
-                    "device_class": "connectivity",
-                    "entity_category": "diagnostic",
-                }),
-            },
-            Entity {
-                object: "live_updates".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Live updates",
-                    "state_topic": info,
-                    // Off also while `connect.live` is off (`live.enabled` says which).
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.live is defined and value_json.live.connected else 'OFF' }}",
-                    "device_class": "connectivity",
-                    "entity_category": "diagnostic",
-                    "icon": "mdi:access-point-network",
-                }),
-            },
-            Entity {
-                object: "printers".into(),
-                component: "sensor",
-                options: json!({
-                    "name": "Printers",
-                    "state_topic": info,
-                    "value_template": "{{ value_json.printers | count if value_json is defined else '' }}",
-                    "icon": "mdi:printer-3d",
-                    "entity_category": "diagnostic",
-                }),
-            },
-            Entity {
-                object: "last_error".into(),
-                component: "sensor",
-                options: json!({
-                    "name": "Last error",
-                    "state_topic": info,
-                    "value_template": "{{ (value_json.connect.last_error or 'none') if value_json is defined else '' }}",
-                    "icon": "mdi:alert-circle-outline",
-                    "entity_category": "diagnostic",
-                }),
-            },
-            Entity {
-                object: "notifications_unseen".into(),
-                component: "sensor",
-                options: json!({
-                    "name": "Unseen notifications",
-                    "state_topic": info,
-                    // "None" (not read yet) is "unknown" to Home Assistant.
-                    "value_template": "{{ value_json.notifications_unseen if value_json is defined else '' }}",
-                    "state_class": "measurement",
-                    "icon": "mdi:bell-badge-outline",
-                }),
-            },
-            Entity {
-                object: "notification".into(),
-                component: "event",
-                options: json!({
-                    "name": "Connect notification",
-                    "state_topic": self.topics.bridge_notification(),
-                    "event_types": ["notification"],
-                    "icon": "mdi:bell-ring-outline",
-                }),
-            },
-        ]
-    }
-
-    fn device_topic(&self, node: &str) -> String {
-        format!("{}/device/{node}/config", self.prefix)
-    }
-
-    fn entity_topic(&self, component: &str, node: &str, object: &str) -> String {
-        format!("{}/{component}/{node}/{object}/config", self.prefix)
-    }
-
-    fn pack(
-        &self,
-        node: &str,
-        device: Value,
-        printer_id: Option<&str>,
-        entities: Vec<Entity>,
-    ) -> Vec<(String, Value)> {
-        let entity_id_prefix = printer_id
-            .map(str::to_string)
-            .unwrap_or_else(|| self.bridge_node());
-        let common = json!({
-            "availability": self.availability(printer_id),
-            "availability_mode": "all",
-        });
-        let common_availability = self.availability(printer_id);
-        let component = |e: &Entity| {
-            let mut options = e.options.clone();
-            if e.component == "device_automation" {
-                // A trigger is no entity: no id, no availability.
-                return options;
-            }
-            if let Some(Value::Array(extra)) = options.get("availability").cloned()
-                && let Value::Array(mut all) = common_availability.clone()
-            {
-                all.extend(extra);
-                options["availability"] = Value::Array(all);
-            }
-            // The entity id Home Assistant gives a new entity: `default_entity_id` since
-            // 2025.10 (which then ignores `object_id` without a warning), `object_id` before
-            // (which drops the key it does not know). Both, in both modes: the same ids
-            // whatever the version.
-            let object_id = format!("{entity_id_prefix}_{}", e.object);
-            merge(
-                &mut options,
-                json!({
-                    "unique_id": format!("{node}_{}", e.object),
-                    "default_entity_id": format!("{}.{object_id}", e.component),
-                    "object_id": object_id,
-                }),
-            );
-            options
-        };
-        match self.mode {
-            DiscoveryMode::Device => {
-                let mut cmps = Map::new();
-                for e in &entities {
-                    let mut c = component(e);
-                    merge(&mut c, json!({"platform": e.component}));
-                    cmps.insert(e.object.to_string(), c);
-                }
-                let mut payload = json!({
-                    "device": device,
-                    "origin": Self::origin(),
-                    "components": cmps,
-                    "qos": 1,
-                });
-                merge(&mut payload, common);
-                vec![(self.device_topic(node), payload)]
-            }
-            DiscoveryMode::Entity => entities
-                .iter()
-                .map(|e| {
-                    let mut payload = if e.component == "device_automation" {
-                        json!({})
-                    } else {
-                        common.clone()
-                    };
-                    merge(&mut payload, component(e));
-                    merge(
-                        &mut payload,
-                        json!({"device": device, "origin": Self::origin(), "qos": 1}),
-                    );
-                    (self.entity_topic(e.component, node, &e.object), payload)
-                })
-                .collect(),
-        }
-    }
-}
-
-fn merge(into: &mut Value, from: Value) {
-    if let (Value::Object(a), Value::Object(b)) = (into, from) {
-        a.extend(b);
+        let entities = self.bridge_entities();
+        message::pack(&self.prefix, self.mode, &self.bridge_device(), &entities)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::long_form::long_form;
     use super::*;
     use crate::payloads::StatePayload;
 
@@ -430,6 +251,7 @@ mod tests {
             };
             let mut all = discovery.printer(&device);
             all.extend(discovery.bridge());
+            let all: Vec<Value> = all.iter().map(|(_, p)| long_form(p)).collect();
             let text = serde_json::to_string(&all).unwrap();
             let mut checked = 0;
             for template in text.split("\"value_template\":\"").skip(1) {
@@ -460,7 +282,10 @@ mod tests {
         let entities = discovery(DiscoveryMode::Entity).printer(&device).len();
         let packed = discovery(DiscoveryMode::Device).printer(&device);
         assert_eq!(
-            packed[0].1["components"].as_object().unwrap().len(),
+            long_form(&packed[0].1)["components"]
+                .as_object()
+                .unwrap()
+                .len(),
             entities
         );
     }
@@ -478,6 +303,7 @@ mod tests {
         };
         let mut checked = 0;
         for (_, config) in discovery.printer(&device) {
+            let config = long_form(&config);
             let mut templates = Vec::new();
             if config["state_topic"] == topics.state("p") {
                 templates.push(config["value_template"].clone());

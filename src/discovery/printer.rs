@@ -1,12 +1,16 @@
-//! A printer's entities: what it shows (sensors, binary sensors, the firmware), the buttons
-//! every printer has, its device triggers and cameras; the controls that depend on its
+//! A printer's entities, by part: its state and job, its readings and queues, the buttons
+//! every printer has, the job's objects and end, the data only some printers send, its
+//! preview and firmware, its device triggers and cameras. The controls that depend on its
 //! supported commands are in `controls.rs`.
 
-use serde_json::{Value, json};
-
-use super::{Discovery, Entity, Features, NO_OBJECTS, PrinterDevice, merge};
+use super::platform::{
+    Availability, BinarySensor, BinarySensorClass, Button, Camera, DeviceTrigger, Entity, Event,
+    Image, Select, Sensor, SensorClass, Shown, StateClass, TriggerKind, Update, UpdateClass,
+};
+use super::{Features, NO_OBJECTS, PrinterDevice};
 use crate::connect::model::{JobState, PrinterState};
 use crate::payloads::StatePayload;
+use crate::topics::Topics;
 
 /// The device triggers of a printer: `(object, type, payload on P/trigger)`. Home Assistant's
 /// automation editor offers them as "when <printer> <type>".
@@ -19,372 +23,393 @@ pub const TRIGGERS: &[(&str, &str)] = &[
     ("trigger_attention_needed", "attention_needed"),
 ];
 
-impl Discovery {
-    pub(super) fn printer_entities(&self, p: &PrinterDevice) -> Vec<Entity> {
-        let (id, objects, cameras) = (p.id.as_str(), &p.objects, &p.cameras);
-        let state = self.topics.state(id);
-        let command = self.topics.command(id);
-        let button = |object: &'static str,
-                      name: &str,
-                      press: &str,
-                      icon: &str,
-                      states: &[PrinterState]| {
-            let allowed: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-            Entity {
-                object: object.into(),
-                component: "button",
-                options: json!({
-                    "name": name,
-                    "command_topic": command,
-                    "payload_press": press,
-                    "icon": icon,
-                    // Available only in the states where Connect accepts the command.
-                    "availability": [{
-                        "topic": state,
-                        "value_template": format!(
-                            "{{{{ 'online' if value_json is defined and value_json.state in {} else 'offline' }}}}",
-                            serde_json::to_string(&allowed).unwrap_or_default()
-                        ),
-                    }],
-                }),
-            }
-        };
-        let finished = self.topics.job_finished(id);
-        let sensor = |object: &'static str, name: &str, template: &str, extra: Value| {
-            state_sensor(&state, object, name, template, extra)
-        };
-        // `{{ value_json.<field> }}` of a field `P/state` has. Every template tolerates an
-        // empty payload (a state topic cleared as its printer goes): Home Assistant may still
-        // hold the entity when the clear arrives, and `value_json` is then undefined (an
-        // ERROR in its log). Numeric sensors ignore the empty value.
-        let field = |name: &str| {
-            format!(
-                "{{{{ {} if value_json is defined else '' }}}}",
-                StatePayload::template_field(name)
-            )
-        };
-        // A timestamp that may be null: Home Assistant before 2024.10 warns about any value of
-        // a timestamp sensor that is not a time, null included. While it is null the entity
-        // is unavailable and the value (never shown) is a valid time.
-        let timestamp = |object: &'static str, name: &str, key: &str| {
-            let f = StatePayload::template_field(key);
-            sensor(
-                object,
-                name,
-                &format!(
-                    "{{% if value_json is defined and {f} %}}{{{{ {f} }}}}{{% else %}}{{{{ now().isoformat() }}}}{{% endif %}}"
-                ),
-                json!({"device_class": "timestamp", "availability": [{
-                    "topic": state,
-                    "value_template": format!(
-                        "{{{{ 'online' if value_json is defined and {f} else 'offline' }}}}"
-                    ),
-                }]}),
-            )
-        };
-        let temperature = |object: &'static str, name: &str, key: &str| {
-            sensor(
-                object,
-                name,
-                &field(key),
-                json!({"device_class": "temperature", "unit_of_measurement": "°C",
-                       "state_class": "measurement", "suggested_display_precision": 1}),
-            )
-        };
-        let camera_entities = cameras.iter().map(|(camera, name)| Entity {
-            object: format!("camera_{}", crate::topics::slug(camera)).into(),
-            component: "camera",
-            options: json!({
-                "name": name,
-                "topic": self.topics.camera(id, camera),
-                "icon": "mdi:cctv",
-            }),
-        });
+/// Every entity of printer `p`, in the order its per-entity messages go out.
+pub(super) fn entities(topics: &Topics, p: &PrinterDevice) -> Vec<Entity> {
+    let at = Printer::new(topics, &p.id);
+    let mut entities = at.job_sensors();
+    entities.extend(at.readings());
+    entities.extend(at.queues());
+    entities.extend(at.flags());
+    entities.extend(at.print_buttons());
+    entities.extend(at.job_objects_and_end(&p.objects));
+    entities.extend(at.features(&p.features));
+    entities.extend(at.preview_and_firmware());
+    entities.extend(p.controls.entities(&at));
+    entities.extend(at.triggers());
+    entities.extend(at.cameras(&p.cameras));
+    entities
+}
+
+/// One printer's topics, and the pieces its entities are made of.
+pub(super) struct Printer<'a> {
+    pub topics: &'a Topics,
+    pub id: &'a str,
+    /// `P/state`, which most entities read.
+    pub state: String,
+}
+
+impl<'a> Printer<'a> {
+    fn new(topics: &'a Topics, id: &'a str) -> Printer<'a> {
+        Printer {
+            topics,
+            id,
+            state: topics.state(id),
+        }
+    }
+
+    pub fn command(&self) -> String {
+        self.topics.command(self.id)
+    }
+
+    /// A sensor of `P/state`.
+    fn sensor(&self, name: &str, icon: Option<&'static str>, template: String) -> Sensor {
+        Sensor::new(Shown::new(name, icon), self.state.clone(), template)
+    }
+
+    /// A sensor showing `field` of `P/state`.
+    fn field_sensor(&self, name: &str, icon: Option<&'static str>, field: &str) -> Sensor {
+        self.sensor(name, icon, field_template(field))
+    }
+
+    fn temperature(&self, name: &str, field: &str) -> Sensor {
+        Sensor {
+            device_class: Some(SensorClass::Temperature),
+            unit: Some("°C"),
+            state_class: Some(StateClass::Measurement),
+            precision: Some(1),
+            ..self.field_sensor(name, None, field)
+        }
+    }
+
+    /// Online while `P/state` is defined and `condition` holds.
+    pub fn while_state(&self, condition: &str) -> Availability {
+        Availability::templated(
+            self.state.clone(),
+            format!("{{{{ 'online' if value_json is defined and {condition} else 'offline' }}}}"),
+        )
+    }
+
+    /// Online while `P/state`'s state is one of `allowed`.
+    pub fn in_states(&self, allowed: &[impl AsRef<str>]) -> Availability {
+        self.while_state(&format!("value_json.state in {}", state_list(allowed)))
+    }
+
+    fn job_sensors(&self) -> Vec<Entity> {
         let mut states: Vec<&str> = PrinterState::KNOWN.to_vec();
         states.sort();
-        let known_states = serde_json::to_string(&states).unwrap_or_default();
-        let mut entities = vec![
-            sensor(
+        let known = state_list(&states);
+        let duration = |name: &str, field: &str| Sensor {
+            device_class: Some(SensorClass::Duration),
+            unit: Some("s"),
+            ..self.field_sensor(name, None, field)
+        };
+        vec![
+            Entity::new(
                 "state",
-                "State",
-                // An enum sensor rejects values outside its options: map new ones to UNKNOWN.
-                &format!(
-                    "{{{{ value_json.state if value_json is defined and value_json.state in {known_states} else 'UNKNOWN' }}}}"
-                ),
-                json!({"device_class": "enum", "options": states, "icon": "mdi:printer-3d"}),
+                Sensor {
+                    device_class: Some(SensorClass::Enum),
+                    options: Some(states.iter().map(|s| s.to_string()).collect()),
+                    // An enum sensor rejects values outside its options: map new ones to UNKNOWN.
+                    ..self.sensor(
+                        "State",
+                        Some("mdi:printer-3d"),
+                        format!(
+                            "{{{{ value_json.state if value_json is defined and value_json.state in {known} else 'UNKNOWN' }}}}"
+                        ),
+                    )
+                },
             ),
-            sensor(
+            Entity::new(
                 "progress",
-                "Progress",
-                &field("progress"),
-                json!({"unit_of_measurement": "%", "state_class": "measurement",
-                       "icon": "mdi:progress-clock", "suggested_display_precision": 0}),
+                Sensor {
+                    unit: Some("%"),
+                    state_class: Some(StateClass::Measurement),
+                    precision: Some(0),
+                    ..self.field_sensor("Progress", Some("mdi:progress-clock"), "progress")
+                },
             ),
-            sensor(
-                "time_remaining",
-                "Time remaining",
-                &field("time_remaining"),
-                json!({"device_class": "duration", "unit_of_measurement": "s"}),
-            ),
-            sensor(
-                "time_printing",
-                "Time printing",
-                &field("time_printing"),
-                json!({"device_class": "duration", "unit_of_measurement": "s"}),
-            ),
-            timestamp("eta", "ETA", "eta"),
-            timestamp("job_started", "Job started", "job_started"),
-            sensor(
+            Entity::new("time_remaining", duration("Time remaining", "time_remaining")),
+            Entity::new("time_printing", duration("Time printing", "time_printing")),
+            self.timestamp("eta", "ETA", "eta"),
+            self.timestamp("job_started", "Job started", "job_started"),
+            Entity::new(
                 "job_name",
-                "Job name",
-                &field("job_name"),
-                json!({"icon": "mdi:file-document-outline"}),
+                self.field_sensor("Job name", Some("mdi:file-document-outline"), "job_name"),
             ),
-            temperature("temp_nozzle", "Nozzle temperature", "temp_nozzle"),
-            temperature("target_nozzle", "Nozzle target", "target_nozzle"),
-            temperature("temp_bed", "Bed temperature", "temp_bed"),
-            temperature("target_bed", "Bed target", "target_bed"),
-            sensor(
+        ]
+    }
+
+    /// A timestamp that may be null: Home Assistant before 2024.10 warns about any value of
+    /// a timestamp sensor that is not a time, null included. While it is null the entity is
+    /// unavailable and the value (never shown) is a valid time.
+    fn timestamp(&self, object: &'static str, name: &str, field: &str) -> Entity {
+        let f = StatePayload::template_field(field);
+        let template = format!(
+            "{{% if value_json is defined and {f} %}}{{{{ {f} }}}}{{% else %}}{{{{ now().isoformat() }}}}{{% endif %}}"
+        );
+        let sensor = Sensor {
+            device_class: Some(SensorClass::Timestamp),
+            ..self.sensor(name, None, template)
+        };
+        Entity::new(object, sensor).available_when(self.while_state(&f))
+    }
+
+    fn readings(&self) -> Vec<Entity> {
+        vec![
+            Entity::new(
+                "temp_nozzle",
+                self.temperature("Nozzle temperature", "temp_nozzle"),
+            ),
+            Entity::new(
+                "target_nozzle",
+                self.temperature("Nozzle target", "target_nozzle"),
+            ),
+            Entity::new("temp_bed", self.temperature("Bed temperature", "temp_bed")),
+            Entity::new("target_bed", self.temperature("Bed target", "target_bed")),
+            Entity::new(
                 "material",
-                "Material",
-                &field("material"),
-                json!({"icon": "mdi:printer-3d-nozzle"}),
+                self.field_sensor("Material", Some("mdi:printer-3d-nozzle"), "material"),
             ),
-            sensor(
+            Entity::new(
                 "speed",
-                "Speed",
-                &field("speed"),
-                json!({"unit_of_measurement": "%", "icon": "mdi:speedometer"}),
+                Sensor {
+                    unit: Some("%"),
+                    ..self.field_sensor("Speed", Some("mdi:speedometer"), "speed")
+                },
             ),
-            sensor(
+            Entity::new(
                 "z_height",
-                "Z height",
-                &field("axis_z"),
-                json!({"device_class": "distance", "unit_of_measurement": "mm",
-                       "state_class": "measurement", "suggested_display_precision": 1}),
+                Sensor {
+                    device_class: Some(SensorClass::Distance),
+                    unit: Some("mm"),
+                    state_class: Some(StateClass::Measurement),
+                    precision: Some(1),
+                    ..self.field_sensor("Z height", None, "axis_z")
+                },
             ),
-            sensor(
+        ]
+    }
+
+    fn queues(&self) -> Vec<Entity> {
+        let count = |name: &str, icon, field: &str| Sensor {
+            state_class: Some(StateClass::Measurement),
+            ..self.field_sensor(name, Some(icon), field)
+        };
+        vec![
+            Entity::new(
                 "queue_count",
-                "Queued jobs",
-                &field("queue_count"),
-                json!({"state_class": "measurement", "icon": "mdi:tray-full"}),
+                count("Queued jobs", "mdi:tray-full", "queue_count"),
             ),
-            sensor(
+            Entity::new(
                 "queue_next",
-                "Next queued job",
-                &field("queue_next"),
-                json!({"icon": "mdi:tray-arrow-up"}),
+                self.field_sensor("Next queued job", Some("mdi:tray-arrow-up"), "queue_next"),
             ),
-            sensor(
+            Entity::new(
                 "download_queue_count",
-                "Downloads waiting",
-                &field("download_queue_count"),
-                json!({"state_class": "measurement", "icon": "mdi:tray-arrow-down"}),
+                count(
+                    "Downloads waiting",
+                    "mdi:tray-arrow-down",
+                    "download_queue_count",
+                ),
             ),
-            Entity {
-                object: "printing".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Printing",
-                    "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.printing else 'OFF' }}",
-                    "device_class": "running",
-                }),
-            },
-            Entity {
-                object: "attention".into(),
-                component: "binary_sensor",
-                options: json!({
-                    "name": "Needs attention",
-                    "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json is defined and value_json.attention else 'OFF' }}",
-                    "device_class": "problem",
-                }),
-            },
-            button(
-                "pause",
-                "Pause",
-                "PAUSE_PRINT",
-                "mdi:pause",
-                &[PrinterState::Printing],
+        ]
+    }
+
+    fn flags(&self) -> Vec<Entity> {
+        let flag = |name: &str, field: &str, device_class| BinarySensor {
+            shown: Shown::new(name, None),
+            state_topic: self.state.clone(),
+            value_template: format!(
+                "{{{{ 'ON' if value_json is defined and {} else 'OFF' }}}}",
+                StatePayload::template_field(field)
             ),
-            button(
-                "resume",
-                "Resume",
-                "RESUME_PRINT",
-                "mdi:play",
-                &[PrinterState::Paused],
+            device_class,
+        };
+        vec![
+            Entity::new(
+                "printing",
+                flag("Printing", "printing", BinarySensorClass::Running),
             ),
+            Entity::new(
+                "attention",
+                flag("Needs attention", "attention", BinarySensorClass::Problem),
+            ),
+        ]
+    }
+
+    /// Pause, resume, stop, set ready: available only in the states where Connect accepts
+    /// the command.
+    fn print_buttons(&self) -> Vec<Entity> {
+        use PrinterState::*;
+        let button = |object: &'static str, name: &str, press: &str, icon, states: &[_]| {
+            let allowed: Vec<&str> = states.iter().map(PrinterState::as_str).collect();
+            Entity::new(object, self.button(name, icon, self.command(), press))
+                .available_when(self.in_states(&allowed))
+        };
+        vec![
+            button("pause", "Pause", "PAUSE_PRINT", "mdi:pause", &[Printing]),
+            button("resume", "Resume", "RESUME_PRINT", "mdi:play", &[Paused]),
             button(
                 "stop",
                 "Stop",
                 "STOP_PRINT",
                 "mdi:stop",
-                &[
-                    PrinterState::Printing,
-                    PrinterState::Paused,
-                    PrinterState::Attention,
-                ],
+                &[Printing, Paused, Attention],
             ),
             button(
                 "set_ready",
                 "Set ready",
                 "SET_PRINTER_READY",
                 "mdi:check-circle-outline",
-                &[
-                    PrinterState::Idle,
-                    PrinterState::Finished,
-                    PrinterState::Stopped,
-                    PrinterState::Ready,
-                ],
+                &[Idle, Finished, Stopped, Ready],
             ),
-            Entity {
-                object: "cancel_object".into(),
-                component: "select",
-                options: json!({
-                    "name": "Cancel object",
-                    "command_topic": command,
-                    "command_template": "{\"command\": \"CANCEL_OBJECT\", \"kwargs\": {\"object_name\": {{ value | tojson }}}}",
-                    "options": if objects.is_empty() { vec![NO_OBJECTS.to_string()] } else { objects.to_vec() },
-                    "icon": "mdi:cancel",
-                    "availability": [{
-                        "topic": self.topics.job(id),
-                        "value_template": "{{ 'online' if value_json is defined and value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}",
-                    }],
-                }),
-            },
-            Entity {
-                object: "print_finished".into(),
-                component: "event",
-                options: json!({
-                    "name": "Print finished",
-                    "state_topic": finished,
-                    "event_types": [
-                        JobState::FinOk.as_str(),
-                        JobState::FinError.as_str(),
-                        JobState::FinStopped.as_str()
-                    ],
-                    "icon": "mdi:printer-3d",
-                }),
-            },
-        ];
-        entities.extend(self.feature_entities(id, &p.features));
-        entities.extend(p.controls.entities(&self.topics, id));
-        entities.extend(self.triggers(id));
-        entities.extend(camera_entities);
-        entities
+        ]
+    }
+
+    pub fn button(&self, name: &str, icon: &'static str, topic: String, press: &str) -> Button {
+        Button {
+            shown: Shown::new(name, Some(icon)),
+            command_topic: topic,
+            payload_press: press.into(),
+        }
+    }
+
+    /// "Cancel object" (the running job's objects) and the "Print finished" event.
+    fn job_objects_and_end(&self, objects: &[String]) -> Vec<Entity> {
+        let options = if objects.is_empty() {
+            vec![NO_OBJECTS.to_string()]
+        } else {
+            objects.to_vec()
+        };
+        let cancel = Select {
+            shown: Shown::new("Cancel object", Some("mdi:cancel")),
+            command_topic: self.command(),
+            command_template: Some(
+                "{\"command\": \"CANCEL_OBJECT\", \"kwargs\": {\"object_name\": {{ value | tojson }}}}".into(),
+            ),
+            options,
+            state: None,
+        };
+        let cancelable = Availability::templated(
+            self.topics.job(self.id),
+            "{{ 'online' if value_json is defined and value_json.state in ['PRINTING', 'PAUSED'] and value_json.cancelable_objects | rejectattr('canceled') | list | length > 0 else 'offline' }}".into(),
+        );
+        let finished = Event {
+            shown: Shown::new("Print finished", Some("mdi:printer-3d")),
+            state_topic: self.topics.job_finished(self.id),
+            event_types: [JobState::FinOk, JobState::FinError, JobState::FinStopped]
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+        };
+        vec![
+            Entity::new("cancel_object", cancel).available_when(cancelable),
+            Entity::new("print_finished", finished),
+        ]
     }
 
     /// Sensors of data only some printers send: created when Connect sends it.
-    fn feature_entities(&self, id: &str, features: &Features) -> Vec<Entity> {
-        let state = self.topics.state(id);
-        let sensor = |object: &'static str, name: &str, key: &str, extra: Value| {
-            let f = StatePayload::template_field(key);
-            let template = format!("{{{{ {f} if value_json is defined else '' }}}}");
-            state_sensor(&state, object, name, &template, extra)
+    fn features(&self, features: &Features) -> Vec<Entity> {
+        let fan = |name: &str, field: &str| Sensor {
+            unit: Some("RPM"),
+            state_class: Some(StateClass::Measurement),
+            shown: Shown::new(name, Some("mdi:fan")).diagnostic(),
+            ..self.field_sensor(name, None, field)
         };
-        let temperature = json!({"device_class": "temperature", "unit_of_measurement": "°C",
-                                 "state_class": "measurement", "suggested_display_precision": 1});
-        let fan = json!({"unit_of_measurement": "RPM", "state_class": "measurement",
-                         "icon": "mdi:fan", "entity_category": "diagnostic"});
         let mut entities = Vec::new();
         if features.chamber {
-            entities.push(sensor(
+            entities.push(Entity::new(
                 "temp_chamber",
-                "Chamber temperature",
-                "temp_chamber",
-                temperature.clone(),
+                self.temperature("Chamber temperature", "temp_chamber"),
             ));
-            entities.push(sensor(
+            entities.push(Entity::new(
                 "target_chamber",
-                "Chamber target",
-                "target_chamber",
-                temperature,
+                self.temperature("Chamber target", "target_chamber"),
             ));
         }
         if features.chamber_led {
-            entities.push(sensor(
-                "chamber_led_level",
-                "Chamber light level",
-                "chamber_led",
-                json!({"unit_of_measurement": "%", "icon": "mdi:led-on"}),
-            ));
+            let level = Sensor {
+                unit: Some("%"),
+                ..self.field_sensor("Chamber light level", Some("mdi:led-on"), "chamber_led")
+            };
+            entities.push(Entity::new("chamber_led_level", level));
         }
         if features.fans {
-            entities.push(sensor(
-                "fan_hotend",
-                "Hotend fan",
-                "fan_hotend",
-                fan.clone(),
-            ));
-            entities.push(sensor("fan_print", "Print fan", "fan_print", fan));
+            entities.push(Entity::new("fan_hotend", fan("Hotend fan", "fan_hotend")));
+            entities.push(Entity::new("fan_print", fan("Print fan", "fan_print")));
         }
-        entities.push(Entity {
-            object: "job_preview".into(),
-            component: "image",
-            options: json!({
-                "name": "Print preview",
-                "image_topic": self.topics.job_preview(id),
-                "content_type": "image/png",
-                "icon": "mdi:image-outline",
-            }),
-        });
-        let firmware = StatePayload::template_field("firmware");
-        let latest = StatePayload::template_field("firmware_latest");
-        entities.push(Entity {
-            object: "firmware".into(),
-            component: "update",
-            options: json!({
-                "name": "Firmware",
-                "state_topic": state,
-                // Installed: the printer's; latest: the type's stable release when Connect
-                // lists one (no install action: firmware is flashed on the printer).
-                "value_template": format!(
-                    "{{{{ {{'installed_version': {firmware} or '', 'latest_version': ({latest} or {firmware} or '')}} | tojson if value_json is defined else '' }}}}"
-                ),
-                "device_class": "firmware",
-                "entity_category": "diagnostic",
-            }),
-        });
         entities
     }
 
+    fn preview_and_firmware(&self) -> Vec<Entity> {
+        let preview = Image {
+            shown: Shown::new("Print preview", Some("mdi:image-outline")),
+            image_topic: self.topics.job_preview(self.id),
+            content_type: "image/png",
+        };
+        let firmware = StatePayload::template_field("firmware");
+        let latest = StatePayload::template_field("firmware_latest");
+        let update = Update {
+            shown: Shown::new("Firmware", None).diagnostic(),
+            state_topic: self.state.clone(),
+            // Installed: the printer's; latest: the type's stable release when Connect lists
+            // one (no install action: firmware is flashed on the printer).
+            value_template: format!(
+                "{{{{ {{'installed_version': {firmware} or '', 'latest_version': ({latest} or {firmware} or '')}} | tojson if value_json is defined else '' }}}}"
+            ),
+            device_class: UpdateClass::Firmware,
+        };
+        vec![
+            Entity::new("job_preview", preview),
+            Entity::new("firmware", update),
+        ]
+    }
+
     /// The device triggers: messages on `P/trigger`.
-    fn triggers(&self, id: &str) -> Vec<Entity> {
+    fn triggers(&self) -> Vec<Entity> {
         TRIGGERS
             .iter()
-            .map(|(object, payload)| Entity {
-                object: (*object).into(),
-                component: "device_automation",
-                options: json!({
-                    "automation_type": "trigger",
-                    "topic": self.topics.trigger(id),
-                    "type": payload,
-                    "subtype": "printer",
-                    "payload": payload,
-                }),
+            .map(|(object, payload)| {
+                let trigger = DeviceTrigger {
+                    automation_type: TriggerKind::Trigger,
+                    topic: self.topics.trigger(self.id),
+                    trigger_type: payload,
+                    subtype: "printer",
+                    payload,
+                };
+                Entity::new(*object, trigger)
+            })
+            .collect()
+    }
+
+    fn cameras(&self, cameras: &[(String, String)]) -> Vec<Entity> {
+        cameras
+            .iter()
+            .map(|(camera, name)| {
+                let object = format!("camera_{}", crate::topics::slug(camera));
+                let config = Camera {
+                    shown: Shown::new(name.as_str(), Some("mdi:cctv")),
+                    topic: self.topics.camera(self.id, camera),
+                };
+                Entity::new(object, config)
             })
             .collect()
     }
 }
 
-/// A sensor of `P/state` (`state_topic`) with this template and options.
-fn state_sensor(
-    state_topic: &str,
-    object: &'static str,
-    name: &str,
-    template: &str,
-    extra: Value,
-) -> Entity {
-    let mut options = json!({
-        "name": name,
-        "state_topic": state_topic,
-        "value_template": template,
-    });
-    merge(&mut options, extra);
-    Entity {
-        object: object.into(),
-        component: "sensor",
-        options,
-    }
+/// `{{ value_json.<field> }}` of a field `P/state` has. Every template tolerates an empty
+/// payload (a state topic cleared as its printer goes): Home Assistant may still hold the
+/// entity when the clear arrives, and `value_json` is then undefined (an ERROR in its log).
+/// Numeric sensors ignore the empty value.
+fn field_template(field: &str) -> String {
+    format!(
+        "{{{{ {} if value_json is defined else '' }}}}",
+        StatePayload::template_field(field)
+    )
+}
+
+/// `["A","B"]`: a list of states as a template reads it.
+pub(super) fn state_list(states: &[impl AsRef<str>]) -> String {
+    let states: Vec<&str> = states.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&states).unwrap_or_default()
 }

@@ -346,6 +346,20 @@ impl Msg {
         })
     }
 
+    /// A discovery payload as Home Assistant reads it: keys spelled out, `~` replaced.
+    pub fn discovery(&self) -> serde_json::Value {
+        prusa_connect_mqtt::discovery::long_form::long_form(&self.json())
+    }
+
+    /// [`Msg::discovery`] as text; empty for a cleared discovery.
+    pub fn discovery_text(&self) -> String {
+        if self.payload.is_empty() {
+            String::new()
+        } else {
+            self.discovery().to_string()
+        }
+    }
+
     /// The payload as a short quoted string, for failure messages.
     fn preview(&self) -> String {
         const MAX_CHARS: usize = 200;

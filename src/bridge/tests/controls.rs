@@ -62,7 +62,8 @@ fn introduce(b: &mut Bridge, printers: &[Value], supported: SupportedCommands) -
 }
 
 fn components(out: &Out) -> serde_json::Map<String, Value> {
-    out.payload(DEVICE).expect("device discovery")["components"]
+    crate::discovery::long_form::long_form(&out.payload(DEVICE).expect("device discovery"))
+        ["components"]
         .as_object()
         .unwrap()
         .clone()
