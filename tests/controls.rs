@@ -511,3 +511,40 @@ async fn a_print_is_started_from_the_file_select_and_its_thumbnail_published() {
     );
     s.stop().await;
 }
+
+/// "Set ready" and "Cancel ready" from Home Assistant: each button's payload is the command,
+/// and "Cancel ready" is available only while the printer is READY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_ready_and_cancel_ready_buttons_run_their_commands() {
+    let s = Setup::start(mk4(), "").await;
+    let device = s
+        .discovery(|d| d["components"].get("cancel_ready").is_some())
+        .await;
+    let c = device["components"].clone();
+    let availability = c["cancel_ready"]["availability"].to_string();
+    assert!(
+        availability.contains(r#"[\"READY\"]"#),
+        "available in READY only: {availability}"
+    );
+    let reply = s
+        .send(c["set_ready"]["payload_press"].as_str().unwrap())
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    s.state_where(|v| v["state"] == "READY").await;
+    let reply = s
+        .send(c["cancel_ready"]["payload_press"].as_str().unwrap())
+        .await;
+    assert_eq!(reply["command"], "CANCEL_PRINTER_READY", "{reply}");
+    assert_eq!(reply["status"], "ok", "{reply}");
+    s.state_where(|v| v["state"] == "IDLE").await;
+    let sent: Vec<Value> = s
+        .commands_sent()
+        .iter()
+        .map(|c| c["command"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [json!("SET_PRINTER_READY"), json!("CANCEL_PRINTER_READY")]
+    );
+    s.stop().await;
+}

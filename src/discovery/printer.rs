@@ -187,6 +187,22 @@ impl<'a> Printer<'a> {
                     ..self.field_sensor("Z height", None, "axis_z")
                 },
             ),
+            // Which nozzle is on: a farm's dashboards group printers by it.
+            Entity::new(
+                "nozzle_diameter",
+                Sensor {
+                    shown: Shown::new("Nozzle diameter", Some("mdi:printer-3d-nozzle-outline"))
+                        .diagnostic(),
+                    device_class: Some(SensorClass::Distance),
+                    unit: Some("mm"),
+                    precision: Some(2),
+                    ..Sensor::new(
+                        Shown::new("", None),
+                        self.state.clone(),
+                        field_template("nozzle_diameter"),
+                    )
+                },
+            ),
         ]
     }
 
@@ -262,6 +278,14 @@ impl<'a> Printer<'a> {
                 "SET_PRINTER_READY",
                 "mdi:check-circle-outline",
                 &[Idle, Finished, Stopped, Ready],
+            ),
+            // Undoes "Set ready" (the printer would start the next queued job).
+            button(
+                "cancel_ready",
+                "Cancel ready",
+                "CANCEL_PRINTER_READY",
+                "mdi:close-circle-outline",
+                &[Ready],
             ),
         ]
     }

@@ -108,6 +108,7 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
     let device = listed
         .payload("homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config")
         .expect("discovery without the camera that went");
+    let device = crate::discovery::long_form::long_form(&device);
     let components = device["components"].as_object().unwrap();
     assert!(components.contains_key("camera_1") && !components.contains_key("camera_2"));
 }
