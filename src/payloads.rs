@@ -86,6 +86,9 @@ pub struct StatePayload {
     pub firmware_latest: Option<String>,
     /// The file "Start print" prints (chosen in "File to print").
     pub print_file: Option<String>,
+    /// Bytes free and in all on the printer's writable storages (USB, flash), when read.
+    pub storage_free: Option<u64>,
+    pub storage_total: Option<u64>,
     /// 0-100.
     pub progress: Option<f64>,
     /// Seconds; null while there is no estimate.
@@ -168,6 +171,8 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
         firmware: p.firmware.clone(),
         firmware_latest: None,
         print_file: None,
+        storage_free: None,
+        storage_total: None,
         progress: round1(job.and_then(|j| j.progress).map(|v| v.clamp(0.0, 100.0))),
         time_remaining: time_remaining.map(|t| t.round() as i64),
         time_printing: job

@@ -495,3 +495,51 @@ async fn move_y(sub: &Subscriber, y: i32) -> Value {
     .await
     .json()
 }
+
+/// The free space on the printer's storages reaches `P/state` from Connect's `/storages`, and
+/// is read again when the feed says a file changed (a file uploaded takes space).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_storage_space_follows_the_printers_files() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    let state = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
+    let state_topic = format!("{BASE}/busy_mk4/state");
+    let first = sub
+        .wait_for(&state_topic, WAIT, |m| m.json()["storage_free"].is_u64())
+        .await
+        .json();
+    let free = first["storage_free"].as_u64().unwrap();
+    assert_eq!(
+        first["storage_total"], 7_818_182_656u64,
+        "the simulator's USB stick"
+    );
+    assert!(free < 7_818_182_656);
+    let reads = || {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/storages"))
+            .count()
+    };
+    assert_eq!(reads(), 1);
+    wait_polls(&sim, 3).await;
+    assert_eq!(reads(), 1, "nothing changed, no read");
+
+    sim.sim.add_file(&uuid, "big_part.bgcode");
+    sim.sim.push_event(
+        &uuid,
+        "FILE_CHANGED",
+        json!({"data": {"path": "/usb/big_part.bgcode"}}),
+    );
+    // The feed is read when the printer's state moves (or on `connect.feed_interval`).
+    sim.sim.set_state(&uuid, "READY");
+    sub.wait_for(&state_topic, WAIT, |m| {
+        m.json()["storage_free"].as_u64().is_some_and(|f| f < free)
+    })
+    .await;
+    assert_eq!(reads(), 2);
+    gateway.stop().await;
+}

@@ -2,7 +2,7 @@
 
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
 use crate::connect::model::{
-    CameraList, Job, Notification, PrintFile, PrinterTypes, Queue, ServerVersion,
+    CameraList, Job, Notification, PrintFile, PrinterTypes, Queue, ServerVersion, Storage,
     SupportedCommands, Unseen,
 };
 
@@ -40,6 +40,10 @@ pub enum Read {
     Files {
         uuid: String,
     },
+    /// The printer's storages (free space).
+    Storages {
+        uuid: String,
+    },
     /// Job `job`'s thumbnail, at Connect's `preview_url`.
     Preview {
         uuid: String,
@@ -72,6 +76,7 @@ impl Read {
             | Read::Cameras { uuid }
             | Read::Supported { uuid }
             | Read::Files { uuid }
+            | Read::Storages { uuid }
             | Read::Preview { uuid, .. }
             | Read::Snapshot { uuid, .. } => Some(uuid),
             Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
@@ -91,6 +96,7 @@ pub enum ReadResult {
     Cameras(Result<CameraList, ConnectError>),
     Supported(Result<SupportedCommands, ConnectError>),
     Files(Result<Vec<PrintFile>, ConnectError>),
+    Storages(Result<Vec<Storage>, ConnectError>),
     Preview(Result<Vec<u8>, ConnectError>),
     Snapshot(Result<Snapshot, ConnectError>),
     PrinterTypes(Result<PrinterTypes, ConnectError>),
@@ -110,6 +116,7 @@ impl ReadResult {
             Read::Cameras { .. } => ReadResult::Cameras(Err(error)),
             Read::Supported { .. } => ReadResult::Supported(Err(error)),
             Read::Files { .. } => ReadResult::Files(Err(error)),
+            Read::Storages { .. } => ReadResult::Storages(Err(error)),
             Read::Preview { .. } => ReadResult::Preview(Err(error)),
             Read::Snapshot { .. } => ReadResult::Snapshot(Err(error)),
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),

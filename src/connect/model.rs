@@ -20,7 +20,7 @@ pub use account::{
 pub use commands::{CommandArg, CommandRecord, CommandResult, SupportedCommand, SupportedCommands};
 pub use envelope::{ApiError, Pager};
 pub use feed::{EventPage, FeedEvent};
-pub use files::{Camera, CameraList, Opaque, PrintFile, print_files};
+pub use files::{Camera, CameraList, Opaque, PrintFile, Storage, print_files, storages};
 pub use job::{
     Cancelable, CancelableObject, Job, JobData, JobFile, JobList, JobState, PlannedJob, Queue,
 };

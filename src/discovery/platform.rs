@@ -88,6 +88,7 @@ pub(super) enum SensorClass {
     Duration,
     Timestamp,
     Distance,
+    DataSize,
     Enum,
 }
 

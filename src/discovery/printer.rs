@@ -203,7 +203,26 @@ impl<'a> Printer<'a> {
                     )
                 },
             ),
+            Entity::new("storage_free", self.storage_free()),
         ]
+    }
+
+    /// The free space on the printer's writable storages, in GB (`P/state` has bytes).
+    fn storage_free(&self) -> Sensor {
+        let free = StatePayload::template_field("storage_free");
+        Sensor {
+            device_class: Some(SensorClass::DataSize),
+            unit: Some("GB"),
+            state_class: Some(StateClass::Measurement),
+            precision: Some(2),
+            ..self.sensor(
+                "Storage free",
+                Some("mdi:usb-flash-drive-outline"),
+                format!(
+                    "{{{{ ({free} / 1000000000) | round(2) if value_json is defined and {free} is number else '' }}}}"
+                ),
+            )
+        }
     }
 
     fn queues(&self) -> Vec<Entity> {

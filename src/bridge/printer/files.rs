@@ -241,13 +241,16 @@ impl PrinterEntry {
         }
     }
 
-    /// The feed said the printer's files changed: read them again.
+    /// The feed said the printer's files changed: read them (when they are shown) and the
+    /// free space again.
     pub fn files_changed(&mut self, now: Instant) {
-        if let Some(live) = self.runtime.as_mut()
-            && live.files.list.is_some()
-        {
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        if live.files.list.is_some() {
             live.files.due.due.request(now);
         }
+        live.storage.due.due.request(now);
     }
 
     /// A message on `P/print_file`: the file "Start print" prints.

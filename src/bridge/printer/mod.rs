@@ -12,6 +12,7 @@ mod pushed;
 mod queue;
 mod render;
 mod results;
+mod storage;
 
 use std::collections::HashMap;
 
@@ -33,6 +34,7 @@ use crate::topics::Topics;
 pub use cameras::Cameras;
 pub use pushed::{BadValue, Pushed};
 pub use queue::{QueueInfo, QueueStep};
+pub use storage::StorageSpace;
 
 /// What survives a restart, per printer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -89,6 +91,8 @@ pub struct Runtime {
     /// `supported-commands`: what the controls and the commands' checks go by.
     pub supported: crate::bridge::printer::controls::SupportedInfo,
     pub files: crate::bridge::printer::files::PrintFiles,
+    /// Free space on its storages.
+    pub storage: StorageSpace,
     pub preview: crate::bridge::printer::files::Preview,
     /// What the live channel said of it (empty while the channel does not cover it).
     pub pushed: Pushed,
@@ -120,6 +124,7 @@ impl Runtime {
             queue: QueueInfo::default(),
             supported: crate::bridge::printer::controls::SupportedInfo::new(now),
             files: Default::default(),
+            storage: StorageSpace::new(now),
             preview: Default::default(),
             pushed: Default::default(),
             failing: HashMap::new(),

@@ -32,6 +32,8 @@ impl PrinterEntry {
             .printer_type(printer)
             .and_then(|t| t.stable_firmware.clone());
         state.print_file = live.files.selected_label();
+        state.storage_free = live.storage.free;
+        state.storage_total = live.storage.total;
         let topics = &cx.settings.topics;
         if live.shown_state.as_ref() != Some(&state) {
             let with_time = StatePayload {

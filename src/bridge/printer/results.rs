@@ -70,6 +70,9 @@ impl PrinterEntry {
                 self.on_supported(cx, result, now, wall)
             }
             (Read::Files { .. }, ReadResult::Files(result)) => self.on_files(cx, result, now, wall),
+            (Read::Storages { .. }, ReadResult::Storages(result)) => {
+                self.on_storages(cx, result, now, wall)
+            }
             (Read::Preview { job, .. }, ReadResult::Preview(result)) => {
                 self.on_preview(cx, job, result, now)
             }

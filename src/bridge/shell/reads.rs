@@ -104,6 +104,7 @@ pub(super) async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
         Read::Cameras { uuid } => ReadResult::Cameras(connect.cameras(uuid).await),
         Read::Supported { uuid } => ReadResult::Supported(connect.supported_commands(uuid).await),
         Read::Files { uuid } => ReadResult::Files(connect.print_files(uuid).await),
+        Read::Storages { uuid } => ReadResult::Storages(connect.storage_list(uuid).await),
         Read::Preview { url, .. } => ReadResult::Preview(connect.preview(url).await),
         Read::Snapshot {
             uuid,

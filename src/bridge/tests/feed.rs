@@ -16,6 +16,7 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
                 rewound: false
             },
             Read::Supported { uuid: A.into() },
+            Read::Storages { uuid: A.into() },
             jobs_read(None),
             Read::Unseen,
         ],
@@ -244,4 +245,42 @@ fn bridge_info_says_how_many_printers_are_fully_known() {
     b.poll_settled(&idle_fleet(70));
     let third = b.poll_settled(&idle_fleet(70));
     assert_eq!(third.payload("pc/bridge/info").unwrap()["known"], "70/70");
+}
+
+/// The free space on a printer's storages is in `P/state`, read at first sight and again
+/// when its feed says its files changed; what Connect does not say stays null.
+#[test]
+fn a_printers_free_storage_is_read_at_first_sight_and_when_its_files_change() {
+    let mut b = Bridge::new("");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let storages = Read::Storages { uuid: A.into() };
+    assert!(first.reads.contains(&storages), "{:?}", first.reads);
+    let rest: Vec<Read> = first.reads.into_iter().filter(|r| *r != storages).collect();
+    let out = b.settle(rest);
+    assert_eq!(
+        out.payload("pc/mk4/state").unwrap()["storage_free"],
+        json!(null)
+    );
+    let body = json!({"storages": [
+        {"name": "usb", "read_only": false, "free_space": 7_000_000_000u64, "total_space": 8_000_000_000u64},
+        {"name": "flash", "read_only": true, "free_space": 1, "total_space": 2},
+        "not a storage"
+    ]});
+    let list = crate::connect::model::storages(&body);
+    let out = b.answer(storages.clone(), ReadResult::Storages(Ok(list)));
+    let state = out.payload("pc/mk4/state").unwrap();
+    assert_eq!(state["storage_free"], 7_000_000_000u64);
+    assert_eq!(state["storage_total"], 8_000_000_000u64);
+    // Nothing changed: no read. A file event: read again.
+    assert!(
+        !b.poll(&[printer(A, "MK4", "IDLE")])
+            .reads
+            .contains(&storages)
+    );
+    b.core.files_changed(A, b.now);
+    assert!(
+        b.poll(&[printer(A, "MK4", "IDLE")])
+            .reads
+            .contains(&storages)
+    );
 }

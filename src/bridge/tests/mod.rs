@@ -186,6 +186,7 @@ impl Bridge {
                 Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
                 Read::Supported { .. } => ReadResult::Supported(Ok(Default::default())),
                 Read::Files { .. } => ReadResult::Files(Ok(Vec::new())),
+                Read::Storages { .. } => ReadResult::Storages(Ok(Vec::new())),
                 Read::Preview { .. } => continue,
                 Read::PrinterTypes => ReadResult::PrinterTypes(Ok(Default::default())),
                 Read::Version => ReadResult::Version(Ok(Default::default())),

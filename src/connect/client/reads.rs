@@ -8,7 +8,7 @@ use super::response::check_and_read;
 use super::transport::ConnectClient;
 use crate::connect::model::{
     CameraList, FeedEvent, Job, JobList, Opaque, Pager, PrintFile, Printer, PrinterTypes, Queue,
-    ServerVersion, SupportedCommands, Unseen,
+    ServerVersion, Storage, SupportedCommands, Unseen,
 };
 use crate::http::describe_reqwest;
 
@@ -171,6 +171,14 @@ impl ConnectClient {
     pub async fn storages(&self, uuid: &str) -> Result<Opaque, ConnectError> {
         self.get_json(&format!("/app/printers/{uuid}/storages"), &[])
             .await
+    }
+
+    /// The printer's storages, as far as their shape can be read.
+    pub async fn storage_list(&self, uuid: &str) -> Result<Vec<Storage>, ConnectError> {
+        let body: serde_json::Value = self
+            .get_json(&format!("/app/printers/{uuid}/storages"), &[])
+            .await?;
+        Ok(crate::connect::model::storages(&body))
     }
 
     pub async fn cameras(&self, uuid: &str) -> Result<CameraList, ConnectError> {

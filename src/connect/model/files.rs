@@ -38,6 +38,35 @@ pub struct CameraList {
 /// `/files` and `/storages` are passed on as they come; their shape is not pinned down.
 pub type Opaque = BTreeMap<String, Value>;
 
+/// One of a printer's storages (`GET /app/printers/{uuid}/storages`): a USB stick, the
+/// internal flash. Sizes are bytes; `None` where Connect does not say (or says nonsense).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Storage {
+    pub name: Option<String>,
+    pub read_only: bool,
+    pub free_space: Option<u64>,
+    pub total_space: Option<u64>,
+}
+
+/// The storages of a `/storages` answer; an item that is no object is skipped.
+pub fn storages(body: &Value) -> Vec<Storage> {
+    let items = body
+        .get("storages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter(|s| s.is_object())
+        .map(|s| Storage {
+            name: s.get("name").and_then(Value::as_str).map(str::to_string),
+            read_only: s.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+            free_space: s.get("free_space").and_then(Value::as_u64),
+            total_space: s.get("total_space").and_then(Value::as_u64),
+        })
+        .collect()
+}
+
 /// A file the printer can print (`GET /app/printers/{uuid}/files`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintFile {
