@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::super::tests::{Server, TOKEN, start, start_empty};
 use super::super::{Fault, Scenario, SimOptions};
+use super::oauth::{TokenError, s256_challenge};
+use super::state::micros;
 use super::*;
 
 const EMAIL: &str = "maker@example.com";
