@@ -7,7 +7,7 @@ mod table;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::world::{Cause, NewJob, Printer, World, secs};
+use super::world::{Cause, Ctx, NewJob, Printer, World, secs};
 use table::{ArgType, CommandSpec};
 
 pub(crate) use table::supported_commands;
@@ -63,17 +63,51 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
     let spec = table::find(printer, name).ok_or_else(|| {
         ApiError::bad_request("UNKNOWN_COMMAND", format!("Unknown command {name}"))
     })?;
-    let kwargs = match request.get("kwargs") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "INVALID_KWARGS",
-                "Field kwargs must be an object",
-            ));
-        }
-    };
+    let kwargs = kwargs_of(&request)?;
     check_args(spec, &kwargs)?;
+    check_runnable(spec, printer)?;
+    let effect = effect(spec, &with_defaults(spec, &kwargs), printer)?;
+
+    let id = ctx.command_id();
+    let received_us = ctx.clock.tick();
+    let cause = Cause::command(spec.name, id);
+    let state_before = printer.state.clone();
+    let job_id = printer.active_job().map(|j| j.id);
+    let created_us = printer.emit(ctx, "FINISHED", &cause, job_id, None);
+    apply(effect, printer, ctx, &cause);
+    Ok(json!({
+        "command": {
+            "id": id,
+            "state": "CREATED",
+            "command": spec.name,
+            "received": received_us.div_euclid(1_000_000),
+            "source": "CONNECT_USER",
+            "kwargs": kwargs,
+        },
+        "event": {
+            "event": "FINISHED",
+            "command": spec.name,
+            "state": state_before,
+            "created": secs(created_us),
+        },
+    }))
+}
+
+/// `kwargs`: an object, or nothing.
+fn kwargs_of(request: &Value) -> Result<Map<String, Value>, ApiError> {
+    match request.get("kwargs") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(_) => Err(ApiError::bad_request(
+            "INVALID_KWARGS",
+            "Field kwargs must be an object",
+        )),
+    }
+}
+
+/// The printer is in a state the command runs in (409 otherwise), with the nozzle hot enough
+/// for a command that moves filament.
+fn check_runnable(spec: &CommandSpec, printer: &Printer) -> Result<(), ApiError> {
     let state = printer.effective_state();
     if !spec.from.contains(&state) {
         return Err(ApiError::conflict(format!(
@@ -89,22 +123,19 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
             spec.name, printer.temps.nozzle
         )));
     }
-    let effect = effect(spec, &with_defaults(spec, &kwargs), printer)?;
+    Ok(())
+}
 
-    let id = ctx.command_id();
-    let received_us = ctx.clock.tick();
-    let cause = Cause::command(spec.name, id);
-    let state_before = printer.state.clone();
-    let job_id = printer.active_job().map(|j| j.id);
-    let created_us = printer.emit(ctx, "FINISHED", &cause, job_id, None);
+/// Does what a validated command does to the printer.
+fn apply(effect: Effect, printer: &mut Printer, ctx: &mut Ctx, cause: &Cause) {
     match effect {
         Effect::State(state) => {
-            printer.set_state(ctx, state, &cause);
+            printer.set_state(ctx, state, cause);
         }
-        Effect::Stop => printer.finish_job(ctx, "FIN_STOPPED", &cause),
+        Effect::Stop => printer.finish_job(ctx, "FIN_STOPPED", cause),
         Effect::StartPrint(path) => {
             let objects = ["Object 1", "Object 2"];
-            printer.start_job(ctx, NewJob::new(&path, 60.0, &objects), &cause);
+            printer.start_job(ctx, NewJob::new(&path, 60.0, &objects), cause);
         }
         Effect::CancelObject(object_id) => {
             // Checked by `effect`; a failure here cannot happen and changes nothing.
@@ -136,29 +167,13 @@ pub(crate) fn execute(world: &mut World, uuid: &str, body: &[u8]) -> Result<Valu
         Effect::LoadFilament(material) => printer.load_filament(&material),
         Effect::UnloadFilament => printer.unload_filament(),
         Effect::DialogAction { dialog_id, button } => {
-            printer.answer_dialog(ctx, dialog_id, button, &cause)
+            printer.answer_dialog(ctx, dialog_id, button, cause)
         }
         Effect::DeleteFile(path) => {
             printer.remove_file(&path);
         }
         Effect::None => {}
     }
-    Ok(json!({
-        "command": {
-            "id": id,
-            "state": "CREATED",
-            "command": spec.name,
-            "received": received_us.div_euclid(1_000_000),
-            "source": "CONNECT_USER",
-            "kwargs": kwargs,
-        },
-        "event": {
-            "event": "FINISHED",
-            "command": spec.name,
-            "state": state_before,
-            "created": secs(created_us),
-        },
-    }))
 }
 
 fn check_args(spec: &CommandSpec, kwargs: &Map<String, Value>) -> Result<(), ApiError> {
@@ -258,41 +273,14 @@ fn effect(
         "START_PRINT" => Effect::StartPrint(stored_file(text("path"))?),
         "DELETE_FILE" => Effect::DeleteFile(stored_file(text("path"))?),
         "CANCEL_OBJECT" => {
-            let object_id = integer("object_id").unwrap_or(-1);
-            let known = printer
-                .active_job()
-                .and_then(|j| {
-                    usize::try_from(object_id)
-                        .ok()
-                        .and_then(|i| j.objects.get(i))
-                })
-                .is_some();
-            if !known {
-                return Err(invalid(format!(
-                    "The current job has no object with id {object_id}"
-                )));
-            }
-            Effect::CancelObject(object_id)
+            cancel_object(printer, integer("object_id").unwrap_or(-1)).map_err(invalid)?
         }
         "MOVE" => Effect::Move {
             x: number("x"),
             y: number("y"),
         },
         "MOVE_Z" => Effect::MoveZ(number("distance").unwrap_or(0.0)),
-        "HOME" => {
-            let axis = text("axis").to_ascii_uppercase();
-            if !axis.chars().all(|c| matches!(c, 'X' | 'Y' | 'Z')) {
-                return Err(invalid(format!(
-                    "Argument axis of HOME must name axes X, Y and/or Z, got {axis:?}"
-                )));
-            }
-            let all = axis.is_empty();
-            Effect::Home {
-                x: all || axis.contains('X'),
-                y: all || axis.contains('Y'),
-                z: all || axis.contains('Z'),
-            }
-        }
+        "HOME" => home(text("axis")).map_err(invalid)?,
         "SET_SPEED" => Effect::Speed(integer("speed").unwrap_or(100)),
         "SET_FLOW" => Effect::Flow(integer("flow").unwrap_or(100)),
         "SET_NOZZLE_TEMPERATURE" => {
@@ -320,5 +308,37 @@ fn effect(
             Effect::DialogAction { dialog_id, button }
         }
         _ => Effect::None,
+    })
+}
+
+/// CANCEL_OBJECT of an object the running job has.
+fn cancel_object(printer: &Printer, object_id: i64) -> Result<Effect, String> {
+    let known = printer
+        .active_job()
+        .and_then(|j| {
+            usize::try_from(object_id)
+                .ok()
+                .and_then(|i| j.objects.get(i))
+        })
+        .is_some();
+    if !known {
+        return Err(format!("The current job has no object with id {object_id}"));
+    }
+    Ok(Effect::CancelObject(object_id))
+}
+
+/// HOME's `axis`: any of X, Y and Z, or nothing for all three.
+fn home(axis: &str) -> Result<Effect, String> {
+    let axis = axis.to_ascii_uppercase();
+    if !axis.chars().all(|c| matches!(c, 'X' | 'Y' | 'Z')) {
+        return Err(format!(
+            "Argument axis of HOME must name axes X, Y and/or Z, got {axis:?}"
+        ));
+    }
+    let all = axis.is_empty();
+    Ok(Effect::Home {
+        x: all || axis.contains('X'),
+        y: all || axis.contains('Y'),
+        z: all || axis.contains('Z'),
     })
 }

@@ -250,98 +250,104 @@ impl Script {
     /// The `n`th job of this printer and how it will go.
     fn job(&mut self, n: u32) -> (NewJob, JobPlan) {
         match self {
-            Script::Demo(role) => {
-                let files: &[(&str, f64, &[&str])] = match role {
-                    DemoRole::Busy => &[
-                        (
-                            "Shape-Box_0.4n_0.2mm_PLA_MK4IS_1m.bgcode",
-                            75.0,
-                            &["Box", "Lid"],
-                        ),
-                        (
-                            "corner-bracket_x2.bgcode",
-                            60.0,
-                            &["corner bracket 1", "corner bracket 2"],
-                        ),
-                        ("3DBenchy_0.4n_0.2mm_PLA_MK4IS.bgcode", 85.0, &["3DBenchy"]),
-                    ],
-                    DemoRole::CoreOne => &[
-                        ("Vase_0.6n_0.3mm_PETG_COREONE.bgcode", 60.0, &["Vase"]),
-                        (
-                            "gear-set_x4_0.4n_0.2mm_PETG_COREONE.bgcode",
-                            70.0,
-                            &["gear 1", "gear 2", "gear 3", "gear 4"],
-                        ),
-                    ],
-                    DemoRole::Mini => &[(
-                        "whistle_x3_0.4n_0.2mm_PLA_MINI.bgcode",
-                        50.0,
-                        &["whistle 1", "whistle 2", "whistle 3"],
-                    )],
-                };
-                let (file, duration, objects) = files[n as usize % files.len()];
-                let job = NewJob::new(file, duration, objects);
-                let plan = match role {
-                    DemoRole::Busy => JobPlan::default(),
-                    DemoRole::CoreOne => JobPlan {
-                        fail_at: Some(if n % 2 == 0 { 55.0 } else { 35.0 }),
-                        attention: true,
-                        ..JobPlan::default()
-                    },
-                    DemoRole::Mini => JobPlan {
-                        pause_at: Some(40.0),
-                        ..JobPlan::default()
-                    },
-                };
-                (
-                    job,
-                    JobPlan {
-                        height_mm: 30.0,
-                        ..plan
-                    },
-                )
-            }
-            Script::Farm(farm) => {
-                const FILES: &[(&str, &str, &[&str])] = &[
-                    (
-                        "hook_x6_0.4n_0.2mm_PLA.bgcode",
-                        "PLA",
-                        &["hook 1", "hook 2", "hook 3", "hook 4", "hook 5", "hook 6"],
-                    ),
-                    ("cable-clip_x10_0.4n_0.2mm_PETG.bgcode", "PETG", &["clips"]),
-                    ("enclosure-lid_0.4n_0.2mm_ASA.bgcode", "ASA", &["lid"]),
-                    (
-                        "spool-holder_0.4n_0.3mm_PLA.bgcode",
-                        "PLA",
-                        &["arm", "base"],
-                    ),
-                    (
-                        "gridfinity-bin_2x3_0.4n_0.2mm_PETG.bgcode",
-                        "PETG",
-                        &["bin"],
-                    ),
-                ];
-                let rng = &mut farm.rng;
-                let (file, material, objects) = FILES[rng.random_range(0..FILES.len())];
-                let mut job = NewJob::new(file, rng.random_range(60.0..300.0), objects);
-                job.material = Some(material.to_string());
-                let roll = rng.random_range(0.0..1.0);
-                let mut plan = JobPlan {
-                    height_mm: rng.random_range(5.0..80.0),
-                    ..JobPlan::default()
-                };
-                if roll < 0.08 {
-                    plan.fail_at = Some(rng.random_range(5.0..95.0));
-                    plan.attention = rng.random_bool(0.5);
-                } else if roll < 0.14 {
-                    plan.stop_at = Some(rng.random_range(5.0..95.0));
-                } else if roll < 0.24 {
-                    plan.pause_at = Some(rng.random_range(5.0..95.0));
-                }
-                (job, plan)
-            }
+            Script::Demo(role) => demo_job(*role, n),
+            Script::Farm(farm) => farm_job(farm),
         }
     }
+}
+
+/// The `n`th job of a demo printer: its files in turn, each role with its own mishap.
+fn demo_job(role: DemoRole, n: u32) -> (NewJob, JobPlan) {
+    let files: &[(&str, f64, &[&str])] = match role {
+        DemoRole::Busy => &[
+            (
+                "Shape-Box_0.4n_0.2mm_PLA_MK4IS_1m.bgcode",
+                75.0,
+                &["Box", "Lid"],
+            ),
+            (
+                "corner-bracket_x2.bgcode",
+                60.0,
+                &["corner bracket 1", "corner bracket 2"],
+            ),
+            ("3DBenchy_0.4n_0.2mm_PLA_MK4IS.bgcode", 85.0, &["3DBenchy"]),
+        ],
+        DemoRole::CoreOne => &[
+            ("Vase_0.6n_0.3mm_PETG_COREONE.bgcode", 60.0, &["Vase"]),
+            (
+                "gear-set_x4_0.4n_0.2mm_PETG_COREONE.bgcode",
+                70.0,
+                &["gear 1", "gear 2", "gear 3", "gear 4"],
+            ),
+        ],
+        DemoRole::Mini => &[(
+            "whistle_x3_0.4n_0.2mm_PLA_MINI.bgcode",
+            50.0,
+            &["whistle 1", "whistle 2", "whistle 3"],
+        )],
+    };
+    let (file, duration, objects) = files[n as usize % files.len()];
+    let job = NewJob::new(file, duration, objects);
+    let plan = match role {
+        DemoRole::Busy => JobPlan::default(),
+        DemoRole::CoreOne => JobPlan {
+            fail_at: Some(if n % 2 == 0 { 55.0 } else { 35.0 }),
+            attention: true,
+            ..JobPlan::default()
+        },
+        DemoRole::Mini => JobPlan {
+            pause_at: Some(40.0),
+            ..JobPlan::default()
+        },
+    };
+    (
+        job,
+        JobPlan {
+            height_mm: 30.0,
+            ..plan
+        },
+    )
+}
+
+/// A farm printer's next job: a random file, and now and then a failure, a stop or a pause.
+fn farm_job(farm: &mut FarmScript) -> (NewJob, JobPlan) {
+    const FILES: &[(&str, &str, &[&str])] = &[
+        (
+            "hook_x6_0.4n_0.2mm_PLA.bgcode",
+            "PLA",
+            &["hook 1", "hook 2", "hook 3", "hook 4", "hook 5", "hook 6"],
+        ),
+        ("cable-clip_x10_0.4n_0.2mm_PETG.bgcode", "PETG", &["clips"]),
+        ("enclosure-lid_0.4n_0.2mm_ASA.bgcode", "ASA", &["lid"]),
+        (
+            "spool-holder_0.4n_0.3mm_PLA.bgcode",
+            "PLA",
+            &["arm", "base"],
+        ),
+        (
+            "gridfinity-bin_2x3_0.4n_0.2mm_PETG.bgcode",
+            "PETG",
+            &["bin"],
+        ),
+    ];
+    let rng = &mut farm.rng;
+    let (file, material, objects) = FILES[rng.random_range(0..FILES.len())];
+    let mut job = NewJob::new(file, rng.random_range(60.0..300.0), objects);
+    job.material = Some(material.to_string());
+    let roll = rng.random_range(0.0..1.0);
+    let mut plan = JobPlan {
+        height_mm: rng.random_range(5.0..80.0),
+        ..JobPlan::default()
+    };
+    if roll < 0.08 {
+        plan.fail_at = Some(rng.random_range(5.0..95.0));
+        plan.attention = rng.random_bool(0.5);
+    } else if roll < 0.14 {
+        plan.stop_at = Some(rng.random_range(5.0..95.0));
+    } else if roll < 0.24 {
+        plan.pause_at = Some(rng.random_range(5.0..95.0));
+    }
+    (job, plan)
 }
 
 /// Drives one scenario printer.
