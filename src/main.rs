@@ -1,5 +1,8 @@
 //! The command line: parse arguments, load the config, set up logging, call the library.
 
+// Functions stay under 80 lines (clippy.toml); tests may be longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
