@@ -318,6 +318,13 @@ impl Core {
             now,
             tick,
         );
+        fleet::storage_reads(
+            &mut self.registry,
+            &self.account,
+            &mut self.poll.budget,
+            &mut self.fx,
+            now,
+        );
         // Unseen notifications: after a printer changed, at most every few active polls.
         let every = self.settings.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;
         self.account.unseen_reads(every, &mut self.fx, now);
@@ -368,6 +375,7 @@ impl Core {
                 self.fx.publish_all(cleared);
             }
             self.account.unavailable.forget_printer(&uuid);
+            self.channel.forget(&uuid);
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bridge::Settings;
+use crate::bridge::account::Account;
 use crate::bridge::account::catch_up::feed_quota;
 use crate::bridge::effects::Effects;
 use crate::bridge::poll::Poll;
@@ -59,6 +60,25 @@ pub fn scheduled_feed_reads(
     for (_, uuid) in due.into_iter().take(feed_quota(printers, tick, every)) {
         if let Some(entry) = registry.get_mut(&uuid) {
             entry.feed_read(fx, now);
+        }
+    }
+}
+
+/// Starts the storage reads that are due, after every printer of the poll had its turn, while
+/// more than half of the poll's request budget is left.
+pub fn storage_reads(
+    registry: &mut Registry,
+    account: &Account,
+    budget: &mut u32,
+    fx: &mut Effects,
+    now: Instant,
+) {
+    for entry in registry.entries_mut() {
+        let Some(live) = entry.runtime.as_mut() else {
+            continue;
+        };
+        if !account.unavailable.resting("storages", &entry.uuid, now) {
+            fx.read(live.start_storage_read(&entry.uuid, budget, now));
         }
     }
 }

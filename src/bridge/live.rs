@@ -139,6 +139,11 @@ impl Channel {
         None
     }
 
+    /// Printer `uuid` is removed: nothing of it is left to look at.
+    pub fn forget(&mut self, uuid: &str) {
+        self.pending.remove(uuid);
+    }
+
     /// The channel no longer speaks for the printer: the list's values count again.
     fn unfollow(&mut self, registry: &mut Registry, uuid: &str, now: Instant) {
         self.subscribed.remove(uuid);

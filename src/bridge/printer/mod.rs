@@ -132,13 +132,15 @@ impl Runtime {
     }
 
     /// Reads in flight whose result the printer's first publication shows: the feed cursor,
-    /// the cameras, the current job's detail.
+    /// the cameras, the supported commands, the queues, the free space, the current job's
+    /// detail.
     pub fn first_reads_pending(&self) -> bool {
         let current = self.printer.job_info.as_ref().and_then(|j| j.id);
         self.feed.is_running()
             || self.supported.due.due.is_running()
             || self.cameras.listing
             || self.queue.due.is_running()
+            || self.storage.due.due.is_running()
             || current.is_some_and(|j| self.job_reads.in_flight.contains(&j))
     }
 
@@ -147,7 +149,8 @@ impl Runtime {
     /// cameras when `cameras` are on. A farm's start spreads these over several polls.
     pub fn is_known(&self, cameras: bool) -> bool {
         let supported = self.supported.list.is_some() || self.supported.due.has_failed();
-        let queue = self.queue.read_for.is_some() && !self.queue.due.is_running();
+        // Read (or failed) once: a later read in flight does not make it unknown again.
+        let queue = self.queue.fields.queue_count.is_some() || self.queue.failed_at.is_some();
         let listed = self.cameras.list.is_some() || self.cameras.failed_at.is_some();
         self.introduced && supported && queue && self.job_reads.listed && (!cameras || listed)
     }

@@ -142,9 +142,6 @@ impl PrinterEntry {
             ));
         }
         cx.fx.read(live.start_preview_read(uuid, cx.budget, now));
-        if !unavailable.resting("storages", uuid, now) {
-            cx.fx.read(live.start_storage_read(uuid, cx.budget, now));
-        }
         if jobs_changed || fresh {
             live.job_reads.list.request(now);
         }

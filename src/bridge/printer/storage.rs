@@ -1,5 +1,7 @@
 //! A printer's free storage space (`P/state.storage_free`): read when the printer is first
 //! seen and again when its feed says its files changed; a failed read is tried again later.
+//! The reads are started at the end of a poll (`fleet::storage_reads`), with what is left of
+//! its request budget: the reads the controls need come first.
 
 use std::time::Duration;
 
@@ -48,7 +50,7 @@ impl StorageSpace {
 
 impl Runtime {
     /// Starts the storage read when it is due, spending from the poll's `budget` while more
-    /// than half of it is left: at a farm's start the reads the controls need come first.
+    /// than half of it is left.
     pub fn start_storage_read(
         &mut self,
         uuid: &str,

@@ -16,8 +16,8 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
                 rewound: false
             },
             Read::Supported { uuid: A.into() },
-            Read::Storages { uuid: A.into() },
             jobs_read(None),
+            Read::Storages { uuid: A.into() },
             Read::Unseen,
         ],
         "queue_count 0: no queue read"
@@ -247,8 +247,8 @@ fn bridge_info_says_how_many_printers_are_fully_known() {
     assert_eq!(third.payload("pc/bridge/info").unwrap()["known"], "70/70");
 }
 
-/// The free space on a printer's storages is in `P/state`, read at first sight and again
-/// when its feed says its files changed; what Connect does not say stays null.
+/// The free space on a printer's storages is in `P/state` (its first publication waits for
+/// it), read at first sight and again when its feed says its files changed.
 #[test]
 fn a_printers_free_storage_is_read_at_first_sight_and_when_its_files_change() {
     let mut b = Bridge::new("");
@@ -257,9 +257,9 @@ fn a_printers_free_storage_is_read_at_first_sight_and_when_its_files_change() {
     assert!(first.reads.contains(&storages), "{:?}", first.reads);
     let rest: Vec<Read> = first.reads.into_iter().filter(|r| *r != storages).collect();
     let out = b.settle(rest);
-    assert_eq!(
-        out.payload("pc/mk4/state").unwrap()["storage_free"],
-        json!(null)
+    assert!(
+        out.payload("pc/mk4/state").is_none(),
+        "the first publication shows the free space: it waits for it"
     );
     let body = json!({"storages": [
         {"name": "usb", "read_only": false, "free_space": 7_000_000_000u64, "total_space": 8_000_000_000u64},
@@ -283,4 +283,44 @@ fn a_printers_free_storage_is_read_at_first_sight_and_when_its_files_change() {
             .reads
             .contains(&storages)
     );
+}
+
+/// A printer once known stays known while a later read of it runs: `bridge/info` is not
+/// republished because a queue read is in flight.
+#[test]
+fn a_known_printer_stays_known_while_its_queue_is_read_again() {
+    let mut b = Bridge::new("");
+    let mut queued = printer(A, "MK4", "IDLE");
+    queued["job_queue_count"] = json!(1);
+    let first = b.poll_settled(std::slice::from_ref(&queued));
+    let second = b.poll_settled(std::slice::from_ref(&queued));
+    let info = second
+        .payload("pc/bridge/info")
+        .or_else(|| first.payload("pc/bridge/info"))
+        .unwrap();
+    assert_eq!(info["known"], "1/1");
+    queued["printer_state"] = json!("READY");
+    queued["connect_state"] = json!("READY");
+    let out = b.poll(&[queued]);
+    assert!(
+        out.reads.contains(&Read::Queue { uuid: A.into() }),
+        "{:?}",
+        out.reads
+    );
+    assert!(
+        out.payload("pc/bridge/info").is_none(),
+        "bridge/info unchanged while the queue is read: {:?}",
+        out.payload("pc/bridge/info")
+    );
+}
+
+/// At a farm's start the reads the controls need come first: a poll's request budget goes
+/// to supported commands before any storage read.
+#[test]
+fn storage_reads_never_push_out_a_farms_supported_commands() {
+    let mut b = Bridge::new("");
+    let first = b.poll(&idle_fleet(70));
+    let count = |f: fn(&Read) -> bool| first.reads.iter().filter(|r| f(r)).count();
+    assert_eq!(count(|r| matches!(r, Read::Supported { .. })), 64);
+    assert_eq!(count(|r| matches!(r, Read::Storages { .. })), 0);
 }
