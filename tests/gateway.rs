@@ -260,16 +260,20 @@ async fn a_50_printer_idle_fleet_costs_one_request_per_tick() {
         sim.sim.add_printer(spec(&format!("Farm {i:03}")));
     }
     let state = tempfile::tempdir().unwrap();
-    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/availability")]).await;
+    let info = format!("{BASE}/bridge/info");
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/+/availability"), &info]).await;
     let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
-    // Start-up is over when every printer is published (its first reads are back) and Connect
-    // has answered every request the gateway made.
+    // Start-up is over when every printer is published, its start-up reads (spread over the
+    // first polls by the request budget) are all back, and Connect has answered every request
+    // the gateway made.
     for i in 0..50 {
         sub.wait_for(&format!("{BASE}/farm_{i:03}/availability"), WAIT, |m| {
             m.text() == "online"
         })
         .await;
     }
+    sub.wait_for(&info, WAIT, |m| m.json()["known"] == "50/50")
+        .await;
     wait_until(|| sim.sim.requests().iter().all(|r| r.status.is_some())).await;
     let from = last_request(&sim);
     // The first tick after that may still act on those answers (a camera's first picture):

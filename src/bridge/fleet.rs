@@ -64,8 +64,8 @@ pub fn scheduled_feed_reads(
     }
 }
 
-/// Starts the storage reads that are due, after every printer of the poll had its turn, while
-/// more than half of the poll's request budget is left.
+/// Starts the storage reads that are due, after every printer of the poll had its turn, with
+/// what is left of the poll's request budget.
 pub fn storage_reads(
     registry: &mut Registry,
     account: &Account,

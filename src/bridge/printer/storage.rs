@@ -1,7 +1,8 @@
 //! A printer's free storage space (`P/state.storage_free`): read when the printer is first
 //! seen and again when its feed says its files changed; a failed read is tried again later.
 //! The reads are started at the end of a poll (`fleet::storage_reads`), with what is left of
-//! its request budget: the reads the controls need come first.
+//! its request budget once every printer had its turn: the reads the controls need come
+//! first.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::bridge::printer::{Ctx, PrinterEntry, Runtime};
 use crate::bridge::reads::Read;
-use crate::bridge::schedule::{EXTRAS_PER_TICK, Retried};
+use crate::bridge::schedule::Retried;
 use crate::connect::client::ConnectError;
 use crate::connect::model::Storage;
 
@@ -26,6 +27,8 @@ pub struct StorageSpace {
     /// `None` until read, or when Connect says of none.
     pub free: Option<u64>,
     pub total: Option<u64>,
+    /// Connect answered at least once (maybe without sizes).
+    pub read_once: bool,
 }
 
 impl StorageSpace {
@@ -34,6 +37,7 @@ impl StorageSpace {
             due: Retried::now(now),
             free: None,
             total: None,
+            read_once: false,
         }
     }
 
@@ -49,15 +53,14 @@ impl StorageSpace {
 }
 
 impl Runtime {
-    /// Starts the storage read when it is due, spending from the poll's `budget` while more
-    /// than half of it is left.
+    /// Starts the storage read when it is due, spending from the poll's `budget`.
     pub fn start_storage_read(
         &mut self,
         uuid: &str,
         budget: &mut u32,
         now: Instant,
     ) -> Option<Read> {
-        if *budget <= EXTRAS_PER_TICK / 2 {
+        if *budget == 0 {
             return None;
         }
         self.storage.due.due.start(now).then(|| {
@@ -87,6 +90,7 @@ impl PrinterEntry {
             Ok(storages) => {
                 live.succeeded("storages");
                 live.storage.due.succeeded();
+                live.storage.read_once = true;
                 live.storage.set(&storages);
             }
             Err(e) => {
