@@ -1,18 +1,20 @@
 //! The bridge: Connect's printers in, MQTT messages out, commands in between.
 //!
-//! A sans-IO core ([`core::Core`]) makes every decision on one registry of printers
-//! ([`registry`]): a poll's printer list, a read's result or a command go in; messages to
-//! publish and reads to make come out. The shell ([`shell::Shell`]) owns the clocks and the
-//! network: it polls the list, carries out the reads, runs commands and hands messages to
-//! the MQTT session ([`crate::mqtt`]), which delivers them ([`crate::outbox`]).
+//! A sans-IO core ([`core::Core`]) routes every input to the printer ([`printer`]) or the
+//! account ([`account`]) it is for: a poll's printer list, a read's result, a pushed value
+//! or a command go in; messages to publish and reads to make come out ([`effects`]). The
+//! shell ([`shell::Shell`]) owns the clocks and the network: it polls the list, carries out
+//! the reads, runs commands and hands messages to the MQTT session ([`crate::mqtt`]), which
+//! delivers them ([`crate::outbox`]).
 //!
 //! The data path of one printer update: the shell's list task returns the printers →
-//! [`core::Core::list_begin`] assigns topic ids → [`core::Core::observe`] compares each
-//! printer with its entry and queues `P/state`, `P/availability`, `P/job`, discovery and
-//! dialog events, and asks for reads (job record, feed, queues, cameras) → the shell makes
-//! the reads concurrently → [`core::Core::on_read`] publishes what they show (feed events,
-//! `P/job/finished`, pictures) → the session hands each message to rumqttc and keeps what
-//! the broker has not acknowledged.
+//! [`core::Core::list_begin`] assigns topic ids → [`core::Core::observe`] hands each to its
+//! [`printer::PrinterEntry::update`], which compares it with what was shown and queues
+//! `P/state`, `P/availability`, `P/job`, discovery and dialog events, and asks for reads (job
+//! record, feed, queues, cameras) → the shell makes the reads concurrently →
+//! [`core::Core::on_read`] hands each result to its printer, which publishes what it shows
+//! (feed events, `P/job/finished`, pictures) → the session hands each message to rumqttc and
+//! keeps what the broker has not acknowledged.
 
 pub mod account;
 pub mod commands;

@@ -67,7 +67,7 @@ pub struct Runtime {
     /// one read before is shown.
     pub detail_stale: bool,
     pub job_reads: JobReads,
-    /// Published at least once (see `Core::render`).
+    /// Published at least once (see `PrinterEntry::render`).
     pub introduced: bool,
     /// The published `P/state` without `updated`, `P/job` and `P/availability`: only changes
     /// go to the session (the outbox would drop the rest, after the trip).
