@@ -1,5 +1,5 @@
 //! Decisions over the whole fleet at once, each bounded per poll: whose scheduled feed read
-//! is due, which cameras' pictures are fetched.
+//! is due, whose free space is read, which cameras' pictures are fetched.
 
 use std::time::Duration;
 
