@@ -320,8 +320,8 @@ impl Core {
         );
         fleet::storage_reads(
             &mut self.registry,
+            &mut self.poll,
             &self.account,
-            &mut self.poll.budget,
             &mut self.fx,
             now,
         );

@@ -68,17 +68,22 @@ pub fn scheduled_feed_reads(
 /// what is left of the poll's request budget.
 pub fn storage_reads(
     registry: &mut Registry,
+    poll: &mut Poll,
     account: &Account,
-    budget: &mut u32,
     fx: &mut Effects,
     now: Instant,
 ) {
     for entry in registry.entries_mut() {
-        let Some(live) = entry.runtime.as_mut() else {
+        // A printer missing from this list (not removed yet) is not asked about.
+        let Some(live) = entry
+            .runtime
+            .as_mut()
+            .filter(|_| poll.is_listed(&entry.uuid))
+        else {
             continue;
         };
         if !account.unavailable.resting("storages", &entry.uuid, now) {
-            fx.read(live.start_storage_read(&entry.uuid, budget, now));
+            fx.read(live.start_storage_read(&entry.uuid, &mut poll.budget, now));
         }
     }
 }

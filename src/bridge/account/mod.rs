@@ -76,19 +76,6 @@ impl Account {
         }
     }
 
-    /// Notes an optional read's outcome ([`unavailable`]): `true` for a 404, which the
-    /// caller does not log.
-    pub fn optional<T>(
-        &mut self,
-        kind: &'static str,
-        uuid: &str,
-        result: &Result<T, ConnectError>,
-        now: Instant,
-        wall: f64,
-    ) -> bool {
-        self.unavailable.observe(kind, uuid, result, now, wall)
-    }
-
     pub fn printer_type(&self, printer: &Printer) -> Option<&PrinterType> {
         let id = printer.printer_type.as_ref()?;
         self.printer_types.as_ref()?.get(id)
@@ -172,7 +159,9 @@ impl Account {
         match result {
             ReadResult::PrinterTypes(result) => {
                 self.types.finish();
-                let missing = self.optional("printer_types", "", &result, now, wall);
+                let missing = self
+                    .unavailable
+                    .observe("printer_types", "", &result, now, wall);
                 match result {
                     Ok(types) => {
                         self.printer_types = Some(
@@ -189,7 +178,8 @@ impl Account {
             }
             ReadResult::Version(result) => self.on_version(result, now, wall),
             ReadResult::Unseen(result) => {
-                self.optional("notifications_unseen", "", &result, now, wall);
+                self.unavailable
+                    .observe("notifications_unseen", "", &result, now, wall);
                 self.unseen_read.finish();
                 match result {
                     Ok(n) => self.notifications_moved(n.unseen, fx, now),
@@ -207,7 +197,7 @@ impl Account {
     }
 
     fn on_version(&mut self, result: Result<ServerVersion, ConnectError>, now: Instant, wall: f64) {
-        let missing = self.optional("version", "", &result, now, wall);
+        let missing = self.unavailable.observe("version", "", &result, now, wall);
         self.version.finish();
         if missing {
             // Asked again when the rest is over.

@@ -95,7 +95,9 @@ impl Account {
         wall: f64,
     ) {
         self.notifications_read.finish();
-        let missing = self.optional("notifications", "", &result, now, wall);
+        let missing = self
+            .unavailable
+            .observe("notifications", "", &result, now, wall);
         match result {
             Ok(list) => {
                 let topic = topics.bridge_notification();

@@ -127,9 +127,10 @@ impl PrinterEntry {
         now: Instant,
         wall: f64,
     ) {
-        let missing = cx
-            .account
-            .optional("supported_commands", &self.uuid, &result, now, wall);
+        let missing =
+            cx.account
+                .unavailable
+                .observe("supported_commands", &self.uuid, &result, now, wall);
         let Some(live) = self.runtime.as_mut() else {
             return;
         };

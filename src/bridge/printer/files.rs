@@ -173,7 +173,10 @@ impl PrinterEntry {
         now: Instant,
         wall: f64,
     ) {
-        let missing = cx.account.optional("files", &self.uuid, &result, now, wall);
+        let missing = cx
+            .account
+            .unavailable
+            .observe("files", &self.uuid, &result, now, wall);
         let Some(live) = self.runtime.as_mut() else {
             return;
         };

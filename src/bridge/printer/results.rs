@@ -36,7 +36,10 @@ impl PrinterEntry {
                 self.render(cx, wall);
             }
             (Read::Queue { .. }, ReadResult::Queue(result)) => {
-                let missing = cx.account.optional("queue", &self.uuid, &result, now, wall);
+                let missing = cx
+                    .account
+                    .unavailable
+                    .observe("queue", &self.uuid, &result, now, wall);
                 let Some(live) = self.runtime.as_mut() else {
                     return;
                 };
@@ -51,7 +54,8 @@ impl PrinterEntry {
             (Read::Cameras { .. }, ReadResult::Cameras(result)) => {
                 let missing = cx
                     .account
-                    .optional("cameras", &self.uuid, &result, now, wall);
+                    .unavailable
+                    .observe("cameras", &self.uuid, &result, now, wall);
                 let Some(live) = self.runtime.as_mut() else {
                     return;
                 };

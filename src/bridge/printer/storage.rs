@@ -82,7 +82,8 @@ impl PrinterEntry {
     ) {
         let missing = cx
             .account
-            .optional("storages", &self.uuid, &result, now, wall);
+            .unavailable
+            .observe("storages", &self.uuid, &result, now, wall);
         let Some(live) = self.runtime.as_mut() else {
             return;
         };

@@ -332,3 +332,17 @@ fn storage_reads_never_push_out_a_farms_supported_commands() {
     assert_eq!(count(|r| matches!(r, Read::Supported { .. })), 64);
     assert_eq!(count(|r| matches!(r, Read::Storages { .. })), 0);
 }
+
+/// A printer missing from a list (not removed yet) is not asked for its free space; it is
+/// once it is back.
+#[test]
+fn a_printer_missing_from_the_list_gets_no_storage_read() {
+    let mut b = Bridge::new("");
+    let both = [printer(A, "MK4", "IDLE"), printer(B, "XL", "IDLE")];
+    b.poll_settled(&both);
+    b.core.files_changed(A, b.now);
+    let storages = Read::Storages { uuid: A.into() };
+    let without = b.poll(&[printer(B, "XL", "IDLE")]);
+    assert!(!without.reads.contains(&storages), "{:?}", without.reads);
+    assert!(b.poll(&both).reads.contains(&storages));
+}
