@@ -20,10 +20,14 @@
 //! [`Outbox::on_acked`]); rumqttc writes publishes in the order it was given them, which is how
 //! a packet id is tied to a message.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::message::{Kind, MAX_PACKET_BYTES, Message};
+use stored::Stored;
+
+mod stored;
 
 /// Messages handed to rumqttc and not yet acknowledged, at most. Below rumqttc's default
 /// in-flight limit (100), so its request channel never fills and, with a broker that acks in
@@ -93,8 +97,9 @@ pub struct Outbox {
     /// `B/bridge/state`: `online` goes first on every connection.
     status_topic: String,
     connected: bool,
-    discovery: BTreeMap<String, Vec<u8>>,
-    data: BTreeMap<String, Vec<u8>>,
+    /// Kept deflated (see [`stored`]).
+    discovery: BTreeMap<String, Stored>,
+    data: BTreeMap<String, Stored>,
     /// Topics whose clear the broker has not acknowledged, with the clear's sequence number.
     clears: BTreeMap<String, u64>,
     images: BTreeMap<String, Arc<Vec<u8>>>,
@@ -166,11 +171,11 @@ impl Outbox {
             Kind::Discovery => (&mut self.discovery, &mut self.data),
             Kind::Data => (&mut self.data, &mut self.discovery),
         };
-        if map.get(&topic) == Some(&payload) {
+        if map.get(&topic).is_some_and(|s| s.is(&payload)) {
             return;
         }
         other.remove(&topic);
-        map.insert(topic.clone(), payload);
+        map.insert(topic.clone(), Stored::new(payload, kind == Kind::Discovery));
         // The value replaces a clear not yet acknowledged: that clear must not be sent again.
         self.clears.remove(&topic);
         if self.connected {
@@ -313,8 +318,10 @@ impl Outbox {
     /// events still owed, oldest first.
     pub fn on_connected(&mut self) {
         self.connected = true;
-        self.data
-            .insert(self.status_topic.clone(), b"online".to_vec());
+        self.data.insert(
+            self.status_topic.clone(),
+            Stored::new(b"online".to_vec(), false),
+        );
         self.clears.remove(&self.status_topic);
         let events: Vec<Queued> = self
             .queue
@@ -383,7 +390,7 @@ impl Outbox {
                     let Some(payload) = self.discovery.get(&topic).or(self.data.get(&topic)) else {
                         continue; // cleared since: its clear is queued behind
                     };
-                    let payload = payload.clone();
+                    let payload = payload.bytes().into_owned();
                     (Self::transmit(topic, payload, true, true), Owed::Nothing)
                 }
                 Queued::Clear { topic, seq } => {
@@ -502,11 +509,17 @@ impl Outbox {
     }
 
     /// The current retained value of `topic`, if any.
-    pub fn retained(&self, topic: &str) -> Option<&[u8]> {
+    pub fn retained(&self, topic: &str) -> Option<Cow<'_, [u8]>> {
         self.discovery
             .get(topic)
             .or(self.data.get(topic))
-            .map(Vec::as_slice)
+            .map(Stored::bytes)
+    }
+
+    /// Bytes the retained values hold: `(discovery, data)`.
+    pub fn retained_bytes(&self) -> (usize, usize) {
+        let sum = |map: &BTreeMap<String, Stored>| map.values().map(Stored::held).sum();
+        (sum(&self.discovery), sum(&self.data))
     }
 }
 

@@ -378,3 +378,41 @@ fn the_journal_is_told_what_is_owed_and_kept_events_go_first() {
     assert_eq!(owing.len(), MAX_OWED_EVENTS + 2);
     assert_eq!(owing[MAX_OWED_EVENTS + 1], Owing::Settled { id: 9 });
 }
+
+#[test]
+fn discovery_is_held_deflated_and_sent_as_it_came() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    let config: String = (0..300)
+        .map(|i| format!("{{\"uniq_id\":\"p_{i}\",\"stat_t\":\"pc/p/state\"}},"))
+        .collect();
+    b.outbox.push(Message::retain(
+        Kind::Discovery,
+        "ha/p/config".into(),
+        config.clone(),
+    ));
+    b.outbox.push(data("pc/p/state", &config));
+    let (discovery, data_bytes) = b.outbox.retained_bytes();
+    // `P/state` and the `online` of the bridge, as they came.
+    assert_eq!(data_bytes, config.len() + "online".len());
+    assert!(
+        discovery * 4 < config.len(),
+        "{discovery} of {}",
+        config.len()
+    );
+    assert_eq!(topics(&b.deliver()).len(), 2);
+    // The same discovery again is no change; after a reconnect it goes out whole.
+    b.outbox.push(Message::retain(
+        Kind::Discovery,
+        "ha/p/config".into(),
+        config.clone(),
+    ));
+    assert!(b.deliver().is_empty());
+    b.outbox.on_disconnected();
+    b.connect();
+    let sent = b.deliver();
+    let again = sent.iter().find(|t| t.topic == "ha/p/config").unwrap();
+    assert_eq!(again.payload, config.as_bytes());
+    assert_eq!(b.outbox.retained("ha/p/config").unwrap(), config.as_bytes());
+}
