@@ -72,7 +72,8 @@ pub struct Runtime {
     /// The published `P/state` without `updated`, `P/job` and `P/availability`: only changes
     /// go to the session (the outbox would drop the rest, after the trip).
     pub shown_state: Option<StatePayload>,
-    pub shown_job: Option<serde_json::Value>,
+    /// `P/job`'s fingerprint (see `render.rs`).
+    pub shown_job: Option<u64>,
     pub shown_online: Option<bool>,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
@@ -226,7 +227,7 @@ pub struct PrinterEntry {
     pub uuid: String,
     pub record: PrinterRecord,
     /// `None` for a printer known from the state file and not seen in this run yet.
-    pub runtime: Option<Runtime>,
+    pub runtime: Option<Box<Runtime>>,
     /// Successful list polls in a row that did not show it, and since when.
     pub missing: u32,
     pub missing_since: Option<Instant>,

@@ -27,7 +27,7 @@ impl PrinterEntry {
         let fresh = self.runtime.is_none();
         let live = self
             .runtime
-            .get_or_insert_with(|| Runtime::new(printer.clone(), now));
+            .get_or_insert_with(|| Box::new(Runtime::new(printer.clone(), now)));
         let previous_dialog = live.printer.dialog_info.clone();
         let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
         self.extras_reads(cx, now);

@@ -48,14 +48,14 @@ impl PrinterEntry {
             live.shown_state = Some(state);
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail())
-            && live.shown_job.as_ref() != Some(&job)
+            && live.shown_job != Some(fingerprint(&job))
         {
+            live.shown_job = Some(fingerprint(&job));
             cx.fx.publish(Message::retain(
                 Kind::Data,
                 topics.job(&id),
                 job.to_string(),
             ));
-            live.shown_job = Some(job);
         }
         let announce = live.shown_online != Some(online);
         live.shown_online = Some(online);
@@ -104,6 +104,26 @@ impl PrinterEntry {
             live.device = Some(device);
         }
     }
+}
+
+/// A payload's fingerprint (its JSON hashed): what was published is remembered by it, not
+/// kept whole beside the outbox's copy. A job's JSON as a `Value` took about 3 KB a printer.
+fn fingerprint(payload: &serde_json::Value) -> u64 {
+    use std::hash::Hasher;
+    struct Hashing(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Default::default());
+    // Writing a `Value` into a sink that takes everything cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, payload);
+    hashing.0.finish()
 }
 
 /// What discovery shows of a printer now.
