@@ -2,6 +2,7 @@
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::ConnectError;
 use super::response::check_and_read;
@@ -65,7 +66,10 @@ impl ConnectClient {
         loop {
             #[derive(serde::Deserialize)]
             struct Page {
-                printers: Vec<Value>,
+                // Each printer is read from its own text: one that cannot be read is
+                // reported, not fatal, and no `Value` tree is built on the way (it was a
+                // fifth of a 2,000-printer farm's CPU).
+                printers: Vec<Box<RawValue>>,
                 #[serde(default)]
                 pager: Pager,
             }
@@ -80,8 +84,8 @@ impl ConnectClient {
                 .await?;
             let n = page.printers.len() as u64;
             let mut new_on_page = 0;
-            for value in page.printers {
-                match serde_json::from_value::<Printer>(value.clone()) {
+            for raw in page.printers {
+                match serde_json::from_str::<Printer>(raw.get()) {
                     // A Connect that ignores `offset` sends the same page again: skip repeats.
                     Ok(p) if seen.insert(p.uuid.clone()) => {
                         new_on_page += 1;
@@ -89,10 +93,13 @@ impl ConnectClient {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let uuid = value
-                            .get("uuid")
-                            .and_then(Value::as_str)
-                            .map(str::to_string);
+                        #[derive(serde::Deserialize)]
+                        struct Named {
+                            uuid: Option<Value>,
+                        }
+                        let uuid = serde_json::from_str::<Named>(raw.get())
+                            .ok()
+                            .and_then(|n| n.uuid?.as_str().map(str::to_string));
                         bad.push(RejectedPrinter {
                             uuid,
                             error: e.to_string(),
