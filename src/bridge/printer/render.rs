@@ -47,15 +47,16 @@ impl PrinterEntry {
             ));
             live.shown_state = Some(state);
         }
-        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail())
-            && live.shown_job != Some(fingerprint(&job))
-        {
-            live.shown_job = Some(fingerprint(&job));
-            cx.fx.publish(Message::retain(
-                Kind::Data,
-                topics.job(&id),
-                job.to_string(),
-            ));
+        if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
+            let print = fingerprint(&job);
+            if live.shown_job != Some(print) {
+                live.shown_job = Some(print);
+                cx.fx.publish(Message::retain(
+                    Kind::Data,
+                    topics.job(&id),
+                    job.to_string(),
+                ));
+            }
         }
         let announce = live.shown_online != Some(online);
         live.shown_online = Some(online);
