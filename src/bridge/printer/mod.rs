@@ -29,7 +29,6 @@ use crate::bridge::schedule::Due;
 use crate::connect::model::{Job, Printer};
 use crate::discovery::PrinterDevice;
 use crate::message::{Kind, Message};
-use crate::payloads::StatePayload;
 use crate::topics::Topics;
 pub use cameras::Cameras;
 pub use pushed::{BadValue, Pushed};
@@ -69,10 +68,10 @@ pub struct Runtime {
     pub job_reads: JobReads,
     /// Published at least once (see `PrinterEntry::render`).
     pub introduced: bool,
-    /// The published `P/state` without `updated`, `P/job` and `P/availability`: only changes
-    /// go to the session (the outbox would drop the rest, after the trip).
-    pub shown_state: Option<StatePayload>,
-    /// `P/job`'s fingerprint (see `render.rs`).
+    /// The published `P/state` without `updated`, `P/job` (their fingerprints, see
+    /// `render.rs`) and `P/availability`: only changes go to the session (the outbox would
+    /// drop the rest, after the trip).
+    pub shown_state: Option<u64>,
     pub shown_job: Option<u64>,
     pub shown_online: Option<bool>,
     /// What, when it changes, calls for a look at the events feed.
