@@ -62,6 +62,10 @@ pub struct ConnectConfig {
     pub printers: Vec<String>,
     /// Larger Connect responses are refused with an error instead of being buffered.
     pub max_response_bytes: usize,
+    /// Requests to Connect a second on average, shared by every read (0: no limit).
+    pub max_requests_per_second: f64,
+    /// ... after a burst of this many at once.
+    pub request_burst: u32,
     /// Connect's live channel (MQTT over a websocket) beside the REST poll: unofficial,
     /// opt-in.
     pub live: bool,
@@ -88,6 +92,8 @@ impl Default for ConnectConfig {
             request_timeout: Duration::from_secs(10),
             printers: Vec::new(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_requests_per_second: 5.0,
+            request_burst: 20,
             live: false,
             live_url: LIVE_URL.into(),
         }

@@ -105,7 +105,11 @@ pub async fn run_with(
     let web_listener = bind_web(&config).await?;
     let connect = ConnectClient::new(&config.connect.url, tokens, config.connect.request_timeout)
         .context("cannot set up the Connect client")?
-        .with_max_response_bytes(config.connect.max_response_bytes);
+        .with_max_response_bytes(config.connect.max_response_bytes)
+        .with_request_budget(
+            config.connect.max_requests_per_second,
+            config.connect.request_burst,
+        );
     let settings = bridge::Settings::from_config(&config)?;
     let status = settings.topics.bridge_state();
     let ha_status = config

@@ -152,3 +152,26 @@ fn config_path_from_the_environment_is_used_when_present() {
         Ok(())
     });
 }
+
+#[test]
+fn the_request_budget_is_checked() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.connect.max_requests_per_second, 5.0);
+    assert_eq!(c.connect.request_burst, 20);
+    for (toml, key) in [
+        (
+            "max_requests_per_second = -1.0",
+            "connect.max_requests_per_second",
+        ),
+        (
+            "max_requests_per_second = nan",
+            "connect.max_requests_per_second",
+        ),
+        ("request_burst = 0", "connect.request_burst"),
+    ] {
+        let err = Config::from_toml(&format!("[connect]\n{toml}\n")).unwrap_err();
+        assert!(format!("{err:#}").contains(key), "{toml}: {err:#}");
+    }
+    let off = Config::from_toml("[connect]\nmax_requests_per_second = 0\n").unwrap();
+    assert_eq!(off.connect.max_requests_per_second, 0.0);
+}

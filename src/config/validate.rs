@@ -21,6 +21,7 @@ impl Config {
             .with_context(|| format!("mqtt.url = {:?}", redact_url(&self.mqtt.url)))?;
         self.validate_intervals()?;
         self.validate_command_rate()?;
+        self.validate_request_budget()?;
         // 0 turns the scheduled feed reads off.
         if !self.connect.feed_interval.is_zero() {
             check_duration("connect.feed_interval", self.connect.feed_interval)?;
@@ -95,6 +96,23 @@ impl Config {
             ("camera.idle_interval", self.camera.idle_interval),
         ] {
             check_duration(key, d)?;
+        }
+        Ok(())
+    }
+
+    fn validate_request_budget(&self) -> Result<()> {
+        let rate = self.connect.max_requests_per_second;
+        if !rate.is_finite() || !(0.0..=1000.0).contains(&rate) {
+            bail!(
+                "connect.max_requests_per_second = {rate} must be between 0 (no limit) and 1000 \
+                 (for example 5)"
+            );
+        }
+        if !(1..=10_000).contains(&self.connect.request_burst) {
+            bail!(
+                "connect.request_burst = {} must be between 1 and 10000 (for example 20)",
+                self.connect.request_burst
+            );
         }
         Ok(())
     }

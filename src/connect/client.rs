@@ -1,5 +1,6 @@
 //! HTTP client for Prusa Connect's `/app` API: bearer auth, size-bounded bodies, typed errors.
 
+mod budget;
 mod commands;
 mod error;
 mod reads;
@@ -7,6 +8,7 @@ mod response;
 mod token_source;
 mod transport;
 
+pub use budget::{Budget, Lane};
 pub use error::ConnectError;
 pub use reads::{FeedBatch, PRINTERS_PAGE, RejectedPrinter, Snapshot};
 pub use token_source::{AuthStatus, TokenSource};

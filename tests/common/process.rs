@@ -27,6 +27,7 @@ access_token = "{TOKEN}"
 poll_interval = "200ms"
 active_poll_interval = "150ms"
 request_timeout = "10s"
+max_requests_per_second = 0
 [mqtt]
 url = "{}"
 client_id = "{}"

@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::budget::Lane;
 use super::error::ConnectError;
 use super::response::check_and_read;
 use super::transport::ConnectClient;
@@ -74,7 +75,8 @@ impl ConnectClient {
                 pager: Pager,
             }
             let page: Page = self
-                .get_json(
+                .get_json_in(
+                    Lane::List,
                     "/app/printers",
                     &[
                         ("limit", PRINTERS_PAGE.to_string()),
@@ -252,6 +254,7 @@ impl ConnectClient {
         let url = self.url("/version.json", &[])?;
         let bytes = self
             .abortable(async {
+                self.budget.turn(Lane::Read).await;
                 let resp = self
                     .http
                     .get(url)

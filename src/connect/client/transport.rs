@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::budget::{Lane, SharedBudget};
 use super::error::ConnectError;
 use super::response::{check_and_read, error_body};
 use super::token_source::{AuthStatus, TokenSource};
@@ -30,6 +31,8 @@ pub struct ConnectClient {
     pub(super) max_body: usize,
     /// Cancelled when the gateway stops: requests still waiting give up at once.
     abort: tokio_util::sync::CancellationToken,
+    /// `connect.max_requests_per_second`, shared by every clone.
+    pub(super) budget: SharedBudget,
 }
 
 impl std::fmt::Debug for ConnectClient {
@@ -65,7 +68,15 @@ impl ConnectClient {
             auth: Arc::new(std::sync::Mutex::new(auth)),
             max_body: MAX_BODY_BYTES,
             abort: tokio_util::sync::CancellationToken::new(),
+            budget: SharedBudget::new(0.0, 1),
         })
+    }
+
+    /// Every request (of every clone) takes its turn from one budget: `per_second` on
+    /// average (0: no limit), up to `burst` at once; a 429 pauses and slows them all.
+    pub fn with_request_budget(mut self, per_second: f64, burst: u32) -> Self {
+        self.budget = SharedBudget::new(per_second, burst);
+        self
     }
 
     /// Cancelling it makes every request in progress (and every later one) fail at once with
@@ -178,9 +189,10 @@ impl ConnectClient {
         connect_url(&self.base, path, query)
     }
 
-    /// Sends one request; on a 401 renews the token once (refresh token, token file) and
-    /// retries. Everything it waits for, the token included, is abandoned when the gateway
-    /// stops ([`ConnectClient::abort_handle`]).
+    /// Sends one request when its turn in the request budget comes (a read: `GET`; a write
+    /// otherwise); on a 401 renews the token once (refresh token, token file) and retries.
+    /// Everything it waits for, the token included, is abandoned when the gateway stops
+    /// ([`ConnectClient::abort_handle`]).
     pub(super) async fn send(
         &self,
         method: Method,
@@ -189,22 +201,51 @@ impl ConnectClient {
         body: Option<&Value>,
         headers: &[(header::HeaderName, String)],
     ) -> Result<reqwest::Response, ConnectError> {
-        self.abortable(self.send_renewing(method, path, query, body, headers))
-            .await
+        let lane = if method == Method::GET {
+            Lane::Read
+        } else {
+            Lane::Write
+        };
+        self.send_in(lane, method, path, query, body, headers).await
     }
 
-    async fn send_renewing(
+    /// [`ConnectClient::send`] in the budget's `lane`.
+    pub(super) async fn send_in(
         &self,
+        lane: Lane,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
         headers: &[(header::HeaderName, String)],
     ) -> Result<reqwest::Response, ConnectError> {
+        let request = Request {
+            method,
+            path,
+            query,
+            body,
+            headers,
+        };
+        self.abortable(self.send_renewing(lane, request)).await
+    }
+
+    async fn send_renewing(
+        &self,
+        lane: Lane,
+        request: Request<'_>,
+    ) -> Result<reqwest::Response, ConnectError> {
+        let Request {
+            method,
+            path,
+            query,
+            body,
+            headers,
+        } = request;
         let url = self.url(path, query)?;
         let mut rejected: Option<SecretString> = None;
         loop {
             let token = self.bearer(rejected.as_ref()).await?;
+            self.budget.turn(lane).await;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -219,6 +260,14 @@ impl ConnectClient {
                 .send()
                 .await
                 .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = resp
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(crate::http::parse_retry_after);
+                self.budget.refused(retry_after);
+            }
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let message = error_body(resp)
                     .await
@@ -249,13 +298,34 @@ impl ConnectClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ConnectError> {
-        let resp = self.send(Method::GET, path, query, None, &[]).await?;
+        self.get_json_in(Lane::Read, path, query).await
+    }
+
+    /// [`ConnectClient::get_json`] in the budget's `lane`.
+    pub(in crate::connect) async fn get_json_in<T: DeserializeOwned>(
+        &self,
+        lane: Lane,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ConnectError> {
+        let resp = self
+            .send_in(lane, Method::GET, path, query, None, &[])
+            .await?;
         let bytes = self.abortable(check_and_read(resp, self.max_body)).await?;
         serde_json::from_slice(&bytes).map_err(|e| ConnectError::Decode {
             what: path.to_string(),
             detail: e.to_string(),
         })
     }
+}
+
+/// One request's parts.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    headers: &'a [(header::HeaderName, String)],
 }
 
 /// The URL of `path` on Connect at `base`, with `query` added. `path` may carry its own
