@@ -22,18 +22,22 @@ fn most_within(requests: &[RecordedRequest], window: Duration) -> usize {
         .unwrap_or(0)
 }
 
-async fn fleet(sim: &Sim) {
+/// The farm; returns how many distinct printer types and firmwares it has.
+async fn fleet(sim: &Sim) -> usize {
+    let mut kinds = std::collections::HashSet::new();
     for i in 0..PRINTERS {
-        sim.sim
-            .add_printer(PrinterSpec::named(&format!("Farm {i:02}")));
+        let spec = PrinterSpec::named(&format!("Farm {i:02}"));
+        kinds.insert((spec.printer_type.clone(), spec.firmware.clone()));
+        sim.sim.add_printer(spec);
     }
+    kinds.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_farms_start_up_reads_keep_to_the_budget() {
     let broker = TestBroker::start();
     let sim = Sim::start().await;
-    fleet(&sim).await;
+    let kinds = fleet(&sim).await;
     let state = tempfile::tempdir().unwrap();
     let info = format!("{BASE}/bridge/info");
     let sub = Subscriber::connect(&broker, &[&info]).await;
@@ -61,6 +65,12 @@ async fn a_farms_start_up_reads_keep_to_the_budget() {
     assert!(most <= 4 + 10 + 1, "{most} requests within one second");
     let most = most_within(&requests, Duration::from_secs(3));
     assert!(most <= 4 + 30 + 1, "{most} requests within three seconds");
+    // One supported-commands read per printer type and firmware, not one per printer.
+    let supported = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/supported-commands"))
+        .count();
+    assert_eq!(supported, kinds, "supported-commands reads");
     gateway.stop().await;
 }
 

@@ -422,11 +422,15 @@ impl Core {
         match done.read.uuid().map(str::to_string) {
             Some(uuid) => {
                 let pictures = matches!(done.read, Read::Cameras { .. } | Read::Snapshot { .. });
+                let supported = matches!(done.read, Read::Supported { .. });
                 if let Some((entry, mut cx)) = self.printer(&uuid) {
                     entry.on_read(&mut cx, done.read, done.result, now, wall);
                 }
                 if pictures {
                     self.snapshot_reads(now);
+                }
+                if supported {
+                    self.share_supported(now, wall);
                 }
             }
             None => {
@@ -443,6 +447,25 @@ impl Core {
         }
         if let Some(auth) = self.health.info_owed.take() {
             self.publish_info(auth);
+        }
+    }
+
+    /// Gives the printers waiting for a `supported-commands` read of their printer type and
+    /// firmware the list that came back, at once rather than at the next poll.
+    fn share_supported(&mut self, now: Instant, wall: f64) {
+        let pool = &self.account.supported_pool;
+        let mut served = Vec::new();
+        for entry in self.registry.entries_mut() {
+            if let Some(live) = entry.runtime.as_mut()
+                && live.take_shared_supported(pool, now)
+            {
+                served.push(entry.uuid.clone());
+            }
+        }
+        for uuid in served {
+            if let Some((entry, mut cx)) = self.printer(&uuid) {
+                entry.render(&mut cx, wall);
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use crate::bridge::schedule::{CAMERAS_RELIST, Due, EXTRAS_RETRY};
 use crate::connect::client::ConnectError;
 use crate::connect::model::{Printer, PrinterType, ServerVersion};
 use notifications::NotificationCursor;
-pub use supported::SupportedPool;
+pub use supported::{Kind, SupportedPool};
 use unavailable::Unavailable;
 
 /// Which answer from Connect a list is.

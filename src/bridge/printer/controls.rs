@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::bridge::account::SupportedPool;
+use crate::bridge::account::{Kind, SupportedPool};
 use crate::bridge::printer::Runtime;
 use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::Read;
@@ -35,6 +35,9 @@ pub struct SupportedInfo {
     pub due: Retried,
     /// The firmware the list was read for: a new firmware may support other commands.
     pub firmware: Option<String>,
+    /// The printer type and firmware of the read in flight, when it is read for every
+    /// printer of that kind.
+    pub reading: Option<Kind>,
 }
 
 impl SupportedInfo {
@@ -44,6 +47,7 @@ impl SupportedInfo {
             stale: false,
             due: Retried::now(now),
             firmware: None,
+            reading: None,
         }
     }
 
@@ -63,16 +67,56 @@ impl SupportedInfo {
 }
 
 impl Runtime {
+    /// The printer type and firmware its supported commands depend on, when it says both.
+    fn kind(&self) -> Option<Kind> {
+        Some((
+            self.printer.printer_type.clone()?,
+            self.printer.firmware.clone()?,
+        ))
+    }
+
+    /// Takes the list read for another printer of its type and firmware, when its own read is
+    /// due (and not after Connect refused one of its commands); true when it did.
+    pub fn take_shared_supported(&mut self, pool: &SupportedPool, now: Instant) -> bool {
+        let due = self.supported.due.due.next().is_some_and(|t| t <= now);
+        let shared = self
+            .kind()
+            .filter(|_| due && !self.supported.stale)
+            .and_then(|kind| pool.of_kind(&kind));
+        let Some(list) = shared else {
+            return false;
+        };
+        self.supported.due.due.start(now);
+        self.supported.due.succeeded();
+        self.supported.firmware = self.printer.firmware.clone();
+        self.supported.list = Some(list);
+        self.succeeded("supported commands");
+        true
+    }
+
     /// Starts the read of `supported-commands` when it is due, spending from the poll's
-    /// `budget` of extra requests (a farm's first polls spread them).
+    /// `budget` of extra requests (a farm's first polls spread them). A printer of a type and
+    /// firmware another printer's list was read for takes that list instead (unless Connect
+    /// refused a command of this printer: then it reads its own), and waits while one is
+    /// being read.
     pub fn start_supported_read(
         &mut self,
         uuid: &str,
         budget: &mut u32,
+        pool: &mut SupportedPool,
         now: Instant,
     ) -> Option<Read> {
         if self.printer.firmware != self.supported.firmware && self.supported.list.is_some() {
             self.supported.due.due.request(now);
+        }
+        if self.supported.due.due.next().is_none_or(|t| t > now) {
+            return None;
+        }
+        let kind = self.kind().filter(|_| !self.supported.stale);
+        if let Some(kind) = &kind {
+            if self.take_shared_supported(pool, now) || pool.is_reading(kind, now) {
+                return None;
+            }
         }
         if *budget == 0 {
             return None;
@@ -80,6 +124,10 @@ impl Runtime {
         self.supported.due.due.start(now).then(|| {
             *budget -= 1;
             self.supported.firmware = self.printer.firmware.clone();
+            if let Some(kind) = kind {
+                pool.reading(kind.clone(), now);
+                self.supported.reading = Some(kind);
+            }
             Read::Supported {
                 uuid: uuid.to_string(),
             }
@@ -134,14 +182,21 @@ impl PrinterEntry {
         let Some(live) = self.runtime.as_mut() else {
             return;
         };
+        let pool = &mut cx.account.supported_pool;
+        let kind = live.supported.reading.take();
         match result {
             Ok(s) => {
                 live.succeeded("supported commands");
                 live.supported.due.succeeded();
-                live.supported
-                    .set(s.commands, &mut cx.account.supported_pool);
+                live.supported.set(s.commands, pool);
+                if let Some(kind) = &kind {
+                    pool.read(kind, live.supported.list.clone());
+                }
             }
             Err(e) => {
+                if let Some(kind) = &kind {
+                    pool.read(kind, None);
+                }
                 if !missing {
                     live.failed("supported commands", &e.to_string());
                 }

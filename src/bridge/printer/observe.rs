@@ -129,7 +129,12 @@ impl PrinterEntry {
         let triggers = controls::state_triggers(before, &live.printer, started);
         let unavailable = &cx.account.unavailable;
         if !unavailable.resting("supported_commands", uuid, now) {
-            cx.fx.read(live.start_supported_read(uuid, cx.budget, now));
+            cx.fx.read(live.start_supported_read(
+                uuid,
+                cx.budget,
+                &mut cx.account.supported_pool,
+                now,
+            ));
         }
         let state_before = before.map(Printer::effective_state);
         if !unavailable.resting("files", uuid, now) {

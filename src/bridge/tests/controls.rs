@@ -435,3 +435,71 @@ fn each_jobs_thumbnail_is_fetched_once_and_kept_retained() {
             .any(|r| matches!(r, Read::Preview { job: 8, .. }))
     );
 }
+
+/// A farm's printers of one type and firmware cost one `supported-commands` read: the others
+/// wait for it and take its list; another firmware, or a printer that does not say its type,
+/// reads its own.
+#[test]
+fn supported_commands_are_read_once_per_printer_type_and_firmware() {
+    let mut b = Bridge::new("");
+    let mut fleet = idle_fleet(5);
+    for (p, firmware) in fleet.iter_mut().zip(["6.1.3", "6.1.3", "6.1.3", "6.2.0"]) {
+        p["printer_type"] = json!("1.4.0");
+        p["firmware"] = json!(firmware);
+    }
+    let uuid = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let first = b.poll(&fleet);
+    let (supported, others): (Vec<Read>, Vec<Read>) = first
+        .reads
+        .into_iter()
+        .partition(|r| matches!(r, Read::Supported { .. }));
+    let read_for: Vec<String> = supported
+        .iter()
+        .map(|r| match r {
+            Read::Supported { uuid } => uuid.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(read_for, [uuid(0), uuid(3), uuid(4)]);
+    b.settle(others);
+    // When printer 0's list comes back, printers 1 and 2 take it at once, without a read.
+    let mut answered = Vec::new();
+    for read in supported {
+        let out = b.answer(read, ReadResult::Supported(Ok(capture())));
+        assert!(
+            !out.reads
+                .iter()
+                .any(|r| matches!(r, Read::Supported { .. })),
+            "{:?}",
+            out.reads
+        );
+        answered.extend(out.messages);
+    }
+    let answered = Out {
+        messages: answered,
+        reads: Vec::new(),
+    };
+    let discovery = answered
+        .payload(&format!(
+            "homeassistant/device/prusa_connect_{}/config",
+            uuid(1)
+        ))
+        .expect("printer 1's controls are published");
+    let c = crate::discovery::long_form::long_form(&discovery)["components"].clone();
+    assert_eq!(c["set_nozzle_target"]["platform"], "number");
+    b.advance(30);
+    let second = b.poll(&fleet);
+    assert!(
+        !second
+            .reads
+            .iter()
+            .any(|r| matches!(r, Read::Supported { .. })),
+        "{:?}",
+        second.reads
+    );
+    let before = second
+        .payload("pc/bridge/info")
+        .or(answered.payload("pc/bridge/info"));
+    let info = b.settle(second.reads).payload("pc/bridge/info").or(before);
+    assert_eq!(info.map(|i| i["known"].clone()), Some(json!("5/5")));
+}
