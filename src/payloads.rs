@@ -19,6 +19,28 @@ pub fn iso(unix: f64) -> Option<String> {
         .ok()
 }
 
+/// A payload's fingerprint (its JSON hashed, written straight into the hasher): what was
+/// published is remembered by it, not kept whole beside the outbox's copy. A job's JSON as a
+/// `Value` took about 3 KB a printer, the state about 1.5 KB, `bridge/info` of 2,000 printers
+/// 200 KB.
+pub fn fingerprint(payload: &impl Serialize) -> u64 {
+    use std::hash::Hasher;
+    struct Hashing(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Default::default());
+    // Writing a payload into a sink that takes everything cannot fail (they have string keys).
+    let _ = serde_json::to_writer(&mut hashing, payload);
+    hashing.0.finish()
+}
+
 pub fn now_unix() -> f64 {
     OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
 }

@@ -410,9 +410,10 @@ impl Core {
             },
             &auth,
         );
-        if let Some(info) = self.health.changed_info(info.to_string()) {
+        if let Some((print, payload)) = self.health.changed_info(&info) {
+            self.health.info_shown(print);
             let topic = self.settings.topics.bridge_info();
-            self.fx.publish(Message::retain(Kind::Data, topic, info));
+            self.fx.publish(Message::retain(Kind::Data, topic, payload));
         }
     }
 

@@ -1,5 +1,6 @@
 //! Whether Connect answers, and `bridge/info`: the bridge's own retained status.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bridge::Settings;
@@ -8,7 +9,7 @@ use crate::bridge::live::Channel;
 use crate::bridge::poll::Poll;
 use crate::bridge::registry::Registry;
 use crate::connect::client::AuthStatus;
-use crate::payloads::iso;
+use crate::payloads::{fingerprint, iso};
 
 /// Whether Connect answers, for `bridge/info` and availability, and what `bridge/info` showed.
 #[derive(Debug, Clone, Default)]
@@ -22,8 +23,8 @@ pub struct Health {
     pub failures: u32,
     /// `bridge/info` waits for the account reads in flight that it shows.
     pub info_owed: Option<AuthStatus>,
-    /// The last `bridge/info` published.
-    shown_info: Option<String>,
+    /// The fingerprint of the last `bridge/info` published.
+    shown_info: Option<u64>,
     /// The authentication status `bridge/info` last showed.
     pub last_auth: Option<AuthStatus>,
 }
@@ -81,13 +82,17 @@ impl Health {
         })
     }
 
-    /// `text` unless it is what `bridge/info` shows already.
-    pub fn changed_info(&mut self, text: String) -> Option<String> {
-        if self.shown_info.as_ref() == Some(&text) {
-            return None;
-        }
-        self.shown_info = Some(text.clone());
-        Some(text)
+    /// The `bridge/info` to publish: `info` unless its fingerprint is what it shows already
+    /// (then it is not even written out).
+    pub fn changed_info(&self, info: &Info<'_>) -> Option<(u64, Vec<u8>)> {
+        let print = fingerprint(info);
+        (self.shown_info != Some(print))
+            .then(|| (print, serde_json::to_vec(info).unwrap_or_default()))
+    }
+
+    /// `bridge/info` now shows the payload of fingerprint `print`.
+    pub fn info_shown(&mut self, print: u64) {
+        self.shown_info = Some(print);
     }
 }
 
@@ -101,17 +106,47 @@ pub struct InfoParts<'a> {
     pub channel: &'a Channel,
 }
 
-/// The `bridge/info` payload.
-pub fn info_payload(p: InfoParts<'_>, auth: &AuthStatus) -> Value {
-    let printers: Vec<Value> = p
-        .registry
-        .entries()
-        .filter_map(|e| {
+/// The `bridge/info` payload, borrowed from the core: its fingerprint is taken without
+/// building it, and it is written only when that changed (keys in alphabetical order, as
+/// they always were).
+#[derive(Serialize)]
+pub struct Info<'a> {
+    auth: Value,
+    connect: Value,
+    /// How far the start-up reads are: "known: 1480/2000" while a farm starts.
+    known: String,
+    live: Value,
+    notifications_unseen: Option<u64>,
+    printers: Bridged<'a>,
+    rejected_printers: Vec<String>,
+    unavailable: Value,
+    version: &'static str,
+}
+
+/// The printers bridged, as `bridge/info` lists them.
+struct Bridged<'a>(&'a Registry);
+
+impl Serialize for Bridged<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            id: Option<&'a str>,
+            name: Option<&'a str>,
+            uuid: &'a str,
+        }
+        s.collect_seq(self.0.entries().filter_map(|e| {
             let live = e.runtime.as_ref()?;
-            Some(json!({"uuid": e.uuid, "id": e.id(), "name": live.printer.name}))
-        })
-        .collect();
-    // How far the start-up reads are: "known: 1480/2000" while a farm starts.
+            Some(Entry {
+                id: e.id(),
+                name: live.printer.name.as_deref(),
+                uuid: &e.uuid,
+            })
+        }))
+    }
+}
+
+/// What `bridge/info` shows now.
+pub fn info_payload<'a>(p: InfoParts<'a>, auth: &AuthStatus) -> Info<'a> {
     let cameras = p.settings.camera.enabled;
     let runtimes = p.registry.entries().filter_map(|e| e.runtime.as_ref());
     let (known, bridged) = runtimes.fold((0, 0), |(k, n), l| {
@@ -119,11 +154,9 @@ pub fn info_payload(p: InfoParts<'_>, auth: &AuthStatus) -> Value {
     });
     let version = p.account.server_version.as_ref();
     let h = p.health;
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "printers": printers,
-        "known": format!("{known}/{bridged}"),
-        "connect": {
+    Info {
+        auth: serde_json::to_value(auth).unwrap_or(Value::Null),
+        connect: json!({
             "url": p.settings.connect_url.as_str(),
             "server_version": version.and_then(|v| v.version.clone()),
             "server_commit": version.and_then(|v| v.commit.clone()),
@@ -132,11 +165,13 @@ pub fn info_payload(p: InfoParts<'_>, auth: &AuthStatus) -> Value {
             "since": h.since,
             "last_error": h.last_error,
             "last_error_at": h.last_error_at,
-        },
-        "auth": auth,
-        "notifications_unseen": p.account.unseen,
-        "rejected_printers": p.poll.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        "unavailable": p.account.unavailable.info(),
-        "live": p.channel.info(),
-    })
+        }),
+        known: format!("{known}/{bridged}"),
+        live: p.channel.info(),
+        notifications_unseen: p.account.unseen,
+        printers: Bridged(p.registry),
+        rejected_printers: p.poll.rejected.iter().map(|r| r.to_string()).collect(),
+        unavailable: p.account.unavailable.info(),
+        version: env!("CARGO_PKG_VERSION"),
+    }
 }

@@ -6,7 +6,7 @@ use crate::bridge::printer::{Ctx, PrinterEntry, Runtime};
 use crate::connect::model::PrinterState;
 use crate::discovery::{Controls, Features, PrinterDevice};
 use crate::message::{Kind, Message};
-use crate::payloads::{self, StatePayload, iso};
+use crate::payloads::{self, StatePayload, fingerprint, iso};
 
 impl PrinterEntry {
     /// Publishes the printer's retained topics that changed: `P/state`, `P/job`, discovery,
@@ -106,27 +106,6 @@ impl PrinterEntry {
             live.device = Some(device);
         }
     }
-}
-
-/// A payload's fingerprint (its JSON hashed): what was published is remembered by it, not
-/// kept whole beside the outbox's copy. A job's JSON as a `Value` took about 3 KB a printer,
-/// the state about 1.5 KB.
-fn fingerprint(payload: &impl serde::Serialize) -> u64 {
-    use std::hash::Hasher;
-    struct Hashing(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.write(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hashing = Hashing(Default::default());
-    // Writing a payload into a sink that takes everything cannot fail (they have string keys).
-    let _ = serde_json::to_writer(&mut hashing, payload);
-    hashing.0.finish()
 }
 
 /// What discovery shows of a printer now.
