@@ -120,7 +120,7 @@ fn credentials(config: &Config, report: &mut Report) -> Option<ConnectClient> {
             path.display()
         )),
         TokenSource::Refresh(_) => {
-            let stored = TokenStore::new(&config.state.dir);
+            let stored = TokenStore::new(&config.state_dir());
             let from = if stored.load().is_some() {
                 format!(
                     "{} (kept up to date by the gateway)",
@@ -177,7 +177,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     unknown_wanted(wanted, &all, report);
     // The ids the gateway uses: those it persisted in the state directory, new ones given
     // the way it gives them (the state file is only read).
-    let memory = std::fs::read(config.state.dir.join("state.json"))
+    let memory = std::fs::read(config.state_dir().join("state.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
         .unwrap_or_default();
@@ -186,7 +186,7 @@ async fn printers(config: &Config, client: &ConnectClient, report: &mut Report) 
     for clash in registry.clashes() {
         report.problem(clash.to_string());
     }
-    let topics = Topics::new(&config.mqtt.base_topic);
+    let topics = Topics::for_config(config);
     if let Some(first) = bridged.first() {
         live(config, client, &first.uuid, first.display_name(), report).await;
     }
@@ -286,7 +286,7 @@ pub fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<Stri
     let discovery = Discovery {
         prefix: config.homeassistant.discovery_prefix.clone(),
         mode: DiscoveryMode::Entity,
-        topics: Topics::new(&config.mqtt.base_topic),
+        topics: Topics::for_config(config),
     };
     discovery.entity_ids(&PrinterDevice::bare(uuid, id, name))
 }

@@ -37,6 +37,27 @@ pub struct Config {
     pub web: WebConfig,
 }
 
+impl Config {
+    /// Where the state lives: `state.dir`, or its folder `shard-<k>` for shard k, so shards
+    /// sharing a config never share a login (refresh tokens are single-use) or a state file.
+    pub fn state_dir(&self) -> PathBuf {
+        match self.connect.shard {
+            Some(s) => self.state.dir.join(format!("shard-{}", s.k)),
+            None => self.state.dir.clone(),
+        }
+    }
+
+    /// The broker settings, the client id made `<mqtt.client_id>-<k>` for shard k (one
+    /// client id per instance).
+    pub fn mqtt_for_instance(&self) -> MqttConfig {
+        let mut mqtt = self.mqtt.clone();
+        if let Some(s) = self.connect.shard {
+            mqtt.client_id = format!("{}-{}", mqtt.client_id, s.k);
+        }
+        mqtt
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectConfig {
@@ -66,6 +87,8 @@ pub struct ConnectConfig {
     pub max_requests_per_second: f64,
     /// ... after a burst of this many at once.
     pub request_burst: u32,
+    /// `"k/n"`: this instance bridges only the printers whose uuid hashes to shard k of n.
+    pub shard: Option<crate::shard::Shard>,
     /// Connect's live channel (MQTT over a websocket) beside the REST poll: unofficial,
     /// opt-in.
     pub live: bool,
@@ -94,6 +117,7 @@ impl Default for ConnectConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_requests_per_second: 5.0,
             request_burst: 20,
+            shard: None,
             live: false,
             live_url: LIVE_URL.into(),
         }

@@ -24,6 +24,7 @@ pub mod message;
 pub mod mqtt;
 pub mod outbox;
 pub mod payloads;
+pub mod shard;
 pub mod store;
 pub mod topics;
 pub mod web;
@@ -54,13 +55,13 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
     let awaiting_login = config.web.listen.is_some();
     if !awaiting_login
         && c.refresh_token.is_none()
-        && auth::TokenStore::new(&config.state.dir).load().is_none()
+        && auth::TokenStore::new(&config.state_dir()).load().is_none()
     {
         bail!(
             "no Connect credentials: {} (it stores a refresh token in {}), or set \
              connect.refresh_token, connect.access_token or connect.token_file",
             auth::LOGIN_ACTION,
-            config.state.dir.display()
+            config.state_dir().display()
         );
     }
     let make = if awaiting_login {
@@ -70,7 +71,7 @@ pub fn token_source(config: &Config) -> Result<TokenSource> {
     };
     let refresher = make(
         &c.auth_url,
-        &config.state.dir,
+        &config.state_dir(),
         c.refresh_token.as_ref(),
         c.refresh_token_file.clone(),
         c.request_timeout,
@@ -213,10 +214,10 @@ impl StartUp {
     async fn read(config: Config) -> Result<StartUp> {
         tokio::task::spawn_blocking(move || {
             let tokens = token_source(&config)?;
-            let (store, memory) = store::Store::open(&config.state.dir)?;
-            let journal = journal::Journal::open(&config.state.dir)?;
-            let status = topics::Topics::new(&config.mqtt.base_topic).bridge_state();
-            let options = mqtt::options(&config.mqtt, Some(&status))?;
+            let (store, memory) = store::Store::open(&config.state_dir())?;
+            let journal = journal::Journal::open(&config.state_dir())?;
+            let status = topics::Topics::for_config(&config).bridge_state();
+            let options = mqtt::options(&config.mqtt_for_instance(), Some(&status))?;
             Ok(StartUp {
                 tokens,
                 store,

@@ -261,7 +261,7 @@ mod login {
         )
         .await?;
         drop(password);
-        let store = TokenStore::new(&config.state.dir);
+        let store = TokenStore::new(&config.state_dir());
         auth::store_login(
             &store,
             &tokens,
@@ -275,6 +275,10 @@ mod login {
                 store.path().display()
             )
         })?;
+        if config.connect.shard.is_some() {
+            // The shard's folder was made by this (root) login: the service owns state.dir.
+            give_to_owner_of(&config.state_dir(), &config.state.dir);
+        }
         give_to_directory_owner(store.path());
         println!(
             "Logged in. The refresh token is stored in {}.",
@@ -315,10 +319,16 @@ mod login {
 
     /// `sudo prusa-connect-mqtt login` must leave a file the service's user can read.
     fn give_to_directory_owner(path: &std::path::Path) {
+        if let Some(dir) = path.parent() {
+            give_to_owner_of(path, dir);
+        }
+    }
+
+    /// Gives `path` to the owner of `dir` (when they differ).
+    fn give_to_owner_of(path: &std::path::Path, dir: &std::path::Path) {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            let Some(dir) = path.parent() else { return };
             if let (Ok(d), Ok(f)) = (std::fs::metadata(dir), std::fs::metadata(path))
                 && (d.uid(), d.gid()) != (f.uid(), f.gid())
                 && let Err(e) = std::os::unix::fs::chown(path, Some(d.uid()), Some(d.gid()))

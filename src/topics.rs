@@ -3,13 +3,30 @@
 #[derive(Debug, Clone)]
 pub struct Topics {
     base: String,
+    /// Shard k's bridge topics are `B/bridge/<k>/...` (`connect.shard`).
+    shard: Option<u32>,
 }
 
 impl Topics {
     pub fn new(base: &str) -> Self {
         Self {
             base: base.to_string(),
+            shard: None,
         }
+    }
+
+    /// The topics of the instance `config` describes: its base topic, and its shard's bridge
+    /// topics.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        Self {
+            base: config.mqtt.base_topic.clone(),
+            shard: config.connect.shard.map(|s| s.k),
+        }
+    }
+
+    /// The shard whose bridge topics these are, if sharded.
+    pub fn shard(&self) -> Option<u32> {
+        self.shard
     }
 
     pub fn base(&self) -> &str {
@@ -18,20 +35,23 @@ impl Topics {
 
     /// What every topic of the bridge starts with (`B/bridge`).
     pub fn bridge(&self) -> String {
-        format!("{}/bridge", self.base)
+        match self.shard {
+            Some(k) => format!("{}/bridge/{k}", self.base),
+            None => format!("{}/bridge", self.base),
+        }
     }
     /// What every topic of printer `p` starts with (`B/P`).
     pub fn printer(&self, p: &str) -> String {
         format!("{}/{p}", self.base)
     }
     pub fn bridge_state(&self) -> String {
-        format!("{}/bridge/state", self.base)
+        format!("{}/state", self.bridge())
     }
     pub fn bridge_info(&self) -> String {
-        format!("{}/bridge/info", self.base)
+        format!("{}/info", self.bridge())
     }
     pub fn bridge_notification(&self) -> String {
-        format!("{}/bridge/notification", self.base)
+        format!("{}/notification", self.bridge())
     }
     pub fn availability(&self, p: &str) -> String {
         format!("{}/{p}/availability", self.base)

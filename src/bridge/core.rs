@@ -5,7 +5,7 @@
 //! argument (`now` for schedules, `wall` Unix seconds for payloads), and so is the backoff's
 //! jitter, so every decision can be tested in-process.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,11 +23,13 @@ use crate::bridge::reads::{Read, ReadDone};
 use crate::bridge::registry::{Registry, StateFile};
 use crate::bridge::schedule::NOTIFICATIONS_EVERY_POLLS;
 use crate::bridge::settings::{Settings, is_bridged};
+use crate::bridge::shards;
 use crate::command::{self, CommandReply, ErrorCode};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::live::LiveEvent;
 use crate::connect::model::Printer;
 use crate::message::{Incoming, Kind, Message};
+use crate::shard::Shard;
 
 /// A printer missing from this many successful list polls in a row is gone: its discovery
 /// and retained topics are removed. More than one, so a glitch in Connect's list does not
@@ -57,11 +59,13 @@ impl Core {
         let mut registry = Registry::from_state_file(state);
         let mut fx = Effects::default();
         let migration = Migration::start(&settings, &mut registry, remembered_mode, &mut fx);
+        let mut account = Account::new(notifications);
+        account.shard = settings.shard;
         Core {
             channel: Channel::new(settings.live),
             settings,
             registry,
-            account: Account::new(notifications),
+            account,
             health: Health::default(),
             poll: Poll::default(),
             migration,
@@ -223,21 +227,50 @@ impl Core {
             .into_iter()
             .filter(|p| is_bridged(&self.settings.printers, p))
             .collect();
+        let (printers, ids) = match self.settings.shard {
+            None => (printers, None),
+            Some(shard) => {
+                let split = shards::split(shard, printers, &self.settings.printer_ids);
+                self.hand_over(&split.other_uuids, shard);
+                self.poll.other_shards = split.others;
+                (split.mine, Some(split.ids))
+            }
+        };
         self.poll.listed = printers.iter().map(|p| p.uuid.clone()).collect();
         self.unreadable_offline(now);
         live::list_requested(&mut self.registry, &printers, requested);
-        self.assign_ids(&printers);
+        self.assign_ids(&printers, ids);
         printers
     }
 
-    /// Gives the listed printers their topic ids; a printer whose id changed has its old
+    /// Printers another shard bridges (this one did before `connect.shard` changed) are
+    /// forgotten without clearing anything: their topics and discovery are that shard's now.
+    fn hand_over(&mut self, others: &HashSet<String>, shard: Shard) {
+        let leaving: Vec<String> = self
+            .registry
+            .entries()
+            .filter(|e| others.contains(&e.uuid))
+            .map(|e| e.uuid.clone())
+            .collect();
+        for uuid in leaving {
+            tracing::info!(
+                "printer {uuid} is bridged by shard {}/{} now: leaving it to that shard",
+                crate::shard::owner(&uuid, shard.n),
+                shard.n
+            );
+            self.registry.remove(&uuid);
+        }
+    }
+
+    /// Gives the listed printers their topic ids (`ids`: the ones a shard's printers have
+    /// across the account; otherwise worked out here); a printer whose id changed has its old
     /// topics cleared and everything published again on the new ones.
-    fn assign_ids(&mut self, printers: &[Printer]) {
+    fn assign_ids(&mut self, printers: &[Printer], ids: Option<BTreeMap<String, String>>) {
         let clashes = self.registry.clashes().to_vec();
-        let renamed = self.registry.assign_ids(
-            &printers.iter().collect::<Vec<_>>(),
-            &self.settings.printer_ids,
-        );
+        let overrides = ids.as_ref().unwrap_or(&self.settings.printer_ids);
+        let renamed = self
+            .registry
+            .assign_ids(&printers.iter().collect::<Vec<_>>(), overrides);
         if self.registry.clashes() != clashes {
             for clash in self.registry.clashes() {
                 tracing::warn!("{clash}");
@@ -485,6 +518,23 @@ impl Core {
         }
     }
 
+    /// Whether this instance answers messages for printer `printer_id`: always, unless it is
+    /// a shard (`connect.shard`) and another shard bridges that printer. A printer no shard
+    /// knows is answered (`UNKNOWN_PRINTER`) by shard 1 alone.
+    pub fn answers_for(&self, printer_id: &str) -> bool {
+        let Some(shard) = self.settings.shard else {
+            return true;
+        };
+        if self
+            .registry
+            .by_id(printer_id)
+            .is_some_and(|e| e.runtime.is_some())
+        {
+            return true;
+        }
+        shard.k == 1 && !self.poll.other_shards.contains(printer_id)
+    }
+
     /// Which printer's command or job-reason topic `topic` is.
     pub fn classify(&self, topic: &str) -> Inbound {
         commands::classify(&self.settings, topic)
@@ -493,6 +543,12 @@ impl Core {
     /// Checks a message on a command or job-reason topic: the reply at once, or the request
     /// to make.
     pub fn prepare(&mut self, msg: &Incoming) -> Prepared {
+        if let Inbound::Command { printer_id } | Inbound::JobReason { printer_id } =
+            self.classify(&msg.topic)
+            && !self.answers_for(&printer_id)
+        {
+            return Prepared::Ignore;
+        }
         let (printer_id, is_command) = match commands::check_message(&self.settings, msg) {
             Ok(checked) => checked,
             Err(None) => return Prepared::Ignore,

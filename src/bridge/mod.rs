@@ -30,6 +30,7 @@ pub mod reads;
 pub mod registry;
 pub mod schedule;
 pub mod settings;
+mod shards;
 pub mod shell;
 
 #[cfg(test)]
@@ -44,7 +45,7 @@ use crate::topics::Topics;
 
 /// MQTT subscriptions the bridge needs on every connection.
 pub fn subscriptions(config: &Config) -> Vec<String> {
-    let topics = Topics::new(&config.mqtt.base_topic);
+    let topics = Topics::for_config(config);
     let mut subs = vec![
         topics.command_filter(),
         topics.job_reason_filter(),

@@ -22,6 +22,8 @@ pub struct Poll {
     pub budget: u32,
     /// Poll fast until then (after a command).
     pub fast_until: Option<Instant>,
+    /// The topic ids of the printers other shards bridge (`connect.shard`).
+    pub other_shards: HashSet<String>,
 }
 
 impl Default for Poll {
@@ -32,6 +34,7 @@ impl Default for Poll {
             active: false,
             budget: EXTRAS_PER_TICK,
             fast_until: None,
+            other_shards: HashSet::new(),
         }
     }
 }

@@ -29,11 +29,13 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// `connect.live`: the live channel's values are laid over the list's.
     pub live: bool,
+    /// `connect.shard`: the share of the account's printers this instance bridges.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Settings {
     pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
-        let topics = Topics::new(&config.mqtt.base_topic);
+        let topics = Topics::for_config(config);
         let connect_url = reqwest::Url::parse(&config.connect.url).map_err(|e| {
             anyhow::anyhow!("connect.url = {:?} is not a URL: {e}", config.connect.url)
         })?;
@@ -56,6 +58,7 @@ impl Settings {
             commands_burst: config.commands.burst,
             max_payload_bytes: config.mqtt.max_payload_bytes,
             live: config.connect.live,
+            shard: config.connect.shard,
         })
     }
 }

@@ -175,3 +175,19 @@ fn the_request_budget_is_checked() {
     let off = Config::from_toml("[connect]\nmax_requests_per_second = 0\n").unwrap();
     assert_eq!(off.connect.max_requests_per_second, 0.0);
 }
+
+#[test]
+fn a_shard_is_checked_and_gives_its_own_state_folder_and_client_id() {
+    let err = Config::from_toml("[connect]\nshard = \"4/3\"\n").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("connect.shard") && msg.contains("\"k/n\""),
+        "{msg}"
+    );
+    let c = Config::from_toml("[connect]\nshard = \"2/3\"\n[state]\ndir = \"/s\"\n").unwrap();
+    assert_eq!(c.state_dir(), Path::new("/s/shard-2"));
+    assert_eq!(c.mqtt_for_instance().client_id, "prusa-connect-mqtt-2");
+    let plain = Config::from_toml("[state]\ndir = \"/s\"\n").unwrap();
+    assert_eq!(plain.state_dir(), Path::new("/s"));
+    assert_eq!(plain.mqtt_for_instance().client_id, "prusa-connect-mqtt");
+}

@@ -8,8 +8,13 @@ use super::platform::{
 };
 
 impl Discovery {
+    /// The bridge device's node id: one device per shard (`connect.shard`).
     pub(super) fn bridge_node(&self) -> String {
-        format!("{}_bridge", crate::topics::slug(self.topics.base()))
+        let base = crate::topics::slug(self.topics.base());
+        match self.topics.shard() {
+            Some(k) => format!("{base}_bridge_{k}"),
+            None => format!("{base}_bridge"),
+        }
     }
 
     pub(super) fn bridge_device(&self) -> Device {
@@ -17,7 +22,10 @@ impl Discovery {
         Device {
             info: DeviceInfo {
                 identifiers: vec![node.clone()],
-                name: "Prusa Connect MQTT bridge".into(),
+                name: match self.topics.shard() {
+                    Some(k) => format!("Prusa Connect MQTT bridge {k}"),
+                    None => "Prusa Connect MQTT bridge".into(),
+                },
                 manufacturer: "prusa-connect-mqtt",
                 model: Some("Prusa Connect to MQTT bridge".into()),
                 serial_number: None,

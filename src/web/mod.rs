@@ -63,7 +63,7 @@ pub async fn serve(
     ctx: WebContext,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let store = TokenStore::new(&ctx.config.state.dir);
+    let store = TokenStore::new(&ctx.config.state_dir());
     let stored = store.load_async().await;
     let account = (
         stored.as_ref().and_then(|s| s.account.clone()),

@@ -55,6 +55,9 @@ pub struct Account {
     /// Optional endpoints that answered 404, left alone for an hour.
     pub unavailable: Unavailable,
     pub supported_pool: SupportedPool,
+    /// `connect.shard`: a shard publishes the notifications of its own printers (shard 1
+    /// those of no printer), so each is published once whichever shard reads it.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Account {

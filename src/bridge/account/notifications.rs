@@ -102,6 +102,15 @@ impl Account {
             Ok(list) => {
                 let topic = topics.bridge_notification();
                 for n in self.notifications.accept(list) {
+                    if let Some(shard) = self.shard {
+                        let mine = match n.printer_uuid.as_deref() {
+                            Some(uuid) => shard.owns(uuid),
+                            None => shard.k == 1,
+                        };
+                        if !mine {
+                            continue;
+                        }
+                    }
                     let printer = n.printer_uuid.as_deref().and_then(&printer_id);
                     let payload = notification_payload(&n, printer);
                     fx.publish(Message::event(topic.clone(), payload.to_string()));

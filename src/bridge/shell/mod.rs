@@ -357,6 +357,10 @@ impl Shell {
             }
             Inbound::Other => return,
         };
+        if !self.core.answers_for(&printer_id) {
+            // Another shard's printer: that shard answers.
+            return;
+        }
         if self.commands.waiting() >= MAX_WAITING_COMMANDS {
             self.refuse(&msg, ErrorCode::RateLimited, &busy());
             return;

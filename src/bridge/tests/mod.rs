@@ -330,3 +330,4 @@ mod ids;
 mod jobs;
 mod live;
 mod notifications;
+mod shards;

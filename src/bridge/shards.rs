@@ -1,0 +1,46 @@
+//! A shard's share of the list (`connect.shard`): the printers it bridges, the topic ids they
+//! have across the whole account, and the ids the other shards answer for.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::bridge::registry::Registry;
+use crate::connect::model::Printer;
+use crate::shard::Shard;
+
+/// One list split between the shards.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The printers this shard bridges.
+    pub mine: Vec<Printer>,
+    /// Their topic ids (uuid → id), as a gateway bridging the whole account would give them:
+    /// two printers of one name in two shards never get the same id.
+    pub ids: BTreeMap<String, String>,
+    /// The topic ids of the printers the other shards bridge: their commands are not this
+    /// shard's to answer.
+    pub others: HashSet<String>,
+    /// The uuids of those printers.
+    pub other_uuids: HashSet<String>,
+}
+
+/// Splits `printers` (the account's, `connect.printers` applied) for `shard`; `overrides` is
+/// `mqtt.printer_ids`.
+pub fn split(shard: Shard, printers: Vec<Printer>, overrides: &BTreeMap<String, String>) -> Split {
+    // The ids are worked out over the whole list, the same way in every shard: a registry
+    // with no history, so they do not depend on what one shard saw before.
+    let mut whole = Registry::default();
+    whole.assign_ids(&printers.iter().collect::<Vec<_>>(), overrides);
+    let id_of = |uuid: &str| whole.get(uuid).and_then(|e| e.id()).map(str::to_string);
+    let mut split = Split::default();
+    for p in printers {
+        if shard.owns(&p.uuid) {
+            if let Some(id) = id_of(&p.uuid) {
+                split.ids.insert(p.uuid.clone(), id);
+            }
+            split.mine.push(p);
+        } else {
+            split.others.extend(id_of(&p.uuid));
+            split.other_uuids.insert(p.uuid);
+        }
+    }
+    split
+}
