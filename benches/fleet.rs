@@ -12,15 +12,16 @@
 
 #[path = "../tests/common/broker.rs"]
 mod broker;
+#[path = "common/process.rs"]
+mod process;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker::{Msg, Subscriber, TestBroker};
+use process::Gateway;
 use prusa_connect_sim::{PrinterSpec, RecordedRequest, Scenario, SimOptions, Simulator};
 use tokio_util::sync::CancellationToken;
 
@@ -259,7 +260,7 @@ async fn fleet(n: usize, plan: Plan, live: bool) -> Row {
     let rel = |t: Instant| t.duration_since(sim_epoch);
 
     let sub = Subscriber::connect(&broker, &["#"]).await;
-    let gateway = Gateway::start(n, &format!("http://{addr}"), &broker.url(), live);
+    let gateway = start_gateway(n, &format!("http://{addr}"), &broker.url(), live);
     let gateway_started = Instant::now();
     // Wait until every printer has a state on the broker; the ids come from bridge/info.
     let mut seen = Latest::default();
@@ -894,124 +895,26 @@ async fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) 
     }
 }
 
-/// The gateway binary (cargo builds it for the bench), run with default poll settings.
-struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    ticks_per_second: f64,
-}
-
-impl Gateway {
-    fn start(n: usize, connect_url: &str, mqtt_url: &str, live: bool) -> Gateway {
-        let dir = tempfile::Builder::new()
-            .prefix("pcm-fleet-bench-")
-            .tempdir()
-            .unwrap();
-        let state = dir.path().join("state");
-        let config = dir.path().join("config.toml");
-        // The command round trip measures the gateway, not `commands.max_per_second` (an older
-        // build given with GW_BIN has no such key, nor a limit).
-        let unthrottled = if std::env::var_os("GW_BIN").is_some() {
-            ""
-        } else {
-            "[commands]\nmax_per_second = 0\n"
-        };
-        let live = if live {
-            let ws = connect_url.replacen("http://", "ws://", 1);
-            format!("auth_url = \"{connect_url}\"\nlive = true\nlive_url = \"{ws}/mqtt\"\n")
-        } else {
-            String::new()
-        };
-        std::fs::write(
-            &config,
-            format!(
-                "[connect]\nurl = \"{connect_url}\"\naccess_token = \"{TOKEN}\"\n{live}[mqtt]\nurl = \"{mqtt_url}\"\nclient_id = \"bench-fleet-{n}\"\n[state]\ndir = {state:?}\n{unthrottled}"
-            ),
+/// The gateway for a fleet of `n`: default settings but unthrottled commands.
+fn start_gateway(n: usize, connect_url: &str, mqtt_url: &str, live: bool) -> Gateway {
+    // The command round trip measures the gateway, not `commands.max_per_second` (an older
+    // build given with GW_BIN has no such key, nor a limit).
+    let unthrottled = if std::env::var_os("GW_BIN").is_some() {
+        ""
+    } else {
+        "[commands]\nmax_per_second = 0\n"
+    };
+    let live = if live {
+        let ws = connect_url.replacen("http://", "ws://", 1);
+        format!("auth_url = \"{connect_url}\"\nlive = true\nlive_url = \"{ws}/mqtt\"\n")
+    } else {
+        String::new()
+    };
+    Gateway::start("pcm-fleet-bench-", |state| {
+        format!(
+            "[connect]\nurl = \"{connect_url}\"\naccess_token = \"{TOKEN}\"\n{live}[mqtt]\nurl = \"{mqtt_url}\"\nclient_id = \"bench-fleet-{n}\"\n[state]\ndir = {state:?}\n{unthrottled}"
         )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        // GW_BIN runs the bench against another build (an older one, for a comparison).
-        let gateway_bin = std::env::var("GW_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_prusa-connect-mqtt").to_string());
-        let child = Command::new(gateway_bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run the gateway binary");
-        let ticks = Command::new("getconf").arg("CLK_TCK").output().ok();
-        let ticks_per_second = ticks
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0);
-        Gateway {
-            child,
-            dir,
-            ticks_per_second,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
-    }
-
-    fn proc(&self, file: &str) -> String {
-        std::fs::read_to_string(PathBuf::from(format!("/proc/{}/{file}", self.child.id())))
-            .unwrap_or_default()
-    }
-
-    /// utime + stime of the gateway process.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc("stat");
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-        (field(11) + field(12)) / self.ticks_per_second
-    }
-
-    fn peak_rss_kb(&self) -> u64 {
-        self.proc("status")
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM, as systemd stops it; killed if it takes longer than 10 s.
-    async fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        eprintln!("the gateway did not stop within 10 s after SIGTERM: killed");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    })
 }
 
 // --- the table

@@ -12,6 +12,9 @@ use tokio::time::Instant;
 
 /// How long every request waits after a 429 that says nothing of when to come back.
 pub const PAUSE_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The longest pause a 429 makes, whatever its `Retry-After`: the gateway must look again
+/// (the same limit as the poll's longest backoff).
+pub const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// After a 429 the budget runs at half the rate (a quarter after a second one, at most
 /// [`MAX_SLOWDOWN`] times slower) until this long passes without another.
 pub const SLOWED_FOR: Duration = Duration::from_secs(300);
@@ -24,7 +27,8 @@ pub enum Lane {
     /// Camera lists, queues, jobs, feeds, snapshots...: wait for their turn.
     Read,
     /// The printer list: what keeps every printer's state current. It takes its turn without
-    /// waiting behind reads (the reads after it wait longer), but waits out a 429's pause.
+    /// waiting behind reads (the reads after it wait longer); during a 429's pause it is not
+    /// sent but fails at once, so the poll shows Connect refusing and backs off.
     List,
     /// A command a user sent: never held back by the budget (`commands.max_per_second`
     /// limits them); it still counts, so reads after it wait longer.
@@ -107,13 +111,22 @@ impl Budget {
     /// Whether a request whose turn came at `now` must wait again: Connect answered 429
     /// meanwhile. It waits until [`Budget::take`] says (a new turn).
     pub fn is_paused(&self, lane: Lane, now: Instant) -> bool {
-        lane != Lane::Write && self.paused_until.is_some_and(|t| t > now)
+        lane != Lane::Write && self.paused_for(now).is_some()
+    }
+
+    /// How much of a 429's pause is left at `now`.
+    pub fn paused_for(&self, now: Instant) -> Option<Duration> {
+        self.paused_until
+            .filter(|&t| t > now)
+            .map(|t| t.duration_since(now))
     }
 
     /// Connect answered 429 at `now`: every request but writes waits `retry_after` (or
     /// [`PAUSE_WITHOUT_RETRY_AFTER`]), and the rate halves. Returns the pause.
     pub fn refused(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
-        let pause = retry_after.unwrap_or(PAUSE_WITHOUT_RETRY_AFTER);
+        let pause = retry_after
+            .unwrap_or(PAUSE_WITHOUT_RETRY_AFTER)
+            .min(MAX_PAUSE);
         let until = now + pause;
         self.paused_until = Some(self.paused_until.map_or(until, |t| t.max(until)));
         // Several requests in flight get the 429 together: that is one refusal.
@@ -155,13 +168,22 @@ impl SharedBudget {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for a request's turn in `lane`.
-    pub async fn turn(&self, lane: Lane) {
+    /// Waits for a request's turn in `lane`. The list, during a 429's pause, gets how long
+    /// the pause lasts instead: it is not sent.
+    pub async fn turn(&self, lane: Lane) -> Result<(), Duration> {
         loop {
-            let at = self.lock().take(lane, Instant::now());
+            let at = {
+                let mut budget = self.lock();
+                if lane == Lane::List
+                    && let Some(left) = budget.paused_for(Instant::now())
+                {
+                    return Err(left);
+                }
+                budget.take(lane, Instant::now())
+            };
             tokio::time::sleep_until(at).await;
             if !self.lock().is_paused(lane, Instant::now()) {
-                return;
+                return Ok(());
             }
         }
     }
@@ -247,6 +269,7 @@ mod tests {
         assert!(b.is_paused(Lane::Read, t0 + ms(1999)));
         assert!(b.is_paused(Lane::List, t0));
         assert!(!b.is_paused(Lane::Write, t0));
+        assert_eq!(b.paused_for(t0 + ms(500)), Some(ms(1500)));
         assert_eq!(b.take(Lane::Write, t0), t0);
         assert_eq!(b.take(Lane::List, t0 + ms(10)), resume);
         // After the pause no burst: one request per (doubled) interval.
@@ -270,6 +293,14 @@ mod tests {
         let c = b.take(Lane::Read, later);
         assert_eq!(b.slowdown(), 1);
         assert_eq!(c - a, ms(100) * 11 - ms(100) * 4, "{:?}", c - a);
+    }
+
+    #[test]
+    fn a_429_pauses_five_minutes_at_most() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(5.0, 20, t0);
+        assert_eq!(b.refused(t0, Some(Duration::from_secs(3600))), MAX_PAUSE);
+        assert_eq!(b.paused_for(t0), Some(MAX_PAUSE));
     }
 
     #[test]

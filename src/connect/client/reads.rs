@@ -254,7 +254,8 @@ impl ConnectClient {
         let url = self.url("/version.json", &[])?;
         let bytes = self
             .abortable(async {
-                self.budget.turn(Lane::Read).await;
+                // A read waits out a pause: it is never refused by the budget.
+                let _ = self.budget.turn(Lane::Read).await;
                 let resp = self
                     .http
                     .get(url)

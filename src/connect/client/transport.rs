@@ -245,7 +245,18 @@ impl ConnectClient {
         let mut rejected: Option<SecretString> = None;
         loop {
             let token = self.bearer(rejected.as_ref()).await?;
-            self.budget.turn(lane).await;
+            if let Err(left) = self.budget.turn(lane).await {
+                return Err(ConnectError::Api {
+                    status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+                    code: None,
+                    message: format!(
+                        "Connect asked to wait (429): not asked again for {} s",
+                        left.as_secs_f64().ceil()
+                    ),
+                    retry_after: Some(left),
+                    body: None,
+                });
+            }
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
