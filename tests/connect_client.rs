@@ -126,6 +126,17 @@ async fn errors_are_typed() {
         .set_fault(Some(Fault::TooManyRequests { retry_after_s: 7 }));
     let e = c.printers().await.unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{e}");
+    // The client keeps that pause: the list is refused at once, without a request.
+    sim.sim.set_fault(None);
+    let sent = sim.sim.requests().len();
+    let e = c.printers().await.unwrap_err();
+    assert!(
+        matches!(e, ConnectError::Api { status: 429, .. }) && e.retry_after().is_some(),
+        "{e}"
+    );
+    assert_eq!(sim.sim.requests().len(), sent, "not sent during the pause");
+    // A new client knows nothing of it.
+    let c = client(&sim, TOKEN);
     for fault in [Fault::MalformedJson, Fault::TruncatedJson] {
         sim.sim.set_fault(Some(fault));
         assert!(matches!(
