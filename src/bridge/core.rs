@@ -18,6 +18,7 @@ use crate::bridge::info::{Health, InfoParts, info_payload};
 use crate::bridge::live::{self, Channel};
 use crate::bridge::migration::Migration;
 use crate::bridge::poll::Poll;
+use crate::bridge::printer::FIRST_PUBLICATION_WAIT;
 use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::{Read, ReadDone};
 use crate::bridge::registry::{Registry, StateFile};
@@ -500,6 +501,29 @@ impl Core {
             if let Some((entry, mut cx)) = self.printer(&uuid) {
                 entry.render(&mut cx, wall);
             }
+        }
+    }
+
+    /// When the first publication of a printer waiting for its first reads is due anyway
+    /// ([`FIRST_PUBLICATION_WAIT`] after it was first seen): the shell calls
+    /// [`Core::introduce_overdue`] then.
+    pub fn introduce_due(&self, wall: f64) -> Option<Duration> {
+        let types = self.account.types_reading();
+        self.registry
+            .entries()
+            .filter_map(|e| e.runtime.as_ref())
+            .filter(|l| l.waits_for_first_reads(wall, types))
+            .filter_map(|l| l.first_seen)
+            .map(|t| t + FIRST_PUBLICATION_WAIT - wall)
+            .reduce(f64::min)
+            .map(|left| Duration::from_secs_f64(left.clamp(0.0, FIRST_PUBLICATION_WAIT)))
+    }
+
+    /// Publishes the printers whose first publication waited long enough.
+    pub fn introduce_overdue(&mut self, wall: f64) {
+        self.introduce_waiting(wall);
+        if let Some(auth) = self.health.info_owed.take() {
+            self.publish_info(auth);
         }
     }
 

@@ -148,6 +148,21 @@ pub struct Controls {
     start_print: Option<(Vec<String>, Vec<String>)>,
 }
 
+/// Hashed to remember which discovery was published (a printer keeps the hash, not the
+/// controls): the limits by their bits.
+impl std::hash::Hash for Controls {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.numbers.len().hash(h);
+        for (i, min, max, states) in &self.numbers {
+            (i, min.to_bits(), max.to_bits(), states).hash(h);
+        }
+        self.buttons.hash(h);
+        self.load_filament.hash(h);
+        self.dialog.hash(h);
+        self.start_print.hash(h);
+    }
+}
+
 /// The only option of "File to print" while the printer's files are not known.
 pub const NO_FILES: &str = "(no files)";
 

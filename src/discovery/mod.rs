@@ -27,7 +27,7 @@ use crate::connect::model::CancelableObject;
 use crate::topics::Topics;
 
 /// What discovery needs to know about a printer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct PrinterDevice {
     pub uuid: String,
     /// The printer's topic id (`P`).
@@ -46,7 +46,7 @@ pub struct PrinterDevice {
 }
 
 /// Data only some printers send; their sensors exist only where it is sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Hash)]
 pub struct Features {
     pub chamber: bool,
     pub chamber_led: bool,

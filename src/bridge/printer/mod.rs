@@ -27,7 +27,6 @@ use crate::bridge::printer::jobs::{JobReads, JobRecord};
 use crate::bridge::reads::Read;
 use crate::bridge::schedule::Due;
 use crate::connect::model::{Job, Printer};
-use crate::discovery::PrinterDevice;
 use crate::message::{Kind, Message};
 use crate::topics::Topics;
 pub use cameras::Cameras;
@@ -68,6 +67,9 @@ pub struct Runtime {
     pub job_reads: JobReads,
     /// Published at least once (see `PrinterEntry::render`).
     pub introduced: bool,
+    /// When (wall clock) it was first seen in this run: its first publication waits for its
+    /// first reads at most [`FIRST_PUBLICATION_WAIT`] after that.
+    pub first_seen: Option<f64>,
     /// The published `P/state` without `updated`, `P/job` (their fingerprints, see
     /// `render.rs`) and `P/availability`: only changes go to the session (the outbox would
     /// drop the rest, after the trip).
@@ -84,8 +86,9 @@ pub struct Runtime {
     pub feed_read_at: Option<Instant>,
     pub feed_rewound: bool,
     pub recent_events: RecentEvents,
-    /// The discovery last published.
-    pub device: Option<PrinterDevice>,
+    /// The discovery last published, as a hash of its [`crate::discovery::PrinterDevice`]
+    /// (the controls' state lists alone were kilobytes a printer).
+    pub shown_device: Option<u64>,
     pub cameras: Cameras,
     pub queue: QueueInfo,
     /// `supported-commands`: what the controls and the commands' checks go by.
@@ -101,7 +104,22 @@ pub struct Runtime {
     pub failing: HashMap<&'static str, String>,
 }
 
+/// A printer's first publication waits for the first reads it shows (feed cursor, cameras,
+/// controls, free space...) at most this long; then it goes with what is known, and again as
+/// they come back. A farm's start, whose reads wait for the request budget
+/// (`connect.max_requests_per_second`), still has every `P/state` on the broker at once.
+pub const FIRST_PUBLICATION_WAIT: f64 = 1.0;
+
 impl Runtime {
+    /// Whether its first publication should still wait for the first reads at `wall`.
+    pub fn waits_for_first_reads(&self, wall: f64, types_reading: bool) -> bool {
+        !self.introduced
+            && (self.first_reads_pending() || types_reading)
+            && self
+                .first_seen
+                .is_none_or(|t| wall - t < FIRST_PUBLICATION_WAIT)
+    }
+
     pub fn new(printer: Printer, now: Instant) -> Runtime {
         Runtime {
             printer,
@@ -109,6 +127,7 @@ impl Runtime {
             detail_stale: false,
             job_reads: JobReads::default(),
             introduced: false,
+            first_seen: None,
             shown_state: None,
             shown_job: None,
             shown_online: None,
@@ -119,7 +138,7 @@ impl Runtime {
             feed_read_at: None,
             feed_rewound: false,
             recent_events: RecentEvents::default(),
-            device: None,
+            shown_device: None,
             cameras: Cameras::default(),
             queue: QueueInfo::default(),
             supported: crate::bridge::printer::controls::SupportedInfo::new(now),
@@ -199,7 +218,7 @@ impl Runtime {
         self.shown_state = None;
         self.shown_job = None;
         self.shown_online = None;
-        self.device = None;
+        self.shown_device = None;
         // The thumbnail is fetched again for the new `P/job/preview`.
         self.preview = Default::default();
     }

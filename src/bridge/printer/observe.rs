@@ -28,6 +28,7 @@ impl PrinterEntry {
         let live = self
             .runtime
             .get_or_insert_with(|| Box::new(Runtime::new(printer.clone(), now)));
+        live.first_seen.get_or_insert(wall);
         let previous_dialog = live.printer.dialog_info.clone();
         let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
         self.extras_reads(cx, now);

@@ -17,10 +17,11 @@ impl PrinterEntry {
             return;
         };
         // A printer's first publication waits for the reads in flight that it shows (the feed
-        // cursor, cameras, the running job's objects): Home Assistant gets the whole device
-        // at once, and once a printer is `online` its feed cursor is set. Its model and latest
+        // cursor, cameras, the running job's objects), for a second at most: Home Assistant
+        // gets the whole device at once, and once a printer is `online` its feed cursor is set
+        // (unless the read waits longer, for the request budget). Its model and latest
         // firmware are the printer types'.
-        if !live.introduced && (live.first_reads_pending() || cx.account.types_reading()) {
+        if live.waits_for_first_reads(wall, cx.account.types_reading()) {
             return;
         }
         live.introduced = true;
@@ -81,18 +82,20 @@ impl PrinterEntry {
         };
         let model = cx.account.model_name(&live.printer);
         let device = device(cx.settings, &self.uuid, id, live, model);
-        if live.device.as_ref() == Some(&device) {
+        let print = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            device.hash(&mut h);
+            h.finish()
+        };
+        if live.shown_device == Some(print) {
             return;
         }
         let messages = discovery.printer(&device);
         self.finish_migration(cx.fx);
-        // Entities that went (a camera removed): their configs go too. After a restart the
-        // state file knows which cameras the last discovery had.
-        let old_cameras = match self.runtime.as_ref().and_then(|l| l.device.as_ref()) {
-            Some(old) => old.cameras.clone(),
-            None => self.record.cameras.clone(),
-        };
-        for topic in discovery.printer_topics(&self.uuid, &old_cameras) {
+        // Entities that went (a camera removed): their configs go too. The record keeps the
+        // cameras the last discovery had (across restarts too, in the state file).
+        for topic in discovery.printer_topics(&self.uuid, &self.record.cameras) {
             if !messages.iter().any(|(t, _)| *t == topic) {
                 cx.fx.publish(Message::Clear { topic });
             }
@@ -101,9 +104,9 @@ impl PrinterEntry {
             cx.fx
                 .publish(Message::retain(Kind::Discovery, topic, payload.to_string()));
         }
-        self.record.cameras = device.cameras.clone();
+        self.record.cameras = device.cameras;
         if let Some(live) = self.runtime.as_mut() {
-            live.device = Some(device);
+            live.shown_device = Some(print);
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct Shell {
     board: Option<watch::Sender<crate::web::Board>>,
     /// Polls at once when notified (the web page after a login or log-out).
     poll_now: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// When printers waiting for their first reads are published anyway.
+    introduce_at: Option<Instant>,
 }
 
 /// Runtime events handled in one go before the loop looks at anything else.
@@ -111,6 +113,7 @@ impl Shell {
             live,
             board: None,
             poll_now: None,
+            introduce_at: None,
         }
     }
 
@@ -118,6 +121,15 @@ impl Shell {
     pub fn with_board(mut self, board: watch::Sender<crate::web::Board>) -> Shell {
         self.board = Some(board);
         self
+    }
+
+    /// Places the publication of the printers whose first reads are late (they wait for the
+    /// request budget); printers are first seen only in a poll, so after each one.
+    fn arm_introduce(&mut self) {
+        self.introduce_at = self
+            .core
+            .introduce_due(now_unix())
+            .map(|wait| Instant::now() + wait);
     }
 
     /// Polls Connect at once (not at the next poll) whenever `poll_now` is notified.
@@ -150,6 +162,7 @@ impl Shell {
         let mut held: Option<VecDeque<Incoming>> = Some(VecDeque::new());
         let poll_now = self.poll_now.clone();
         loop {
+            let introduce_at = self.introduce_at;
             // A printer whose commands wait for `commands.max_per_second`.
             let wake = self.commands.next_wake();
             // Printers whose pushed values are to be looked at.
@@ -175,6 +188,11 @@ impl Shell {
                 _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     self.commands.wake_due(Instant::now());
                     self.start_commands();
+                }
+                _ = sleep_until(introduce_at.unwrap_or_else(Instant::now)), if introduce_at.is_some() => {
+                    self.core.introduce_overdue(now_unix());
+                    self.flush();
+                    self.arm_introduce();
                 }
                 Some(event) = next_live(&mut self.live) => self.on_live(event),
                 _ = sleep_until(live_due.unwrap_or_else(Instant::now)), if live_due.is_some() => {
@@ -228,6 +246,7 @@ impl Shell {
         let wait = self
             .on_listed(requested, listed, incoming, held.is_none())
             .await;
+        self.arm_introduce();
         if let Some(held) = held.take() {
             for msg in held {
                 self.on_incoming(msg);

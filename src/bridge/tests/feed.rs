@@ -293,6 +293,30 @@ fn a_printers_free_storage_is_read_at_first_sight_and_when_its_files_change() {
     );
 }
 
+/// ...for a second at most: a farm's first reads that wait for the request budget do not
+/// hold its printers' state back; what they bring is published when they come back.
+#[test]
+fn a_printers_first_publication_waits_a_second_at_most_for_its_first_reads() {
+    let mut b = Bridge::new("");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(first.payload("pc/mk4/state").is_none());
+    assert_eq!(b.core.introduce_due(b.wall), Some(Duration::from_secs(1)));
+    b.core.introduce_overdue(b.wall + 0.5);
+    assert!(b.take().payload("pc/mk4/state").is_none(), "not yet");
+    b.advance(1);
+    b.core.introduce_overdue(b.wall);
+    let out = b.take();
+    assert_eq!(out.payload("pc/mk4/state").unwrap()["storage_free"], Value::Null);
+    assert_eq!(out.payload("pc/mk4/availability"), Some(json!("online")));
+    assert_eq!(b.core.introduce_due(b.wall), None);
+    // The reads come back: what they bring is published.
+    let storages = Read::Storages { uuid: A.into() };
+    let body = json!({"storages": [{"name": "usb", "free_space": 5, "total_space": 8}]});
+    let list = crate::connect::model::storages(&body);
+    let out = b.answer(storages, ReadResult::Storages(Ok(list)));
+    assert_eq!(out.payload("pc/mk4/state").unwrap()["storage_free"], 5);
+}
+
 /// A printer once known stays known while a later read of it runs: `bridge/info` is not
 /// republished because a queue read is in flight.
 #[test]
