@@ -6,8 +6,9 @@
 //!
 //! `cargo bench --bench farm`: 500 and 2,000 printers, 10 minutes each.
 //! `BENCH_FARM_SIZES=2000` picks the sizes, `BENCH_FARM_MINUTES=25` the length of each run,
-//! `BENCH_LIVE=on` turns the live channel on, `GW_BIN=path` measures another build. Prints a
-//! markdown table. It stops by itself.
+//! `BENCH_LIVE=on` turns the live channel on, `BENCH_BUDGET=0` sets
+//! `connect.max_requests_per_second` (0: no limit), `GW_BIN=path` measures another build.
+//! Prints a markdown table. It stops by itself.
 
 #[path = "../tests/common/broker.rs"]
 mod broker;
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "t";
 const BASE: &str = "prusa_connect";
+const RETAINED_COUNT: &str = "$SYS/broker/retained messages/count";
+const HEAP: &str = "$SYS/broker/heap/current";
 const SAMPLE: Duration = Duration::from_secs(10);
 /// CPU, messages and requests are measured over the last this long of a run.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -42,8 +45,9 @@ struct Row {
     cpu_percent: f64,
     messages_per_s: f64,
     requests_per_s: f64,
-    retained_topics: usize,
-    retained_bytes: usize,
+    /// mosquitto's count of retained messages, and its heap, at the end.
+    retained_topics: String,
+    broker_heap: String,
 }
 
 fn main() {
@@ -79,7 +83,8 @@ fn main() {
 }
 
 async fn farm(n: usize, minutes: u64, live: bool) -> Row {
-    let broker = TestBroker::start();
+    let broker = TestBroker::start_mosquitto_with("sys_interval 5\nmax_queued_messages 0")
+        .expect("the farm bench needs mosquitto (what the broker holds is read from its $SYS)");
     let sim_epoch = Instant::now();
     let sim = Simulator::new(SimOptions {
         token: Some(TOKEN.into()),
@@ -96,6 +101,7 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
     ));
     let states = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
     let all = Subscriber::connect(&broker, &["#"]).await;
+    let sys = Subscriber::connect(&broker, &[RETAINED_COUNT, HEAP]).await;
     let live_keys = if live {
         let ws = url.replacen("http://", "ws://", 1);
         format!("auth_url = \"{url}\"\nlive = true\nlive_url = \"{ws}/mqtt\"\n")
@@ -103,9 +109,12 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
         String::new()
     };
     let mqtt = broker.url();
+    let budget = std::env::var("BENCH_BUDGET")
+        .map(|b| format!("max_requests_per_second = {b}\n"))
+        .unwrap_or_default();
     let gateway = Gateway::start("pcm-farm-bench-", |state| {
         format!(
-            "[connect]\nurl = \"{url}\"\naccess_token = \"{TOKEN}\"\n{live_keys}[mqtt]\nurl = \"{mqtt}\"\nclient_id = \"bench-farm-{n}\"\n[state]\ndir = {state:?}\n"
+            "[connect]\nurl = \"{url}\"\naccess_token = \"{TOKEN}\"\n{budget}{live_keys}[mqtt]\nurl = \"{mqtt}\"\nclient_id = \"bench-farm-{n}\"\n[state]\ndir = {state:?}\n"
         )
     });
     let started = Instant::now();
@@ -161,30 +170,12 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
         .unwrap_or_default();
     drop(all);
     drop(states);
-    (row.retained_topics, row.retained_bytes) = retained(&broker).await;
+    let last = |topic: &str| sys.on(topic).pop().map(|m| m.text().trim().to_string());
+    row.retained_topics = last(RETAINED_COUNT).unwrap_or_default();
+    row.broker_heap = last(HEAP).unwrap_or_default();
     gateway.stop().await;
     stop.cancel();
     row
-}
-
-/// What the broker holds retained: a new subscriber to `#` gets it all at once; counted once
-/// nothing more came for 2 s (at most 60 s).
-async fn retained(broker: &TestBroker) -> (usize, usize) {
-    let sub = Subscriber::connect(broker, &["#"]).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = (0, Instant::now());
-    while Instant::now() < deadline && last.1.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let count = sub.mark();
-        if count != last.0 {
-            last = (count, Instant::now());
-        }
-    }
-    let retained: Vec<_> = sub.messages().into_iter().filter(|m| m.retain).collect();
-    (
-        retained.len(),
-        retained.iter().map(|m| m.payload.len()).sum(),
-    )
 }
 
 fn mb(kb: u64) -> f64 {
@@ -193,14 +184,14 @@ fn mb(kb: u64) -> f64 {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| printers | live | start -> every P/state | known at the end | RSS 30 s / 5 min / end (peak) | CPU last 60 s | messages/s | Connect requests/s | retained topics (bytes) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| printers | live | start -> every P/state | known at the end | RSS 30 s / 5 min / end (peak) | CPU last 60 s | messages/s | Connect requests/s | broker: retained messages, heap |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let five = r
             .rss_5min
             .map_or_else(|| "-".to_string(), |m| format!("{m:.1}"));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} / {five} / {:.1} MB ({:.1}), {} min | {:.2} % of a core | {:.0} | {:.2} | {} ({:.1} MB) |\n",
+            "| {} | {} | {} | {} | {:.1} / {five} / {:.1} MB ({:.1}), {} min | {:.2} % of a core | {:.0} | {:.2} | {}, {} B |\n",
             r.n,
             if r.live { "on" } else { "off" },
             r.all_states
@@ -214,7 +205,7 @@ fn table(rows: &[Row]) -> String {
             r.messages_per_s,
             r.requests_per_s,
             r.retained_topics,
-            r.retained_bytes as f64 / 1e6,
+            r.broker_heap,
         ));
     }
     out

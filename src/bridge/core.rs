@@ -511,10 +511,9 @@ impl Core {
         let types = self.account.types_reading();
         self.registry
             .entries()
-            .filter_map(|e| e.runtime.as_ref())
-            .filter(|l| l.waits_for_first_reads(wall, types))
-            .filter_map(|l| l.first_seen)
-            .map(|t| t + FIRST_PUBLICATION_WAIT - wall)
+            .filter_map(|e| e.runtime.as_ref()?.introduction_deadline(types))
+            .filter(|t| t.is_finite())
+            .map(|t| t - wall)
             .reduce(f64::min)
             .map(|left| Duration::from_secs_f64(left.clamp(0.0, FIRST_PUBLICATION_WAIT)))
     }
@@ -522,6 +521,7 @@ impl Core {
     /// Publishes the printers whose first publication waited long enough.
     pub fn introduce_overdue(&mut self, wall: f64) {
         self.introduce_waiting(wall);
+
         if let Some(auth) = self.health.info_owed.take() {
             self.publish_info(auth);
         }

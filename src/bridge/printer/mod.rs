@@ -113,11 +113,18 @@ pub const FIRST_PUBLICATION_WAIT: f64 = 1.0;
 impl Runtime {
     /// Whether its first publication should still wait for the first reads at `wall`.
     pub fn waits_for_first_reads(&self, wall: f64, types_reading: bool) -> bool {
-        !self.introduced
-            && (self.first_reads_pending() || types_reading)
-            && self
-                .first_seen
-                .is_none_or(|t| wall - t < FIRST_PUBLICATION_WAIT)
+        self.introduction_deadline(types_reading)
+            .is_some_and(|t| wall < t)
+    }
+
+    /// When (wall clock) its first publication, waiting for its first reads, goes anyway;
+    /// `None` when it is not waiting (published, or nothing to wait for).
+    pub fn introduction_deadline(&self, types_reading: bool) -> Option<f64> {
+        let waiting = !self.introduced && (self.first_reads_pending() || types_reading);
+        waiting.then(|| {
+            self.first_seen
+                .map_or(f64::INFINITY, |t| t + FIRST_PUBLICATION_WAIT)
+        })
     }
 
     pub fn new(printer: Printer, now: Instant) -> Runtime {

@@ -306,9 +306,21 @@ fn a_printers_first_publication_waits_a_second_at_most_for_its_first_reads() {
     b.advance(1);
     b.core.introduce_overdue(b.wall);
     let out = b.take();
-    assert_eq!(out.payload("pc/mk4/state").unwrap()["storage_free"], Value::Null);
+    assert_eq!(
+        out.payload("pc/mk4/state").unwrap()["storage_free"],
+        Value::Null
+    );
     assert_eq!(out.payload("pc/mk4/availability"), Some(json!("online")));
     assert_eq!(b.core.introduce_due(b.wall), None);
+    // A second printer seen half a second later: due at its own second, and still due once
+    // that passed without it being published (the shell looks again after each wake-up).
+    b.wall += 0.5;
+    let both = [printer(A, "MK4", "IDLE"), printer(B, "XL", "IDLE")];
+    assert!(b.poll(&both).payload("pc/xl/state").is_none());
+    assert_eq!(b.core.introduce_due(b.wall), Some(Duration::from_secs(1)));
+    assert_eq!(b.core.introduce_due(b.wall + 1.2), Some(Duration::ZERO));
+    b.core.introduce_overdue(b.wall + 1.2);
+    assert!(b.take().payload("pc/xl/state").is_some());
     // The reads come back: what they bring is published.
     let storages = Read::Storages { uuid: A.into() };
     let body = json!({"storages": [{"name": "usb", "free_space": 5, "total_space": 8}]});
