@@ -83,7 +83,7 @@ fn main() {
 }
 
 async fn farm(n: usize, minutes: u64, live: bool) -> Row {
-    let broker = TestBroker::start_mosquitto_with("sys_interval 5\nmax_queued_messages 0")
+    let broker = TestBroker::start_mosquitto_with("sys_interval 5")
         .expect("the farm bench needs mosquitto (what the broker holds is read from its $SYS)");
     let sim_epoch = Instant::now();
     let sim = Simulator::new(SimOptions {

@@ -518,13 +518,37 @@ impl Core {
             .map(|left| Duration::from_secs_f64(left.clamp(0.0, FIRST_PUBLICATION_WAIT)))
     }
 
-    /// Publishes the printers whose first publication waited long enough.
-    pub fn introduce_overdue(&mut self, wall: f64) {
-        self.introduce_waiting(wall);
+    /// The printers not published yet whose first reads are still out: the shell hands each
+    /// to [`Core::introduce`] in turn, with the messages sent between two.
+    pub fn waiting_printers(&self) -> Vec<String> {
+        self.registry
+            .entries()
+            .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))
+            .map(|e| e.uuid.clone())
+            .collect()
+    }
 
+    /// Publishes printer `uuid` if its first publication waited long enough at `wall`.
+    pub fn introduce(&mut self, uuid: &str, wall: f64) {
+        if let Some((entry, mut cx)) = self.printer(uuid) {
+            entry.render(&mut cx, wall);
+        }
+    }
+
+    /// After [`Core::introduce`]: `bridge/info`, if it waited for them.
+    pub fn introduced(&mut self) {
         if let Some(auth) = self.health.info_owed.take() {
             self.publish_info(auth);
         }
+    }
+
+    /// Publishes the printers whose first publication waited long enough, all at once (the
+    /// shell goes printer by printer).
+    pub fn introduce_overdue(&mut self, wall: f64) {
+        for uuid in self.waiting_printers() {
+            self.introduce(&uuid, wall);
+        }
+        self.introduced();
     }
 
     /// Publishes the printers whose first publication waited for an account read.
