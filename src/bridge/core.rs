@@ -5,7 +5,7 @@
 //! argument (`now` for schedules, `wall` Unix seconds for payloads), and so is the backoff's
 //! jitter, so every decision can be tested in-process.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,10 +18,9 @@ use crate::bridge::info::{Health, InfoParts, info_payload};
 use crate::bridge::live::{self, Channel};
 use crate::bridge::migration::Migration;
 use crate::bridge::poll::Poll;
-use crate::bridge::printer::FIRST_PUBLICATION_WAIT;
 use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::{Read, ReadDone};
-use crate::bridge::registry::{Registry, StateFile};
+use crate::bridge::registry::{self, Registry, StateFile};
 use crate::bridge::schedule::NOTIFICATIONS_EVERY_POLLS;
 use crate::bridge::settings::{Settings, is_bridged};
 use crate::bridge::shards;
@@ -30,7 +29,6 @@ use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
 use crate::connect::live::LiveEvent;
 use crate::connect::model::Printer;
 use crate::message::{Incoming, Kind, Message};
-use crate::shard::Shard;
 
 /// A printer missing from this many successful list polls in a row is gone: its discovery
 /// and retained topics are removed. More than one, so a glitch in Connect's list does not
@@ -232,7 +230,7 @@ impl Core {
             None => (printers, None),
             Some(shard) => {
                 let split = shards::split(shard, printers, &self.settings.printer_ids);
-                self.hand_over(&split.other_uuids, shard);
+                shards::hand_over(&mut self.registry, &split.other_uuids, shard);
                 self.poll.other_shards = split.others;
                 (split.mine, Some(split.ids))
             }
@@ -244,58 +242,13 @@ impl Core {
         printers
     }
 
-    /// Printers another shard bridges (this one did before `connect.shard` changed) are
-    /// forgotten without clearing anything: their topics and discovery are that shard's now.
-    fn hand_over(&mut self, others: &HashSet<String>, shard: Shard) {
-        let leaving: Vec<String> = self
-            .registry
-            .entries()
-            .filter(|e| others.contains(&e.uuid))
-            .map(|e| e.uuid.clone())
-            .collect();
-        for uuid in leaving {
-            tracing::info!(
-                "printer {uuid} is bridged by shard {}/{} now: leaving it to that shard",
-                crate::shard::owner(&uuid, shard.n),
-                shard.n
-            );
-            self.registry.remove(&uuid);
-        }
-    }
-
     /// Gives the listed printers their topic ids (`ids`: the ones a shard's printers have
     /// across the account; otherwise worked out here); a printer whose id changed has its old
     /// topics cleared and everything published again on the new ones.
     fn assign_ids(&mut self, printers: &[Printer], ids: Option<BTreeMap<String, String>>) {
-        let clashes = self.registry.clashes().to_vec();
         let overrides = ids.as_ref().unwrap_or(&self.settings.printer_ids);
-        let renamed = self
-            .registry
-            .assign_ids(&printers.iter().collect::<Vec<_>>(), overrides);
-        if self.registry.clashes() != clashes {
-            for clash in self.registry.clashes() {
-                tracing::warn!("{clash}");
-            }
-        }
-        for r in renamed {
-            tracing::info!(
-                "printer {} now publishes as {} (was {})",
-                r.uuid,
-                r.new,
-                r.old
-            );
-            // The old topics would be stale retained values, unless another printer took
-            // them over.
-            let free = self.registry.topics_free_for(&r.old, &r.uuid);
-            if let Some(entry) = self.registry.get_mut(&r.uuid) {
-                let cleared = entry.cleared_topics(&self.settings.topics, &r.old, free);
-                self.fx.publish_all(cleared);
-                if let Some(live) = entry.runtime.as_mut() {
-                    // Everything is published again on the new topics.
-                    live.forget_shown();
-                }
-            }
-        }
+        let (topics, fx) = (&self.settings.topics, &mut self.fx);
+        registry::assign_ids(&mut self.registry, printers, overrides, topics, fx);
     }
 
     /// A printer the list sends unreadable shows no live values: it is `offline` (the reason
@@ -369,45 +322,8 @@ impl Core {
 
     /// Printers gone from the (filtered) list for long enough lose their topics and discovery.
     fn forget_missing(&mut self, now: Instant) {
-        // Polls come 300 ms apart after a command: a count alone would remove a printer
-        // missing from the list for a second (and Home Assistant would delete its device).
-        let long_enough = self.settings.poll_interval * REMOVE_AFTER_MISSING_INTERVALS;
-        let mut gone = Vec::new();
-        for entry in self.registry.entries_mut() {
-            // Unreadable this time is not gone: keep its entities (named in bridge/info).
-            let seen = self.poll.is_listed(&entry.uuid) || self.poll.is_rejected(&entry.uuid);
-            if entry.count_missing(seen, now) >= REMOVE_AFTER_MISSING_POLLS
-                && entry
-                    .missing_since
-                    .is_some_and(|since| now.duration_since(since) >= long_enough)
-            {
-                gone.push(entry.uuid.clone());
-            }
-        }
-        for uuid in gone {
-            let Some(mut entry) = self.registry.remove(&uuid) else {
-                continue;
-            };
-            match &entry.runtime {
-                Some(_) => tracing::info!(
-                    "printer {} is gone from Connect: removing it",
-                    entry.display_name()
-                ),
-                None => tracing::info!("printer {uuid} is no longer bridged: removing it"),
-            }
-            // Discovery first, then the states: Home Assistant must not be left with
-            // entities whose state topic was emptied.
-            entry.finish_migration(&mut self.fx);
-            if let Some(discovery) = &self.settings.discovery {
-                for topic in discovery.printer_topics(&entry.uuid, &entry.record.cameras) {
-                    self.fx.publish(Message::Clear { topic });
-                }
-            }
-            if let Some(id) = entry.id().map(str::to_string) {
-                let free = self.registry.topics_free_for(&id, &uuid);
-                let cleared = entry.cleared_topics(&self.settings.topics, &id, free);
-                self.fx.publish_all(cleared);
-            }
+        let (registry, settings, fx) = (&mut self.registry, &self.settings, &mut self.fx);
+        for uuid in fleet::remove_missing(registry, settings, &self.poll, fx, now) {
             self.account.unavailable.forget_printer(&uuid);
             self.channel.forget(&uuid);
         }
@@ -476,7 +392,7 @@ impl Core {
                 self.account
                     .on_read(done.result, topics, printer_id, &mut self.fx, now, wall);
                 if types {
-                    self.introduce_waiting(wall);
+                    self.introduce_overdue(wall);
                 }
             }
         }
@@ -489,43 +405,20 @@ impl Core {
     /// firmware the list that came back, at once rather than at the next poll.
     fn share_supported(&mut self, now: Instant, wall: f64) {
         let pool = &self.account.supported_pool;
-        let mut served = Vec::new();
-        for entry in self.registry.entries_mut() {
-            if let Some(live) = entry.runtime.as_mut()
-                && live.take_shared_supported(pool, now)
-            {
-                served.push(entry.uuid.clone());
-            }
-        }
-        for uuid in served {
-            if let Some((entry, mut cx)) = self.printer(&uuid) {
-                entry.render(&mut cx, wall);
-            }
+        for uuid in fleet::take_shared_supported(&mut self.registry, pool, now) {
+            self.introduce(&uuid, wall);
         }
     }
 
-    /// When the first publication of a printer waiting for its first reads is due anyway
-    /// ([`FIRST_PUBLICATION_WAIT`] after it was first seen): the shell calls
-    /// [`Core::introduce_overdue`] then.
+    /// When the first publication of a printer waiting for its first reads is due anyway:
+    /// the shell hands each of [`Core::waiting_printers`] to [`Core::introduce`] then.
     pub fn introduce_due(&self, wall: f64) -> Option<Duration> {
-        let types = self.account.types_reading();
-        self.registry
-            .entries()
-            .filter_map(|e| e.runtime.as_ref()?.introduction_deadline(types))
-            .filter(|t| t.is_finite())
-            .map(|t| t - wall)
-            .reduce(f64::min)
-            .map(|left| Duration::from_secs_f64(left.clamp(0.0, FIRST_PUBLICATION_WAIT)))
+        fleet::introduce_due(&self.registry, &self.account, wall)
     }
 
-    /// The printers not published yet whose first reads are still out: the shell hands each
-    /// to [`Core::introduce`] in turn, with the messages sent between two.
+    /// The printers not published yet.
     pub fn waiting_printers(&self) -> Vec<String> {
-        self.registry
-            .entries()
-            .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))
-            .map(|e| e.uuid.clone())
-            .collect()
+        self.registry.unpublished()
     }
 
     /// Publishes printer `uuid` if its first publication waited long enough at `wall`.
@@ -542,8 +435,8 @@ impl Core {
         }
     }
 
-    /// Publishes the printers whose first publication waited long enough, all at once (the
-    /// shell goes printer by printer).
+    /// Publishes every printer whose first publication waited (for an account read, or long
+    /// enough), all at once (the shell goes printer by printer).
     pub fn introduce_overdue(&mut self, wall: f64) {
         for uuid in self.waiting_printers() {
             self.introduce(&uuid, wall);
@@ -551,36 +444,16 @@ impl Core {
         self.introduced();
     }
 
-    /// Publishes the printers whose first publication waited for an account read.
-    fn introduce_waiting(&mut self, wall: f64) {
-        let waiting: Vec<String> = self
-            .registry
-            .entries()
-            .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))
-            .map(|e| e.uuid.clone())
-            .collect();
-        for uuid in waiting {
-            if let Some((entry, mut cx)) = self.printer(&uuid) {
-                entry.render(&mut cx, wall);
-            }
-        }
-    }
-
     /// Whether this instance answers messages for printer `printer_id`: always, unless it is
     /// a shard (`connect.shard`) and another shard bridges that printer. A printer no shard
     /// knows is answered (`UNKNOWN_PRINTER`) by shard 1 alone.
     pub fn answers_for(&self, printer_id: &str) -> bool {
-        let Some(shard) = self.settings.shard else {
-            return true;
-        };
-        if self
-            .registry
-            .by_id(printer_id)
-            .is_some_and(|e| e.runtime.is_some())
-        {
-            return true;
-        }
-        shard.k == 1 && !self.poll.other_shards.contains(printer_id)
+        shards::answers_for(
+            self.settings.shard,
+            &self.registry,
+            &self.poll.other_shards,
+            printer_id,
+        )
     }
 
     /// Which printer's command or job-reason topic `topic` is.

@@ -6,13 +6,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bridge::Settings;
-use crate::bridge::account::Account;
 use crate::bridge::account::catch_up::feed_quota;
+use crate::bridge::account::{Account, SupportedPool};
+use crate::bridge::core::{REMOVE_AFTER_MISSING_INTERVALS, REMOVE_AFTER_MISSING_POLLS};
 use crate::bridge::effects::Effects;
 use crate::bridge::poll::Poll;
+use crate::bridge::printer::FIRST_PUBLICATION_WAIT;
 use crate::bridge::reads::Read;
 use crate::bridge::registry::Registry;
 use crate::bridge::schedule::SNAPSHOT_FETCHES;
+use crate::message::Message;
 
 /// The feeds whose scheduled read is due (by the next half poll), most overdue first, at
 /// most [`feed_quota`] of them. A printer whose first read is done gets its first scheduled
@@ -131,4 +134,87 @@ pub fn snapshot_reads(
             });
         }
     }
+}
+
+/// When the first publication of a printer waiting for its first reads is due anyway
+/// ([`FIRST_PUBLICATION_WAIT`] after it was first seen), if one waits.
+pub fn introduce_due(registry: &Registry, account: &Account, wall: f64) -> Option<Duration> {
+    let types = account.types_reading();
+    registry
+        .entries()
+        .filter_map(|e| e.runtime.as_ref()?.introduction_deadline(types))
+        .filter(|t| t.is_finite())
+        .map(|t| t - wall)
+        .reduce(f64::min)
+        .map(|left| Duration::from_secs_f64(left.clamp(0.0, FIRST_PUBLICATION_WAIT)))
+}
+
+/// Gives the printers waiting for a `supported-commands` read of their printer type and
+/// firmware the list that came back (at once rather than at the next poll); returns them.
+pub fn take_shared_supported(
+    registry: &mut Registry,
+    pool: &SupportedPool,
+    now: Instant,
+) -> Vec<String> {
+    let mut served = Vec::new();
+    for entry in registry.entries_mut() {
+        if let Some(live) = entry.runtime.as_mut()
+            && live.take_shared_supported(pool, now)
+        {
+            served.push(entry.uuid.clone());
+        }
+    }
+    served
+}
+
+/// Removes the printers gone from the (filtered) list for long enough: their discovery and
+/// topics are cleared. Returns their uuids.
+pub fn remove_missing(
+    registry: &mut Registry,
+    settings: &Settings,
+    poll: &Poll,
+    fx: &mut Effects,
+    now: Instant,
+) -> Vec<String> {
+    // Polls come 300 ms apart after a command: a count alone would remove a printer
+    // missing from the list for a second (and Home Assistant would delete its device).
+    let long_enough = settings.poll_interval * REMOVE_AFTER_MISSING_INTERVALS;
+    let mut gone = Vec::new();
+    for entry in registry.entries_mut() {
+        // Unreadable this time is not gone: keep its entities (named in bridge/info).
+        let seen = poll.is_listed(&entry.uuid) || poll.is_rejected(&entry.uuid);
+        if entry.count_missing(seen, now) >= REMOVE_AFTER_MISSING_POLLS
+            && entry
+                .missing_since
+                .is_some_and(|since| now.duration_since(since) >= long_enough)
+        {
+            gone.push(entry.uuid.clone());
+        }
+    }
+    gone.retain(|uuid| {
+        let Some(mut entry) = registry.remove(uuid) else {
+            return false;
+        };
+        match &entry.runtime {
+            Some(_) => tracing::info!(
+                "printer {} is gone from Connect: removing it",
+                entry.display_name()
+            ),
+            None => tracing::info!("printer {uuid} is no longer bridged: removing it"),
+        }
+        // Discovery first, then the states: Home Assistant must not be left with entities
+        // whose state topic was emptied.
+        entry.finish_migration(fx);
+        if let Some(discovery) = &settings.discovery {
+            for topic in discovery.printer_topics(&entry.uuid, &entry.record.cameras) {
+                fx.publish(Message::Clear { topic });
+            }
+        }
+        if let Some(id) = entry.id().map(str::to_string) {
+            let free = registry.topics_free_for(&id, uuid);
+            fx.publish_all(entry.cleared_topics(&settings.topics, &id, free));
+        }
+        true
+    });
+    gone
 }

@@ -153,6 +153,14 @@ impl Registry {
         self.entries.values()
     }
 
+    /// The printers seen in this run and not published yet.
+    pub fn unpublished(&self) -> Vec<String> {
+        self.entries()
+            .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))
+            .map(|e| e.uuid.clone())
+            .collect()
+    }
+
     pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut PrinterEntry> {
         self.entries.values_mut()
     }
@@ -266,6 +274,7 @@ impl Registry {
             .uuid
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
             .collect();
         let short = &short[short.len().saturating_sub(6)..];
         let base = if base.is_empty() {
@@ -323,6 +332,40 @@ impl Registry {
     }
 }
 
+/// Gives `printers` their topic ids (`overrides`: uuid or name -> id); a printer whose id
+/// changed has its old topics cleared (unless another printer took them over) and everything
+/// published again on the new ones.
+pub fn assign_ids(
+    registry: &mut Registry,
+    printers: &[Printer],
+    overrides: &BTreeMap<String, String>,
+    topics: &crate::topics::Topics,
+    fx: &mut crate::bridge::effects::Effects,
+) {
+    let clashes = registry.clashes().to_vec();
+    let renamed = registry.assign_ids(&printers.iter().collect::<Vec<_>>(), overrides);
+    if registry.clashes() != clashes {
+        for clash in registry.clashes() {
+            tracing::warn!("{clash}");
+        }
+    }
+    for r in renamed {
+        tracing::info!(
+            "printer {} now publishes as {} (was {})",
+            r.uuid,
+            r.new,
+            r.old
+        );
+        let free = registry.topics_free_for(&r.old, &r.uuid);
+        if let Some(entry) = registry.get_mut(&r.uuid) {
+            fx.publish_all(entry.cleared_topics(topics, &r.old, free));
+            if let Some(live) = entry.runtime.as_mut() {
+                live.forget_shown();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +376,22 @@ mod tests {
             name: Some(name.into()),
             ..Default::default()
         }
+    }
+
+    /// A printer without a name is `printer_` and the end of its uuid, in lower case: topic
+    /// ids are lower case whatever the uuid (the parser fuzz found an upper-case one).
+    #[test]
+    fn a_nameless_printer_with_an_upper_case_uuid_gets_a_lower_case_id() {
+        let mut r = Registry::default();
+        let p = Printer {
+            uuid: "0000-ABCDEF".into(),
+            ..Default::default()
+        };
+        r.assign_ids(&[&p], &BTreeMap::new());
+        assert_eq!(
+            r.get(&p.uuid).and_then(PrinterEntry::id),
+            Some("printer_abcdef")
+        );
     }
 
     #[test]

@@ -44,3 +44,42 @@ pub fn split(shard: Shard, printers: Vec<Printer>, overrides: &BTreeMap<String, 
     }
     split
 }
+
+/// Printers another shard bridges (this one did before `connect.shard` changed) are
+/// forgotten without clearing anything: their topics and discovery are that shard's now.
+pub fn hand_over(registry: &mut Registry, others: &HashSet<String>, shard: Shard) {
+    let leaving: Vec<String> = registry
+        .entries()
+        .filter(|e| others.contains(&e.uuid))
+        .map(|e| e.uuid.clone())
+        .collect();
+    for uuid in leaving {
+        tracing::info!(
+            "printer {uuid} is bridged by shard {}/{} now: leaving it to that shard",
+            crate::shard::owner(&uuid, shard.n),
+            shard.n
+        );
+        registry.remove(&uuid);
+    }
+}
+
+/// Whether an instance answers messages for printer `printer_id`: always, unless it is a
+/// shard and another shard bridges that printer (`others`: their ids). A printer no shard
+/// knows is answered (`UNKNOWN_PRINTER`) by shard 1 alone.
+pub fn answers_for(
+    shard: Option<Shard>,
+    registry: &Registry,
+    others: &HashSet<String>,
+    printer_id: &str,
+) -> bool {
+    let Some(shard) = shard else {
+        return true;
+    };
+    if registry
+        .by_id(printer_id)
+        .is_some_and(|e| e.runtime.is_some())
+    {
+        return true;
+    }
+    shard.k == 1 && !others.contains(printer_id)
+}
