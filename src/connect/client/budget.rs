@@ -98,12 +98,13 @@ impl Budget {
                 self.due = start + interval;
                 (start.checked_sub(tolerance).unwrap_or(now)).max(now)
             }
-            Lane::List | Lane::Write => {
+            Lane::List => {
                 self.due = start + interval;
-                match lane {
-                    Lane::List => paused.unwrap_or(now),
-                    _ => now,
-                }
+                paused.unwrap_or(now)
+            }
+            Lane::Write => {
+                self.due = start + interval;
+                now
             }
         }
     }

@@ -244,7 +244,7 @@ impl ConnectClient {
         let url = self.url(path, query)?;
         let mut rejected: Option<SecretString> = None;
         loop {
-            let token = self.bearer(rejected.as_ref()).await?;
+            // The turn first: a read that waited for it still gets a fresh token.
             if let Err(left) = self.budget.turn(lane).await {
                 return Err(ConnectError::Api {
                     status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
@@ -257,6 +257,7 @@ impl ConnectClient {
                     body: None,
                 });
             }
+            let token = self.bearer(rejected.as_ref()).await?;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
