@@ -102,6 +102,9 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
     let states = Subscriber::connect(&broker, &[&format!("{BASE}/+/state")]).await;
     let all = Subscriber::connect(&broker, &["#"]).await;
     let sys = Subscriber::connect(&broker, &[RETAINED_COUNT, HEAP]).await;
+    // `bridge/info` on a subscriber of its own: behind `#` it can be lost in mosquitto's
+    // queue during the start-up flood.
+    let info = Subscriber::connect(&broker, &[&format!("{BASE}/bridge/info")]).await;
     let live_keys = if live {
         let ws = url.replacen("http://", "ws://", 1);
         format!("auth_url = \"{url}\"\nlive = true\nlive_url = \"{ws}/mqtt\"\n")
@@ -145,6 +148,17 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
         if row.rss_5min.is_none() && at >= Duration::from_secs(300) {
             row.rss_5min = Some(mb(gateway.rss_kb()));
         }
+        if row.all_states.is_some() && at.as_secs() % 60 < SAMPLE.as_secs() {
+            let infos = info.messages();
+            let known = infos.last().map(|m| m.json()["known"].clone());
+            eprintln!(
+                "  {:>4} s: RSS {:.1} MB, known {} ({} bridge/info)",
+                at.as_secs(),
+                mb(gateway.rss_kb()),
+                known.unwrap_or_default(),
+                infos.len()
+            );
+        }
         if window_start.is_none() && at + WINDOW >= run {
             window_start = Some((Instant::now(), gateway.cpu_seconds(), all.mark()));
         }
@@ -163,11 +177,15 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
     row.requests_per_s = sim.requests().iter().filter(|r| r.at >= since).count() as f64 / seconds;
     row.rss_end = mb(gateway.rss_kb());
     row.peak = mb(gateway.peak_rss_kb());
-    row.known_at_end = all
-        .on(&format!("{BASE}/bridge/info"))
+    row.known_at_end = info
+        .messages()
         .pop()
         .map(|m| m.json()["known"].as_str().unwrap_or("?").to_string())
         .unwrap_or_default();
+    eprintln!("{n} printers: Connect requests by kind over the run");
+    for (kind, count) in requests_by_kind(&sim.requests()) {
+        eprintln!("  {count:>7}  {kind}");
+    }
     drop(all);
     drop(states);
     let last = |topic: &str| sys.on(topic).pop().map(|m| m.text().trim().to_string());
@@ -176,6 +194,30 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
     gateway.stop().await;
     stop.cancel();
     row
+}
+
+/// Counts requests by method and path, with every uuid-like or numeric segment as `*`.
+fn requests_by_kind(requests: &[prusa_connect_sim::RecordedRequest]) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in requests {
+        let path: Vec<&str> = r
+            .path
+            .split('/')
+            .map(|seg| {
+                if seg.len() > 12 || (!seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit())) {
+                    "*"
+                } else {
+                    seg
+                }
+            })
+            .collect();
+        *counts
+            .entry(format!("{} {}", r.method, path.join("/")))
+            .or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts
 }
 
 fn mb(kb: u64) -> f64 {

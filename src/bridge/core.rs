@@ -131,8 +131,10 @@ impl Core {
     fn interval(&self, now: Instant) -> Duration {
         let s = &self.settings;
         let covered = self.channel.covers_busy(&self.registry);
-        self.poll
-            .interval(now, covered, s.poll_interval, s.active_poll_interval)
+        let interval = self
+            .poll
+            .interval(now, covered, s.poll_interval, s.active_poll_interval);
+        interval.max(s.list_page_gap * self.poll.pages)
     }
 
     /// One poll's whole list at once (the shell goes printer by printer, see
@@ -214,7 +216,7 @@ impl Core {
         printers: Vec<Printer>,
         rejected: Vec<RejectedPrinter>,
     ) -> Vec<Printer> {
-        self.poll.begin(rejected);
+        self.poll.begin(printers.len() + rejected.len(), rejected);
         let answer = self.health.answered(wall);
         self.account.connect_answered(answer, now);
         let types = self

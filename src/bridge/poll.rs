@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bridge::schedule::EXTRAS_PER_TICK;
-use crate::connect::client::RejectedPrinter;
+use crate::connect::client::{PRINTERS_PAGE, RejectedPrinter};
 
 #[derive(Debug)]
 pub struct Poll {
@@ -24,6 +24,8 @@ pub struct Poll {
     pub fast_until: Option<Instant>,
     /// The topic ids of the printers other shards bridge (`connect.shard`).
     pub other_shards: HashSet<String>,
+    /// How many pages the last list took (every printer of the account counts).
+    pub pages: u32,
 }
 
 impl Default for Poll {
@@ -35,13 +37,17 @@ impl Default for Poll {
             budget: EXTRAS_PER_TICK,
             fast_until: None,
             other_shards: HashSet::new(),
+            pages: 1,
         }
     }
 }
 
 impl Poll {
-    /// A new list came in: the budget is whole again.
-    pub fn begin(&mut self, rejected: Vec<RejectedPrinter>) {
+    /// A new list of `count` printers (`rejected` among them) came in: the budget is whole
+    /// again.
+    pub fn begin(&mut self, count: usize, rejected: Vec<RejectedPrinter>) {
+        self.pages =
+            u32::try_from(count.div_ceil(PRINTERS_PAGE as usize).max(1)).unwrap_or(u32::MAX);
         if rejected != self.rejected {
             for r in &rejected {
                 tracing::warn!("Connect sent a printer that cannot be read: {r}");

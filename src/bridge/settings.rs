@@ -31,6 +31,23 @@ pub struct Settings {
     pub live: bool,
     /// `connect.shard`: the share of the account's printers this instance bridges.
     pub shard: Option<crate::shard::Shard>,
+    /// The least time between two polls for each page the printer list takes, so that the
+    /// list uses at most [`LIST_SHARE`] of `connect.max_requests_per_second` (zero: no limit).
+    pub list_page_gap: Duration,
+}
+
+/// The share of the request budget the printer list may use. A farm of 2,000 printers lists
+/// in 20 pages: every 5 s that is 4 requests a second, four fifths of the default budget,
+/// and the start-up reads would crawl.
+pub const LIST_SHARE: f64 = 0.5;
+
+/// See [`Settings::list_page_gap`].
+pub fn list_page_gap(max_requests_per_second: f64) -> Duration {
+    if max_requests_per_second > 0.0 {
+        Duration::from_secs_f64(1.0 / (max_requests_per_second * LIST_SHARE))
+    } else {
+        Duration::ZERO
+    }
 }
 
 impl Settings {
@@ -59,6 +76,7 @@ impl Settings {
             max_payload_bytes: config.mqtt.max_payload_bytes,
             live: config.connect.live,
             shard: config.connect.shard,
+            list_page_gap: list_page_gap(config.connect.max_requests_per_second),
         })
     }
 }

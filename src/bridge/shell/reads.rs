@@ -1,6 +1,18 @@
 //! The reads the core asks for, carried out concurrently (at most [`MAX_READS`] at a time).
+//!
+//! Under the request budget a farm's start-up reads take minutes, so the waiting reads go in
+//! an order:
+//! - the account's (printer types, Connect's version, notifications) first: `bridge/info`
+//!   waits for them;
+//! - then those that keep what is shown fresh (feeds, job records, pictures), in the order
+//!   asked for;
+//! - the ones that make a printer known (cameras, queues, supported commands, free space, its
+//!   first job list) take every [`KNOWN_EVERY`]th turn, and the fresh ones' leftovers: printer
+//!   by printer, in the order the printers first asked. So printers become fully known one
+//!   after the other (instead of all at the very end), and still do when a busy farm's fresh
+//!   reads alone would fill the budget.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use tokio::task::{Id, JoinSet};
@@ -18,7 +30,37 @@ pub(super) struct ReadRunner {
     connect: ConnectClient,
     tasks: JoinSet<ReadDone>,
     running: HashMap<Id, Read>,
-    waiting: VecDeque<Read>,
+    waiting: BTreeMap<(Turn, u64), Read>,
+    /// Each printer's place among those with reads that make them known waiting (cleared
+    /// when nothing waits).
+    places: HashMap<String, u64>,
+    seq: u64,
+    /// Turns taken by fresh reads since the last one that makes a printer known.
+    fresh_in_a_row: u32,
+}
+
+/// When reads of both kinds wait, every this many turns goes to one that makes a printer
+/// known.
+pub const KNOWN_EVERY: u32 = 3;
+
+/// When a waiting read goes: see the module's documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Turn {
+    Account,
+    Fresh,
+    Printer(u64),
+}
+
+/// Whether `read` is one that makes a printer known rather than keeping it fresh.
+fn makes_known(read: &Read) -> bool {
+    matches!(
+        read,
+        Read::Cameras { .. }
+            | Read::Queue { .. }
+            | Read::Supported { .. }
+            | Read::Storages { .. }
+            | Read::Jobs { after: None, .. }
+    )
 }
 
 impl ReadRunner {
@@ -27,7 +69,10 @@ impl ReadRunner {
             connect,
             tasks: JoinSet::new(),
             running: HashMap::new(),
-            waiting: VecDeque::new(),
+            waiting: BTreeMap::new(),
+            places: HashMap::new(),
+            seq: 0,
+            fresh_in_a_row: 0,
         }
     }
 
@@ -37,17 +82,47 @@ impl ReadRunner {
 
     pub(super) fn abort(&mut self) {
         self.waiting.clear();
+        self.places.clear();
         self.tasks.abort_all();
     }
 
     pub(super) fn start(&mut self, read: Read) {
-        self.waiting.push_back(read);
+        let turn = match read.uuid() {
+            None => Turn::Account,
+            Some(uuid) if makes_known(&read) => {
+                let next = self.places.len() as u64;
+                Turn::Printer(*self.places.entry(uuid.to_string()).or_insert(next))
+            }
+            Some(_) => Turn::Fresh,
+        };
+        self.seq += 1;
+        self.waiting.insert((turn, self.seq), read);
         self.fill();
+    }
+
+    /// The read whose turn it is.
+    fn next_waiting(&mut self) -> Option<Read> {
+        let first = *self.waiting.keys().next()?;
+        let known = self.waiting.range((Turn::Printer(0), 0)..).next();
+        let key = match (first.0, known) {
+            (Turn::Fresh, Some((&key, _))) if self.fresh_in_a_row + 1 >= KNOWN_EVERY => key,
+            _ => first,
+        };
+        match key.0 {
+            Turn::Fresh => self.fresh_in_a_row += 1,
+            Turn::Printer(_) => self.fresh_in_a_row = 0,
+            Turn::Account => {}
+        }
+        let read = self.waiting.remove(&key);
+        if self.waiting.is_empty() {
+            self.places.clear();
+        }
+        read
     }
 
     pub(super) fn fill(&mut self) {
         while self.tasks.len() < MAX_READS
-            && let Some(read) = self.waiting.pop_front()
+            && let Some(read) = self.next_waiting()
         {
             let connect = self.connect.clone();
             let task = read.clone();
@@ -156,5 +231,71 @@ mod tests {
             ReadResult::Snapshot(Err(ConnectError::Transport(_)))
         ));
         assert!(reads.is_idle());
+    }
+
+    #[tokio::test]
+    async fn reads_go_account_first_then_fresh_and_every_third_turn_printer_by_printer() {
+        let connect = ConnectClient::new(
+            "http://127.0.0.1:9",
+            TokenSource::None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut reads = ReadRunner::new(connect);
+        let busy = Read::Version;
+        for _ in 0..MAX_READS {
+            reads.spawn(busy.clone(), std::future::pending());
+        }
+        let uuid = |p: &str| p.to_string();
+        let cameras = |p: &str| Read::Cameras { uuid: uuid(p) };
+        let queue = |p: &str| Read::Queue { uuid: uuid(p) };
+        let feed = |p: &str| Read::Feed {
+            uuid: uuid(p),
+            from: None,
+            rewound: false,
+        };
+        let catch_up = Read::Jobs {
+            uuid: uuid("b"),
+            after: Some(3),
+        };
+        let asked = [
+            cameras("a"),
+            cameras("b"),
+            feed("a"),
+            queue("b"),
+            queue("a"),
+            catch_up.clone(),
+            cameras("c"),
+            feed("c"),
+            Read::Jobs {
+                uuid: uuid("b"),
+                after: None,
+            },
+            Read::Unseen,
+        ];
+        for read in asked.iter().cloned() {
+            reads.start(read);
+        }
+        let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
+        let expected = vec![
+            Read::Unseen,
+            feed("a"),
+            catch_up,
+            cameras("a"),
+            feed("c"),
+            queue("a"),
+            cameras("b"),
+            queue("b"),
+            Read::Jobs {
+                uuid: uuid("b"),
+                after: None,
+            },
+            cameras("c"),
+        ];
+        assert_eq!(order, expected);
+        // Once nothing waits, the printers' places start again from the next one asked.
+        assert!(reads.places.is_empty());
+        reads.start(cameras("c"));
+        assert_eq!(reads.places.get("c"), Some(&0));
     }
 }

@@ -3,6 +3,7 @@
 //! thumbnail follows it.
 
 use super::*;
+use crate::bridge::settings::list_page_gap;
 use crate::command::ErrorCode;
 use crate::connect::model::PrinterState;
 
@@ -324,4 +325,30 @@ fn an_unreadable_printer_is_offline_and_its_feed_still_read() {
     assert!(b.take().payload("pc/mk4/availability").is_none());
     let back = b.poll_settled(&[printer(A, "MK4", "PRINTING")]);
     assert_eq!(back.payload("pc/mk4/availability"), Some(json!("online")));
+}
+
+/// A list of many pages is polled no more often than half the request budget allows: 250
+/// printers (3 pages) at one request a second wait 6 s between polls, not the 5 s that a
+/// busy printer asks for.
+#[test]
+fn a_long_list_is_polled_within_half_the_request_budget() {
+    let mut fleet = idle_fleet(249);
+    fleet.push(printing(A, "Busy", 7));
+    let printers: Vec<Printer> = fleet
+        .iter()
+        .map(|p| serde_json::from_value(p.clone()).unwrap())
+        .collect();
+    let wait = |budget: f64| {
+        let settings = Settings {
+            list_page_gap: list_page_gap(budget),
+            ..settings("")
+        };
+        let mut core = Core::new(settings, StateFile::default());
+        let (now, listed) = (Instant::now(), Ok((printers.clone(), Vec::new())));
+        core.on_list(now, WALL, now, listed, auth())
+    };
+    assert_eq!(wait(1.0), Duration::from_secs(6));
+    assert_eq!(wait(0.0), Duration::from_secs(5));
+    // 250 printers at the default 5 a second: 3 pages take 1.2 s of the 5.
+    assert_eq!(wait(5.0), Duration::from_secs(5));
 }
