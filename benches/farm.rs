@@ -216,7 +216,7 @@ fn requests_by_kind(requests: &[prusa_connect_sim::RecordedRequest]) -> Vec<(Str
             .or_default() += 1;
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
 }
 
