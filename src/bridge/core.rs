@@ -100,6 +100,12 @@ impl Core {
         std::mem::take(&mut self.fx.reads)
     }
 
+    /// The printers to render again, each with [`Core::introduce`] (then
+    /// [`Core::introduced`]), since the last call.
+    pub fn take_renders(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.fx.renders)
+    }
+
     /// What goes into the state file.
     pub fn state_file(&self) -> StateFile {
         StateFile {
@@ -383,7 +389,7 @@ impl Core {
                     self.snapshot_reads(now);
                 }
                 if supported {
-                    self.share_supported(now, wall);
+                    self.share_supported(now);
                 }
             }
             None => {
@@ -394,7 +400,8 @@ impl Core {
                 self.account
                     .on_read(done.result, topics, printer_id, &mut self.fx, now, wall);
                 if types {
-                    self.introduce_overdue(wall);
+                    let waiting = self.waiting_printers();
+                    self.fx.renders.extend(waiting);
                 }
             }
         }
@@ -405,11 +412,10 @@ impl Core {
 
     /// Gives the printers waiting for a `supported-commands` read of their printer type and
     /// firmware the list that came back, at once rather than at the next poll.
-    fn share_supported(&mut self, now: Instant, wall: f64) {
+    fn share_supported(&mut self, now: Instant) {
         let pool = &self.account.supported_pool;
-        for uuid in fleet::take_shared_supported(&mut self.registry, pool, now) {
-            self.introduce(&uuid, wall);
-        }
+        let served = fleet::take_shared_supported(&mut self.registry, pool, now);
+        self.fx.renders.extend(served);
     }
 
     /// When the first publication of a printer waiting for its first reads is due anyway:

@@ -1,5 +1,6 @@
 //! What a decision hands back: the messages to publish and the reads to make, in the order
-//! they were decided. The core collects them; the shell takes them after every input.
+//! they were decided, and the printers to render again. The core collects them; the shell
+//! takes them after every input.
 
 use crate::bridge::reads::Read;
 use crate::message::Message;
@@ -8,6 +9,11 @@ use crate::message::Message;
 pub struct Effects {
     pub messages: Vec<Message>,
     pub reads: Vec<Read>,
+    /// Printers to render again ([`crate::bridge::core::Core::introduce`]), one at a time with
+    /// their messages sent between two: a read that serves many printers at once (a shared
+    /// `supported-commands` list, the printer types) changes a farm's discoveries by the
+    /// thousand, 20 MB rendered in one go.
+    pub renders: Vec<String>,
 }
 
 impl Effects {

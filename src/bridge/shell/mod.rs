@@ -131,7 +131,19 @@ impl Shell {
         incoming: &mut mpsc::UnboundedReceiver<Incoming>,
         serve: bool,
     ) {
-        for uuid in self.core.waiting_printers() {
+        let waiting = self.core.waiting_printers();
+        self.render_each(waiting, incoming, serve).await;
+    }
+
+    /// Renders `printers` one by one, the messages of each sent before the next (see
+    /// [`Shell::introduce_overdue`]).
+    async fn render_each(
+        &mut self,
+        printers: Vec<String>,
+        incoming: &mut mpsc::UnboundedReceiver<Incoming>,
+        serve: bool,
+    ) {
+        for uuid in printers {
             self.watchdog.feed_if_due();
             self.core.introduce(&uuid, now_unix());
             self.flush();
@@ -223,6 +235,10 @@ impl Shell {
                 Some(done) = self.reads.next(), if !self.reads.is_idle() => {
                     self.core.on_read(done, Instant::now(), now_unix());
                     self.flush();
+                    let renders = self.core.take_renders();
+                    if !renders.is_empty() {
+                        self.render_each(renders, &mut incoming, held.is_none()).await;
+                    }
                 }
                 _ = async { poll_now.as_ref().expect("guarded").notified().await }, if poll_now.is_some() => {
                     // A poll in flight may predate the change: the next one follows it.

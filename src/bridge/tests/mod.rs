@@ -138,6 +138,13 @@ impl Bridge {
     }
 
     fn take(&mut self) -> Out {
+        let renders = self.core.take_renders();
+        if !renders.is_empty() {
+            for uuid in renders {
+                self.core.introduce(&uuid, self.wall);
+            }
+            self.core.introduced();
+        }
         Out {
             messages: self.core.take_messages(),
             reads: self.core.take_reads(),
