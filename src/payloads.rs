@@ -76,56 +76,63 @@ pub struct QueueFields {
 
 /// `P/state`: one flat snapshot of a printer. Discovery's templates read these fields, and
 /// the README documents them ([`StatePayload::keys`] is the list both are checked against).
+/// The fields are in the byte order of their names: the payload is written straight from
+/// the struct, with its keys sorted as they always were (a test compares it with the
+/// sorted form).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatePayload {
-    /// Effective: OFFLINE when Connect lost the printer, else the printer's state.
-    pub state: String,
-    pub connect_state: Option<String>,
-    pub printer_state: Option<String>,
-    pub printing: bool,
     pub attention: bool,
-    pub temp_nozzle: Option<f64>,
-    pub target_nozzle: Option<f64>,
-    pub temp_bed: Option<f64>,
-    pub target_bed: Option<f64>,
     pub axis_x: Option<f64>,
     pub axis_y: Option<f64>,
     pub axis_z: Option<f64>,
-    pub speed: Option<f64>,
-    pub flow: Option<f64>,
-    pub material: Option<String>,
-    pub nozzle_diameter: Option<f64>,
-    /// Printers with a chamber only.
-    pub temp_chamber: Option<f64>,
-    pub target_chamber: Option<f64>,
     /// %.
     pub chamber_led: Option<f64>,
+    pub connect_state: Option<String>,
+    pub dialog: Option<Value>,
+    pub download_queue_count: Option<u64>,
+    pub download_queue_next: Option<String>,
+    /// ISO 8601, rounded to the minute; null while there is no estimate.
+    pub eta: Option<String>,
     /// The active tool's fans, RPM.
     pub fan_hotend: Option<f64>,
     pub fan_print: Option<f64>,
     pub firmware: Option<String>,
     /// The printer type's stable firmware, when Connect lists one.
     pub firmware_latest: Option<String>,
+    pub flow: Option<f64>,
+    pub job_id: Option<i64>,
+    pub job_name: Option<String>,
+    /// ISO 8601.
+    pub job_started: Option<String>,
+    pub job_state: Option<String>,
+    pub material: Option<String>,
+    pub nozzle_diameter: Option<f64>,
     /// The file "Start print" prints (chosen in "File to print").
     pub print_file: Option<String>,
+    pub printer_state: Option<String>,
+    pub printing: bool,
+    /// 0-100.
+    pub progress: Option<f64>,
+    /// The job queue's length and next job (null until read); `download_queue_*` the same
+    /// of the download queue.
+    pub queue_count: Option<u64>,
+    pub queue_next: Option<String>,
+    pub speed: Option<f64>,
+    /// Effective: OFFLINE when Connect lost the printer, else the printer's state.
+    pub state: String,
     /// Bytes free and in all on the printer's writable storages (USB, flash), when read.
     pub storage_free: Option<u64>,
     pub storage_total: Option<u64>,
-    /// 0-100.
-    pub progress: Option<f64>,
+    pub target_bed: Option<f64>,
+    pub target_chamber: Option<f64>,
+    pub target_nozzle: Option<f64>,
+    pub temp_bed: Option<f64>,
+    /// Printers with a chamber only.
+    pub temp_chamber: Option<f64>,
+    pub temp_nozzle: Option<f64>,
+    pub time_printing: Option<i64>,
     /// Seconds; null while there is no estimate.
     pub time_remaining: Option<i64>,
-    pub time_printing: Option<i64>,
-    pub job_id: Option<i64>,
-    pub job_name: Option<String>,
-    pub job_state: Option<String>,
-    /// ISO 8601.
-    pub job_started: Option<String>,
-    /// ISO 8601, rounded to the minute; null while there is no estimate.
-    pub eta: Option<String>,
-    pub dialog: Option<Value>,
-    #[serde(flatten)]
-    pub queue: QueueFields,
     /// When the rest last changed (ISO 8601); `None` while comparing.
     pub updated: Option<String>,
 }
@@ -151,6 +158,11 @@ impl StatePayload {
 
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The payload's JSON, written straight from the struct (no `Value` tree in between).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
@@ -210,7 +222,10 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
             .dialog_info
             .as_ref()
             .map(|d| serde_json::to_value(d).unwrap_or(Value::Null)),
-        queue: queue.clone(),
+        queue_count: queue.queue_count,
+        queue_next: queue.queue_next.clone(),
+        download_queue_count: queue.download_queue_count,
+        download_queue_next: queue.download_queue_next.clone(),
         updated: None,
     }
 }
@@ -305,6 +320,31 @@ mod tests {
         assert_eq!(s["job_started"], "2023-11-14T22:13:20Z");
         assert_eq!(s["eta"], "2023-11-14T22:38:00Z");
         assert_eq!(s["dialog"], Value::Null);
+    }
+
+    /// `P/state` is written straight from the struct; its bytes are what the sorted `Value`
+    /// form always gave (keys in byte order), with every field set.
+    #[test]
+    fn state_json_has_its_keys_sorted_as_before() {
+        let queue = QueueFields {
+            queue_count: Some(2),
+            queue_next: Some("next.bgcode".into()),
+            download_queue_count: Some(1),
+            download_queue_next: Some("dl.bgcode".into()),
+        };
+        let mut s = state(&printing(), 1_700_000_600.0, &queue);
+        s.dialog = Some(json!({"title": "T", "code": 7, "text": "x"}));
+        s.updated = Some("2023-11-14T22:23:20Z".into());
+        s.firmware_latest = Some("6.2.0".into());
+        s.print_file = Some("a.bgcode".into());
+        s.storage_free = Some(10);
+        s.storage_total = Some(20);
+        s.temp_chamber = Some(30.5);
+        let sorted = s.to_value().to_string().into_bytes();
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            String::from_utf8(sorted).unwrap()
+        );
     }
 
     #[test]

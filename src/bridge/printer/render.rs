@@ -46,7 +46,7 @@ impl PrinterEntry {
             cx.fx.publish(Message::retain(
                 Kind::Data,
                 topics.state(&id),
-                with_time.to_value().to_string(),
+                with_time.to_json(),
             ));
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
