@@ -90,6 +90,7 @@ impl Runtime {
         self.supported.due.succeeded();
         self.supported.firmware = self.printer.firmware.clone();
         self.supported.list = Some(list);
+        self.discovery_inputs = None;
         self.succeeded("supported commands");
         true
     }

@@ -89,6 +89,12 @@ pub struct Runtime {
     /// The discovery last published, as a hash of its [`crate::discovery::PrinterDevice`]
     /// (the controls' state lists alone were kilobytes a printer).
     pub shown_device: Option<u64>,
+    /// A hash of what discovery takes from the printer's own view (name, model, firmware,
+    /// job, dialog buttons, features) when it was last compared. While it stays the same,
+    /// a new view from the list or the live channel does not build the discovery again to
+    /// compare it; anything else discovery shows changes through a read or a shared list,
+    /// which clears it.
+    pub discovery_inputs: Option<u64>,
     pub cameras: Cameras,
     pub queue: QueueInfo,
     /// `supported-commands`: what the controls and the commands' checks go by.
@@ -146,6 +152,7 @@ impl Runtime {
             feed_rewound: false,
             recent_events: RecentEvents::default(),
             shown_device: None,
+            discovery_inputs: None,
             cameras: Cameras::default(),
             queue: QueueInfo::default(),
             supported: crate::bridge::printer::controls::SupportedInfo::new(now),
@@ -226,6 +233,7 @@ impl Runtime {
         self.shown_job = None;
         self.shown_online = None;
         self.shown_device = None;
+        self.discovery_inputs = None;
         // The thumbnail is fetched again for the new `P/job/preview`.
         self.preview = Default::default();
     }

@@ -1,6 +1,8 @@
 //! A printer's retained topics, rendered from its entry whenever something it shows may
 //! have changed; unchanged values are not sent again.
 
+use std::hash::{Hash, Hasher};
+
 use crate::bridge::Settings;
 use crate::bridge::printer::{Ctx, PrinterEntry, Runtime};
 use crate::connect::model::PrinterState;
@@ -81,14 +83,16 @@ impl PrinterEntry {
             return;
         };
         let model = cx.account.model_name(&live.printer);
+        let inputs = inputs_print(id, live, model.as_deref());
+        if live.shown_device.is_some() && live.discovery_inputs == Some(inputs) {
+            return;
+        }
         let device = device(cx.settings, &self.uuid, id, live, model);
-        let print = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            device.hash(&mut h);
-            h.finish()
-        };
+        let print = hash(&device);
         if live.shown_device == Some(print) {
+            if let Some(live) = self.runtime.as_mut() {
+                live.discovery_inputs = Some(inputs);
+            }
             return;
         }
         let messages = discovery.printer(&device);
@@ -107,8 +111,33 @@ impl PrinterEntry {
         self.record.cameras = device.cameras;
         if let Some(live) = self.runtime.as_mut() {
             live.shown_device = Some(print);
+            live.discovery_inputs = Some(inputs);
         }
     }
+}
+
+fn hash(value: &impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// What discovery takes from the printer's own view, hashed (see
+/// [`Runtime::discovery_inputs`]): everything [`device`] reads of `live.printer`.
+fn inputs_print(id: &str, live: &Runtime, model: Option<&str>) -> u64 {
+    let p = &live.printer;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (id, p.display_name(), model, &p.sn, &p.firmware).hash(&mut h);
+    (
+        p.job_info.as_ref().and_then(|j| j.id),
+        payloads::job_running(p),
+    )
+        .hash(&mut h);
+    for button in p.dialog_info.iter().flat_map(|d| &d.buttons) {
+        button.as_str().hash(&mut h);
+    }
+    Features::of(p).hash(&mut h);
+    h.finish()
 }
 
 /// What discovery shows of a printer now.

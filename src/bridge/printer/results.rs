@@ -24,6 +24,10 @@ impl PrinterEntry {
         now: Instant,
         wall: f64,
     ) {
+        // What discovery shows may change with any read: it is compared again.
+        if let Some(live) = self.runtime.as_mut() {
+            live.discovery_inputs = None;
+        }
         match (read, result) {
             (Read::Job { job, .. }, ReadResult::Job(result)) => {
                 self.on_job(cx, job, *result, now, wall)
