@@ -319,6 +319,7 @@ impl Core {
             &self.account,
             &mut self.fx,
             now,
+            self.settings.camera.enabled,
         );
         // Unseen notifications: after a printer changed, at most every few active polls.
         let every = self.settings.active_poll_interval * NOTIFICATIONS_EVERY_POLLS;

@@ -68,13 +68,17 @@ pub fn scheduled_feed_reads(
 }
 
 /// Starts the storage reads that are due, after every printer of the poll had its turn, with
-/// what is left of the poll's request budget.
+/// what is left of the poll's request budget. A printer whose free space is the last of its
+/// start-up reads (`cameras`: whether they count) does not wait for the budget: a farm's
+/// first polls spend it all on cameras and supported commands, and no printer would be
+/// fully known before every camera was listed.
 pub fn storage_reads(
     registry: &mut Registry,
     poll: &mut Poll,
     account: &Account,
     fx: &mut Effects,
     now: Instant,
+    cameras: bool,
 ) {
     for entry in registry.entries_mut() {
         // A printer missing from this list (not removed yet) is not asked about.
@@ -86,7 +90,14 @@ pub fn storage_reads(
             continue;
         };
         if !account.unavailable.resting("storages", &entry.uuid, now) {
-            fx.read(live.start_storage_read(&entry.uuid, &mut poll.budget, now));
+            let mut unlimited = u32::MAX;
+            let last = !live.storage.read_once && live.known_but_storage(cameras);
+            let budget = if last {
+                &mut unlimited
+            } else {
+                &mut poll.budget
+            };
+            fx.read(live.start_storage_read(&entry.uuid, budget, now));
         }
     }
 }

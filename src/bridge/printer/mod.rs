@@ -181,17 +181,17 @@ impl Runtime {
     /// tried again later): its first publication, supported commands, queues, job list, free
     /// space, and cameras when `cameras` are on. A farm's start spreads these over several polls.
     pub fn is_known(&self, cameras: bool) -> bool {
+        let storage = self.storage.read_once || self.storage.due.has_failed();
+        storage && self.known_but_storage(cameras)
+    }
+
+    /// Whether every start-up read but the free space is back (see [`Runtime::is_known`]).
+    pub fn known_but_storage(&self, cameras: bool) -> bool {
         let supported = self.supported.list.is_some() || self.supported.due.has_failed();
         // Read (or failed) once: a later read in flight does not make it unknown again.
         let queue = self.queue.fields.queue_count.is_some() || self.queue.failed_at.is_some();
         let listed = self.cameras.list.is_some() || self.cameras.failed_at.is_some();
-        let storage = self.storage.read_once || self.storage.due.has_failed();
-        self.introduced
-            && supported
-            && queue
-            && storage
-            && self.job_reads.listed
-            && (!cameras || listed)
+        self.introduced && supported && queue && self.job_reads.listed && (!cameras || listed)
     }
 
     /// The detail of the job the printer shows now, if it was read: never another job's

@@ -369,6 +369,36 @@ fn storage_reads_never_push_out_a_farms_supported_commands() {
     assert_eq!(count(|r| matches!(r, Read::Storages { .. })), 0);
 }
 
+/// A printer whose free space is the last of its start-up reads gets that read although the
+/// poll's budget went to other printers' supported commands: printers of a farm become
+/// known one after the other.
+#[test]
+fn a_printer_missing_only_its_free_space_reads_it_whatever_the_budget() {
+    let mut b = Bridge::new("");
+    let fleet = idle_fleet(200);
+    let first = b.poll(&fleet);
+    let p0 = "00000000-0000-4000-8000-000000000000";
+    let mine: Vec<Read> = first
+        .reads
+        .into_iter()
+        .filter(|r| r.uuid().is_none_or(|u| u == p0))
+        .collect();
+    assert!(
+        mine.contains(&Read::Supported { uuid: p0.into() }),
+        "{mine:?}"
+    );
+    b.settle(mine);
+    let second = b.poll(&fleet);
+    let storages: Vec<&Read> = second
+        .reads
+        .iter()
+        .filter(|r| matches!(r, Read::Storages { .. }))
+        .collect();
+    assert_eq!(storages, [&Read::Storages { uuid: p0.into() }]);
+    let supported = |r: &Read| matches!(r, Read::Supported { .. });
+    assert_eq!(second.reads.iter().filter(|r| supported(r)).count(), 64);
+}
+
 /// A printer missing from a list (not removed yet) is not asked for its free space; it is
 /// once it is back.
 #[test]
