@@ -95,6 +95,13 @@ impl Core {
         std::mem::take(&mut self.fx.messages)
     }
 
+    /// How many start-up reads (cameras, queues, supported commands, storages, first job
+    /// lists) asked for earlier still wait for their turn: they count against the next
+    /// poll's budget of extra reads.
+    pub fn reads_waiting(&mut self, start_up: usize) {
+        self.poll.waiting = start_up;
+    }
+
     /// The reads decided since the last call.
     pub fn take_reads(&mut self) -> Vec<Read> {
         std::mem::take(&mut self.fx.reads)

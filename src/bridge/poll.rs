@@ -26,6 +26,8 @@ pub struct Poll {
     pub other_shards: HashSet<String>,
     /// How many pages the last list took (every printer of the account counts).
     pub pages: u32,
+    /// Start-up reads asked for earlier and still waiting for their turn (the shell says).
+    pub waiting: usize,
 }
 
 impl Default for Poll {
@@ -38,13 +40,14 @@ impl Default for Poll {
             fast_until: None,
             other_shards: HashSet::new(),
             pages: 1,
+            waiting: 0,
         }
     }
 }
 
 impl Poll {
     /// A new list of `count` printers (`rejected` among them) came in: the budget is whole
-    /// again.
+    /// again, but for the start-up reads still waiting.
     pub fn begin(&mut self, count: usize, rejected: Vec<RejectedPrinter>) {
         self.pages =
             u32::try_from(count.div_ceil(PRINTERS_PAGE as usize).max(1)).unwrap_or(u32::MAX);
@@ -54,7 +57,11 @@ impl Poll {
             }
             self.rejected = rejected;
         }
-        self.budget = EXTRAS_PER_TICK;
+        // Reads asked for earlier that still wait count against it: under the request
+        // budget a farm's start would otherwise queue thousands of them (memory, and the
+        // order by printer matters less the more there are).
+        let waiting = u32::try_from(self.waiting).unwrap_or(u32::MAX);
+        self.budget = EXTRAS_PER_TICK.saturating_sub(waiting);
         self.active = false;
     }
 

@@ -76,6 +76,11 @@ impl ReadRunner {
         }
     }
 
+    /// How many reads that make a printer known wait for their turn.
+    pub(super) fn known_waiting(&self) -> usize {
+        self.waiting.range((Turn::Printer(0), 0)..).count()
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         self.tasks.is_empty()
     }

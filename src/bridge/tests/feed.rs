@@ -399,6 +399,21 @@ fn a_printer_missing_only_its_free_space_reads_it_whatever_the_budget() {
     assert_eq!(second.reads.iter().filter(|r| supported(r)).count(), 64);
 }
 
+/// Start-up reads still waiting for their turn count against the poll's budget of extra
+/// reads: 60 waiting leave 4 of the 64.
+#[test]
+fn start_up_reads_still_waiting_count_against_the_polls_budget() {
+    let mut b = Bridge::new("");
+    b.core.reads_waiting(60);
+    let first = b.poll(&idle_fleet(70));
+    let supported = first
+        .reads
+        .iter()
+        .filter(|r| matches!(r, Read::Supported { .. }))
+        .count();
+    assert_eq!(supported, 4);
+}
+
 /// A printer missing from a list (not removed yet) is not asked for its free space; it is
 /// once it is back.
 #[test]
