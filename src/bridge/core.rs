@@ -95,9 +95,8 @@ impl Core {
         std::mem::take(&mut self.fx.messages)
     }
 
-    /// How many start-up reads (cameras, queues, supported commands, storages, first job
-    /// lists) asked for earlier still wait for their turn: they count against the next
-    /// poll's budget of extra reads.
+    /// How many extra reads (cameras, queues, supported commands, storages) asked for
+    /// earlier still wait for their turn: they count against the next poll's budget of them.
     pub fn reads_waiting(&mut self, start_up: usize) {
         self.poll.waiting = start_up;
     }

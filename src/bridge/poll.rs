@@ -26,7 +26,7 @@ pub struct Poll {
     pub other_shards: HashSet<String>,
     /// How many pages the last list took (every printer of the account counts).
     pub pages: u32,
-    /// Start-up reads asked for earlier and still waiting for their turn (the shell says).
+    /// Extra reads asked for earlier and still waiting for their turn (the shell says).
     pub waiting: usize,
 }
 

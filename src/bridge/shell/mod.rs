@@ -313,7 +313,7 @@ impl Shell {
                 .core
                 .list_failed(now_unix(), e, self.connect.auth_status(), jitter()),
             Ok((printers, rejected)) => {
-                self.core.reads_waiting(self.reads.known_waiting());
+                self.core.reads_waiting(self.reads.extras_waiting());
                 let printers =
                     self.core
                         .list_begin(Instant::now(), now_unix(), requested, printers, rejected);
