@@ -95,6 +95,13 @@ impl Core {
         std::mem::take(&mut self.fx.messages)
     }
 
+    /// Whether every start-up read of printer `uuid` is back (see `Runtime::is_known`).
+    pub fn is_known(&self, uuid: &str) -> bool {
+        let cameras = self.settings.camera.enabled;
+        let runtime = self.registry.get(uuid).and_then(|e| e.runtime.as_ref());
+        runtime.is_some_and(|r| r.is_known(cameras))
+    }
+
     /// How many extra reads (cameras, queues, supported commands, storages) asked for
     /// earlier still wait for their turn: they count against the next poll's budget of them.
     pub fn reads_waiting(&mut self, start_up: usize) {

@@ -395,7 +395,8 @@ impl Shell {
         }
         self.publisher.publish_all(messages);
         for read in self.core.take_reads() {
-            self.reads.start(read);
+            let known = read.uuid().is_some_and(|uuid| self.core.is_known(uuid));
+            self.reads.start(read, known);
         }
     }
 

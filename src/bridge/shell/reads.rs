@@ -97,10 +97,13 @@ impl ReadRunner {
         self.tasks.abort_all();
     }
 
-    pub(super) fn start(&mut self, read: Read) {
+    /// Puts `read` in line; `known`: its printer is known already (a later read of its
+    /// cameras or queue keeps it fresh rather than making it known, and does not go before
+    /// other printers' start-up reads).
+    pub(super) fn start(&mut self, read: Read, known: bool) {
         let turn = match read.uuid() {
             None => Turn::Account,
-            Some(uuid) if makes_known(&read) => {
+            Some(uuid) if !known && makes_known(&read) => {
                 let next = self.places.len() as u64;
                 Turn::Printer(*self.places.entry(uuid.to_string()).or_insert(next))
             }
@@ -284,7 +287,7 @@ mod tests {
             Read::Unseen,
         ];
         for read in asked.iter().cloned() {
-            reads.start(read);
+            reads.start(read, false);
         }
         // Cameras and queues of a, b and c; b's first job list is not paid for by the budget.
         assert_eq!(reads.extras_waiting(), 5);
@@ -307,7 +310,10 @@ mod tests {
         assert_eq!(order, expected);
         // Once nothing waits, the printers' places start again from the next one asked.
         assert!(reads.places.is_empty());
-        reads.start(cameras("c"));
+        reads.start(cameras("c"), false);
         assert_eq!(reads.places.get("c"), Some(&0));
+        // A known printer's later reads of the same kinds keep it fresh: they go first.
+        reads.start(queue("d"), true);
+        assert_eq!(reads.next_waiting(), Some(queue("d")));
     }
 }
