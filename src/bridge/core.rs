@@ -95,17 +95,10 @@ impl Core {
         std::mem::take(&mut self.fx.messages)
     }
 
-    /// Whether every start-up read of printer `uuid` is back (see `Runtime::is_known`).
-    pub fn is_known(&self, uuid: &str) -> bool {
-        let cameras = self.settings.camera.enabled;
-        let runtime = self.registry.get(uuid).and_then(|e| e.runtime.as_ref());
-        runtime.is_some_and(|r| r.is_known(cameras))
-    }
-
     /// How many extra reads (cameras, queues, supported commands, storages) asked for
     /// earlier still wait for their turn: they count against the next poll's budget of them.
-    pub fn reads_waiting(&mut self, start_up: usize) {
-        self.poll.waiting = start_up;
+    pub fn reads_waiting(&mut self, extras: usize) {
+        self.poll.waiting = extras;
     }
 
     /// The reads decided since the last call.
@@ -455,15 +448,6 @@ impl Core {
         if let Some(auth) = self.health.info_owed.take() {
             self.publish_info(auth);
         }
-    }
-
-    /// Publishes every printer whose first publication waited (for an account read, or long
-    /// enough), all at once (the shell goes printer by printer).
-    pub fn introduce_overdue(&mut self, wall: f64) {
-        for uuid in self.waiting_printers() {
-            self.introduce(&uuid, wall);
-        }
-        self.introduced();
     }
 
     /// Whether this instance answers messages for printer `printer_id`: always, unless it is

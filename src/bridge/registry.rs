@@ -154,6 +154,13 @@ impl Registry {
     }
 
     /// The printers seen in this run and not published yet.
+    /// Whether every start-up read of printer `uuid` is back (`cameras`: whether they count;
+    /// see `Runtime::is_known`).
+    pub fn is_known(&self, uuid: &str, cameras: bool) -> bool {
+        let runtime = self.get(uuid).and_then(|e| e.runtime.as_ref());
+        runtime.is_some_and(|r| r.is_known(cameras))
+    }
+
     pub fn unpublished(&self) -> Vec<String> {
         self.entries()
             .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))

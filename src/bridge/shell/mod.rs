@@ -394,8 +394,12 @@ impl Shell {
             board.send_if_modified(|b| b.observe(&messages));
         }
         self.publisher.publish_all(messages);
+        let cameras = self.core.settings.camera.enabled;
         for read in self.core.take_reads() {
-            let known = read.uuid().is_some_and(|uuid| self.core.is_known(uuid));
+            let registry = self.core.registry();
+            let known = read
+                .uuid()
+                .is_some_and(|uuid| registry.is_known(uuid, cameras));
             self.reads.start(read, known);
         }
     }

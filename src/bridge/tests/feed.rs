@@ -301,10 +301,10 @@ fn a_printers_first_publication_waits_a_second_at_most_for_its_first_reads() {
     let first = b.poll(&[printer(A, "MK4", "IDLE")]);
     assert!(first.payload("pc/mk4/state").is_none());
     assert_eq!(b.core.introduce_due(b.wall), Some(Duration::from_secs(1)));
-    b.core.introduce_overdue(b.wall + 0.5);
+    b.introduce_overdue(b.wall + 0.5);
     assert!(b.take().payload("pc/mk4/state").is_none(), "not yet");
     b.advance(1);
-    b.core.introduce_overdue(b.wall);
+    b.introduce_overdue(b.wall);
     let out = b.take();
     assert_eq!(
         out.payload("pc/mk4/state").unwrap()["storage_free"],
@@ -319,7 +319,7 @@ fn a_printers_first_publication_waits_a_second_at_most_for_its_first_reads() {
     assert!(b.poll(&both).payload("pc/xl/state").is_none());
     assert_eq!(b.core.introduce_due(b.wall), Some(Duration::from_secs(1)));
     assert_eq!(b.core.introduce_due(b.wall + 1.2), Some(Duration::ZERO));
-    b.core.introduce_overdue(b.wall + 1.2);
+    b.introduce_overdue(b.wall + 1.2);
     assert!(b.take().payload("pc/xl/state").is_some());
     // The reads come back: what they bring is published.
     let storages = Read::Storages { uuid: A.into() };

@@ -137,14 +137,25 @@ impl Bridge {
         }
     }
 
-    fn take(&mut self) -> Out {
-        let renders = self.core.take_renders();
-        if !renders.is_empty() {
-            for uuid in renders {
-                self.core.introduce(&uuid, self.wall);
+    /// Renders `printers` as the shell does (all at once here).
+    fn render_each(&mut self, printers: Vec<String>, wall: f64) {
+        if !printers.is_empty() {
+            for uuid in printers {
+                self.core.introduce(&uuid, wall);
             }
             self.core.introduced();
         }
+    }
+
+    /// Publishes every printer whose first publication waited, as the shell's timer does.
+    fn introduce_overdue(&mut self, wall: f64) {
+        let waiting = self.core.waiting_printers();
+        self.render_each(waiting, wall);
+    }
+
+    fn take(&mut self) -> Out {
+        let renders = self.core.take_renders();
+        self.render_each(renders, self.wall);
         Out {
             messages: self.core.take_messages(),
             reads: self.core.take_reads(),
