@@ -566,7 +566,7 @@ impl Core {
 
     /// When [`Core::live_flush`] has something to do.
     pub fn live_due(&self) -> Option<Instant> {
-        self.channel.due(&self.registry)
+        self.channel.due()
     }
 
     /// Looks at the printers whose values changed and whose turn it is, and publishes

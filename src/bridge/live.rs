@@ -4,7 +4,7 @@
 //! second per printer), and a state or job change asks for the job and the feed right away.
 //! While the channel covers every busy printer the fleet is polled at the idle interval.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -32,8 +32,11 @@ pub struct Channel {
     pub last_error: Option<String>,
     /// Printers whose subscription the broker acknowledged on this connection.
     pub subscribed: BTreeSet<String>,
-    /// Printers whose pushed values changed since they were last looked at.
-    pending: BTreeSet<String>,
+    /// Printers whose pushed values changed since they were last looked at, each with its
+    /// turn (see [`turn`]): fixed from the first change on, until the printer is looked at.
+    pending: BTreeMap<String, Instant>,
+    /// The same printers by turn, first due first: what is due is found without a scan.
+    turns: BTreeSet<(Instant, String)>,
     /// `bridge/info` is to show the channel's new status (since then).
     info_due: Option<Instant>,
 }
@@ -96,6 +99,7 @@ impl Channel {
                     }
                 }
                 self.pending.clear();
+                self.turns.clear();
                 self.info_due.get_or_insert(now);
                 let busy = registry.entries().any(|e| {
                     e.runtime
@@ -129,7 +133,12 @@ impl Channel {
                 match live.pushed.apply(&topic, &payload, now) {
                     Ok(true) => {
                         live.pushed.changed_since.get_or_insert(now);
-                        self.pending.insert(uuid);
+                        if !self.pending.contains_key(&uuid)
+                            && let Some(at) = turn(&live.pushed)
+                        {
+                            self.turns.insert((at, uuid.clone()));
+                            self.pending.insert(uuid, at);
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => tracing::debug!("live value of printer {uuid} ignored: {e}"),
@@ -141,7 +150,9 @@ impl Channel {
 
     /// Printer `uuid` is removed: nothing of it is left to look at.
     pub fn forget(&mut self, uuid: &str) {
-        self.pending.remove(uuid);
+        if let Some(at) = self.pending.remove(uuid) {
+            self.turns.remove(&(at, uuid.to_string()));
+        }
     }
 
     /// The channel no longer speaks for the printer: the list's values count again.
@@ -150,19 +161,16 @@ impl Channel {
         if let Some(live) = registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) {
             live.pushed = Pushed::default();
         }
-        self.pending.remove(uuid);
+        self.forget(uuid);
         self.info_due.get_or_insert(now);
     }
 
     /// When a printer's pushed values are to be looked at, or `bridge/info` to show the
     /// channel's new status.
-    pub fn due(&self, registry: &Registry) -> Option<Instant> {
-        let printers = self.pending.iter().filter_map(|uuid| {
-            let pushed = &registry.get(uuid)?.runtime.as_ref()?.pushed;
-            turn(pushed)
-        });
+    pub fn due(&self) -> Option<Instant> {
+        let printers = self.turns.first().map(|(at, _)| *at);
         let info = self.info_due.map(|t| t + LIVE_GATHER);
-        printers.chain(info).min()
+        printers.into_iter().chain(info).min()
     }
 
     /// Whether `bridge/info` is to show the channel's new status now.
@@ -177,20 +185,13 @@ impl Channel {
     /// The printers whose pushed values changed and whose turn it is, each with its view:
     /// the values laid over what the list showed (only those whose view changed).
     pub fn ready(&mut self, registry: &mut Registry, now: Instant) -> Vec<Printer> {
-        let ready: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|uuid| {
-                let pushed = registry
-                    .get(uuid)
-                    .and_then(|e| e.runtime.as_ref())
-                    .map(|l| &l.pushed);
-                pushed.and_then(turn).is_none_or(|t| t <= now)
-            })
-            .cloned()
-            .collect();
         let mut views = Vec::new();
-        for uuid in ready {
+        while let Some((at, _)) = self.turns.first()
+            && *at <= now
+        {
+            let Some((_, uuid)) = self.turns.pop_first() else {
+                break;
+            };
             self.pending.remove(&uuid);
             let Some(live) = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut()) else {
                 continue;

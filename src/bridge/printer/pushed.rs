@@ -64,70 +64,90 @@ impl Pushed {
         let text = std::str::from_utf8(payload)
             .map_err(|_| bad(topic, "not UTF-8"))?
             .trim();
-        let parts: Vec<&str> = topic.split('/').collect();
-        let before = self.clone();
-        match parts.as_slice() {
-            ["data", "state"] => self.state = Some(PrinterState::parse(&word(topic, text)?)),
-            ["data", "online"] => {
-                self.online = Some(match text {
+        if let Some(rest) = topic.strip_prefix("jobs/") {
+            return self.apply_job(topic, rest, text, now);
+        }
+        let changed = match topic {
+            "data/state" => set(&mut self.state, PrinterState::parse(&word(topic, text)?)),
+            "data/online" => set(
+                &mut self.online,
+                match text {
                     "1" | "true" => true,
                     "0" | "false" => false,
                     _ => return Err(bad(topic, "not 1 or 0")),
-                })
-            }
-            ["data", "current-job"] => self.current_job = Some(int(topic, text)?),
-            ["data", "job-progress"] => self.progress = Some(number(topic, text)?),
-            ["data", "material"] => self.material = Some(word(topic, text)?),
-            ["data", "axis-z"] => self.axis_z = Some(number(topic, text)?),
-            ["data", "temp", "nozzle", "current"] => self.nozzle = Some(number(topic, text)?),
-            ["data", "temp", "nozzle", "target"] => self.nozzle_target = Some(number(topic, text)?),
-            ["data", "temp", "heatbed", "current"] => self.bed = Some(number(topic, text)?),
-            ["data", "temp", "heatbed", "target"] => self.bed_target = Some(number(topic, text)?),
-            ["data", "temp", "chamber", "current"] => self.chamber = Some(number(topic, text)?),
-            ["dialog"] => self.dialog = Some(dialog(topic, text)?),
-            ["jobs", id, "data", value] => {
-                let id = int(topic, id)?;
-                self.received.insert(format!("jobs/{id}"), now);
-                let job = self.jobs.entry(id).or_default();
-                match *value {
-                    "progress" => job.progress = Some(number(topic, text)?),
-                    "state" => job.state = Some(JobState::parse(&word(topic, text)?)),
-                    "time-remaining" => job.time_remaining = Some(number(topic, text)?),
-                    _ => {}
-                }
-                // Old jobs stay retained on the broker: keep only the latest few.
-                while let Some((old, _)) = self.jobs.first_key_value()
-                    && self.jobs.len() > JOBS_KEPT
-                {
-                    let old = *old;
-                    self.jobs.remove(&old);
-                    self.received.remove(&format!("jobs/{old}"));
-                }
-                return Ok(self.jobs != before.jobs);
-            }
+                },
+            ),
+            "data/current-job" => set(&mut self.current_job, int(topic, text)?),
+            "data/job-progress" => set(&mut self.progress, number(topic, text)?),
+            "data/material" => set(&mut self.material, word(topic, text)?),
+            "data/axis-z" => set(&mut self.axis_z, number(topic, text)?),
+            "data/temp/nozzle/current" => set(&mut self.nozzle, number(topic, text)?),
+            "data/temp/nozzle/target" => set(&mut self.nozzle_target, number(topic, text)?),
+            "data/temp/heatbed/current" => set(&mut self.bed, number(topic, text)?),
+            "data/temp/heatbed/target" => set(&mut self.bed_target, number(topic, text)?),
+            "data/temp/chamber/current" => set(&mut self.chamber, number(topic, text)?),
+            "dialog" => set(&mut self.dialog, dialog(topic, text)?),
             // Per-tool values (the XL) and whatever else the channel carries: not shown.
             _ => return Ok(false),
-        }
-        self.received.insert(topic.to_string(), now);
-        Ok(self.values_differ(&before))
+        };
+        self.received_now(topic, now);
+        Ok(changed)
     }
 
-    fn values_differ(&self, other: &Pushed) -> bool {
-        let a = Pushed {
-            received: BTreeMap::new(),
-            list_requested: None,
-            looked_at: None,
-            changed_since: None,
-            ..self.clone()
+    /// A job's value (`jobs/<id>/data/<value>`, `rest` after `jobs/`).
+    fn apply_job(
+        &mut self,
+        topic: &str,
+        rest: &str,
+        text: &str,
+        now: Instant,
+    ) -> Result<bool, BadValue> {
+        let mut parts = rest.split('/');
+        let (Some(id), Some("data"), Some(value), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(false);
         };
-        let b = Pushed {
-            received: BTreeMap::new(),
-            list_requested: None,
-            looked_at: None,
-            changed_since: None,
-            ..other.clone()
-        };
-        a != b
+        let id = int(topic, id)?;
+        let progress = (value == "progress")
+            .then(|| number(topic, text))
+            .transpose()?;
+        let state = (value == "state").then(|| word(topic, text)).transpose()?;
+        let remaining = (value == "time-remaining")
+            .then(|| number(topic, text))
+            .transpose()?;
+        let mut changed = !self.jobs.contains_key(&id);
+        let job = self.jobs.entry(id).or_default();
+        if let Some(p) = progress {
+            changed |= set(&mut job.progress, p);
+        }
+        if let Some(s) = state {
+            changed |= set(&mut job.state, JobState::parse(&s));
+        }
+        if let Some(t) = remaining {
+            changed |= set(&mut job.time_remaining, t);
+        }
+        self.received_now(&format!("jobs/{id}"), now);
+        // Old jobs stay retained on the broker: keep only the latest few.
+        while let Some((old, _)) = self.jobs.first_key_value()
+            && self.jobs.len() > JOBS_KEPT
+        {
+            let old = *old;
+            self.jobs.remove(&old);
+            self.received.remove(&format!("jobs/{old}"));
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Value `key` came at `now` (no new key for a value that came before).
+    fn received_now(&mut self, key: &str, now: Instant) {
+        match self.received.get_mut(key) {
+            Some(at) => *at = now,
+            None => {
+                self.received.insert(key.to_string(), now);
+            }
+        }
     }
 
     /// The values that came since the last list was requested: those that win over it.
@@ -251,6 +271,13 @@ impl Pushed {
             job.time_remaining = Some(t);
         }
     }
+}
+
+/// Sets `field` to `value`; whether that changed it.
+fn set<T: PartialEq>(field: &mut Option<T>, value: T) -> bool {
+    let changed = field.as_ref() != Some(&value);
+    *field = Some(value);
+    changed
 }
 
 fn bad(topic: &str, why: &str) -> BadValue {
