@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::connect::model::{Job, JobInfo, JobState, Printer, PrinterState};
+use crate::connect::model::{Job, JobInfo, Printer, PrinterState};
 
 /// ISO 8601 (RFC 3339, UTC) of Unix seconds; `None` for nonsense values.
 pub fn iso(unix: f64) -> Option<String> {
@@ -164,6 +164,36 @@ impl StatePayload {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+
+    /// `json`, this payload's bytes without `updated`, with `updated` set: `updated` is the
+    /// last key, so only the end changes.
+    pub fn json_updated(&self, mut json: Vec<u8>, updated: Option<String>) -> Vec<u8> {
+        const UNSET: &[u8] = b"\"updated\":null}";
+        match (&updated, json.ends_with(UNSET) && self.updated.is_none()) {
+            (Some(time), true) => {
+                json.truncate(json.len() - UNSET.len());
+                json.extend_from_slice(b"\"updated\":");
+                // A string always serializes.
+                serde_json::to_writer(&mut json, time).unwrap_or_default();
+                json.push(b'}');
+                json
+            }
+            (None, true) => json,
+            _ => StatePayload {
+                updated,
+                ..self.clone()
+            }
+            .to_json(),
+        }
+    }
+}
+
+/// A payload's bytes hashed, to tell whether they changed.
+pub fn print_of(json: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(json);
+    h.finish()
 }
 
 fn round1(v: Option<f64>) -> Option<f64> {
@@ -232,12 +262,12 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
 
 /// The `P/job` payload: the live `job_info` merged with the job's detail (file, material,
 /// cancelable objects) when the detail is of the same job.
-pub fn job(info: Option<&JobInfo>, detail: Option<&Job>) -> Option<Value> {
+pub fn job(info: Option<&JobInfo>, detail: Option<&Job>) -> Option<JobPayload> {
     let id = info.and_then(|j| j.id).or(detail.map(|d| d.id))?;
     let detail = detail.filter(|d| d.id == id);
     let state = info
-        .and_then(|j| j.state.clone())
-        .or_else(|| detail.and_then(|d| d.state.clone()));
+        .and_then(|j| j.state.as_ref())
+        .or_else(|| detail.and_then(|d| d.state.as_ref()));
     let file = detail
         .and_then(|d| d.file_name().map(str::to_string))
         .or_else(|| info.and_then(|j| j.display_name.clone()));
@@ -245,30 +275,81 @@ pub fn job(info: Option<&JobInfo>, detail: Option<&Job>) -> Option<Value> {
         .and_then(|j| j.path.clone())
         .or_else(|| detail.and_then(|d| d.file().and_then(|f| f.path.clone())));
     let pick = |live: Option<f64>, stored: Option<f64>| live.or(stored).filter(|v| v.is_finite());
-    let objects: Vec<Value> = detail
+    let cancelable_objects = detail
         .and_then(|d| d.cancelable.as_ref())
         .map(|c| {
             c.objects
                 .iter()
-                .map(|o| json!({"id": o.id, "name": o.name, "canceled": o.canceled}))
+                .map(|o| JobObject {
+                    canceled: o.canceled,
+                    id: o.id,
+                    name: o.name.clone(),
+                })
                 .collect()
         })
         .unwrap_or_default();
-    let data = detail.and_then(|d| d.data.clone()).unwrap_or_default();
-    Some(json!({
-        "id": id,
-        "state": state.as_ref().map(JobState::as_str),
-        "file": file,
-        "path": path,
-        "progress": round1(pick(info.and_then(|j| j.progress), detail.and_then(|d| d.progress))),
-        "time_printing": pick(info.and_then(|j| j.time_printing), detail.and_then(|d| d.time_printing)).map(|t| t.round() as i64),
-        "time_remaining": remaining(info).or_else(|| detail.and_then(|d| d.time_remaining).filter(|t| *t > 0.0)).map(|t| t.round() as i64),
-        "started": pick(info.and_then(|j| j.start), detail.and_then(|d| d.ts_started)).and_then(iso),
-        "ended": pick(info.and_then(|j| j.end), detail.and_then(|d| d.ts_ended)).and_then(iso),
-        "material": data.material,
-        "weight": data.weight.or_else(|| info.and_then(|j| j.model_weight)),
-        "cancelable_objects": objects,
-    }))
+    let data = detail.and_then(|d| d.data.as_ref());
+    Some(JobPayload {
+        cancelable_objects,
+        ended: pick(info.and_then(|j| j.end), detail.and_then(|d| d.ts_ended)).and_then(iso),
+        file,
+        id,
+        material: data.and_then(|d| d.material.clone()),
+        path,
+        progress: round1(pick(
+            info.and_then(|j| j.progress),
+            detail.and_then(|d| d.progress),
+        )),
+        started: pick(
+            info.and_then(|j| j.start),
+            detail.and_then(|d| d.ts_started),
+        )
+        .and_then(iso),
+        state: state.map(|s| s.as_str().to_string()),
+        time_printing: pick(
+            info.and_then(|j| j.time_printing),
+            detail.and_then(|d| d.time_printing),
+        )
+        .map(|t| t.round() as i64),
+        time_remaining: remaining(info)
+            .or_else(|| detail.and_then(|d| d.time_remaining).filter(|t| *t > 0.0))
+            .map(|t| t.round() as i64),
+        weight: data
+            .and_then(|d| d.weight)
+            .or_else(|| info.and_then(|j| j.model_weight)),
+    })
+}
+
+/// `P/job`. Its fields are declared in byte order, so the JSON has its keys sorted (as the
+/// `Value` form it replaced had).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobPayload {
+    pub cancelable_objects: Vec<JobObject>,
+    pub ended: Option<String>,
+    pub file: Option<String>,
+    pub id: i64,
+    pub material: Option<String>,
+    pub path: Option<String>,
+    pub progress: Option<f64>,
+    pub started: Option<String>,
+    pub state: Option<String>,
+    pub time_printing: Option<i64>,
+    pub time_remaining: Option<i64>,
+    pub weight: Option<f64>,
+}
+
+/// One of `P/job`'s `cancelable_objects`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobObject {
+    pub canceled: bool,
+    pub id: i64,
+    pub name: Option<String>,
+}
+
+impl JobPayload {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 /// The `P/job/finished` payload for a job Connect reports in a final state.
@@ -296,6 +377,7 @@ pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Va
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connect::model::JobState;
 
     fn printing() -> Printer {
         serde_json::from_value(json!({
@@ -345,6 +427,43 @@ mod tests {
             String::from_utf8(s.to_json()).unwrap(),
             String::from_utf8(sorted).unwrap()
         );
+        // With `updated` set on the bytes without it: the same as set on the struct.
+        let time = s.updated.take();
+        let spliced = s.json_updated(s.to_json(), time.clone());
+        s.updated = time;
+        assert_eq!(
+            String::from_utf8(spliced).unwrap(),
+            String::from_utf8(s.to_json()).unwrap()
+        );
+    }
+
+    /// `P/job` is written straight from its struct, keys in byte order like the `Value` form.
+    #[test]
+    fn job_json_has_its_keys_sorted() {
+        let p = printing();
+        let detail = Job {
+            id: p.job_info.as_ref().and_then(|j| j.id).unwrap(),
+            state: Some(JobState::Printing),
+            ts_started: Some(100.0),
+            data: Some(crate::connect::model::JobData {
+                material: Some("PETG".into()),
+                weight: Some(12.5),
+                ..Default::default()
+            }),
+            cancelable: Some(crate::connect::model::Cancelable {
+                objects: vec![crate::connect::model::CancelableObject {
+                    id: 3,
+                    name: Some("Cube \"A\"".into()),
+                    canceled: true,
+                }],
+            }),
+            ..Default::default()
+        };
+        let job = job(p.job_info.as_ref(), Some(&detail)).unwrap();
+        let value = serde_json::to_value(&job).unwrap();
+        assert_eq!(value["material"], "PETG");
+        assert_eq!(value["cancelable_objects"][0]["name"], "Cube \"A\"");
+        assert_eq!(String::from_utf8(job.to_json()).unwrap(), value.to_string());
     }
 
     #[test]
@@ -372,6 +491,12 @@ mod tests {
         let f = job_finished(&p, "busy_mk4", &j).unwrap();
         assert_eq!(f["event_type"], "FIN_ERROR");
         assert_eq!(f["duration"], 60);
+        // A negative print time from Connect is no duration (the fuzz test found one).
+        j.time_printing = Some(-1e30);
+        assert_eq!(
+            job_finished(&p, "busy_mk4", &j).unwrap()["duration"],
+            Value::Null
+        );
         j.state = Some(JobState::Printing);
         assert!(job_finished(&p, "busy_mk4", &j).is_none());
     }

@@ -624,7 +624,9 @@ fn exercise_job(j: &Job, printer: &Printer) -> Result<(), TestCaseError> {
     let _ = j.file();
     let _ = j.file_name();
     let job = payloads::job(None, Some(j)).expect("a job detail alone gives a payload");
-    prop_assert_eq!(job["id"].as_i64(), Some(j.id));
+    prop_assert_eq!(job.id, j.id);
+    let json: serde_json::Value = serde_json::from_slice(&job.to_json()).expect("P/job is JSON");
+    prop_assert_eq!(json["id"].as_i64(), Some(j.id));
     let _ = payloads::job(printer.job_info.as_ref(), Some(j));
     match payloads::job_finished(printer, "p", j) {
         Some(f) => {

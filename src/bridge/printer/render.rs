@@ -8,7 +8,7 @@ use crate::bridge::printer::{Ctx, PrinterEntry, Runtime};
 use crate::connect::model::PrinterState;
 use crate::discovery::{Controls, Features, PrinterDevice};
 use crate::message::{Kind, Message};
-use crate::payloads::{self, StatePayload, fingerprint, iso};
+use crate::payloads::{self, iso, print_of};
 
 impl PrinterEntry {
     /// Publishes the printer's retained topics that changed: `P/state`, `P/job`, discovery,
@@ -38,28 +38,24 @@ impl PrinterEntry {
         state.storage_free = live.storage.free;
         state.storage_total = live.storage.total;
         let topics = &cx.settings.topics;
-        let print = fingerprint(&state);
+        // Written once without its time, to compare; the time is set on those bytes.
+        let json = state.to_json();
+        let print = print_of(&json);
         if live.shown_state != Some(print) {
             live.shown_state = Some(print);
-            let with_time = StatePayload {
-                updated: iso(wall),
-                ..state
-            };
             cx.fx.publish(Message::retain(
                 Kind::Data,
                 topics.state(&id),
-                with_time.to_json(),
+                state.json_updated(json, iso(wall)),
             ));
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
-            let print = fingerprint(&job);
+            let json = job.to_json();
+            let print = print_of(&json);
             if live.shown_job != Some(print) {
                 live.shown_job = Some(print);
-                cx.fx.publish(Message::retain(
-                    Kind::Data,
-                    topics.job(&id),
-                    job.to_string(),
-                ));
+                cx.fx
+                    .publish(Message::retain(Kind::Data, topics.job(&id), json));
             }
         }
         let announce = live.shown_online != Some(online);
