@@ -367,7 +367,7 @@ pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Va
         "printer_name": printer.name,
         "printer_uuid": printer.uuid,
         "progress": round1(job.progress),
-        "duration": duration.filter(|d| d.is_finite()).map(|d| d.round() as i64),
+        "duration": duration.filter(|d| d.is_finite() && *d >= 0.0).map(|d| d.round() as i64),
         "started": job.ts_started.and_then(iso),
         "ended": job.ts_ended.and_then(iso),
         "reason": job.reason,
