@@ -59,13 +59,20 @@ pub fn start(
     let (in_tx, incoming) = mpsc::unbounded_channel();
     let (req_tx, requests) = mpsc::unbounded_channel();
     let (polled_tx, polled) = mpsc::unbounded_channel();
-    let poller = Poller::new(polled_tx, in_tx, link_tx, ha_status, req_tx.clone());
+    let poller = Poller::new(polled_tx, in_tx, link_tx.clone(), ha_status, req_tx.clone());
     let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
     let mut outbox = Outbox::new(status_topic);
     for kept in journal.iter_mut().flat_map(Journal::take_kept) {
         outbox.restore(kept.id, kept.topic, kept.payload);
     }
-    let state = SessionState::new(client, outbox, journal, status_topic, subscriptions);
+    let state = SessionState::new(
+        client,
+        outbox,
+        journal,
+        link_tx,
+        status_topic,
+        subscriptions,
+    );
     let task = tokio::spawn(state.run(polled, requests, poller));
     Session {
         publisher: Publisher::new(req_tx),

@@ -1,8 +1,12 @@
 //! What the broker is owed, as a plain state machine with no I/O (the MQTT session in
 //! [`crate::mqtt`] drives it).
 //!
-//! - Retained values are kept (discovery apart from data): an unchanged value is not sent
-//!   again, and every (re)connect or Home Assistant birth message sends them all again.
+//! - Retained values are kept: an unchanged value is not sent again, and every (re)connect
+//!   or Home Assistant birth message sends them all again.
+//! - Discovery is kept only until it is handed over: it is most of what a farm's gateway
+//!   would hold, and the bridge renders it again from the printers' state after a
+//!   (re)connect or a birth message (see [`crate::mqtt::Link`]). Only its topics are kept,
+//!   so that [`Outbox::clear_all`] clears them.
 //! - A cleared topic is owed until the broker acknowledged the clear; a value set after the
 //!   clear replaces it, so a topic cleared and set again while the broker was away ends up set.
 //! - Events (feed events, job ends, command replies) are owed until their PubAck. When the
@@ -21,7 +25,7 @@
 //! a packet id is tied to a message.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::message::{Kind, MAX_PACKET_BYTES, Message};
@@ -82,8 +86,16 @@ struct Event {
 #[derive(Debug)]
 enum Owed {
     Nothing,
-    Clear { topic: String, seq: u64 },
+    Clear {
+        topic: String,
+        seq: u64,
+    },
     Event(Event),
+    /// Discovery handed over: what to take back if rumqttc could not take it.
+    Discovery {
+        topic: String,
+        payload: Stored,
+    },
 }
 
 #[derive(Debug)]
@@ -97,8 +109,10 @@ pub struct Outbox {
     /// `B/bridge/state`: `online` goes first on every connection.
     status_topic: String,
     connected: bool,
-    /// Kept deflated (see [`stored`]).
+    /// Discovery not handed over yet, kept deflated (see [`stored`]).
     discovery: BTreeMap<String, Stored>,
+    /// Every discovery topic set and not cleared.
+    discovery_topics: BTreeSet<String>,
     data: BTreeMap<String, Stored>,
     /// Topics whose clear the broker has not acknowledged, with the clear's sequence number.
     clears: BTreeMap<String, u64>,
@@ -167,15 +181,27 @@ impl Outbox {
         if payload.is_empty() {
             return self.clear(topic);
         }
-        let (map, other) = match kind {
-            Kind::Discovery => (&mut self.discovery, &mut self.data),
-            Kind::Data => (&mut self.data, &mut self.discovery),
-        };
-        if map.get(&topic).is_some_and(|s| s.is(&payload)) {
-            return;
+        match kind {
+            Kind::Discovery => {
+                if self.discovery.get(&topic).is_some_and(|s| s.is(&payload)) {
+                    return;
+                }
+                self.data.remove(&topic);
+                if !self.discovery_topics.contains(&topic) {
+                    self.discovery_topics.insert(topic.clone());
+                }
+                self.discovery
+                    .insert(topic.clone(), Stored::new(payload, true));
+            }
+            Kind::Data => {
+                if self.data.get(&topic).is_some_and(|s| s.is(&payload)) {
+                    return;
+                }
+                self.discovery.remove(&topic);
+                self.discovery_topics.remove(&topic);
+                self.data.insert(topic.clone(), Stored::new(payload, false));
+            }
         }
-        other.remove(&topic);
-        map.insert(topic.clone(), Stored::new(payload, kind == Kind::Discovery));
         // The value replaces a clear not yet acknowledged: that clear must not be sent again.
         self.clears.remove(&topic);
         if self.connected {
@@ -185,6 +211,7 @@ impl Outbox {
 
     fn clear(&mut self, topic: String) {
         self.discovery.remove(&topic);
+        self.discovery_topics.remove(&topic);
         self.data.remove(&topic);
         self.images.remove(&topic);
         self.seq += 1;
@@ -285,12 +312,19 @@ impl Outbox {
         }
     }
 
-    /// Home Assistant came back: every retained value and the last pictures again.
+    /// Home Assistant came back: every retained value and the last pictures again (the
+    /// bridge renders discovery again).
     pub fn republish(&mut self) {
         if !self.connected {
             return; // the next connection sends everything anyway
         }
-        for topic in self.retained_topics() {
+        let retained: Vec<String> = self
+            .discovery
+            .keys()
+            .chain(self.data.keys())
+            .cloned()
+            .collect();
+        for topic in retained {
             self.enqueue_topic(topic, Queued::Retained);
         }
         let images: Vec<String> = self.images.keys().cloned().collect();
@@ -300,8 +334,8 @@ impl Outbox {
     }
 
     fn retained_topics(&self) -> Vec<String> {
-        self.discovery
-            .keys()
+        self.discovery_topics
+            .iter()
             .chain(self.data.keys())
             .cloned()
             .collect()
@@ -314,8 +348,8 @@ impl Outbox {
         }
     }
 
-    /// A ConnAck: `online` first, then discovery, owed clears, data and pictures, then the
-    /// events still owed, oldest first.
+    /// A ConnAck: `online` first, then discovery not handed over yet, owed clears, data and
+    /// pictures, then the events still owed, oldest first.
     pub fn on_connected(&mut self) {
         self.connected = true;
         self.data.insert(
@@ -387,11 +421,19 @@ impl Outbox {
             let (transmit, owed) = match queued {
                 Queued::Retained(topic) => {
                     self.queued.remove(&topic);
-                    let Some(payload) = self.discovery.get(&topic).or(self.data.get(&topic)) else {
+                    if let Some(stored) = self.discovery.remove(&topic) {
+                        let payload = stored.bytes().into_owned();
+                        let owed = Owed::Discovery {
+                            topic: topic.clone(),
+                            payload: stored,
+                        };
+                        (Self::transmit(topic, payload, true, true), owed)
+                    } else if let Some(stored) = self.data.get(&topic) {
+                        let payload = stored.bytes().into_owned();
+                        (Self::transmit(topic, payload, true, true), Owed::Nothing)
+                    } else {
                         continue; // cleared since: its clear is queued behind
-                    };
-                    let payload = payload.bytes().into_owned();
-                    (Self::transmit(topic, payload, true, true), Owed::Nothing)
+                    }
                 }
                 Queued::Clear { topic, seq } => {
                     if self.clears.get(&topic) != Some(&seq) {
@@ -447,6 +489,15 @@ impl Outbox {
                 self.queue.push_front(Queued::Event(e));
             }
             Owed::Clear { topic, seq } => self.queue.push_front(Queued::Clear { topic, seq }),
+            // Unless it was set again or cleared since.
+            Owed::Discovery { topic, payload } => {
+                if self.discovery_topics.contains(&topic) && !self.discovery.contains_key(&topic) {
+                    self.discovery.insert(topic.clone(), payload);
+                    if self.queued.insert(topic.clone()) {
+                        self.queue.push_front(Queued::Retained(topic));
+                    }
+                }
+            }
             Owed::Nothing => {
                 if self.queued.insert(topic.clone()) {
                     let queued = if retain {
@@ -508,7 +559,8 @@ impl Outbox {
                 .count()
     }
 
-    /// The current retained value of `topic`, if any.
+    /// The retained value of `topic` the outbox holds, if any (discovery only until it is
+    /// handed over).
     pub fn retained(&self, topic: &str) -> Option<Cow<'_, [u8]>> {
         self.discovery
             .get(topic)
@@ -516,7 +568,7 @@ impl Outbox {
             .map(Stored::bytes)
     }
 
-    /// Bytes the retained values hold: `(discovery, data)`.
+    /// Bytes the retained values hold: `(discovery not handed over yet, data)`.
     pub fn retained_bytes(&self) -> (usize, usize) {
         let sum = |map: &BTreeMap<String, Stored>| map.values().map(Stored::held).sum();
         (sum(&self.discovery), sum(&self.data))

@@ -213,25 +213,33 @@ async fn home_assistant_birth_and_broker_restart_republish_everything() {
     let gateway = Gateway::start(config(&broker, &sim, state.path(), ""));
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
     let discovery = format!("homeassistant/device/prusa_connect_{uuid}/config");
-    sub.wait_for(&discovery, WAIT, |m| !m.payload.is_empty())
-        .await;
+    let first = sub
+        .wait_for(&discovery, WAIT, |m| !m.payload.is_empty())
+        .await
+        .payload
+        .clone();
     sub.wait_for(&format!("{BASE}/busy_mk4/state"), WAIT, |m| {
         m.json()["state"] == "IDLE"
     })
     .await;
 
-    // Home Assistant restarts: its birth message brings discovery and state back.
+    // Home Assistant restarts: its birth message brings discovery and state back. The gateway
+    // does not keep discovery once sent: it renders the same again.
     let before = sub.on(&discovery).len();
     sub.publish("homeassistant/status", "online", false).await;
     wait_until(|| sub.on(&discovery).len() > before).await;
+    assert_eq!(sub.on(&discovery).last().unwrap().payload, first);
 
     // The broker restarts without persistence: every retained topic comes back.
     if broker.is_mosquitto() {
         broker.stop();
         broker.restart();
         let fresh = Subscriber::connect(&broker, &[&format!("{BASE}/#"), "homeassistant/#"]).await;
+        let again = fresh
+            .wait_for(&discovery, WAIT, |m| !m.payload.is_empty())
+            .await;
+        assert_eq!(again.payload, first, "the same discovery after the restart");
         for topic in [
-            discovery.clone(),
             format!("{BASE}/bridge/state"),
             format!("{BASE}/bridge/info"),
             format!("{BASE}/busy_mk4/state"),

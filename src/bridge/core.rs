@@ -90,6 +90,16 @@ impl Core {
         }
     }
 
+    /// The broker may have lost discovery (a reconnect) or Home Assistant asks for it (its
+    /// birth message): the bridge's is published again, and the printers returned render
+    /// theirs again, one at a time ([`Core::introduce`]).
+    pub fn discovery_again(&mut self) -> Vec<String> {
+        if !self.migration.bridge_pending() {
+            self.publish_bridge_discovery();
+        }
+        self.registry.forget_shown_discovery()
+    }
+
     /// The messages decided since the last call, in order.
     pub fn take_messages(&mut self) -> Vec<Message> {
         std::mem::take(&mut self.fx.messages)

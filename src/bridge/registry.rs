@@ -161,6 +161,19 @@ impl Registry {
         runtime.is_some_and(|r| r.is_known(cameras))
     }
 
+    /// The published printers, each to render its discovery again (see
+    /// [`crate::bridge::Core::discovery_again`]).
+    pub fn forget_shown_discovery(&mut self) -> Vec<String> {
+        self.entries_mut()
+            .filter_map(|e| {
+                let live = e.runtime.as_mut().filter(|l| l.introduced)?;
+                live.shown_device = None;
+                live.discovery_inputs = None;
+                Some(e.uuid.clone())
+            })
+            .collect()
+    }
+
     pub fn unpublished(&self) -> Vec<String> {
         self.entries()
             .filter(|e| e.runtime.as_ref().is_some_and(|l| !l.introduced))

@@ -15,11 +15,22 @@ use crate::message::Incoming;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// The session's connection state; `generation` counts ConnAcks.
+/// The session's connection state; `generation` counts ConnAcks, `births` the Home
+/// Assistant birth messages answered while connected. After either the bridge renders its
+/// discovery again (the outbox does not keep it once sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Link {
     pub connected: bool,
     pub generation: u64,
+    pub births: u64,
+}
+
+impl Link {
+    /// Whether discovery is to be rendered again since the bridge last looked (`seen`): a
+    /// connection after the first (the broker may have lost it) or a birth message.
+    pub fn wants_discovery(&self, seen: &Link) -> bool {
+        (self.generation > 1 && self.generation != seen.generation) || self.births != seen.births
+    }
 }
 
 /// What the polling task saw.
@@ -179,5 +190,25 @@ impl Poller {
             generation,
         });
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Link;
+
+    #[test]
+    fn discovery_is_rendered_again_after_a_reconnect_or_a_birth_not_the_first_connection() {
+        let link = |generation, births| Link {
+            connected: true,
+            generation,
+            births,
+        };
+        let start = Link::default();
+        assert!(!link(1, 0).wants_discovery(&start), "the first connection");
+        assert!(link(2, 0).wants_discovery(&link(1, 0)), "a reconnect");
+        assert!(link(2, 0).wants_discovery(&start), "two connections unseen");
+        assert!(link(1, 1).wants_discovery(&link(1, 0)), "a birth");
+        assert!(!link(2, 1).wants_discovery(&link(2, 1)), "nothing new");
     }
 }

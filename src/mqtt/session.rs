@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 
 use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::poller::Polled;
+use super::poller::{Link, Polled};
 use super::publisher::Request;
 use crate::journal::Journal;
 use crate::outbox::Outbox;
@@ -16,6 +16,8 @@ pub(super) struct SessionState {
     client: AsyncClient,
     outbox: Outbox,
     journal: Option<Journal>,
+    /// Told of each birth message answered (the bridge renders discovery again).
+    link: watch::Sender<Link>,
     status_topic: String,
     /// UNSUBSCRIBEs handed over and not acknowledged yet, and who waits for them.
     unsubscribing: usize,
@@ -36,6 +38,7 @@ impl SessionState {
         client: AsyncClient,
         outbox: Outbox,
         journal: Option<Journal>,
+        link: watch::Sender<Link>,
         status_topic: &str,
         subscriptions: Vec<String>,
     ) -> SessionState {
@@ -43,6 +46,7 @@ impl SessionState {
             client,
             outbox,
             journal,
+            link,
             status_topic: status_topic.to_string(),
             unsubscribing: 0,
             unsubscribed: None,
@@ -97,7 +101,13 @@ impl SessionState {
     fn on_request(&mut self, request: Request) {
         match request {
             Request::Publish(m) => self.outbox.push(m),
-            Request::Republish => self.outbox.republish(),
+            Request::Republish => {
+                // Not connected: the next connection sends everything (and is told).
+                if self.outbox.is_connected() {
+                    self.outbox.republish();
+                    self.link.send_modify(|l| l.births += 1);
+                }
+            }
             Request::ClearAll => self.outbox.clear_all(),
             Request::SyncJournal(tx) => {
                 self.write_journal();

@@ -63,6 +63,8 @@ pub struct Shell {
     /// The MQTT connection's state: a command must have come on the current connection to
     /// run (see [`Incoming::generation`]).
     link: Option<watch::Receiver<Link>>,
+    /// The link as last looked at: a new connection or birth message renders discovery again.
+    link_seen: Link,
     /// Remove every retained topic on the way out (`demo`).
     clear_retained_on_exit: bool,
     next_poll: Instant,
@@ -107,6 +109,7 @@ impl Shell {
             store,
             watchdog: Watchdog::from_env(),
             link: None,
+            link_seen: Link::default(),
             clear_retained_on_exit,
             next_poll: Instant::now(),
             poll_after_command: None,
@@ -210,7 +213,13 @@ impl Shell {
                     if changed.is_err() {
                         anyhow::bail!("the MQTT session ended unexpectedly");
                     }
-                    link.borrow_and_update();
+                    let now = *link.borrow_and_update();
+                    let seen = std::mem::replace(&mut self.link_seen, now);
+                    if now.wants_discovery(&seen) {
+                        let printers = self.core.discovery_again();
+                        self.flush();
+                        self.render_each(printers, &mut incoming, held.is_none()).await;
+                    }
                 }
                 Some(msg) = incoming.recv() => match held.as_mut() {
                     Some(held) if held.len() < MAX_WAITING_COMMANDS => held.push_back(msg),
