@@ -359,6 +359,20 @@ pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Va
         (Some(a), Some(b)) if b >= a => Some(b - a),
         _ => None,
     });
+    let duration = duration
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .map(|d| d.round() as i64);
+    let data = job.data.as_ref();
+    // What Connect says, as it says it; a value that is no number (or a negative amount) is
+    // null, never guessed.
+    let amount = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+    let file = job.file().map(|f| {
+        json!({
+            "name": f.display_name.as_ref().or(f.name.as_ref()),
+            "path": f.path,
+            "size": f.size,
+        })
+    });
     Some(json!({
         "event_type": state.as_str(),
         "job_id": job.id,
@@ -367,9 +381,15 @@ pub fn job_finished(printer: &Printer, printer_id: &str, job: &Job) -> Option<Va
         "printer_name": printer.name,
         "printer_uuid": printer.uuid,
         "progress": round1(job.progress),
-        "duration": duration.filter(|d| d.is_finite() && *d >= 0.0).map(|d| d.round() as i64),
+        "duration": duration,
+        "duration_s": duration,
         "started": job.ts_started.and_then(iso),
         "ended": job.ts_ended.and_then(iso),
+        "material": data.and_then(|d| d.material.clone()),
+        "filament_g": amount(data.and_then(|d| d.weight)),
+        "cost": amount(data.and_then(|d| d.cost)),
+        "layer_height": amount(data.and_then(|d| d.layer_height)),
+        "file": file,
         "reason": job.reason,
     }))
 }
@@ -491,6 +511,34 @@ mod tests {
         let f = job_finished(&p, "busy_mk4", &j).unwrap();
         assert_eq!(f["event_type"], "FIN_ERROR");
         assert_eq!(f["duration"], 60);
+        assert_eq!(f["duration_s"], 60);
+        // Nothing of the record's data or file: null, never guessed.
+        for key in ["material", "filament_g", "cost", "layer_height", "file"] {
+            assert_eq!(f[key], Value::Null, "{key}");
+        }
+        j.data = Some(crate::connect::model::JobData {
+            material: Some("PETG".into()),
+            weight: Some(12.34),
+            cost: Some(f64::NAN),
+            layer_height: Some(0.2),
+            ..Default::default()
+        });
+        j.files = vec![crate::connect::model::JobFile {
+            name: Some("cube.bgcode".into()),
+            display_name: Some("Cube".into()),
+            path: Some("/usb/cube.bgcode".into()),
+            size: Some(1234),
+            ..Default::default()
+        }];
+        let f = job_finished(&p, "busy_mk4", &j).unwrap();
+        assert_eq!(f["material"], "PETG");
+        assert_eq!(f["filament_g"], 12.34);
+        assert_eq!(f["cost"], Value::Null, "not a number");
+        assert_eq!(f["layer_height"], 0.2);
+        assert_eq!(
+            f["file"],
+            json!({"name": "Cube", "path": "/usb/cube.bgcode", "size": 1234})
+        );
         // A negative print time from Connect is no duration (the fuzz test found one).
         j.time_printing = Some(-1e30);
         assert_eq!(

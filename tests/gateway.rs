@@ -92,6 +92,18 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
     let f = finished.json();
     assert_eq!(f["event_type"], "FIN_ERROR");
     assert_eq!(f["job_id"], job_id);
+    // What the job's record says of it (the simulator's records carry weight and cost).
+    assert!(f["filament_g"].as_f64().is_some_and(|g| g > 0.0), "{f}");
+    assert!(f["cost"].as_f64().is_some_and(|c| c > 0.0), "{f}");
+    assert!(f["material"].as_str().is_some(), "{f}");
+    assert_eq!(f["layer_height"], 0.2);
+    assert_eq!(f["duration_s"], f["duration"]);
+    assert!(
+        f["file"]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('/')),
+        "{f}"
+    );
     sub.wait_for(&format!("{BASE}/busy_mk4/job"), WAIT, |m| {
         m.json()["state"] == "FIN_ERROR"
     })
