@@ -20,7 +20,6 @@ pub mod discovery;
 pub mod embedded_broker;
 pub mod http;
 pub mod journal;
-pub mod memory;
 pub mod message;
 pub mod mqtt;
 pub mod outbox;

@@ -27,7 +27,6 @@ use crate::command::ErrorCode;
 use crate::connect::client::{ConnectClient, ConnectError, RejectedPrinter};
 use crate::connect::live::{LiveEvent, LiveLink};
 use crate::connect::model::Printer;
-use crate::memory::Trim;
 use crate::message::Incoming;
 use crate::mqtt::{Link, Publisher};
 use crate::payloads::now_unix;
@@ -66,8 +65,6 @@ pub struct Shell {
     link: Option<watch::Receiver<Link>>,
     /// The link as last looked at: a new connection or birth message renders discovery again.
     link_seen: Link,
-    /// Gives what a poll freed back to the system.
-    trim: Trim,
     /// Remove every retained topic on the way out (`demo`).
     clear_retained_on_exit: bool,
     next_poll: Instant,
@@ -113,7 +110,6 @@ impl Shell {
             watchdog: Watchdog::from_env(),
             link: None,
             link_seen: Link::default(),
-            trim: Trim::default(),
             clear_retained_on_exit,
             next_poll: Instant::now(),
             poll_after_command: None,
@@ -303,7 +299,6 @@ impl Shell {
             }
         }
         let now = Instant::now();
-        self.trim.after_poll(now);
         self.next_poll = match self.poll_after_command.take() {
             // A list request in flight when a command was accepted showed the printer
             // before it: the next one comes at once, if it is due.
