@@ -5,7 +5,7 @@
 //! argument (`now` for schedules, `wall` Unix seconds for payloads), and so is the backoff's
 //! jitter, so every decision can be tested in-process.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,7 +26,6 @@ use crate::bridge::settings::{Settings, is_bridged};
 use crate::bridge::shards;
 use crate::command::{self, CommandReply, ErrorCode};
 use crate::connect::client::{AuthStatus, ConnectError, RejectedPrinter};
-use crate::connect::live::LiveEvent;
 use crate::connect::model::Printer;
 use crate::message::{Incoming, Kind, Message};
 
@@ -136,7 +135,7 @@ impl Core {
     }
 
     /// Printer `uuid`'s entry, with what its decisions may touch.
-    fn printer(&mut self, uuid: &str) -> Option<(&mut PrinterEntry, Ctx<'_>)> {
+    pub(super) fn printer(&mut self, uuid: &str) -> Option<(&mut PrinterEntry, Ctx<'_>)> {
         let reachable = self.health.reachable && !self.poll.is_rejected(uuid);
         let entry = self.registry.get_mut(uuid)?;
         let cx = Ctx {
@@ -561,42 +560,6 @@ impl Core {
         if let Some(entry) = self.registry.get_mut(uuid) {
             entry.files_changed(now);
         }
-    }
-
-    /// What the live channel said. Values are taken at once; the printers they change are
-    /// looked at by [`Core::live_flush`] when [`Core::live_due`] says.
-    ///
-    /// Returns `Some(wait)` when the next poll should come within `wait`: the channel
-    /// dropped and busy printers depend on the poll again.
-    pub fn live_event(&mut self, now: Instant, wall: f64, event: LiveEvent) -> Option<Duration> {
-        self.channel
-            .on_event(&mut self.registry, now, wall, event)
-            .map(|()| self.settings.active_poll_interval)
-    }
-
-    /// When [`Core::live_flush`] has something to do.
-    pub fn live_due(&self) -> Option<Instant> {
-        self.channel.due()
-    }
-
-    /// Looks at the printers whose values changed and whose turn it is, and publishes
-    /// `bridge/info` when the channel's status changed.
-    pub fn live_flush(&mut self, now: Instant, wall: f64) {
-        if self.channel.info_ready(now)
-            && let Some(auth) = self.health.last_auth.clone()
-        {
-            self.publish_info(auth);
-        }
-        for printer in self.channel.ready(&mut self.registry, now) {
-            if let Some((entry, mut cx)) = self.printer(&printer.uuid) {
-                entry.update(&mut cx, now, wall, printer);
-            }
-        }
-    }
-
-    /// The printers the channel is to follow: every one bridged now.
-    pub fn live_printers(&self) -> BTreeSet<String> {
-        live::followed(&self.registry)
     }
 
     /// The bridge's `online`/`offline` on the way out, or (`clear`) every retained topic.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::bridge::Core;
 use crate::bridge::printer::Pushed;
 use crate::bridge::registry::Registry;
 use crate::connect::live::LiveEvent;
@@ -217,6 +218,45 @@ impl Channel {
                     !l.printer.effective_state().is_active() || self.covers(&e.uuid)
                 })
             })
+    }
+}
+
+/// The core's side of the channel: what the shell hands it and asks of it.
+impl Core {
+    /// What the live channel said. Values are taken at once; the printers they change are
+    /// looked at by [`Core::live_flush`] when [`Core::live_due`] says.
+    ///
+    /// Returns `Some(wait)` when the next poll should come within `wait`: the channel
+    /// dropped and busy printers depend on the poll again.
+    pub fn live_event(&mut self, now: Instant, wall: f64, event: LiveEvent) -> Option<Duration> {
+        self.channel
+            .on_event(&mut self.registry, now, wall, event)
+            .map(|()| self.settings.active_poll_interval)
+    }
+
+    /// When [`Core::live_flush`] has something to do.
+    pub fn live_due(&self) -> Option<Instant> {
+        self.channel.due()
+    }
+
+    /// Looks at the printers whose values changed and whose turn it is, and publishes
+    /// `bridge/info` when the channel's status changed.
+    pub fn live_flush(&mut self, now: Instant, wall: f64) {
+        if self.channel.info_ready(now)
+            && let Some(auth) = self.health.last_auth.clone()
+        {
+            self.publish_info(auth);
+        }
+        for printer in self.channel.ready(&mut self.registry, now) {
+            if let Some((entry, mut cx)) = self.printer(&printer.uuid) {
+                entry.update(&mut cx, now, wall, printer);
+            }
+        }
+    }
+
+    /// The printers the channel is to follow: every one bridged now.
+    pub fn live_printers(&self) -> BTreeSet<String> {
+        followed(&self.registry)
     }
 }
 
