@@ -115,6 +115,11 @@ impl Core {
         std::mem::take(&mut self.fx.reads)
     }
 
+    /// The reads asked for before that no longer serve, since the last call.
+    pub fn take_withdrawn(&mut self) -> Vec<Read> {
+        std::mem::take(&mut self.fx.withdrawn)
+    }
+
     /// The printers to render again, each with [`Core::introduce`] (then
     /// [`Core::introduced`]), since the last call.
     pub fn take_renders(&mut self) -> Vec<String> {

@@ -9,6 +9,9 @@ use crate::message::Message;
 pub struct Effects {
     pub messages: Vec<Message>,
     pub reads: Vec<Read>,
+    /// Reads asked for before that no longer serve: the shell drops those still waiting for
+    /// their turn (one already running comes back as usual).
+    pub withdrawn: Vec<Read>,
     /// Printers to render again ([`crate::bridge::core::Core::introduce`]), one at a time with
     /// their messages sent between two: a read that serves many printers at once (a shared
     /// `supported-commands` list, the printer types) changes a farm's discoveries by the

@@ -46,6 +46,6 @@ impl PrinterEntry {
             return;
         };
         live.job_reads.list.request(now);
-        fx.read(live.start_job_list_read(&self.uuid, self.record.jobs.boundary(), now));
+        live.start_job_list_read(fx, &self.uuid, self.record.jobs.boundary(), now);
     }
 }

@@ -215,16 +215,37 @@ impl Runtime {
     }
 
     /// Starts the job-list read asked for (down to job `after`), unless one runs.
+    ///
+    /// The list tells how the ended jobs ended, so the reads of their records asked for
+    /// before are withdrawn (a record read while the list is read settles nothing). Only the
+    /// job the printer runs keeps its read: its detail (file, objects) is not in the list.
+    /// Without this, a farm whose jobs end faster than the request budget reads piles up
+    /// record reads in the shell's line, a few more with every job.
     pub fn start_job_list_read(
         &mut self,
+        fx: &mut Effects,
         uuid: &str,
         after: Option<i64>,
         now: Instant,
-    ) -> Option<Read> {
-        self.job_reads.list.start(now).then(|| Read::Jobs {
+    ) {
+        if !self.job_reads.list.start(now) {
+            return;
+        }
+        fx.read(Read::Jobs {
             uuid: uuid.to_string(),
             after,
-        })
+        });
+        let current = self.printer.job_info.as_ref().and_then(|j| j.id);
+        let withdrawn: Vec<i64> = (self.job_reads.in_flight.iter().copied())
+            .filter(|job| Some(*job) != current)
+            .collect();
+        for job in withdrawn {
+            self.job_reads.in_flight.remove(&job);
+            fx.withdrawn.push(Read::Job {
+                uuid: uuid.to_string(),
+                job,
+            });
+        }
     }
 
     /// Everything is to be published again (on new topics).

@@ -151,8 +151,7 @@ impl PrinterEntry {
         if jobs_changed || fresh {
             live.job_reads.list.request(now);
         }
-        cx.fx
-            .read(live.start_job_list_read(uuid, jobs.boundary(), now));
+        live.start_job_list_read(cx.fx, uuid, jobs.boundary(), now);
         let mut due = jobs.reads_due(&live.job_reads, now);
         if let Some(current) = live.printer.job_info.as_ref().and_then(|j| j.id)
             && (live.current_detail().is_none() || live.detail_stale)

@@ -411,6 +411,9 @@ impl Shell {
                 .is_some_and(|uuid| registry.is_known(uuid, cameras));
             self.reads.start(read, known);
         }
+        for read in self.core.take_withdrawn() {
+            self.reads.withdraw(&read);
+        }
     }
 
     /// A message from the broker: a command waits for its printer's earlier ones.

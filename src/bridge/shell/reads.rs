@@ -114,6 +114,19 @@ impl ReadRunner {
         self.fill();
     }
 
+    /// Drops `read` if it still waits for its turn (the core no longer needs it). The reads
+    /// the core withdraws keep a printer fresh, so only that part of the line is looked at.
+    pub(super) fn withdraw(&mut self, read: &Read) {
+        let fresh = (Turn::Fresh, 0)..(Turn::Printer(0), 0);
+        let found = self.waiting.range(fresh).find(|(_, r)| *r == read);
+        if let Some((&key, _)) = found {
+            self.waiting.remove(&key);
+            if self.waiting.is_empty() {
+                self.places.clear();
+            }
+        }
+    }
+
     /// The read whose turn it is.
     fn next_waiting(&mut self) -> Option<Read> {
         let first = *self.waiting.keys().next()?;
@@ -315,5 +328,27 @@ mod tests {
         // A known printer's later reads of the same kinds keep it fresh: they go first.
         reads.start(queue("d"), true);
         assert_eq!(reads.next_waiting(), Some(queue("d")));
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_read_leaves_the_line_and_only_it() {
+        let mut reads = runner();
+        for _ in 0..MAX_READS {
+            reads.spawn(Read::Version, std::future::pending());
+        }
+        let record = |job| Read::Job {
+            uuid: "a".into(),
+            job,
+        };
+        let cameras = Read::Cameras { uuid: "a".into() };
+        for read in [record(1), record(2), cameras.clone()] {
+            reads.start(read, false);
+        }
+        reads.withdraw(&record(1));
+        // Not waiting (any more): nothing happens.
+        reads.withdraw(&record(1));
+        reads.withdraw(&record(3));
+        let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
+        assert_eq!(order, [record(2), cameras]);
     }
 }

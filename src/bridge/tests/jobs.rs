@@ -104,6 +104,45 @@ fn a_lagging_job_record_is_read_again_with_backoff_for_more_than_an_hour() {
 }
 
 #[test]
+fn a_read_of_the_job_list_withdraws_the_ended_jobs_record_reads_but_not_the_running_jobs() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 9)]);
+    let idle = printer(A, "MK4", "IDLE");
+    b.poll(std::slice::from_ref(&idle));
+    // The list still says job 9 runs: its record is read again a little later.
+    b.answer(
+        jobs_read(Some(9)),
+        ReadResult::Jobs(Ok(vec![job(9, JobState::Printing)])),
+    );
+    b.advance(5);
+    let out = b.poll(std::slice::from_ref(&idle));
+    assert!(out.reads.contains(&job_read(9)), "{:?}", out.reads);
+    assert!(b.core.take_withdrawn().is_empty());
+    // Before that read's turn comes, job 10 starts: the job list is read again, and it
+    // tells how job 9 ended, so the read of job 9's record is withdrawn. Job 10's detail
+    // is read all the same.
+    b.advance(5);
+    let out = b.poll(&[printing(A, "MK4", 10)]);
+    assert!(out.reads.contains(&jobs_read(Some(9))), "{:?}", out.reads);
+    assert!(out.reads.contains(&job_read(10)), "{:?}", out.reads);
+    assert_eq!(b.core.take_withdrawn(), [job_read(9)]);
+    let list = vec![job(9, JobState::FinOk), job(10, JobState::Printing)];
+    let done = b.answer(jobs_read(Some(9)), ReadResult::Jobs(Ok(list)));
+    assert_eq!(done.events("pc/mk4/job/finished").len(), 1);
+    // A withdrawn read that was already running comes back: nothing is announced twice,
+    // and job 10's detail read is not asked for a second time meanwhile.
+    let late = b.answer(
+        job_read(9),
+        ReadResult::Job(Box::new(Ok(job(9, JobState::FinOk)))),
+    );
+    assert!(late.events("pc/mk4/job/finished").is_empty());
+    b.advance(5);
+    let out = b.poll(&[printing(A, "MK4", 10)]);
+    assert!(!out.reads.contains(&job_read(10)), "{:?}", out.reads);
+    assert!(b.core.take_withdrawn().is_empty());
+}
+
+#[test]
 fn a_job_the_list_never_showed_running_is_announced_too() {
     let mut b = Bridge::new("");
     let mut idle = printer(A, "MK4", "IDLE");
