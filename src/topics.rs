@@ -68,6 +68,14 @@ impl Topics {
     pub fn job_finished(&self, p: &str) -> String {
         format!("{}/{p}/job/finished", self.base)
     }
+    /// The printer's totals (retained JSON).
+    pub fn stats(&self, p: &str) -> String {
+        format!("{}/{p}/stats", self.base)
+    }
+    /// The bridge's fleet totals (retained JSON).
+    pub fn bridge_stats(&self) -> String {
+        format!("{}/stats", self.bridge())
+    }
     /// The current job's thumbnail (retained bytes).
     pub fn job_preview(&self, p: &str) -> String {
         format!("{}/{p}/job/preview", self.base)

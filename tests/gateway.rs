@@ -10,7 +10,7 @@ use common::gateway::{
     BASE, Gateway, Sim, config, last_request, list_polls, wait_polls, wait_until, wait_until_or,
 };
 use prusa_connect_sim::{PrinterSpec, RecordedRequest};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -108,6 +108,34 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
         m.json()["state"] == "FIN_ERROR"
     })
     .await;
+    // Counted in the printer's totals (retained) from that payload, and in the fleet's.
+    let stats = sub
+        .wait_for(&format!("{BASE}/busy_mk4/stats"), WAIT, |m| {
+            m.json()["failed"] == 1
+        })
+        .await;
+    let stats = stats.json();
+    // Retained: a subscriber that comes later gets it.
+    let later = Subscriber::connect(&broker, &[&format!("{BASE}/busy_mk4/stats")]).await;
+    let kept = later
+        .wait_for(&format!("{BASE}/busy_mk4/stats"), WAIT, |m| m.retain)
+        .await;
+    assert_eq!(kept.json(), stats);
+    assert_eq!(
+        (stats["jobs"].clone(), stats["ok"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(stats["filament_g"], f["filament_g"]);
+    assert_eq!(stats["cost"], f["cost"]);
+    assert_eq!(stats["print_s"], f["duration_s"]);
+    let material = f["material"].as_str().unwrap_or_default();
+    assert_eq!(stats["filament_by_material"][material], f["filament_g"]);
+    assert_eq!(stats["success_rate"], 0.0);
+    assert_eq!(stats["last_outcome"], "FIN_ERROR");
+    sub.wait_for(&format!("{BASE}/bridge/stats"), WAIT, |m| {
+        m.json()["failed"] == 1 && m.json()["filament_g"] == f["filament_g"]
+    })
+    .await;
 
     // A second printer goes OFFLINE.
     sim.sim.set_online(&other, false);
@@ -152,6 +180,14 @@ async fn print_fails_printer_goes_offline_restart_replays_nothing_deleted_printe
         sub.on(&format!("{BASE}/busy_mk4/job/finished")).len(),
         1,
         "the end is not announced again"
+    );
+    // Nor counted again: every P/stats since the first says one failed job.
+    assert!(
+        sub.on(&format!("{BASE}/busy_mk4/stats"))
+            .iter()
+            .all(|m| m.json()["failed"].as_u64() <= Some(1) && m.json()["jobs"].as_u64() <= Some(1)),
+        "{:?}",
+        sub.on(&format!("{BASE}/busy_mk4/stats")).iter().map(|m| m.text()).collect::<Vec<_>>()
     );
 
     // A printer deleted from the account loses its discovery and retained topics.
@@ -443,8 +479,7 @@ async fn the_printer_filter_applies_and_an_unreadable_printer_is_kept_not_remove
 
     // Connect sends a field of a type this version cannot read: the printer is reported,
     // and keeps its entities however long it lasts.
-    sim.sim
-        .override_field(&busy, "temp", serde_json::json!("hot"));
+    sim.sim.override_field(&busy, "temp", json!("hot"));
     let bad = sub
         .wait_for(&info, WAIT, |m| {
             m.json()["rejected_printers"]

@@ -169,6 +169,13 @@ async fn the_readme_topic_reference_matches_what_is_published() {
     ] {
         assert_eq!(cell(pattern), keys(&actual), "keys of {pattern}");
     }
+    // The totals: their top-level keys (the materials are the filament's own names).
+    for (pattern, topic) in [
+        ("B/P/stats", "busy_mk4/stats"),
+        ("B/bridge/stats", "bridge/stats"),
+    ] {
+        assert_eq!(cell(pattern), top_keys(&last(topic)), "keys of {pattern}");
+    }
     let state = last("busy_mk4/state");
     let documented = top_keys(&json_after("`B/P/state`:"));
     assert_eq!(documented, top_keys(&state), "keys of B/P/state");

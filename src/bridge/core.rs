@@ -14,7 +14,7 @@ use crate::bridge::account::Account;
 use crate::bridge::commands::{self, CommandDone, Inbound, Outcome, Prepared};
 use crate::bridge::effects::Effects;
 use crate::bridge::fleet;
-use crate::bridge::info::{Health, InfoParts, info_payload};
+use crate::bridge::info::{Health, InfoParts, fleet_stats, info_payload};
 use crate::bridge::live::{self, Channel};
 use crate::bridge::migration::Migration;
 use crate::bridge::poll::Poll;
@@ -393,6 +393,14 @@ impl Core {
             self.health.info_shown(print);
             let topic = self.settings.topics.bridge_info();
             self.fx.publish(Message::retain(Kind::Data, topic, payload));
+        }
+        let fleet = fleet_stats(&self.registry);
+        let print = crate::payloads::fingerprint(&fleet);
+        if self.health.shown_fleet_stats != Some(print) {
+            self.health.shown_fleet_stats = Some(print);
+            let topic = self.settings.topics.bridge_stats();
+            self.fx
+                .publish(Message::retain(Kind::Data, topic, fleet.to_string()));
         }
     }
 

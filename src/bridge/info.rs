@@ -7,6 +7,7 @@ use crate::bridge::Settings;
 use crate::bridge::account::{Account, Answer};
 use crate::bridge::live::Channel;
 use crate::bridge::poll::Poll;
+use crate::bridge::printer::stats::Totals;
 use crate::bridge::registry::Registry;
 use crate::connect::client::AuthStatus;
 use crate::payloads::{fingerprint, iso};
@@ -27,6 +28,8 @@ pub struct Health {
     shown_info: Option<u64>,
     /// The authentication status `bridge/info` last showed.
     pub last_auth: Option<AuthStatus>,
+    /// The fingerprint of the last `bridge/stats` published.
+    pub shown_fleet_stats: Option<u64>,
 }
 
 impl Health {
@@ -119,6 +122,8 @@ pub struct Info<'a> {
     notifications_unseen: Option<u64>,
     printers: Bridged<'a>,
     rejected_printers: Vec<String>,
+    /// `since`: when the earliest of the printers' totals (`P/stats`) began.
+    stats: Value,
     unavailable: Value,
     version: &'static str,
 }
@@ -143,6 +148,24 @@ impl Serialize for Bridged<'_> {
             })
         }))
     }
+}
+
+/// When the earliest of the printers' totals began.
+fn stats_since(registry: &Registry) -> Option<&str> {
+    let all = registry.entries();
+    all.filter_map(|e| e.record.stats.since.as_deref()).min()
+}
+
+/// The fleet's totals (`bridge/stats`): the sum of every printer's the bridge holds, those
+/// known from the state file too (so the sum does not drop to zero while Connect does not
+/// answer after a restart: Home Assistant would count the whole total again when it came
+/// back).
+pub fn fleet_stats(registry: &Registry) -> Value {
+    let mut sum = Totals::sum(registry.entries().map(|e| &e.record.stats)).payload();
+    if let Some(map) = sum.as_object_mut() {
+        map.remove("last_outcome");
+    }
+    sum
 }
 
 /// What `bridge/info` shows now.
@@ -171,6 +194,7 @@ pub fn info_payload<'a>(p: InfoParts<'a>, auth: &AuthStatus) -> Info<'a> {
         notifications_unseen: p.account.unseen,
         printers: Bridged(p.registry),
         rejected_printers: p.poll.rejected.iter().map(|r| r.to_string()).collect(),
+        stats: json!({ "since": stats_since(p.registry) }),
         unavailable: p.account.unavailable.info(),
         version: env!("CARGO_PKG_VERSION"),
     }

@@ -50,7 +50,7 @@ impl Discovery {
         };
         let sensor =
             |shown: Shown, template: &str| Sensor::new(shown, info.clone(), template.into());
-        vec![
+        let mut entities = vec![
             Entity::new(
                 "connect_reachable",
                 connectivity(
@@ -101,6 +101,9 @@ impl Discovery {
                     event_types: vec!["notification".into()],
                 },
             ),
-        ]
+        ];
+        // The fleet's totals: every bridged printer's summed.
+        entities.extend(super::printer::stats_sensors(&self.topics.bridge_stats()));
+        entities
     }
 }

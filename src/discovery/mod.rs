@@ -290,6 +290,40 @@ mod tests {
         );
     }
 
+    /// The statistics sensors (a printer's and the fleet's) read fields `P/stats` has.
+    #[test]
+    fn statistics_templates_read_fields_the_totals_have() {
+        let topics = Topics::new("pc");
+        let totals = crate::bridge::printer::stats::Totals::default().payload();
+        let discovery = Discovery {
+            prefix: "homeassistant".into(),
+            mode: DiscoveryMode::Entity,
+            topics: topics.clone(),
+        };
+        let mut all = discovery.printer(&PrinterDevice::bare("u", "p", "P"));
+        all.extend(discovery.bridge());
+        let mut checked = Vec::new();
+        for (_, config) in all {
+            let config = long_form(&config);
+            let topic = config["state_topic"].as_str().unwrap_or_default();
+            if topic != topics.stats("p") && topic != topics.bridge_stats() {
+                continue;
+            }
+            let text = config["value_template"].as_str().unwrap_or_default();
+            let field: String = text
+                .split("value_json.")
+                .nth(1)
+                .unwrap_or_default()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(totals.get(&field).is_some(), "{field} is not in P/stats");
+            assert!(config["state_class"].is_string(), "{config}");
+            checked.push(field);
+        }
+        assert_eq!(checked.len(), 14, "seven sensors each: {checked:?}");
+    }
+
     /// Every `value_json.<field>` a template reads from `P/state` is a field of the payload.
     #[test]
     fn templates_read_only_fields_the_state_payload_has() {

@@ -79,6 +79,9 @@ pub(super) enum Category {
 #[serde(rename_all = "snake_case")]
 pub(super) enum StateClass {
     Measurement,
+    /// A total that only grows (or starts again from zero): Home Assistant's long-term
+    /// statistics sum it.
+    TotalIncreasing,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -89,6 +92,7 @@ pub(super) enum SensorClass {
     Timestamp,
     Distance,
     DataSize,
+    Weight,
     Enum,
 }
 

@@ -12,6 +12,7 @@ mod pushed;
 mod queue;
 mod render;
 mod results;
+pub mod stats;
 mod storage;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct PrinterRecord {
     /// The cameras in the printer's discovery `(id, name)`, to remove their entities even
     /// after a restart.
     pub cameras: Vec<(String, String)>,
+    /// Its totals (`P/stats`), counted with each job announced.
+    pub stats: stats::Totals,
 }
 
 /// What the gateway knows of a printer while it runs.
@@ -76,6 +79,8 @@ pub struct Runtime {
     pub shown_state: Option<u64>,
     pub shown_job: Option<u64>,
     pub shown_online: Option<bool>,
+    /// `P/stats` went out with the totals as they are.
+    pub shown_stats: bool,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
@@ -144,6 +149,7 @@ impl Runtime {
             shown_state: None,
             shown_job: None,
             shown_online: None,
+            shown_stats: false,
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),
@@ -254,6 +260,7 @@ impl Runtime {
         self.shown_job = None;
         self.shown_online = None;
         self.shown_device = None;
+        self.shown_stats = false;
         self.discovery_inputs = None;
         // The thumbnail is fetched again for the new `P/job/preview`.
         self.preview = Default::default();
@@ -374,6 +381,7 @@ impl PrinterEntry {
         for topic in [
             topics.job(id),
             topics.job_preview(id),
+            topics.stats(id),
             topics.availability(id),
         ] {
             out.push(Message::Clear { topic });

@@ -25,6 +25,9 @@ impl PrinterEntry {
         }
         // The first look in this run: jobs may have ended while the gateway was stopped.
         let fresh = self.runtime.is_none();
+        if fresh {
+            self.record.stats.begin(payloads::iso(wall));
+        }
         let live = self
             .runtime
             .get_or_insert_with(|| Box::new(Runtime::new(printer.clone(), now)));

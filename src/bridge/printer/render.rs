@@ -58,6 +58,14 @@ impl PrinterEntry {
                     .publish(Message::retain(Kind::Data, topics.job(&id), json));
             }
         }
+        if !live.shown_stats {
+            live.shown_stats = true;
+            cx.fx.publish(Message::retain(
+                Kind::Data,
+                topics.stats(&id),
+                self.record.stats.payload().to_string(),
+            ));
+        }
         let announce = live.shown_online != Some(online);
         live.shown_online = Some(online);
         self.render_discovery(cx, &id);

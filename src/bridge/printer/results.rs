@@ -322,13 +322,17 @@ impl PrinterEntry {
     }
 
     /// Publishes `job/finished` for an ended job.
-    fn announce_end(&self, cx: &mut Ctx, job: &Job) {
-        let (Some(id), Some(live)) = (self.id(), self.runtime.as_ref()) else {
+    /// Publishes how `job` ended on `P/job/finished` and counts it in the totals.
+    fn announce_end(&mut self, cx: &mut Ctx, job: &Job) {
+        let (Some(id), Some(live)) = (self.record.id.as_deref(), self.runtime.as_mut()) else {
             return;
         };
         let Some(payload) = payloads::job_finished(&live.printer, id, job) else {
             return;
         };
+        if self.record.stats.count(&payload) {
+            live.shown_stats = false;
+        }
         tracing::info!(
             "{}: job {} ended {}",
             live.printer.display_name(),

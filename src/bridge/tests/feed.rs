@@ -32,9 +32,11 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
         rest.topics(),
         [
             "retain pc/busy_mk4/state",
+            "retain pc/busy_mk4/stats",
             "retain homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
             "retain pc/busy_mk4/availability",
             "retain pc/bridge/info",
+            "retain pc/bridge/stats",
         ]
     );
     assert_eq!(
@@ -148,7 +150,8 @@ fn a_failed_list_marks_every_known_printer_offline_even_those_known_only_from_th
         [
             "retain pc/left/availability",
             "retain pc/right/availability",
-            "retain pc/bridge/info"
+            "retain pc/bridge/info",
+            "retain pc/bridge/stats",
         ]
     );
     assert_eq!(out.payload("pc/left/availability"), Some(json!("offline")));

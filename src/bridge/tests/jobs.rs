@@ -34,6 +34,72 @@ fn a_job_that_started_and_ended_between_two_polls_is_announced_once() {
 }
 
 #[test]
+fn each_announced_job_is_counted_once_in_the_totals_across_a_restart() {
+    let mut b = Bridge::new("");
+    let first = b.poll_settled(&[printing(A, "MK4", 7)]);
+    let stats = first
+        .payload("pc/mk4/stats")
+        .expect("P/stats from the start");
+    assert_eq!(
+        (stats["jobs"].clone(), stats["success_rate"].clone()),
+        (json!(0), Value::Null)
+    );
+    assert_eq!(stats["since"], crate::payloads::iso(WALL).unwrap());
+    let mut idle = printer(A, "MK4", "IDLE");
+    idle["job_info"] = json!({"id": 8, "state": "FIN_ERROR"});
+    b.poll(std::slice::from_ref(&idle));
+    // Job 7 ended well, job 8 started and failed between two polls.
+    let mut seven = job(7, JobState::FinOk);
+    seven.data =
+        serde_json::from_value(json!({"material": "PLA", "weight": 12.5, "cost": 0.3})).ok();
+    let mut eight = job(8, JobState::FinError);
+    eight.data = serde_json::from_value(json!({"material": "PETG", "weight": 2.0})).ok();
+    let done = b.answer(jobs_read(Some(7)), ReadResult::Jobs(Ok(vec![seven, eight])));
+    assert_eq!(done.events("pc/mk4/job/finished").len(), 2);
+    let stats = done
+        .payload("pc/mk4/stats")
+        .expect("P/stats after the jobs");
+    assert_eq!(
+        (stats["ok"].clone(), stats["failed"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(stats["print_s"], 120);
+    assert_eq!(stats["filament_g"], 14.5);
+    assert_eq!(
+        stats["filament_by_material"],
+        json!({"PETG": 2.0, "PLA": 12.5})
+    );
+    assert_eq!(stats["cost"], 0.3);
+    assert_eq!(stats["success_rate"], 50.0);
+    assert_eq!(stats["last_outcome"], "FIN_ERROR");
+    // The fleet's totals follow on the next poll.
+    b.advance(30);
+    let out = b.poll_settled(std::slice::from_ref(&idle));
+    assert_eq!(
+        out.payload("pc/bridge/stats").expect("bridge/stats")["jobs"],
+        2
+    );
+    assert!(
+        out.payload("pc/mk4/stats").is_none(),
+        "unchanged: not again"
+    );
+    // After a restart: the same totals, shown again, nothing counted twice.
+    let mut b = Bridge::with_memory("", b.core.state_file());
+    let out = b.poll_settled(&[idle]);
+    assert!(out.events("pc/mk4/job/finished").is_empty());
+    assert_eq!(out.payload("pc/mk4/stats"), Some(stats));
+    let fleet = out.payload("pc/bridge/stats").expect("bridge/stats");
+    assert_eq!(
+        (fleet["jobs"].clone(), fleet["filament_g"].clone()),
+        (json!(2), json!(14.5))
+    );
+    assert_eq!(
+        out.payload("pc/bridge/info").unwrap()["stats"]["since"],
+        crate::payloads::iso(WALL).unwrap()
+    );
+}
+
+#[test]
 fn a_job_ended_before_the_printer_was_first_seen_is_never_announced() {
     let mut b = Bridge::new("");
     let mut idle = printer(A, "MK4", "IDLE");

@@ -1,0 +1,250 @@
+//! A printer's totals (`P/stats`): every job announced on `P/job/finished` counted once,
+//! from the very payload announced, and persisted with the record that says it was
+//! announced. So a job is counted exactly when it is announced: a crash before the state
+//! file is written loses both (the job is announced and counted again after the restart),
+//! never one without the other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The bucket of filament whose job named no material.
+pub const UNKNOWN_MATERIAL: &str = "unknown";
+
+/// What is persisted of a printer's totals.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Totals {
+    /// When counting began (ISO 8601, UTC): the first time this gateway saw the printer, or
+    /// its first start with totals for a printer it knew before.
+    pub since: Option<String>,
+    pub ok: u64,
+    pub failed: u64,
+    pub stopped: u64,
+    /// Seconds of printing of the jobs counted (a job whose duration Connect did not give
+    /// adds none).
+    pub print_s: u64,
+    /// Grams, total and by material (jobs without a material under [`UNKNOWN_MATERIAL`]).
+    pub filament_g: f64,
+    pub filament_by_material: BTreeMap<String, f64>,
+    /// In Connect's unit (it names no currency).
+    pub cost: f64,
+    /// `FIN_OK`, `FIN_ERROR` or `FIN_STOPPED`.
+    pub last_outcome: Option<String>,
+}
+
+impl Totals {
+    /// Counting begins now (`since`, ISO 8601), unless it began before.
+    pub fn begin(&mut self, since: Option<String>) {
+        if self.since.is_none() {
+            self.since = since;
+        }
+    }
+
+    /// Counts the job `finished` announces (a `P/job/finished` payload). Returns false for a
+    /// payload with no outcome this counts (nothing is counted then).
+    pub fn count(&mut self, finished: &Value) -> bool {
+        let outcome = finished["event_type"].as_str().unwrap_or_default();
+        let jobs = match outcome {
+            "FIN_OK" => &mut self.ok,
+            "FIN_ERROR" => &mut self.failed,
+            "FIN_STOPPED" => &mut self.stopped,
+            _ => return false,
+        };
+        *jobs = jobs.saturating_add(1);
+        self.last_outcome = Some(outcome.to_string());
+        let amount = |key: &str| {
+            finished[key]
+                .as_f64()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        if let Some(seconds) = finished["duration_s"].as_u64() {
+            self.print_s = self.print_s.saturating_add(seconds);
+        }
+        if let Some(grams) = amount("filament_g") {
+            self.filament_g += grams;
+            let material = finished["material"]
+                .as_str()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .unwrap_or(UNKNOWN_MATERIAL);
+            *self
+                .filament_by_material
+                .entry(material.to_string())
+                .or_default() += grams;
+        }
+        if let Some(cost) = amount("cost") {
+            self.cost += cost;
+        }
+        true
+    }
+
+    pub fn jobs(&self) -> u64 {
+        self.ok
+            .saturating_add(self.failed)
+            .saturating_add(self.stopped)
+    }
+
+    /// Finished jobs among those counted, in percent (one decimal); `None` before any job.
+    pub fn success_rate(&self) -> Option<f64> {
+        let jobs = self.jobs();
+        (jobs > 0).then(|| round(self.ok as f64 * 100.0 / jobs as f64, 1))
+    }
+
+    /// The sum of `all`: the bridge's fleet totals (`since`: the earliest).
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Totals>) -> Totals {
+        let mut sum = Totals::default();
+        for t in all {
+            sum.since = match (sum.since.take(), &t.since) {
+                (Some(a), Some(b)) => Some(a.min(b.clone())),
+                (a, b) => a.or(b.clone()),
+            };
+            sum.ok = sum.ok.saturating_add(t.ok);
+            sum.failed = sum.failed.saturating_add(t.failed);
+            sum.stopped = sum.stopped.saturating_add(t.stopped);
+            sum.print_s = sum.print_s.saturating_add(t.print_s);
+            sum.filament_g += t.filament_g;
+            for (material, grams) in &t.filament_by_material {
+                *sum.filament_by_material
+                    .entry(material.clone())
+                    .or_default() += grams;
+            }
+            sum.cost += t.cost;
+        }
+        sum
+    }
+
+    /// The `P/stats` payload (and the bridge's `bridge/stats`, without `last_outcome`).
+    pub fn payload(&self) -> Value {
+        let by_material: BTreeMap<&str, f64> = self
+            .filament_by_material
+            .iter()
+            .map(|(m, g)| (m.as_str(), round(*g, 2)))
+            .collect();
+        json!({
+            "since": self.since,
+            "jobs": self.jobs(),
+            "ok": self.ok,
+            "failed": self.failed,
+            "stopped": self.stopped,
+            "success_rate": self.success_rate(),
+            "print_s": self.print_s,
+            "print_hours": round(self.print_s as f64 / 3600.0, 2),
+            "filament_g": round(self.filament_g, 2),
+            "filament_by_material": by_material,
+            "cost": round(self.cost, 2),
+            "last_outcome": self.last_outcome,
+        })
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(
+        outcome: &str,
+        seconds: Value,
+        grams: Value,
+        material: Value,
+        cost: Value,
+    ) -> Value {
+        json!({"event_type": outcome, "duration_s": seconds, "filament_g": grams,
+               "material": material, "cost": cost})
+    }
+
+    #[test]
+    fn each_outcome_is_counted_with_what_the_job_gave() {
+        let mut t = Totals::default();
+        assert!(t.count(&finished(
+            "FIN_OK",
+            json!(3600),
+            json!(12.5),
+            json!("PLA"),
+            json!(0.4)
+        )));
+        assert!(t.count(&finished(
+            "FIN_ERROR",
+            json!(600),
+            json!(2.25),
+            json!("PETG"),
+            json!(null)
+        )));
+        assert!(t.count(&finished(
+            "FIN_STOPPED",
+            json!(null),
+            json!(1.0),
+            json!(null),
+            json!(0.1)
+        )));
+        assert!(t.count(&finished(
+            "FIN_OK",
+            json!(1800),
+            json!(null),
+            json!("PLA"),
+            json!(-1.0)
+        )));
+        let p = t.payload();
+        assert_eq!(p["jobs"], 4);
+        assert_eq!(
+            (p["ok"].clone(), p["failed"].clone(), p["stopped"].clone()),
+            (json!(2), json!(1), json!(1))
+        );
+        assert_eq!(p["success_rate"], 50.0);
+        assert_eq!(p["print_s"], 6000);
+        assert_eq!(p["print_hours"], 1.67);
+        assert_eq!(p["filament_g"], 15.75);
+        assert_eq!(
+            p["filament_by_material"],
+            json!({"PLA": 12.5, "PETG": 2.25, "unknown": 1.0})
+        );
+        assert_eq!(p["cost"], 0.5);
+        assert_eq!(p["last_outcome"], "FIN_OK");
+    }
+
+    #[test]
+    fn nothing_is_counted_without_a_known_outcome_and_no_rate_before_a_job() {
+        let mut t = Totals::default();
+        assert!(!t.count(&json!({"event_type": "FIN_SOMEHOW", "duration_s": 60})));
+        assert!(!t.count(&json!("not an object")));
+        assert_eq!(t, Totals::default());
+        assert_eq!(t.payload()["success_rate"], Value::Null);
+        assert_eq!(t.payload()["last_outcome"], Value::Null);
+    }
+
+    #[test]
+    fn the_fleet_sum_adds_every_printer_and_begins_with_the_earliest() {
+        let mut a = Totals::default();
+        a.begin(Some("2026-12-06T10:00:00Z".into()));
+        a.begin(Some("2026-12-07T10:00:00Z".into()));
+        a.count(&finished(
+            "FIN_OK",
+            json!(60),
+            json!(1.5),
+            json!("PLA"),
+            json!(1.0),
+        ));
+        let mut b = Totals::default();
+        b.begin(Some("2026-12-01T08:00:00Z".into()));
+        b.count(&finished(
+            "FIN_ERROR",
+            json!(30),
+            json!(2.0),
+            json!("PLA"),
+            json!(null),
+        ));
+        let sum = Totals::sum([&a, &b]).payload();
+        assert_eq!(a.since.as_deref(), Some("2026-12-06T10:00:00Z"));
+        assert_eq!(sum["since"], "2026-12-01T08:00:00Z");
+        assert_eq!(sum["jobs"], 2);
+        assert_eq!(sum["print_s"], 90);
+        assert_eq!(sum["filament_by_material"], json!({"PLA": 3.5}));
+        assert_eq!(sum["success_rate"], 50.0);
+    }
+}
