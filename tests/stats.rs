@@ -139,6 +139,16 @@ async fn ten_jobs_across_a_restart_and_a_crash_are_each_counted_once() {
     assert_eq!(stats["print_s"], seconds);
     let total = stats["filament_g"].as_f64().unwrap();
     assert!((total - grams).abs() < 0.01, "{total} against {grams}");
+    // The day's use: the printer printed and sat finished or idle between the jobs.
+    let today = &stats["today"];
+    assert!(today["date"].is_string(), "{today}");
+    assert!(today["printing_s"].as_u64() > Some(0), "{today}");
+    assert!(
+        today["utilization"]
+            .as_f64()
+            .is_some_and(|u| u > 0.0 && u <= 100.0),
+        "{today}"
+    );
     let fleet = sub
         .wait_for(&topic("bridge/stats"), WAIT, |m| m.json()["jobs"] == 10)
         .await

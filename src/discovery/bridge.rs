@@ -103,7 +103,7 @@ impl Discovery {
             ),
         ];
         // The fleet's totals: every bridged printer's summed.
-        entities.extend(super::printer::stats_sensors(&self.topics.bridge_stats()));
+        entities.extend(super::stats::sensors(&self.topics.bridge_stats()));
         entities
     }
 }

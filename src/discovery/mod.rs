@@ -13,6 +13,7 @@ pub mod long_form;
 mod message;
 mod platform;
 mod printer;
+mod stats;
 
 use serde_json::{Value, json};
 
@@ -315,13 +316,14 @@ mod tests {
                 .nth(1)
                 .unwrap_or_default()
                 .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
                 .collect();
-            assert!(totals.get(&field).is_some(), "{field} is not in P/stats");
+            let known = field.split('.').try_fold(&totals, |v, key| v.get(key));
+            assert!(known.is_some(), "{field} is not in P/stats");
             assert!(config["state_class"].is_string(), "{config}");
             checked.push(field);
         }
-        assert_eq!(checked.len(), 14, "seven sensors each: {checked:?}");
+        assert_eq!(checked.len(), 20, "ten sensors each: {checked:?}");
     }
 
     /// Every `value_json.<field>` a template reads from `P/state` is a field of the payload.

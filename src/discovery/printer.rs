@@ -32,7 +32,7 @@ pub(super) fn entities(topics: &Topics, p: &PrinterDevice) -> Vec<Entity> {
     entities.extend(at.flags());
     entities.extend(at.print_buttons());
     entities.extend(at.job_objects_and_end(&p.objects));
-    entities.extend(stats_sensors(&at.topics.stats(at.id)));
+    entities.extend(super::stats::sensors(&at.topics.stats(at.id)));
     entities.extend(at.features(&p.features));
     entities.extend(at.preview_and_firmware());
     entities.extend(p.controls.entities(&at));
@@ -445,75 +445,6 @@ impl<'a> Printer<'a> {
 /// payload (a state topic cleared as its printer goes): Home Assistant may still hold the
 /// entity when the clear arrives, and `value_json` is then undefined (an ERROR in its log).
 /// Numeric sensors ignore the empty value.
-/// The totals of `topic` (`P/stats`, or the fleet's `bridge/stats`) as sensors. The totals
-/// only grow: `total_increasing`, so Home Assistant's long-term statistics (and its
-/// statistics cards) sum them by hour, day and month.
-pub(super) fn stats_sensors(topic: &str) -> Vec<Entity> {
-    let total = |name: &str, icon: &'static str, field: &str| Sensor {
-        state_class: Some(StateClass::TotalIncreasing),
-        ..Sensor::new(
-            Shown::new(name, Some(icon)),
-            topic.to_string(),
-            format!("{{{{ value_json.{field} if value_json is defined else '' }}}}"),
-        )
-    };
-    vec![
-        Entity::new(
-            "stats_ok",
-            total("Prints succeeded", "mdi:check-circle-outline", "ok"),
-        ),
-        Entity::new(
-            "stats_failed",
-            total("Prints failed", "mdi:alert-circle-outline", "failed"),
-        ),
-        Entity::new(
-            "stats_stopped",
-            total("Prints stopped", "mdi:stop-circle-outline", "stopped"),
-        ),
-        Entity::new(
-            "stats_print_time",
-            Sensor {
-                device_class: Some(SensorClass::Duration),
-                unit: Some("h"),
-                precision: Some(1),
-                ..total("Total print time", "mdi:timer-outline", "print_hours")
-            },
-        ),
-        Entity::new(
-            "stats_filament",
-            Sensor {
-                device_class: Some(SensorClass::Weight),
-                unit: Some("g"),
-                precision: Some(0),
-                ..total("Total filament used", "mdi:printer-3d-nozzle", "filament_g")
-            },
-        ),
-        // Connect names no currency: a plain total (Home Assistant's `monetary` class would
-        // want one).
-        Entity::new(
-            "stats_cost",
-            Sensor {
-                precision: Some(2),
-                ..total("Total print cost", "mdi:cash", "cost")
-            },
-        ),
-        // Null before the first job: "None" is Home Assistant's "unknown".
-        Entity::new(
-            "stats_success_rate",
-            Sensor {
-                unit: Some("%"),
-                state_class: Some(StateClass::Measurement),
-                precision: Some(0),
-                ..Sensor::new(
-                    Shown::new("Success rate", Some("mdi:percent-circle-outline")),
-                    topic.to_string(),
-                    "{{ value_json.success_rate if value_json is defined else '' }}".into(),
-                )
-            },
-        ),
-    ]
-}
-
 fn field_template(field: &str) -> String {
     format!(
         "{{{{ {} if value_json is defined else '' }}}}",

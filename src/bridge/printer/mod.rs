@@ -81,6 +81,9 @@ pub struct Runtime {
     pub shown_online: Option<bool>,
     /// `P/stats` went out with the totals as they are.
     pub shown_stats: bool,
+    /// The part of the day's use not counted yet: its bucket, since when, and when the
+    /// printer was last seen in it (see `PrinterEntry::track_use`).
+    pub use_since: Option<(stats::Bucket, f64, f64)>,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
@@ -150,6 +153,7 @@ impl Runtime {
             shown_job: None,
             shown_online: None,
             shown_stats: false,
+            use_since: None,
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),

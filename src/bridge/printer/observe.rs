@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 
 use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
+use crate::bridge::printer::stats;
 use crate::bridge::printer::{Ctx, PrinterEntry, QueueStep, Runtime};
 use crate::bridge::reads::Read;
 use crate::connect::model::Printer;
@@ -34,6 +35,7 @@ impl PrinterEntry {
         live.first_seen.get_or_insert(wall);
         let previous_dialog = live.printer.dialog_info.clone();
         let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
+        self.track_use(wall);
         self.extras_reads(cx, now);
         self.announce_dialog(cx, &id, previous_dialog, wall);
         self.job_reads(cx, now, wall, before.as_ref(), fresh, &id);
@@ -173,6 +175,41 @@ impl PrinterEntry {
         for trigger in triggers {
             controls::trigger(cx, id, trigger);
         }
+    }
+}
+
+/// The day's use is counted into the totals (and `P/stats` published again) at most this
+/// far apart, and whenever the printer's state or the day changes.
+const USE_FOLD_EVERY: f64 = 300.0;
+/// A printer not seen for longer (the gateway or Connect away) does not count the time in
+/// between: nobody knows what it did.
+const USE_GAP_MAX: f64 = 300.0;
+
+impl PrinterEntry {
+    /// Counts the time since the printer was last seen in the state it was in then (see
+    /// [`stats::Days`]). The time is counted into the persisted totals in pieces, not at every
+    /// look: the state file would be written at every poll.
+    fn track_use(&mut self, wall: f64) {
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let bucket = stats::bucket(&live.printer.effective_state());
+        let start = bucket.map(|b| (b, wall, wall));
+        let Some((was, since, seen)) = live.use_since else {
+            live.use_since = start;
+            return;
+        };
+        let gap = wall - seen > USE_GAP_MAX || wall < seen;
+        let end = if gap { seen } else { wall };
+        let new_day = stats::day_of(since).0 != stats::day_of(wall).0;
+        if Some(was) == bucket && !gap && !new_day && end - since < USE_FOLD_EVERY {
+            live.use_since = Some((was, since, wall));
+            return;
+        }
+        self.record.stats.days.add(was, since, end);
+        self.record.stats.days.roll(wall);
+        live.shown_stats = false;
+        live.use_since = start;
     }
 }
 

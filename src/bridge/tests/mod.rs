@@ -349,3 +349,4 @@ mod jobs;
 mod live;
 mod notifications;
 mod shards;
+mod stats;
