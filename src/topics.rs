@@ -68,6 +68,10 @@ impl Topics {
     pub fn job_finished(&self, p: &str) -> String {
         format!("{}/{p}/job/finished", self.base)
     }
+    /// The camera's picture as the last job ended (retained bytes).
+    pub fn job_finished_picture(&self, p: &str) -> String {
+        format!("{}/{p}/job/finished/picture", self.base)
+    }
     /// The printer's totals (retained JSON).
     pub fn stats(&self, p: &str) -> String {
         format!("{}/{p}/stats", self.base)

@@ -58,7 +58,9 @@ fn env() -> [(&'static str, String); 1] {
 async fn ten_jobs_across_a_restart_and_a_crash_are_each_counted_once() {
     let broker = TestBroker::start();
     let sim = Sim::start().await;
+    // The first printer of a simulator has a camera; the second none.
     let mk4 = sim.sim.add_printer(PrinterSpec::named("MK4"));
+    let mini = sim.sim.add_printer(PrinterSpec::named("MINI"));
     let dir = tempfile::tempdir().unwrap();
     let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
@@ -107,6 +109,14 @@ async fn ten_jobs_across_a_restart_and_a_crash_are_each_counted_once() {
     wait_announced(&sub, &ids, log).await;
     ids.push(sim.sim.quick_job(&mk4, "knob.bgcode", "FIN_OK"));
     wait_announced(&sub, &ids, log).await;
+
+    // The MINI's job ends: no picture (it has no camera).
+    let id = sim.sim.start_job(&mini, "plate.bgcode", 600, &[]);
+    sub.wait_for(&topic("mini/state"), WAIT, |m| m.json()["job_id"] == id)
+        .await;
+    sim.sim.finish_job(&mini, "FIN_OK");
+    sub.wait_for(&topic("mini/job/finished"), WAIT, |_| true)
+        .await;
 
     // Each of the ten announced once.
     let all = announced(&sub);
@@ -161,6 +171,30 @@ async fn ten_jobs_across_a_restart_and_a_crash_are_each_counted_once() {
         .filter_map(|m| m.json()["jobs"].as_u64())
         .max();
     assert_eq!(most, Some(10));
+    // How the last job ended, as the MK4's camera saw it: retained for a later subscriber.
+    // One camera picture per job announced with the camera known (at least the last seven:
+    // the first three may end before the camera is listed), besides the camera's own.
+    let later = Subscriber::connect(&broker, &[&topic("+/job/finished/picture")]).await;
+    let picture = later
+        .wait_for(&topic("mk4/job/finished/picture"), WAIT, |m| m.retain)
+        .await;
+    assert!(
+        picture.payload.len() > 100,
+        "{} bytes",
+        picture.payload.len()
+    );
+    wait_polls(&sim, 3).await;
+    assert!(later.on(&topic("mini/job/finished/picture")).is_empty());
+    let pictures_of = |uuid: &str| {
+        let query = format!("printer_uuid={uuid}");
+        let requests = sim.sim.requests();
+        let pictures = requests
+            .iter()
+            .filter(|r| r.path.ends_with("/snapshots/last") && r.query.contains(&query));
+        pictures.count()
+    };
+    assert_eq!(pictures_of(&mini), 0);
+    assert!(pictures_of(&mk4) >= 7, "{} pictures", pictures_of(&mk4));
     signal(&gateway, "-TERM");
     assert!(exit_within(&mut gateway, WAIT).await.success());
 }

@@ -56,6 +56,12 @@ pub enum Read {
         etag: Option<String>,
         last_modified: Option<String>,
     },
+    /// The camera's picture as job `job` ended (for `P/job/finished/picture`).
+    EndPicture {
+        uuid: String,
+        camera: String,
+        job: i64,
+    },
     PrinterTypes,
     Version,
     Unseen,
@@ -78,7 +84,8 @@ impl Read {
             | Read::Files { uuid }
             | Read::Storages { uuid }
             | Read::Preview { uuid, .. }
-            | Read::Snapshot { uuid, .. } => Some(uuid),
+            | Read::Snapshot { uuid, .. }
+            | Read::EndPicture { uuid, .. } => Some(uuid),
             Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
         }
     }
@@ -118,7 +125,7 @@ impl ReadResult {
             Read::Files { .. } => ReadResult::Files(Err(error)),
             Read::Storages { .. } => ReadResult::Storages(Err(error)),
             Read::Preview { .. } => ReadResult::Preview(Err(error)),
-            Read::Snapshot { .. } => ReadResult::Snapshot(Err(error)),
+            Read::Snapshot { .. } | Read::EndPicture { .. } => ReadResult::Snapshot(Err(error)),
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
             Read::Version => ReadResult::Version(Err(error)),
             Read::Unseen => ReadResult::Unseen(Err(error)),

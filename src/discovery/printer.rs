@@ -426,8 +426,10 @@ impl<'a> Printer<'a> {
             .collect()
     }
 
+    /// One camera entity per camera, and with any camera, the picture of how the last job
+    /// ended.
     fn cameras(&self, cameras: &[(String, String)]) -> Vec<Entity> {
-        cameras
+        let mut entities: Vec<Entity> = cameras
             .iter()
             .map(|(camera, name)| {
                 let object = format!("camera_{}", crate::topics::slug(camera));
@@ -437,7 +439,16 @@ impl<'a> Printer<'a> {
                 };
                 Entity::new(object, config)
             })
-            .collect()
+            .collect();
+        if !cameras.is_empty() {
+            let result = Image {
+                shown: Shown::new("Last print result", Some("mdi:image-check-outline")),
+                image_topic: self.topics.job_finished_picture(self.id),
+                content_type: "image/jpeg",
+            };
+            entities.push(Entity::new("last_print_result", result));
+        }
+        entities
     }
 }
 

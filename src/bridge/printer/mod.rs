@@ -386,6 +386,7 @@ impl PrinterEntry {
             topics.job(id),
             topics.job_preview(id),
             topics.stats(id),
+            topics.job_finished_picture(id),
             topics.availability(id),
         ] {
             out.push(Message::Clear { topic });

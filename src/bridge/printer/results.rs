@@ -10,7 +10,7 @@ use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::{Read, ReadResult};
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
 use crate::connect::model::Job;
-use crate::message::Message;
+use crate::message::{Kind, Message};
 use crate::payloads::{self, iso};
 
 impl PrinterEntry {
@@ -86,6 +86,9 @@ impl PrinterEntry {
             }
             (Read::Snapshot { camera, .. }, ReadResult::Snapshot(result)) => {
                 self.on_snapshot(cx, &camera, result)
+            }
+            (Read::EndPicture { job, .. }, ReadResult::Snapshot(result)) => {
+                self.on_end_picture(cx, job, result)
             }
             (read, result) => {
                 tracing::error!("a read's result does not match it: {read:?} -> {result:?}")
@@ -333,6 +336,16 @@ impl PrinterEntry {
         if self.record.stats.count(&payload) {
             live.shown_stats = false;
         }
+        // How it ended, as the camera saw it (the first camera; none without one).
+        if cx.settings.camera.enabled
+            && let Some(camera) = live.cameras.list.iter().flatten().next()
+        {
+            cx.fx.read(Read::EndPicture {
+                uuid: self.uuid.clone(),
+                camera: camera.id.clone(),
+                job: job.id,
+            });
+        }
         tracing::info!(
             "{}: job {} ended {}",
             live.printer.display_name(),
@@ -346,6 +359,36 @@ impl PrinterEntry {
         cx.fx.publish(Message::event(topic, payload.to_string()));
         if let Some(trigger) = trigger {
             crate::bridge::printer::controls::trigger(cx, id, trigger);
+        }
+    }
+
+    /// The camera's picture as job `job` ended: retained on `P/job/finished/picture`.
+    fn on_end_picture(&mut self, cx: &mut Ctx, job: i64, result: Result<Snapshot, ConnectError>) {
+        let id = self.id().unwrap_or_default().to_string();
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let topic = cx.settings.topics.job_finished_picture(&id);
+        match result {
+            Ok(Snapshot::Image { bytes, .. })
+                if bytes.len() + topic.len() + 16 <= crate::message::MAX_PACKET_BYTES =>
+            {
+                live.succeeded("end picture");
+                cx.fx.publish(Message::Retain {
+                    kind: Kind::Data,
+                    topic,
+                    payload: bytes,
+                });
+            }
+            Ok(Snapshot::Image { bytes, .. }) => tracing::warn!(
+                "{}: the picture of how job {job} ended is {} bytes, larger than an MQTT \
+                 message may be: not published",
+                live.printer.display_name(),
+                bytes.len()
+            ),
+            // Asked without a validator: Connect has no picture to give.
+            Ok(Snapshot::NotModified) => {}
+            Err(e) => live.failed("end picture", &e.to_string()),
         }
     }
 

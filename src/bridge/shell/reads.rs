@@ -218,6 +218,9 @@ pub(super) async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
                 .snapshot(camera, uuid, etag.as_deref(), last_modified.as_deref())
                 .await,
         ),
+        Read::EndPicture { uuid, camera, .. } => {
+            ReadResult::Snapshot(connect.snapshot(camera, uuid, None, None).await)
+        }
         Read::PrinterTypes => ReadResult::PrinterTypes(connect.printer_types().await),
         Read::Version => ReadResult::Version(connect.version().await),
         Read::Unseen => ReadResult::Unseen(connect.unseen_notifications().await),

@@ -114,3 +114,80 @@ fn a_camera_gone_from_connect_takes_only_its_own_entity() {
     let components = device["components"].as_object().unwrap();
     assert!(components.contains_key("camera_1") && !components.contains_key("camera_2"));
 }
+
+#[test]
+fn an_ended_job_takes_one_picture_with_a_camera_and_none_without() {
+    let mut b = Bridge::new("[camera]\nenabled = true");
+    let printers = [printing(A, "MK4", 7), printing(B, "MINI", 3)];
+    let first = b.poll(&printers);
+    for read in first.reads {
+        let result = match &read {
+            // A has a camera, B none.
+            Read::Cameras { uuid } if uuid == A => ReadResult::Cameras(Ok(serde_json::from_value(
+                json!({"cameras": [{"id": 5, "name": "Top"}]}),
+            )
+            .unwrap())),
+            Read::Cameras { .. } => ReadResult::Cameras(Ok(Default::default())),
+            _ => continue,
+        };
+        b.answer(read, result);
+    }
+    b.advance(30);
+    let mut a_idle = printer(A, "MK4", "IDLE");
+    a_idle["job_info"] = json!({"id": 7, "state": "FIN_ERROR"});
+    let mut b_idle = printer(B, "MINI", "IDLE");
+    b_idle["job_info"] = json!({"id": 3, "state": "FIN_OK"});
+    b.poll(&[a_idle, b_idle]);
+    let ends = |uuid: &str, id: i64, state| {
+        (
+            Read::Jobs {
+                uuid: uuid.into(),
+                after: Some(id),
+            },
+            ReadResult::Jobs(Ok(vec![job(id, state)])),
+        )
+    };
+    let (read, result) = ends(A, 7, JobState::FinError);
+    let out = b.answer(read, result);
+    assert_eq!(out.events("pc/mk4/job/finished").len(), 1);
+    let picture = Read::EndPicture {
+        uuid: A.into(),
+        camera: "5".into(),
+        job: 7,
+    };
+    assert_eq!(
+        out.reads
+            .iter()
+            .filter(|r| matches!(r, Read::EndPicture { .. }))
+            .collect::<Vec<_>>(),
+        [&picture]
+    );
+    let out = b.answer(
+        picture,
+        ReadResult::Snapshot(Ok(crate::connect::client::Snapshot::Image {
+            bytes: b"\xff\xd8 the end".to_vec(),
+            etag: None,
+            last_modified: None,
+        })),
+    );
+    let retained: Vec<&Message> = out
+        .messages
+        .iter()
+        .filter(|m| matches!(m, Message::Retain { topic, .. } if topic == "pc/mk4/job/finished/picture"))
+        .collect();
+    assert!(
+        matches!(retained[..], [Message::Retain { payload, .. }] if payload == b"\xff\xd8 the end"),
+        "{retained:?}"
+    );
+    // The MINI has no camera: its end asks for no picture.
+    let (read, result) = ends(B, 3, JobState::FinOk);
+    let out = b.answer(read, result);
+    assert_eq!(out.events("pc/mini/job/finished").len(), 1);
+    assert!(
+        !out.reads
+            .iter()
+            .any(|r| matches!(r, Read::EndPicture { .. })),
+        "{:?}",
+        out.reads
+    );
+}

@@ -214,7 +214,7 @@ impl Bridge {
                 }
                 Read::Jobs { .. } => ReadResult::Jobs(Ok(Vec::new())),
                 Read::Notifications { .. } => ReadResult::Notifications(Ok(Vec::new())),
-                Read::Snapshot { .. } => continue,
+                Read::Snapshot { .. } | Read::EndPicture { .. } => continue,
             };
             let out = self.answer(read, result);
             messages.extend(out.messages);
