@@ -11,6 +11,7 @@ mod jobs;
 mod middleware;
 mod printers;
 mod request;
+mod stats;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -50,6 +51,18 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/printers/{uuid}/commands/sync", post(command_sync))
         .route("/cameras/{id}/snapshots/last", get(snapshot))
         .route("/teams/{team_id}/files/{hash}/preview", get(files::preview))
+        .route(
+            "/stats/printers/{uuid}/jobs_success",
+            get(stats::jobs_success),
+        )
+        .route(
+            "/stats/printers/{uuid}/material_quantity",
+            get(stats::material_quantity),
+        )
+        .route(
+            "/stats/printers/{uuid}/printing_not_printing",
+            get(stats::printing_not_printing),
+        )
         .route("/printer-types", get(printer_types))
         .route("/notifications", get(notifications))
         .route("/notifications/unseen", get(unseen))

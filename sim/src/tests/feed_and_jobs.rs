@@ -199,3 +199,79 @@ async fn a_lagging_job_record_says_printing_until_the_lag_is_over() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn statistics_count_the_jobs_that_ended_in_the_range_by_outcome_material_and_time() {
+    let server = start_empty().await;
+    let sim = &server.sim;
+    let uuid = sim.add_printer(PrinterSpec::named("A"));
+    sim.start_job(&uuid, "cube.bgcode", 60, &[]);
+    sim.set_progress(&uuid, 50.0);
+    sim.finish_job(&uuid, "FIN_OK");
+    sim.start_job(&uuid, "vase.bgcode", 60, &[]);
+    sim.finish_job(&uuid, "FIN_ERROR");
+    let (_, jobs) = server.get(&format!("/app/printers/{uuid}/jobs")).await;
+    let jobs = jobs["jobs"].as_array().unwrap().clone();
+    let grams: f64 = jobs
+        .iter()
+        .filter_map(|j| j["data"]["weight"].as_f64())
+        .sum();
+    let seconds: f64 = jobs
+        .iter()
+        .filter_map(|j| j["time_printing"].as_f64())
+        .sum();
+    let material = jobs[0]["data"]["material"].as_str().unwrap().to_string();
+
+    let base = format!("/app/stats/printers/{uuid}");
+    let (status, success) = server.get(&format!("{base}/jobs_success")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(success["uuid"], uuid.as_str());
+    assert_eq!(success["name"], "A");
+    let days = success["xAxis"].as_array().unwrap().len();
+    assert!(days >= 30, "{days} days");
+    let total = |name: &str| {
+        let series = success["series"].as_array().unwrap();
+        let one = series.iter().find(|s| s["name"] == name).unwrap();
+        assert_eq!(one["data"].as_array().unwrap().len(), days);
+        one["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (total("FIN_OK"), total("FIN_ERROR"), total("FIN_STOPPED")),
+        (1, 1, 0)
+    );
+
+    let (_, material_used) = server.get(&format!("{base}/material_quantity")).await;
+    let data = material_used["data"].as_array().unwrap();
+    let used: i64 = data.iter().filter_map(|d| d["value"].as_i64()).sum();
+    assert_eq!(used, grams.round() as i64);
+    assert!(
+        data.iter().any(|d| d["name"] == material.as_str()),
+        "{data:?}"
+    );
+
+    let (_, printing) = server.get(&format!("{base}/printing_not_printing")).await;
+    assert_eq!(printing["data"][0]["name"], "printing");
+    assert_eq!(printing["data"][0]["value"], seconds.round() as i64);
+
+    // A range before the jobs holds none of them; a bad range is refused.
+    let (_, before) = server
+        .get(&format!("{base}/jobs_success?from=1000&to=2000"))
+        .await;
+    assert!(
+        before["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["data"].as_array().unwrap().iter().all(|n| n == 0))
+    );
+    let (status, _) = server.get(&format!("{base}/jobs_success?from=soon")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let range = format!("{base}/jobs_success?from=-9223372036854775808&to=9223372036854775807");
+    let (status, _) = server.get(&range).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
