@@ -32,6 +32,7 @@ pub struct Config {
     pub homeassistant: HomeAssistantConfig,
     pub commands: CommandsConfig,
     pub camera: CameraConfig,
+    pub stats: StatsConfig,
     pub state: StateConfig,
     pub log: LogConfig,
     pub web: WebConfig,
@@ -262,6 +263,24 @@ impl Default for CommandsConfig {
                 .collect(),
             max_per_second: 2.0,
             burst: 5,
+        }
+    }
+}
+
+/// The printers' totals (`P/stats`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// How far back a printer's totals are seeded from Connect's own statistics when the
+    /// gateway first counts for it ("0s": not seeded).
+    #[serde(with = "humantime_serde")]
+    pub backfill: Duration,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            backfill: Duration::from_secs(90 * 86_400),
         }
     }
 }

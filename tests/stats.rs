@@ -12,7 +12,7 @@ use common::broker::{Subscriber, TestBroker};
 use common::gateway::{BASE, Sim, wait_polls, wait_until_or};
 use common::process::{exit_within, signal, spawn};
 use prusa_connect_sim::PrinterSpec;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -195,6 +195,69 @@ async fn ten_jobs_across_a_restart_and_a_crash_are_each_counted_once() {
     };
     assert_eq!(pictures_of(&mini), 0);
     assert!(pictures_of(&mk4) >= 7, "{} pictures", pictures_of(&mk4));
+    signal(&gateway, "-TERM");
+    assert!(exit_within(&mut gateway, WAIT).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printers_history_before_the_gateway_seeds_its_totals_once() {
+    let broker = TestBroker::start();
+    let sim = Sim::start().await;
+    let mk4 = sim.sim.add_printer(PrinterSpec::named("MK4"));
+    for outcome in ["FIN_OK", "FIN_OK", "FIN_ERROR"] {
+        sim.sim.start_job(&mk4, "old.bgcode", 600, &[]);
+        sim.sim.set_progress(&mk4, 50.0);
+        sim.sim.finish_job(&mk4, outcome);
+    }
+    sim.sim.set_state(&mk4, "IDLE");
+    let dir = tempfile::tempdir().unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
+    let mut gateway = spawn(&broker, &sim, dir.path(), &env());
+    let stats = sub
+        .wait_for(&topic("mk4/stats"), WAIT, |m| {
+            m.json()["seeded"]["read"].as_array().map(Vec::len) == Some(3)
+        })
+        .await
+        .json();
+    // What Connect's statistics say of the three jobs, none of them announced (they ended
+    // before the gateway knew the printer).
+    assert_eq!(
+        (stats["ok"].clone(), stats["failed"].clone()),
+        (json!(2), json!(1))
+    );
+    // (Asked without a range, so it is not counted among the gateway's below.)
+    let material: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/app/stats/printers/{mk4}/material_quantity",
+            sim.url()
+        ))
+        .bearer_auth(common::gateway::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grams: f64 = (material["data"].as_array().unwrap().iter())
+        .filter_map(|d| d["value"].as_f64())
+        .sum();
+    assert!(grams > 0.0);
+    assert_eq!(stats["filament_g"].as_f64(), Some(grams), "{}", log());
+    assert!(stats["print_s"].as_u64() > Some(0), "{stats}");
+    assert!(sub.on(&topic("mk4/job/finished")).is_empty());
+
+    // A restart reads them no more.
+    signal(&gateway, "-TERM");
+    assert!(exit_within(&mut gateway, WAIT).await.success());
+    let mut gateway = spawn(&broker, &sim, dir.path(), &env());
+    wait_polls(&sim, 5).await;
+    let stats_requests = (sim.sim.requests().iter())
+        .filter(|r| r.path.starts_with("/app/stats/") && r.query.contains("from="))
+        .count();
+    assert_eq!(stats_requests, 3);
+    let last = sub.on(&topic("mk4/stats")).pop().unwrap().json();
+    assert_eq!(last["jobs"], 3);
     signal(&gateway, "-TERM");
     assert!(exit_within(&mut gateway, WAIT).await.success());
 }

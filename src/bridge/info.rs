@@ -164,6 +164,7 @@ pub fn fleet_stats(registry: &Registry) -> Value {
     let mut sum = Totals::sum(registry.entries().map(|e| &e.record.stats)).payload();
     if let Some(map) = sum.as_object_mut() {
         map.remove("last_outcome");
+        map.remove("seeded");
     }
     sum
 }

@@ -62,6 +62,14 @@ pub enum Read {
         camera: String,
         job: i64,
     },
+    /// Connect's statistics of the printer from `from` to `to` (Unix seconds), to seed its
+    /// totals.
+    Stats {
+        uuid: String,
+        kind: StatsKind,
+        from: i64,
+        to: i64,
+    },
     PrinterTypes,
     Version,
     Unseen,
@@ -85,8 +93,33 @@ impl Read {
             | Read::Storages { uuid }
             | Read::Preview { uuid, .. }
             | Read::Snapshot { uuid, .. }
-            | Read::EndPicture { uuid, .. } => Some(uuid),
+            | Read::EndPicture { uuid, .. }
+            | Read::Stats { uuid, .. } => Some(uuid),
             Read::PrinterTypes | Read::Version | Read::Unseen | Read::Notifications { .. } => None,
+        }
+    }
+}
+
+/// Connect's statistics of a printer, one endpoint each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StatsKind {
+    /// Jobs by outcome per day (`jobs_success`).
+    Jobs,
+    /// Material used (`material_quantity`).
+    Material,
+    /// Time printing and not (`printing_not_printing`).
+    Printing,
+}
+
+impl StatsKind {
+    pub const ALL: [StatsKind; 3] = [StatsKind::Jobs, StatsKind::Material, StatsKind::Printing];
+
+    /// The endpoint's last path segment.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            StatsKind::Jobs => "jobs_success",
+            StatsKind::Material => "material_quantity",
+            StatsKind::Printing => "printing_not_printing",
         }
     }
 }
@@ -106,6 +139,8 @@ pub enum ReadResult {
     Storages(Result<Vec<Storage>, ConnectError>),
     Preview(Result<Vec<u8>, ConnectError>),
     Snapshot(Result<Snapshot, ConnectError>),
+    /// Any JSON: its shape is not documented.
+    Stats(Result<serde_json::Value, ConnectError>),
     PrinterTypes(Result<PrinterTypes, ConnectError>),
     Version(Result<ServerVersion, ConnectError>),
     Unseen(Result<Unseen, ConnectError>),
@@ -126,6 +161,7 @@ impl ReadResult {
             Read::Storages { .. } => ReadResult::Storages(Err(error)),
             Read::Preview { .. } => ReadResult::Preview(Err(error)),
             Read::Snapshot { .. } | Read::EndPicture { .. } => ReadResult::Snapshot(Err(error)),
+            Read::Stats { .. } => ReadResult::Stats(Err(error)),
             Read::PrinterTypes => ReadResult::PrinterTypes(Err(error)),
             Read::Version => ReadResult::Version(Err(error)),
             Read::Unseen => ReadResult::Unseen(Err(error)),

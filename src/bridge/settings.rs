@@ -21,6 +21,8 @@ pub struct Settings {
     /// Each printer's feed is read at least this often (zero: only on changes).
     pub feed_interval: Duration,
     pub camera: CameraConfig,
+    /// `stats.backfill`: how far back a printer's totals are seeded from Connect.
+    pub stats_backfill: Duration,
     pub connect_url: reqwest::Url,
     pub allow: Vec<String>,
     /// Per printer: commands a second to Connect (0: no limit), and the burst.
@@ -69,6 +71,7 @@ impl Settings {
             active_poll_interval: config.connect.active_poll_interval,
             feed_interval: config.connect.feed_interval,
             camera: config.camera.clone(),
+            stats_backfill: config.stats.backfill,
             connect_url,
             allow: config.commands.allow.clone(),
             commands_per_second: config.commands.max_per_second,

@@ -39,6 +39,18 @@ impl PrinterEntry {
         self.extras_reads(cx, now);
         self.announce_dialog(cx, &id, previous_dialog, wall);
         self.job_reads(cx, now, wall, before.as_ref(), fresh, &id);
+        if fresh {
+            // After the reads that make the printer known: they go first.
+            let backfill = cx.settings.stats_backfill;
+            for (kind, from, to) in self.record.stats.seed_reads(backfill, wall) {
+                cx.fx.read(Read::Stats {
+                    uuid: self.uuid.clone(),
+                    kind,
+                    from,
+                    to,
+                });
+            }
+        }
         self.render(cx, wall);
     }
 

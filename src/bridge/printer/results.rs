@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use crate::bridge::printer::feed::{self, FeedOutcome};
 use crate::bridge::printer::jobs::{self, JobRead, JobVerdict};
 use crate::bridge::printer::{Ctx, PrinterEntry};
-use crate::bridge::reads::{Read, ReadResult};
+use crate::bridge::reads::{Read, ReadResult, StatsKind};
 use crate::connect::client::{ConnectError, FeedBatch, Snapshot};
 use crate::connect::model::Job;
 use crate::message::{Kind, Message};
@@ -89,6 +89,10 @@ impl PrinterEntry {
             }
             (Read::EndPicture { job, .. }, ReadResult::Snapshot(result)) => {
                 self.on_end_picture(cx, job, result)
+            }
+            (Read::Stats { kind, .. }, ReadResult::Stats(result)) => {
+                self.on_stats(kind, result);
+                self.render(cx, wall);
             }
             (read, result) => {
                 tracing::error!("a read's result does not match it: {read:?} -> {result:?}")
@@ -359,6 +363,33 @@ impl PrinterEntry {
         cx.fx.publish(Message::event(topic, payload.to_string()));
         if let Some(trigger) = trigger {
             crate::bridge::printer::controls::trigger(cx, id, trigger);
+        }
+    }
+
+    /// Connect's statistics `kind` of the printer: added to its totals once (see
+    /// [`crate::bridge::printer::stats::Totals::seed_with`]). Connect without them (404) counts as read; any other
+    /// failure leaves them for the next start.
+    fn on_stats(&mut self, kind: StatsKind, result: Result<serde_json::Value, ConnectError>) {
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let name = live.printer.display_name().to_string();
+        let body = match result {
+            Ok(body) => Some(body),
+            Err(ConnectError::Api { status: 404, .. }) => None,
+            Err(e) => {
+                live.failed("statistics", &e.to_string());
+                return;
+            }
+        };
+        live.succeeded("statistics");
+        live.shown_stats = false;
+        if !self.record.stats.seed_with(kind, body.as_ref()) {
+            tracing::warn!(
+                "{name}: Connect's {} statistics are not in a shape the gateway knows: not \
+                 added to the totals",
+                kind.endpoint()
+            );
         }
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::bridge::reads::StatsKind;
 use crate::connect::model::PrinterState;
 
 /// The bucket of filament whose job named no material.
@@ -36,6 +37,21 @@ pub struct Totals {
     pub last_outcome: Option<String>,
     /// Time per state today and yesterday (UTC days).
     pub days: Days,
+    /// What was read of Connect's own statistics to seed the totals (`None`: not seeded).
+    pub seeded: Option<Seed>,
+}
+
+/// The totals seeded from Connect's statistics of `from..to` (ISO 8601; `to` is when
+/// counting began, so no job is in both). `read`: the endpoints taken (or that Connect does
+/// not have); the others are asked again at the next start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Seed {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub from_unix: i64,
+    pub to_unix: i64,
+    pub read: Vec<String>,
 }
 
 /// Where a state's time goes in a day's use (`None`: not counted; the printer's state is
@@ -235,6 +251,112 @@ impl Totals {
         true
     }
 
+    /// The reads of Connect's statistics still to make to seed the totals (going back
+    /// `backfill` from when counting began, `since`; `now` when that is unknown). Nothing
+    /// with `backfill` zero, or once every one was read.
+    pub fn seed_reads(
+        &mut self,
+        backfill: std::time::Duration,
+        now: f64,
+    ) -> Vec<(StatsKind, i64, i64)> {
+        if backfill.is_zero() && self.seeded.is_none() {
+            return Vec::new();
+        }
+        let since = self
+            .since
+            .as_deref()
+            .and_then(unix_of)
+            .unwrap_or(now as i64);
+        let seed = self.seeded.get_or_insert_with(|| {
+            let from = since.saturating_sub(backfill.as_secs().min(i64::MAX as u64) as i64);
+            Seed {
+                from: crate::payloads::iso(from as f64),
+                to: crate::payloads::iso(since as f64),
+                from_unix: from,
+                to_unix: since,
+                read: Vec::new(),
+            }
+        });
+        StatsKind::ALL
+            .into_iter()
+            .filter(|k| !seed.read.iter().any(|r| r == k.endpoint()))
+            .map(|k| (k, seed.from_unix, seed.to_unix))
+            .collect()
+    }
+
+    /// Adds what Connect's statistics `kind` say (`body`; `None`: Connect does not have
+    /// them). Returns false when the body says nothing this understands (nothing added; the
+    /// endpoint counts as read, so it is not asked again).
+    pub fn seed_with(&mut self, kind: StatsKind, body: Option<&Value>) -> bool {
+        let Some(seed) = self.seeded.as_mut() else {
+            return false;
+        };
+        if seed.read.iter().any(|r| r == kind.endpoint()) {
+            return true; // taken already (a read asked twice)
+        }
+        seed.read.push(kind.endpoint().to_string());
+        let Some(body) = body else {
+            return true;
+        };
+        match kind {
+            StatsKind::Jobs => self.seed_jobs(body),
+            StatsKind::Material => self.seed_material(body),
+            StatsKind::Printing => self.seed_printing(body),
+        }
+    }
+
+    /// `series: [{name: FIN_OK | FIN_ERROR | FIN_STOPPED, data: [count per day]}]`.
+    fn seed_jobs(&mut self, body: &Value) -> bool {
+        for series in body["series"].as_array().into_iter().flatten() {
+            let count: u64 = (series["data"].as_array().into_iter().flatten())
+                .filter_map(Value::as_u64)
+                .fold(0, u64::saturating_add);
+            let jobs = match series["name"].as_str() {
+                Some("FIN_OK") => &mut self.ok,
+                Some("FIN_ERROR") => &mut self.failed,
+                Some("FIN_STOPPED") => &mut self.stopped,
+                _ => continue,
+            };
+            *jobs = jobs.saturating_add(count);
+        }
+        body["series"].is_array()
+    }
+
+    /// `data: [{name: material, value: grams}]`.
+    fn seed_material(&mut self, body: &Value) -> bool {
+        for item in body["data"].as_array().into_iter().flatten() {
+            let name = item["name"].as_str().or(item["material"].as_str());
+            let grams = item["value"].as_f64().or(item["weight"].as_f64());
+            let (Some(name), Some(grams)) = (name, grams.filter(|g| g.is_finite() && *g >= 0.0))
+            else {
+                continue;
+            };
+            let name = Some(name.trim())
+                .filter(|n| !n.is_empty())
+                .unwrap_or(UNKNOWN_MATERIAL);
+            self.filament_g += grams;
+            *self
+                .filament_by_material
+                .entry(name.to_string())
+                .or_default() += grams;
+        }
+        body["data"].is_array()
+    }
+
+    /// `data: [{name: "printing", value: seconds}, {name: "not_printing", ...}]`.
+    fn seed_printing(&mut self, body: &Value) -> bool {
+        let items = body["data"].as_array().into_iter().flatten();
+        let printing = items
+            .filter(|i| {
+                i["name"].as_str().map(str::to_ascii_lowercase).as_deref() == Some("printing")
+            })
+            .find_map(|i| i["value"].as_u64());
+        if let Some(seconds) = printing {
+            self.print_s = self.print_s.saturating_add(seconds);
+        }
+        printing.is_some()
+    }
+
     pub fn jobs(&self) -> u64 {
         self.ok
             .saturating_add(self.failed)
@@ -307,8 +429,15 @@ impl Totals {
             "last_outcome": self.last_outcome,
             "today": today,
             "yesterday": yesterday,
+            "seeded": self.seeded.as_ref().map(|s| json!({"from": s.from, "to": s.to, "read": s.read})),
         })
     }
+}
+
+/// Unix seconds of an ISO 8601 time.
+fn unix_of(iso: &str) -> Option<i64> {
+    let parsed = time::OffsetDateTime::parse(iso, &time::format_description::well_known::Rfc3339);
+    parsed.ok().map(|t| t.unix_timestamp())
 }
 
 fn round(value: f64, decimals: i32) -> f64 {
@@ -388,6 +517,62 @@ mod tests {
         assert_eq!(t, Totals::default());
         assert_eq!(t.payload()["success_rate"], Value::Null);
         assert_eq!(t.payload()["last_outcome"], Value::Null);
+    }
+
+    #[test]
+    fn connects_statistics_seed_the_totals_once_each_whatever_their_shape() {
+        let ninety_days = std::time::Duration::from_secs(90 * 86_400);
+        let mut t = Totals::default();
+        t.begin(Some("2027-01-15T08:00:00Z".into()));
+        let reads = t.seed_reads(ninety_days, 0.0);
+        let to = 1_800_000_000;
+        assert_eq!(
+            reads,
+            StatsKind::ALL.map(|k| (k, to - 90 * 86_400, to)).to_vec(),
+            "back from when counting began"
+        );
+        let jobs = json!({"series": [{"name": "FIN_OK", "data": [1, 0, 2]},
+            {"name": "FIN_ERROR", "data": [1, "x", -3]}, {"name": "FIN_SOMEHOW", "data": [9]}]});
+        assert!(t.seed_with(StatsKind::Jobs, Some(&jobs)));
+        // Taken once: the same answer again adds nothing.
+        assert!(t.seed_with(StatsKind::Jobs, Some(&jobs)));
+        assert_eq!((t.ok, t.failed, t.stopped), (3, 1, 0));
+        let material = json!({"data": [{"name": "PLA", "value": 120}, {"name": "", "value": 5.5},
+            {"name": "PETG", "value": -1}, {"value": 7}, "junk"]});
+        assert!(t.seed_with(StatsKind::Material, Some(&material)));
+        assert_eq!(t.filament_g, 125.5);
+        assert_eq!(t.filament_by_material.get("unknown"), Some(&5.5));
+        // Only the printing time is left, and Connect does not have it (404).
+        assert_eq!(
+            t.seed_reads(ninety_days, 0.0),
+            [(StatsKind::Printing, to - 90 * 86_400, to)]
+        );
+        assert!(t.seed_with(StatsKind::Printing, None));
+        assert!(t.seed_reads(ninety_days, 0.0).is_empty());
+        let seeded = &t.payload()["seeded"];
+        assert_eq!(seeded["from"], "2026-10-17T08:00:00Z");
+        assert_eq!(seeded["to"], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            seeded["read"],
+            json!(["jobs_success", "material_quantity", "printing_not_printing"])
+        );
+        // A shape it does not know: said so, nothing added.
+        let mut u = Totals::default();
+        u.seed_reads(ninety_days, 1_800_000_000.0);
+        assert!(!u.seed_with(StatsKind::Jobs, Some(&json!({"series": "all of them"}))));
+        assert!(!u.seed_with(
+            StatsKind::Printing,
+            Some(&json!({"data": [{"name": "printing", "value": -5}]}))
+        ));
+        assert_eq!(u.print_s, 0);
+        assert_eq!(u.jobs(), 0);
+        // `stats.backfill = "0s"`: not seeded, nothing read.
+        let mut off = Totals::default();
+        assert!(
+            off.seed_reads(std::time::Duration::ZERO, 1_800_000_000.0)
+                .is_empty()
+        );
+        assert_eq!(off.payload()["seeded"], Value::Null);
     }
 
     /// 2027-01-15T00:00:00Z.

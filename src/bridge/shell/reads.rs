@@ -59,6 +59,7 @@ fn makes_known(read: &Read) -> bool {
             | Read::Queue { .. }
             | Read::Supported { .. }
             | Read::Storages { .. }
+            | Read::Stats { .. }
             | Read::Jobs { after: None, .. }
     )
 }
@@ -221,6 +222,16 @@ pub(super) async fn perform(connect: &ConnectClient, read: Read) -> ReadDone {
         Read::EndPicture { uuid, camera, .. } => {
             ReadResult::Snapshot(connect.snapshot(camera, uuid, None, None).await)
         }
+        Read::Stats {
+            uuid,
+            kind,
+            from,
+            to,
+        } => ReadResult::Stats(
+            connect
+                .printer_stats(uuid, kind.endpoint(), *from, *to)
+                .await,
+        ),
         Read::PrinterTypes => ReadResult::PrinterTypes(connect.printer_types().await),
         Read::Version => ReadResult::Version(connect.version().await),
         Read::Unseen => ReadResult::Unseen(connect.unseen_notifications().await),

@@ -51,3 +51,81 @@ fn the_days_use_counts_the_time_in_each_state_in_pieces_and_skips_gaps() {
     }
     assert_eq!(last.unwrap()["idle_s"], 390);
 }
+
+#[test]
+fn a_new_printers_totals_are_seeded_from_connects_statistics_once_across_restarts() {
+    let mut b = Bridge::new("");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let asked: Vec<Read> = StatsKind::ALL.map(stats_read).to_vec();
+    assert!(
+        asked.iter().all(|r| first.reads.contains(r)),
+        "{:?}",
+        first.reads
+    );
+    let others = first
+        .reads
+        .into_iter()
+        .filter(|r| !asked.contains(r))
+        .collect();
+    b.settle(others);
+    let answer =
+        |b: &mut Bridge, kind, result| b.answer(stats_read(kind), ReadResult::Stats(result));
+    answer(
+        &mut b,
+        StatsKind::Jobs,
+        Ok(
+            json!({"series": [{"name": "FIN_OK", "data": [4, 1]}, {"name": "FIN_STOPPED", "data": [0, 1]}]}),
+        ),
+    );
+    let seeded = answer(
+        &mut b,
+        StatsKind::Material,
+        Ok(json!({"data": [{"name": "PLA", "value": 250}]})),
+    );
+    // The third fails: asked again at the next start, the two others not.
+    let out = answer(
+        &mut b,
+        StatsKind::Printing,
+        Err(ConnectError::Transport("connection reset".into())),
+    );
+    assert!(out.payload("pc/mk4/stats").is_none(), "nothing new");
+    let stats = seeded
+        .payload("pc/mk4/stats")
+        .expect("P/stats with the seed");
+    assert_eq!(
+        (stats["ok"].clone(), stats["stopped"].clone()),
+        (json!(5), json!(1))
+    );
+    assert_eq!(stats["filament_by_material"], json!({"PLA": 250.0}));
+    assert_eq!(
+        stats["seeded"]["read"],
+        json!(["jobs_success", "material_quantity"])
+    );
+    assert_eq!(stats["seeded"]["to"], crate::payloads::iso(WALL).unwrap());
+
+    let mut b = Bridge::with_memory("", b.core.state_file());
+    b.advance(600);
+    let again = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let stats_reads: Vec<&Read> = (again.reads.iter())
+        .filter(|r| matches!(r, Read::Stats { .. }))
+        .collect();
+    // Over the same range as before, not from this start.
+    assert_eq!(stats_reads, [&stats_read(StatsKind::Printing)]);
+    let others = (again.reads.into_iter())
+        .filter(|r| !matches!(r, Read::Stats { .. }))
+        .collect();
+    b.settle(others);
+    let out = answer(
+        &mut b,
+        StatsKind::Printing,
+        Ok(
+            json!({"data": [{"name": "printing", "value": 7200}, {"name": "not_printing", "value": 1}]}),
+        ),
+    );
+    let stats = out.payload("pc/mk4/stats").unwrap();
+    assert_eq!(stats["print_s"], 7200);
+    assert_eq!(stats["jobs"], 6, "the jobs are not seeded twice");
+    let mut b = Bridge::with_memory("", b.core.state_file());
+    let third = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(!third.reads.iter().any(|r| matches!(r, Read::Stats { .. })));
+}

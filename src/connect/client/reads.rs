@@ -190,6 +190,20 @@ impl ConnectClient {
         Ok(crate::connect::model::storages(&body))
     }
 
+    /// One of Connect's statistics of a printer (`endpoint`: `jobs_success`...), from `from`
+    /// to `to` (Unix seconds), as the JSON it is: its shape is not documented.
+    pub async fn printer_stats(
+        &self,
+        uuid: &str,
+        endpoint: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<serde_json::Value, ConnectError> {
+        let query = [("from", from.to_string()), ("to", to.to_string())];
+        self.get_json(&format!("/app/stats/printers/{uuid}/{endpoint}"), &query)
+            .await
+    }
+
     pub async fn cameras(&self, uuid: &str) -> Result<CameraList, ConnectError> {
         self.get_json(&format!("/app/printers/{uuid}/cameras"), &[])
             .await
