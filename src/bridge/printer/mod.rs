@@ -226,11 +226,11 @@ impl Runtime {
 
     /// Starts the job-list read asked for (down to job `after`), unless one runs.
     ///
-    /// The list tells how the ended jobs ended, so the reads of their records asked for
-    /// before are withdrawn (a record read while the list is read settles nothing). Only the
-    /// job the printer runs keeps its read: its detail (file, objects) is not in the list.
-    /// Without this, a farm whose jobs end faster than the request budget reads piles up
-    /// record reads in the shell's line, a few more with every job.
+    /// While the list is read (or waits for its turn) it tells how the ended jobs ended, so
+    /// the reads of their records asked for before are withdrawn: a record read then settles
+    /// nothing. Only the job the printer runs keeps its read: its detail (file, objects) is
+    /// not in the list. Without this, a farm whose jobs end faster than the request budget
+    /// reads piles up record reads in the shell's line, one more with every job.
     pub fn start_job_list_read(
         &mut self,
         fx: &mut Effects,
@@ -238,13 +238,15 @@ impl Runtime {
         after: Option<i64>,
         now: Instant,
     ) {
-        if !self.job_reads.list.start(now) {
+        if self.job_reads.list.start(now) {
+            fx.read(Read::Jobs {
+                uuid: uuid.to_string(),
+                after,
+            });
+        }
+        if !self.job_reads.list.is_running() {
             return;
         }
-        fx.read(Read::Jobs {
-            uuid: uuid.to_string(),
-            after,
-        });
         let current = self.printer.job_info.as_ref().and_then(|j| j.id);
         let withdrawn: Vec<i64> = (self.job_reads.in_flight.iter().copied())
             .filter(|job| Some(*job) != current)

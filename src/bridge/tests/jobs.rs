@@ -192,19 +192,33 @@ fn a_read_of_the_job_list_withdraws_the_ended_jobs_record_reads_but_not_the_runn
     assert!(out.reads.contains(&jobs_read(Some(9))), "{:?}", out.reads);
     assert!(out.reads.contains(&job_read(10)), "{:?}", out.reads);
     assert_eq!(b.core.take_withdrawn(), [job_read(9)]);
-    let list = vec![job(9, JobState::FinOk), job(10, JobState::Printing)];
+    // While that list waits for its turn, job 10 gives way to job 11: job 10's detail is no
+    // one's any more (the list being read will tell how it ended).
+    b.advance(5);
+    let out = b.poll(&[printing(A, "MK4", 11)]);
+    assert!(out.reads.contains(&job_read(11)), "{:?}", out.reads);
+    assert!(
+        !out.reads.iter().any(|r| matches!(r, Read::Jobs { .. })),
+        "one list at a time"
+    );
+    assert_eq!(b.core.take_withdrawn(), [job_read(10)]);
+    let list = vec![
+        job(9, JobState::FinOk),
+        job(10, JobState::FinOk),
+        job(11, JobState::Printing),
+    ];
     let done = b.answer(jobs_read(Some(9)), ReadResult::Jobs(Ok(list)));
-    assert_eq!(done.events("pc/mk4/job/finished").len(), 1);
+    assert_eq!(done.events("pc/mk4/job/finished").len(), 2);
     // A withdrawn read that was already running comes back: nothing is announced twice,
-    // and job 10's detail read is not asked for a second time meanwhile.
+    // and job 11's detail read is not asked for a second time meanwhile.
     let late = b.answer(
         job_read(9),
         ReadResult::Job(Box::new(Ok(job(9, JobState::FinOk)))),
     );
     assert!(late.events("pc/mk4/job/finished").is_empty());
     b.advance(5);
-    let out = b.poll(&[printing(A, "MK4", 10)]);
-    assert!(!out.reads.contains(&job_read(10)), "{:?}", out.reads);
+    let out = b.poll(&[printing(A, "MK4", 11)]);
+    assert!(!out.reads.contains(&job_read(11)), "{:?}", out.reads);
     assert!(b.core.take_withdrawn().is_empty());
 }
 
