@@ -84,6 +84,9 @@ pub struct Runtime {
     /// The part of the day's use not counted yet: its bucket, since when, and when the
     /// printer was last seen in it (see `PrinterEntry::track_use`).
     pub use_since: Option<(stats::Bucket, f64, f64)>,
+    /// The statistics that seed the totals were asked for in this run (see
+    /// `PrinterEntry::seed_reads`).
+    pub seed_asked: bool,
     /// What, when it changes, calls for a look at the events feed.
     pub signature: Option<String>,
     pub feed: Due,
@@ -154,6 +157,7 @@ impl Runtime {
             shown_online: None,
             shown_stats: false,
             use_since: None,
+            seed_asked: false,
             signature: None,
             // Catch up with the feed from the stored cursor on the first look.
             feed: Due::now(now),

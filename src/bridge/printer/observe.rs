@@ -39,18 +39,7 @@ impl PrinterEntry {
         self.extras_reads(cx, now);
         self.announce_dialog(cx, &id, previous_dialog, wall);
         self.job_reads(cx, now, wall, before.as_ref(), fresh, &id);
-        if fresh {
-            // After the reads that make the printer known: they go first.
-            let backfill = cx.settings.stats_backfill;
-            for (kind, from, to) in self.record.stats.seed_reads(backfill, wall) {
-                cx.fx.read(Read::Stats {
-                    uuid: self.uuid.clone(),
-                    kind,
-                    from,
-                    to,
-                });
-            }
-        }
+        self.seed_reads(cx, wall);
         self.render(cx, wall);
     }
 
@@ -198,6 +187,28 @@ const USE_FOLD_EVERY: f64 = 300.0;
 const USE_GAP_MAX: f64 = 300.0;
 
 impl PrinterEntry {
+    /// Asks for Connect's statistics that seed the totals still missing, once a run, and only
+    /// once the printer is known: at a farm's start they would otherwise wait in line by the
+    /// thousand (3 a printer) and hold back the reads that make printers known.
+    fn seed_reads(&mut self, cx: &mut Ctx, wall: f64) {
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        if live.seed_asked || !live.is_known(cx.settings.camera.enabled) {
+            return;
+        }
+        live.seed_asked = true;
+        let backfill = cx.settings.stats_backfill;
+        for (kind, from, to) in self.record.stats.seed_reads(backfill, wall) {
+            cx.fx.read(Read::Stats {
+                uuid: self.uuid.clone(),
+                kind,
+                from,
+                to,
+            });
+        }
+    }
+
     /// Counts the time since the printer was last seen in the state it was in then (see
     /// [`stats::Days`]). The time is counted into the persisted totals in pieces, not at every
     /// look: the state file would be written at every poll.

@@ -383,8 +383,13 @@ impl PrinterEntry {
             }
         };
         live.succeeded("statistics");
-        live.shown_stats = false;
-        if !self.record.stats.seed_with(kind, body.as_ref()) {
+        // Published again when a number changed (what was read shows with the next change).
+        let before = self.record.stats.numbers();
+        let understood = self.record.stats.seed_with(kind, body.as_ref());
+        if self.record.stats.numbers() != before {
+            live.shown_stats = false;
+        }
+        if !understood {
             tracing::warn!(
                 "{name}: Connect's {} statistics are not in a shape the gateway knows: not \
                  added to the totals",

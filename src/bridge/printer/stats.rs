@@ -268,12 +268,18 @@ impl Totals {
             .and_then(unix_of)
             .unwrap_or(now as i64);
         let seed = self.seeded.get_or_insert_with(|| {
-            let from = since.saturating_sub(backfill.as_secs().min(i64::MAX as u64) as i64);
+            // Whole (UTC) days before the day counting began: Connect's statistics are by
+            // day, and a job in both the seed and the count would count twice. The first
+            // day's jobs before the gateway saw the printer are in neither.
+            let day = 86_400;
+            let to = since.div_euclid(day) * day - 1;
+            let back = backfill.as_secs().div_ceil(day as u64).max(1);
+            let from = (to + 1).saturating_sub(back.min(i64::MAX as u64 / 2) as i64 * day);
             Seed {
                 from: crate::payloads::iso(from as f64),
-                to: crate::payloads::iso(since as f64),
+                to: crate::payloads::iso(to as f64),
                 from_unix: from,
-                to_unix: since,
+                to_unix: to,
                 read: Vec::new(),
             }
         });
@@ -355,6 +361,18 @@ impl Totals {
             self.print_s = self.print_s.saturating_add(seconds);
         }
         printing.is_some()
+    }
+
+    /// The counts and amounts, to tell a change.
+    pub fn numbers(&self) -> (u64, u64, u64, u64, f64, f64) {
+        (
+            self.ok,
+            self.failed,
+            self.stopped,
+            self.print_s,
+            self.filament_g,
+            self.cost,
+        )
     }
 
     pub fn jobs(&self) -> u64 {
@@ -525,12 +543,10 @@ mod tests {
         let mut t = Totals::default();
         t.begin(Some("2027-01-15T08:00:00Z".into()));
         let reads = t.seed_reads(ninety_days, 0.0);
-        let to = 1_800_000_000;
-        assert_eq!(
-            reads,
-            StatsKind::ALL.map(|k| (k, to - 90 * 86_400, to)).to_vec(),
-            "back from when counting began"
-        );
+        // The 90 whole days before the day counting began (2027-01-15).
+        let to = MIDNIGHT as i64 - 1;
+        let from = MIDNIGHT as i64 - 90 * 86_400;
+        assert_eq!(reads, StatsKind::ALL.map(|k| (k, from, to)).to_vec());
         let jobs = json!({"series": [{"name": "FIN_OK", "data": [1, 0, 2]},
             {"name": "FIN_ERROR", "data": [1, "x", -3]}, {"name": "FIN_SOMEHOW", "data": [9]}]});
         assert!(t.seed_with(StatsKind::Jobs, Some(&jobs)));
@@ -545,13 +561,13 @@ mod tests {
         // Only the printing time is left, and Connect does not have it (404).
         assert_eq!(
             t.seed_reads(ninety_days, 0.0),
-            [(StatsKind::Printing, to - 90 * 86_400, to)]
+            [(StatsKind::Printing, from, to)]
         );
         assert!(t.seed_with(StatsKind::Printing, None));
         assert!(t.seed_reads(ninety_days, 0.0).is_empty());
         let seeded = &t.payload()["seeded"];
-        assert_eq!(seeded["from"], "2026-10-17T08:00:00Z");
-        assert_eq!(seeded["to"], "2027-01-15T08:00:00Z");
+        assert_eq!(seeded["from"], "2026-10-17T00:00:00Z");
+        assert_eq!(seeded["to"], "2027-01-14T23:59:59Z");
         assert_eq!(
             seeded["read"],
             json!(["jobs_success", "material_quantity", "printing_not_printing"])

@@ -10,7 +10,9 @@
 //!   first job list) take every [`KNOWN_EVERY`]th turn, and the fresh ones' leftovers: printer
 //!   by printer, in the order the printers first asked. So printers become fully known one
 //!   after the other (instead of all at the very end), and still do when a busy farm's fresh
-//!   reads alone would fill the budget.
+//!   reads alone would fill the budget;
+//! - last, when nothing else waits, those that only look back (Connect's statistics seeding
+//!   a printer's totals).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -49,7 +51,11 @@ enum Turn {
     Account,
     Fresh,
     Printer(u64),
+    Backfill,
 }
+
+/// The part of the line that makes printers known.
+const PRINTERS: std::ops::Range<(Turn, u64)> = (Turn::Printer(0), 0)..(Turn::Backfill, 0);
 
 /// Whether `read` is one that makes a printer known rather than keeping it fresh.
 fn makes_known(read: &Read) -> bool {
@@ -59,7 +65,6 @@ fn makes_known(read: &Read) -> bool {
             | Read::Queue { .. }
             | Read::Supported { .. }
             | Read::Storages { .. }
-            | Read::Stats { .. }
             | Read::Jobs { after: None, .. }
     )
 }
@@ -83,7 +88,7 @@ impl ReadRunner {
     /// back every other start-up read until they are all done.
     pub(super) fn extras_waiting(&self) -> usize {
         self.waiting
-            .range((Turn::Printer(0), 0)..)
+            .range(PRINTERS)
             .filter(|(_, read)| !matches!(read, Read::Jobs { .. }))
             .count()
     }
@@ -104,6 +109,7 @@ impl ReadRunner {
     pub(super) fn start(&mut self, read: Read, known: bool) {
         let turn = match read.uuid() {
             None => Turn::Account,
+            Some(_) if matches!(read, Read::Stats { .. }) => Turn::Backfill,
             Some(uuid) if !known && makes_known(&read) => {
                 let next = self.places.len() as u64;
                 Turn::Printer(*self.places.entry(uuid.to_string()).or_insert(next))
@@ -131,7 +137,7 @@ impl ReadRunner {
     /// The read whose turn it is.
     fn next_waiting(&mut self) -> Option<Read> {
         let first = *self.waiting.keys().next()?;
-        let known = self.waiting.range((Turn::Printer(0), 0)..).next();
+        let known = self.waiting.range(PRINTERS).next();
         let key = match (first.0, known) {
             (Turn::Fresh, Some((&key, _))) if self.fresh_in_a_row + 1 >= KNOWN_EVERY => key,
             _ => first,
@@ -139,7 +145,7 @@ impl ReadRunner {
         match key.0 {
             Turn::Fresh => self.fresh_in_a_row += 1,
             Turn::Printer(_) => self.fresh_in_a_row = 0,
-            Turn::Account => {}
+            Turn::Account | Turn::Backfill => {}
         }
         let read = self.waiting.remove(&key);
         if self.waiting.is_empty() {
@@ -342,6 +348,32 @@ mod tests {
         // A known printer's later reads of the same kinds keep it fresh: they go first.
         reads.start(queue("d"), true);
         assert_eq!(reads.next_waiting(), Some(queue("d")));
+    }
+
+    #[tokio::test]
+    async fn statistics_go_when_nothing_else_waits_and_are_no_extras() {
+        let mut reads = runner();
+        for _ in 0..MAX_READS {
+            reads.spawn(Read::Version, std::future::pending());
+        }
+        let stats = Read::Stats {
+            uuid: "a".into(),
+            kind: crate::bridge::reads::StatsKind::Jobs,
+            from: 0,
+            to: 1,
+        };
+        let cameras = Read::Cameras { uuid: "b".into() };
+        let feed = Read::Feed {
+            uuid: "c".into(),
+            from: None,
+            rewound: false,
+        };
+        for read in [stats.clone(), cameras.clone(), feed.clone()] {
+            reads.start(read, false);
+        }
+        assert_eq!(reads.extras_waiting(), 1, "the cameras only");
+        let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
+        assert_eq!(order, [feed, cameras, stats]);
     }
 
     #[tokio::test]

@@ -21,16 +21,22 @@ const WALL: f64 = 1_800_000_000.0;
 const A: &str = "00000000-0000-4000-8000-0000000000aa";
 const B: &str = "00000000-0000-4000-8000-0000000000bb";
 
-/// The test config: cameras off unless `extra` has a `[camera]` table.
+/// The test config: cameras off unless `extra` has a `[camera]` table, totals not seeded
+/// from Connect unless it has a `[stats]` one.
 fn settings(extra: &str) -> Settings {
     let cameras = if extra.contains("[camera]") {
         ""
     } else {
         "[camera]\nenabled = false"
     };
+    let stats = if extra.contains("[stats]") {
+        ""
+    } else {
+        "[stats]\nbackfill = \"0s\""
+    };
     let config = Config::from_toml(&format!(
         "[connect]\naccess_token = \"t\"\nurl = \"http://127.0.0.1:9\"\n\
-         [mqtt]\nbase_topic = \"pc\"\n{cameras}\n{extra}"
+         [mqtt]\nbase_topic = \"pc\"\n{cameras}\n{stats}\n{extra}"
     ))
     .unwrap();
     Settings::from_config(&config).unwrap()
@@ -274,14 +280,14 @@ fn jobs_read(after: Option<i64>) -> Read {
     }
 }
 
-/// The read of printer A's statistics `kind` that seeds its totals (`stats.backfill`: 90
-/// days back from the tests' start).
+/// The read of printer A's statistics `kind` that seeds its totals (`stats.backfill`: the
+/// 90 whole days before the day of the tests' start, 2027-01-15T08:00Z).
 fn stats_read(kind: StatsKind) -> Read {
     Read::Stats {
         uuid: A.into(),
         kind,
-        from: WALL as i64 - 90 * 86_400,
-        to: WALL as i64,
+        from: 1_800_000_000 - 8 * 3600 - 90 * 86_400,
+        to: 1_800_000_000 - 8 * 3600 - 1,
     }
 }
 

@@ -54,40 +54,31 @@ fn the_days_use_counts_the_time_in_each_state_in_pieces_and_skips_gaps() {
 
 #[test]
 fn a_new_printers_totals_are_seeded_from_connects_statistics_once_across_restarts() {
-    let mut b = Bridge::new("");
-    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    const SEEDED: &str = "[stats]\nbackfill = \"90d\"";
     let asked: Vec<Read> = StatsKind::ALL.map(stats_read).to_vec();
-    assert!(
-        asked.iter().all(|r| first.reads.contains(r)),
-        "{:?}",
-        first.reads
-    );
-    let others = first
-        .reads
-        .into_iter()
-        .filter(|r| !asked.contains(r))
-        .collect();
-    b.settle(others);
+    let stats_in = |reads: &[Read]| -> Vec<Read> {
+        (reads.iter().filter(|r| matches!(r, Read::Stats { .. })))
+            .cloned()
+            .collect()
+    };
+    let mut b = Bridge::new(SEEDED);
+    // Asked for once the printer is known (its start-up reads back), not before.
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert!(stats_in(&first.reads).is_empty(), "{:?}", first.reads);
+    b.settle(first.reads);
+    b.advance(10);
+    let next = b.poll(&[printer(A, "MK4", "IDLE")]);
+    assert_eq!(stats_in(&next.reads), asked);
     let answer =
         |b: &mut Bridge, kind, result| b.answer(stats_read(kind), ReadResult::Stats(result));
-    answer(
-        &mut b,
-        StatsKind::Jobs,
-        Ok(
-            json!({"series": [{"name": "FIN_OK", "data": [4, 1]}, {"name": "FIN_STOPPED", "data": [0, 1]}]}),
-        ),
-    );
-    let seeded = answer(
-        &mut b,
-        StatsKind::Material,
-        Ok(json!({"data": [{"name": "PLA", "value": 250}]})),
-    );
+    let jobs = json!({"series": [{"name": "FIN_OK", "data": [4, 1]},
+        {"name": "FIN_STOPPED", "data": [0, 1]}]});
+    answer(&mut b, StatsKind::Jobs, Ok(jobs));
+    let material = json!({"data": [{"name": "PLA", "value": 250}]});
+    let seeded = answer(&mut b, StatsKind::Material, Ok(material));
     // The third fails: asked again at the next start, the two others not.
-    let out = answer(
-        &mut b,
-        StatsKind::Printing,
-        Err(ConnectError::Transport("connection reset".into())),
-    );
+    let reset = Err(ConnectError::Transport("connection reset".into()));
+    let out = answer(&mut b, StatsKind::Printing, reset);
     assert!(out.payload("pc/mk4/stats").is_none(), "nothing new");
     let stats = seeded
         .payload("pc/mk4/stats")
@@ -101,31 +92,28 @@ fn a_new_printers_totals_are_seeded_from_connects_statistics_once_across_restart
         stats["seeded"]["read"],
         json!(["jobs_success", "material_quantity"])
     );
-    assert_eq!(stats["seeded"]["to"], crate::payloads::iso(WALL).unwrap());
+    assert_eq!(stats["seeded"]["to"], "2027-01-14T23:59:59Z");
 
-    let mut b = Bridge::with_memory("", b.core.state_file());
+    let mut b = Bridge::with_memory(SEEDED, b.core.state_file());
     b.advance(600);
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    b.settle(first.reads);
+    b.advance(10);
     let again = b.poll(&[printer(A, "MK4", "IDLE")]);
-    let stats_reads: Vec<&Read> = (again.reads.iter())
-        .filter(|r| matches!(r, Read::Stats { .. }))
-        .collect();
     // Over the same range as before, not from this start.
-    assert_eq!(stats_reads, [&stats_read(StatsKind::Printing)]);
-    let others = (again.reads.into_iter())
-        .filter(|r| !matches!(r, Read::Stats { .. }))
-        .collect();
-    b.settle(others);
-    let out = answer(
-        &mut b,
-        StatsKind::Printing,
-        Ok(
-            json!({"data": [{"name": "printing", "value": 7200}, {"name": "not_printing", "value": 1}]}),
-        ),
-    );
+    assert_eq!(stats_in(&again.reads), [stats_read(StatsKind::Printing)]);
+    let printing = json!({"data": [{"name": "printing", "value": 7200},
+        {"name": "not_printing", "value": 1}]});
+    let out = answer(&mut b, StatsKind::Printing, Ok(printing));
     let stats = out.payload("pc/mk4/stats").unwrap();
     assert_eq!(stats["print_s"], 7200);
     assert_eq!(stats["jobs"], 6, "the jobs are not seeded twice");
-    let mut b = Bridge::with_memory("", b.core.state_file());
+    assert_eq!(stats["seeded"]["read"].as_array().map(Vec::len), Some(3));
+
+    let mut b = Bridge::with_memory(SEEDED, b.core.state_file());
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    let rest = b.settle(first.reads);
+    b.advance(10);
     let third = b.poll(&[printer(A, "MK4", "IDLE")]);
-    assert!(!third.reads.iter().any(|r| matches!(r, Read::Stats { .. })));
+    assert!(stats_in(&[rest.reads, third.reads].concat()).is_empty());
 }
