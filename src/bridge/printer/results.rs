@@ -328,8 +328,8 @@ impl PrinterEntry {
         }
     }
 
-    /// Publishes `job/finished` for an ended job.
-    /// Publishes how `job` ended on `P/job/finished` and counts it in the totals.
+    /// Publishes how `job` ended on `P/job/finished`, counts it in the totals and asks for
+    /// the camera's picture of it.
     fn announce_end(&mut self, cx: &mut Ctx, job: &Job) {
         let (Some(id), Some(live)) = (self.record.id.as_deref(), self.runtime.as_mut()) else {
             return;
@@ -367,8 +367,8 @@ impl PrinterEntry {
     }
 
     /// Connect's statistics `kind` of the printer: added to its totals once (see
-    /// [`crate::bridge::printer::stats::Totals::seed_with`]). Connect without them (404) counts as read; any other
-    /// failure leaves them for the next start.
+    /// [`crate::bridge::printer::stats::Totals::seed_with`]). Connect without them (404)
+    /// counts as read; any other failure leaves them for the next start.
     fn on_stats(&mut self, kind: StatsKind, result: Result<serde_json::Value, ConnectError>) {
         let Some(live) = self.runtime.as_mut() else {
             return;
