@@ -1033,15 +1033,7 @@ fn list_fixture() -> &'static ListFixture {
                 Duration::from_secs(5),
             )
             .unwrap();
-            let list: Value = reqwest::Client::new()
-                .get(format!("{}/app/printers", sim.url()))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = sim.get_json("/app/printers").await;
             let victim = list["printers"][1].clone();
             assert_eq!(victim["uuid"], json!(uuids[1]));
             ListFixture {

@@ -153,18 +153,6 @@ async fn wait_for_polls(sim: &Sim, n: usize) {
     }
 }
 
-async fn get_json(sim: &Sim, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", sim.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// SIGTERM, as systemd stops the service; returns how it exited.
 async fn stop_child(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
@@ -399,7 +387,7 @@ async fn farm_soak() {
             .collect();
         delayed += expected_of(&feed, uuid).difference(&published).count();
     }
-    let list = get_json(&sim, "/app/printers?limit=100").await;
+    let list = sim.get_json("/app/printers?limit=100").await;
     for p in list["printers"].as_array().unwrap() {
         let online = p["connect_state"] != "OFFLINE";
         sim.sim.set_online(p["uuid"].as_str().unwrap(), !online);
@@ -434,7 +422,9 @@ async fn farm_soak() {
     let mut missed = Vec::new();
     for uuid in &uuids {
         let id = &id_of[uuid];
-        let jobs = get_json(&sim, &format!("/app/printers/{uuid}/jobs?limit=1000")).await;
+        let jobs = sim
+            .get_json(&format!("/app/printers/{uuid}/jobs?limit=1000"))
+            .await;
         let finals: BTreeSet<i64> = jobs["jobs"]
             .as_array()
             .unwrap()

@@ -230,18 +230,9 @@ async fn a_printers_history_before_the_gateway_seeds_its_totals_once() {
         (json!(2), json!(1))
     );
     // (Asked without a range, so it is not counted among the gateway's below.)
-    let material: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/app/stats/printers/{mk4}/material_quantity",
-            sim.url()
-        ))
-        .bearer_auth(common::gateway::TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let material = sim
+        .get_json(&format!("/app/stats/printers/{mk4}/material_quantity"))
+        .await;
     let grams: f64 = (material["data"].as_array().unwrap().iter())
         .filter_map(|d| d["value"].as_f64())
         .sum();

@@ -56,25 +56,30 @@ impl Sim {
         format!("http://{}", self.addr)
     }
 
+    /// `path` of the simulated Connect, read over HTTP as a client would (with the token).
+    pub async fn get_json(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The simulator's whole event feed of a printer, oldest first, read over HTTP as a
     /// client would.
     pub async fn feed(&self, uuid: &str) -> Vec<Value> {
         let mut all = Vec::new();
-        let client = reqwest::Client::new();
         for page in 0..50 {
-            let v: Value = client
-                .get(format!(
-                    "{}/app/printers/{uuid}/events?limit=100&offset={}&from=0",
-                    self.url(),
-                    page * 100
+            let offset = page * 100;
+            let v = self
+                .get_json(&format!(
+                    "/app/printers/{uuid}/events?limit=100&offset={offset}&from=0"
                 ))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .await;
             let events = v["events"].as_array().cloned().unwrap_or_default();
             let n = events.len();
             all.extend(events);

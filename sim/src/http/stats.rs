@@ -50,13 +50,26 @@ fn date(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-fn head(printer: &Printer, from: i64, to: i64) -> serde_json::Map<String, Value> {
-    let mut map = serde_json::Map::new();
-    map.insert("from".into(), json!(from));
-    map.insert("to".into(), json!(to));
-    map.insert("name".into(), json!(printer.name));
-    map.insert("uuid".into(), json!(printer.uuid));
-    map
+/// Answers `{"from", "to", "name", "uuid", ...}` of the printer `uuid`, the rest of the
+/// keys from `fill` (given the printer and the range).
+fn statistics(
+    sim: &Simulator,
+    uuid: &str,
+    params: &Params,
+    fill: impl FnOnce(&Printer, i64, i64) -> Vec<(&'static str, Value)>,
+) -> JsonResult {
+    let (from, to) = ended_in(params)?;
+    with_printer(sim, uuid, |p| {
+        let mut body = serde_json::Map::new();
+        body.insert("from".into(), json!(from));
+        body.insert("to".into(), json!(to));
+        body.insert("name".into(), json!(p.name));
+        body.insert("uuid".into(), json!(p.uuid));
+        for (key, value) in fill(p, from, to) {
+            body.insert(key.into(), value);
+        }
+        Json(Value::Object(body))
+    })
 }
 
 /// `{"from", "to", "name", "uuid", "xAxis": [dates], "time_shift", "series": [{"name":
@@ -66,34 +79,33 @@ pub(super) async fn jobs_success(
     PathArgs(uuid): PathArgs<String>,
     params: Params,
 ) -> JsonResult {
-    let (from, to) = ended_in(&params)?;
-    with_printer(&sim, &uuid, |p| {
+    statistics(&sim, &uuid, &params, |p, from, to| {
         let days: Vec<String> = (from.div_euclid(DAY)..=to.div_euclid(DAY))
             .map(|d| date(d * DAY))
             .collect();
         let jobs = jobs_ended(p, from, to);
+        let ended_on = |job: &Job, state: &str, day: &str| {
+            job.state == state
+                && job
+                    .ended_us
+                    .map(|e| date(e.div_euclid(1_000_000)))
+                    .as_deref()
+                    == Some(day)
+        };
         let series: Vec<Value> = ["FIN_OK", "FIN_ERROR", "FIN_STOPPED"]
             .iter()
             .map(|state| {
-                let data: Vec<usize> = days
-                    .iter()
-                    .map(|day| {
-                        let on = |j: &&Job| {
-                            j.state == *state
-                                && j.ended_us.map(|e| date(e.div_euclid(1_000_000))).as_ref()
-                                    == Some(day)
-                        };
-                        jobs.iter().filter(on).count()
-                    })
+                let data: Vec<usize> = (days.iter())
+                    .map(|day| jobs.iter().filter(|j| ended_on(j, state, day)).count())
                     .collect();
                 json!({"name": state, "data": data})
             })
             .collect();
-        let mut body = head(p, from, to);
-        body.insert("xAxis".into(), json!(days));
-        body.insert("time_shift".into(), json!(0));
-        body.insert("series".into(), json!(series));
-        Json(Value::Object(body))
+        vec![
+            ("xAxis", json!(days)),
+            ("time_shift", json!(0)),
+            ("series", json!(series)),
+        ]
     })
 }
 
@@ -103,8 +115,7 @@ pub(super) async fn material_quantity(
     PathArgs(uuid): PathArgs<String>,
     params: Params,
 ) -> JsonResult {
-    let (from, to) = ended_in(&params)?;
-    with_printer(&sim, &uuid, |p| {
+    statistics(&sim, &uuid, &params, |p, from, to| {
         let mut grams: BTreeMap<String, f64> = BTreeMap::new();
         for job in jobs_ended(p, from, to) {
             *grams.entry(job.material.clone()).or_default() += job.weight_g;
@@ -113,9 +124,7 @@ pub(super) async fn material_quantity(
             .into_iter()
             .map(|(name, value)| json!({"name": name, "value": value.round() as i64}))
             .collect();
-        let mut body = head(p, from, to);
-        body.insert("data".into(), json!(data));
-        Json(Value::Object(body))
+        vec![("data", json!(data))]
     })
 }
 
@@ -126,19 +135,15 @@ pub(super) async fn printing_not_printing(
     PathArgs(uuid): PathArgs<String>,
     params: Params,
 ) -> JsonResult {
-    let (from, to) = ended_in(&params)?;
-    with_printer(&sim, &uuid, |p| {
+    statistics(&sim, &uuid, &params, |p, from, to| {
         let printing: f64 = jobs_ended(p, from, to)
             .iter()
             .map(|j| j.time_printing)
             .sum();
         let printing = printing.round() as i64;
         let not_printing = (to - from - printing).max(0);
-        let mut body = head(p, from, to);
-        body.insert(
-            "data".into(),
-            json!([{"name": "printing", "value": printing}, {"name": "not_printing", "value": not_printing}]),
-        );
-        Json(Value::Object(body))
+        let data = json!([{"name": "printing", "value": printing},
+            {"name": "not_printing", "value": not_printing}]);
+        vec![("data", data)]
     })
 }
