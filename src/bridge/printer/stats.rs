@@ -14,6 +14,13 @@ use crate::connect::model::PrinterState;
 
 /// The bucket of filament whose job named no material.
 pub const UNKNOWN_MATERIAL: &str = "unknown";
+/// Materials kept apart at most; the filament of any further one goes under
+/// [`OTHER_MATERIALS`] (a Connect that names a new material with every job must not grow
+/// the state file and `P/stats` without end).
+const MAX_MATERIALS: usize = 32;
+pub const OTHER_MATERIALS: &str = "other";
+/// A material's name is cut to this many characters.
+const MAX_MATERIAL_CHARS: usize = 40;
 
 /// What is persisted of a printer's totals.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -41,9 +48,9 @@ pub struct Totals {
     pub seeded: Option<Seed>,
 }
 
-/// The totals seeded from Connect's statistics of `from..to` (ISO 8601; `to` is when
-/// counting began, so no job is in both). `read`: the endpoints taken (or that Connect does
-/// not have); the others are asked again at the next start.
+/// The totals seeded from Connect's statistics of `from..to` (ISO 8601; `to` is the last
+/// second before the day counting began, so no job is in both). `read`: the endpoints taken
+/// (or that Connect does not have); the others are asked again at the next start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Seed {
@@ -234,16 +241,7 @@ impl Totals {
             self.print_s = self.print_s.saturating_add(seconds);
         }
         if let Some(grams) = amount("filament_g") {
-            self.filament_g += grams;
-            let material = finished["material"]
-                .as_str()
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .unwrap_or(UNKNOWN_MATERIAL);
-            *self
-                .filament_by_material
-                .entry(material.to_string())
-                .or_default() += grams;
+            self.add_filament(finished["material"].as_str(), grams);
         }
         if let Some(cost) = amount("cost") {
             self.cost += cost;
@@ -337,14 +335,7 @@ impl Totals {
             else {
                 continue;
             };
-            let name = Some(name.trim())
-                .filter(|n| !n.is_empty())
-                .unwrap_or(UNKNOWN_MATERIAL);
-            self.filament_g += grams;
-            *self
-                .filament_by_material
-                .entry(name.to_string())
-                .or_default() += grams;
+            self.add_filament(Some(name), grams);
         }
         body["data"].is_array()
     }
@@ -361,6 +352,28 @@ impl Totals {
             self.print_s = self.print_s.saturating_add(seconds);
         }
         printing.is_some()
+    }
+
+    /// `grams` of `material` (none or empty: [`UNKNOWN_MATERIAL`]).
+    fn add_filament(&mut self, material: Option<&str>, grams: f64) {
+        self.filament_g += grams;
+        let name: String = (material.map(str::trim).filter(|m| !m.is_empty()))
+            .unwrap_or(UNKNOWN_MATERIAL)
+            .chars()
+            .take(MAX_MATERIAL_CHARS)
+            .collect();
+        self.material_grams(name, grams);
+    }
+
+    /// Adds `grams` to `name`'s (or, beyond [`MAX_MATERIALS`], to [`OTHER_MATERIALS`]).
+    fn material_grams(&mut self, name: String, grams: f64) {
+        let known = self.filament_by_material.contains_key(&name);
+        let name = if known || self.filament_by_material.len() < MAX_MATERIALS - 1 {
+            name
+        } else {
+            OTHER_MATERIALS.to_string()
+        };
+        *self.filament_by_material.entry(name).or_default() += grams;
     }
 
     /// The counts and amounts, to tell a change.
@@ -402,9 +415,7 @@ impl Totals {
             sum.print_s = sum.print_s.saturating_add(t.print_s);
             sum.filament_g += t.filament_g;
             for (material, grams) in &t.filament_by_material {
-                *sum.filament_by_material
-                    .entry(material.clone())
-                    .or_default() += grams;
+                sum.material_grams(material.clone(), *grams);
             }
             sum.cost += t.cost;
         }
@@ -525,6 +536,29 @@ mod tests {
         );
         assert_eq!(p["cost"], 0.5);
         assert_eq!(p["last_outcome"], "FIN_OK");
+    }
+
+    #[test]
+    fn a_new_material_with_every_job_does_not_grow_the_totals_without_end() {
+        let mut t = Totals::default();
+        for n in 0..100 {
+            let material = json!(format!("{n}-{}", "X".repeat(60)));
+            t.count(&finished(
+                "FIN_OK",
+                json!(1),
+                json!(1.0),
+                material,
+                json!(null),
+            ));
+        }
+        assert_eq!(t.filament_by_material.len(), MAX_MATERIALS);
+        assert_eq!(t.filament_by_material.get(OTHER_MATERIALS), Some(&69.0));
+        assert!(
+            t.filament_by_material
+                .keys()
+                .all(|m| m.chars().count() <= 40)
+        );
+        assert_eq!(t.filament_g, 100.0);
     }
 
     #[test]
