@@ -4,6 +4,7 @@ mod cameras;
 mod catch_up;
 pub mod commands;
 pub mod controls;
+pub mod days;
 pub mod feed;
 pub mod files;
 pub mod jobs;
@@ -83,7 +84,7 @@ pub struct Runtime {
     pub shown_stats: bool,
     /// The part of the day's use not counted yet: its bucket, since when, and when the
     /// printer was last seen in it (see `PrinterEntry::track_use`).
-    pub use_since: Option<(stats::Bucket, f64, f64)>,
+    pub use_since: Option<(days::Bucket, f64, f64)>,
     /// The statistics that seed the totals were asked for in this run (see
     /// `PrinterEntry::seed_reads`).
     pub seed_asked: bool,

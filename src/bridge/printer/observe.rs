@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
-use crate::bridge::printer::stats;
+use crate::bridge::printer::days;
 use crate::bridge::printer::{Ctx, PrinterEntry, QueueStep, Runtime};
 use crate::bridge::reads::Read;
 use crate::connect::model::Printer;
@@ -210,13 +210,13 @@ impl PrinterEntry {
     }
 
     /// Counts the time since the printer was last seen in the state it was in then (see
-    /// [`stats::Days`]). The time is counted into the persisted totals in pieces, not at every
+    /// [`days::Days`]). The time is counted into the persisted totals in pieces, not at every
     /// look: the state file would be written at every poll.
     fn track_use(&mut self, wall: f64) {
         let Some(live) = self.runtime.as_mut() else {
             return;
         };
-        let bucket = stats::bucket(&live.printer.effective_state());
+        let bucket = days::bucket(&live.printer.effective_state());
         let start = bucket.map(|b| (b, wall, wall));
         let Some((was, since, seen)) = live.use_since else {
             live.use_since = start;
@@ -224,7 +224,7 @@ impl PrinterEntry {
         };
         let gap = wall - seen > USE_GAP_MAX || wall < seen;
         let end = if gap { seen } else { wall };
-        let new_day = stats::day_of(since).0 != stats::day_of(wall).0;
+        let new_day = days::day_of(since).0 != days::day_of(wall).0;
         if Some(was) == bucket && !gap && !new_day && end - since < USE_FOLD_EVERY {
             live.use_since = Some((was, since, wall));
             return;
