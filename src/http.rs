@@ -1,5 +1,5 @@
-//! HTTP details the Connect client and the account server's clients share: a transport
-//! error with its causes, and `Retry-After`.
+//! HTTP details the Connect client, the account server's and Spoolman's clients share: a
+//! transport error with its causes, a body read within a limit, and `Retry-After`.
 
 use std::time::Duration;
 
@@ -20,6 +20,28 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Reads a response's body up to `limit` bytes: `Ok(None)` when it is longer (said by its
+/// length, or found while reading), so a server cannot make the gateway hold any size.
+pub(crate) async fn read_capped(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|len| len as usize > limit)
+    {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3); at most an hour.

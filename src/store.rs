@@ -22,6 +22,11 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
     /// Opens (creating the directory when needed) and loads the state file. A corrupt file
     /// is moved aside with a warning rather than stopping the service.
     pub fn open(dir: &Path) -> Result<(Store<T>, T)> {
+        Self::open_file(dir, "state.json")
+    }
+
+    /// [`Store::open`] of the file `name` in `dir` (another file the service keeps there).
+    pub fn open_file(dir: &Path, name: &str) -> Result<(Store<T>, T)> {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
                 "cannot create the state directory {} (set state.dir to a writable directory)",
@@ -29,12 +34,12 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
             )
         })?;
         sweep_leftovers(dir);
-        let path = dir.join("state.json");
+        let path = dir.join(name);
         let memory = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
                 Ok(m) => m,
                 Err(e) => {
-                    let aside = dir.join("state.json.corrupt");
+                    let aside = dir.join(format!("{name}.corrupt"));
                     tracing::warn!(
                         "{} is not readable ({e}); moved to {} and starting fresh",
                         path.display(),

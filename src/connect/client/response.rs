@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::ConnectError;
 use crate::connect::model::ApiError;
-use crate::http::{describe_reqwest, parse_retry_after};
+use crate::http::{describe_reqwest, parse_retry_after, read_capped};
 
 pub(super) async fn error_body(resp: reqwest::Response) -> Option<ApiError> {
     let bytes = read_limited(resp, 64 * 1024).await.ok()?;
@@ -52,31 +52,13 @@ pub(super) async fn check_and_read(
 }
 
 async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ConnectError> {
-    if let Some(len) = resp.content_length()
-        && len as usize > limit
-    {
-        return Err(ConnectError::Decode {
-            what: resp.url().path().to_string(),
-            detail: format!(
-                "the response of {len} bytes is over the limit of {limit} (connect.max_response_bytes)"
-            ),
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+    let read = read_capped(&mut resp, limit)
         .await
-        .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?
-    {
-        if out.len() + chunk.len() > limit {
-            return Err(ConnectError::Decode {
-                what: resp.url().path().to_string(),
-                detail: format!(
-                    "the response is over the limit of {limit} bytes (connect.max_response_bytes)"
-                ),
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+        .map_err(|e| ConnectError::Transport(describe_reqwest(&e)))?;
+    read.ok_or_else(|| ConnectError::Decode {
+        what: resp.url().path().to_string(),
+        detail: format!(
+            "the response is over the limit of {limit} bytes (connect.max_response_bytes)"
+        ),
+    })
 }
