@@ -36,6 +36,7 @@ mod recorded;
 mod render;
 mod scenario;
 mod simulator;
+pub mod spoolman;
 mod world;
 
 #[cfg(test)]
@@ -51,3 +52,4 @@ pub use live::LiveStats;
 pub use options::{PrinterSpec, Scenario, SimOptions};
 pub use recorded::RecordedRequest;
 pub use simulator::{Simulator, run_ticker};
+pub use spoolman::SpoolmanStandIn;
