@@ -46,6 +46,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("commands_allow", "commands.allow"),
     ("live", "connect.live"),
     ("log_level", "log.level"),
+    ("spoolman_url", "spoolman.url"),
 ];
 
 /// The one error for a Supervisor without an MQTT broker to hand out.
@@ -169,6 +170,9 @@ fn options_layer(options: &Value) -> Result<Map<String, Value>> {
         let Some(value) = options.get(*option).filter(|v| !v.is_null()) else {
             continue;
         };
+        if *option == "spoolman_url" && value.as_str().is_some_and(|s| s.trim().is_empty()) {
+            continue;
+        }
         set(&mut doc, key, option_value(option, value)?);
     }
     Ok(doc)
@@ -218,6 +222,12 @@ fn option_value(option: &str, value: &Value) -> Result<Value> {
                 .filter(|s| *s > 0)
                 .ok_or_else(|| wrong("a whole number of seconds, at least 1"))?;
             Ok(json!(format!("{seconds}s")))
+        }
+        "spoolman_url" => {
+            let text = value
+                .as_str()
+                .ok_or_else(|| wrong("a URL like http://127.0.0.1:7912"))?;
+            Ok(json!(text.trim()))
         }
         "live" => value
             .as_bool()

@@ -33,6 +33,7 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub camera: CameraConfig,
     pub stats: StatsConfig,
+    pub spoolman: SpoolmanConfig,
     pub state: StateConfig,
     pub log: LogConfig,
     pub web: WebConfig,
@@ -281,6 +282,26 @@ impl Default for StatsConfig {
     fn default() -> Self {
         Self {
             backfill: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+/// Spoolman, the filament inventory each ended job's filament is reported to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolmanConfig {
+    /// Its address (`http://127.0.0.1:7912`); none: off.
+    pub url: Option<String>,
+    /// How often its spool list (the "Spool" select's options) is read.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for SpoolmanConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            interval: Duration::from_secs(60),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod payloads;
 pub mod shard;
+pub mod spoolman;
 pub mod store;
 pub mod topics;
 pub mod web;
@@ -97,6 +98,7 @@ pub async fn run_with(
         memory,
         journal,
         options,
+        ledger,
     } = StartUp::read(config.clone()).await?;
     let refresher = match &tokens {
         TokenSource::Refresh(r) => Some(r.clone()),
@@ -136,7 +138,7 @@ pub async fn run_with(
         )
     });
     let core = bridge::Core::new(settings, memory);
-    let shell = bridge::Shell::new(
+    let mut shell = bridge::Shell::new(
         core,
         connect,
         session.publisher.clone(),
@@ -144,6 +146,12 @@ pub async fn run_with(
         clear_retained,
         live,
     );
+    if let (Some(url), Some((store, ledger))) = (&config.spoolman.url, ledger) {
+        let client = spoolman::SpoolmanClient::new(url, config.connect.request_timeout)
+            .map_err(anyhow::Error::msg)?;
+        let link = spoolman::SpoolmanLink::start(client, store, ledger, config.spoolman.interval);
+        shell = shell.with_spoolman(link);
+    }
     let stop = tokio_util::sync::CancellationToken::new();
     // The page reads what the shell hands to the broker.
     let (shell, web) = match web_listener {
@@ -207,6 +215,8 @@ struct StartUp {
     memory: bridge::registry::StateFile,
     journal: journal::Journal,
     options: rumqttc::MqttOptions,
+    /// `spoolman.json`, with `spoolman.url`.
+    ledger: Option<(store::Store<spoolman::Ledger>, spoolman::Ledger)>,
 }
 
 impl StartUp {
@@ -218,12 +228,20 @@ impl StartUp {
             let journal = journal::Journal::open(&config.state_dir())?;
             let status = topics::Topics::for_config(&config).bridge_state();
             let options = mqtt::options(&config.mqtt_for_instance(), Some(&status))?;
+            let ledger = match config.spoolman.url {
+                Some(_) => Some(store::Store::open_file(
+                    &config.state_dir(),
+                    "spoolman.json",
+                )?),
+                None => None,
+            };
             Ok(StartUp {
                 tokens,
                 store,
                 memory,
                 journal,
                 options,
+                ledger,
             })
         })
         .await

@@ -118,6 +118,11 @@ pub struct StatePayload {
     pub queue_count: Option<u64>,
     pub queue_next: Option<String>,
     pub speed: Option<f64>,
+    /// The Spoolman spool's label (when Spoolman lists it), id and grams left
+    /// (`spoolman.url`).
+    pub spool: Option<String>,
+    pub spool_id: Option<u64>,
+    pub spool_remaining_g: Option<f64>,
     /// Effective: OFFLINE when Connect lost the printer, else the printer's state.
     pub state: String,
     /// Bytes free and in all on the printer's writable storages (USB, flash), when read.
@@ -224,6 +229,9 @@ pub fn state(p: &Printer, now: f64, queue: &QueueFields) -> StatePayload {
         axis_y: round1(p.axis_y),
         axis_z: round1(p.axis_z),
         speed: round1(p.speed),
+        spool: None,
+        spool_id: None,
+        spool_remaining_g: None,
         flow: round1(p.flow),
         material: p.filament.as_ref().and_then(|f| f.material.clone()),
         nozzle_diameter: p.nozzle_diameter.filter(|d| d.is_finite()),

@@ -80,6 +80,18 @@ impl Topics {
     pub fn bridge_stats(&self) -> String {
         format!("{}/stats", self.bridge())
     }
+    /// Input: the printer's Spoolman spool id (retained).
+    pub fn spool(&self, p: &str) -> String {
+        format!("{}/{p}/spool", self.base)
+    }
+    /// Subscription filter for every printer's `spool` topic.
+    pub fn spool_filter(&self) -> String {
+        format!("{}/+/spool", self.base)
+    }
+    /// The printer id of a `spool` topic, if `topic` is one.
+    pub fn parse_spool(&self, topic: &str) -> Option<String> {
+        self.printer_of(topic, "spool")
+    }
     /// The current job's thumbnail (retained bytes).
     pub fn job_preview(&self, p: &str) -> String {
         format!("{}/{p}/job/preview", self.base)

@@ -43,6 +43,7 @@ fn device() -> PrinterDevice {
             chamber_led: true,
             fans: true,
         },
+        spools: None,
     }
 }
 

@@ -611,6 +611,8 @@ fn exercise_printer(p: &Printer) -> Result<(), TestCaseError> {
             &p.dialog_buttons(),
         ),
         features: Features::of(p),
+        // Spoolman's labels are as free as the printer's name.
+        spools: Some(vec![format!("#1 {}", p.display_name())]),
     };
     for mode in [DiscoveryMode::Device, DiscoveryMode::Entity] {
         let d = discovery(mode);

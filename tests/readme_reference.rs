@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::broker::{Subscriber, TestBroker};
-use common::gateway::{BASE, Gateway, Sim, config};
+use common::gateway::{BASE, Gateway, Sim, config, spoolman};
 use prusa_connect_mqtt::payloads::StatePayload;
 use prusa_connect_sim::PrinterSpec;
 use serde_json::Value;
@@ -79,11 +79,21 @@ async fn the_readme_topic_reference_matches_what_is_published() {
     let sim = Sim::start().await;
     let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
     let dir = tempfile::tempdir().unwrap();
+    // With Spoolman: its topic, `P/state`'s spool fields and `bridge/info`'s part are checked.
+    let (spoolman, spoolman_url) = spoolman().await;
+    let spool = spoolman.add_spool("Polymaker", "PolyTerra Charcoal Black", "PLA", 1000.0);
     let sub = Subscriber::connect(&broker, &[&format!("{BASE}/#")]).await;
-    let gateway = Gateway::start(config(&broker, &sim, dir.path(), ""));
+    let extra = format!("[spoolman]\nurl = \"{spoolman_url}\"");
+    let gateway = Gateway::start(config(&broker, &sim, dir.path(), &extra));
     let p = format!("{BASE}/busy_mk4");
     sub.wait_for(&format!("{p}/state"), WAIT, |m| m.json()["state"] == "IDLE")
         .await;
+    sub.publish(&format!("{p}/spool"), spool.to_string(), true)
+        .await;
+    sub.wait_for(&format!("{p}/state"), WAIT, |m| {
+        m.json()["spool_remaining_g"] == 1000.0
+    })
+    .await;
     sim.sim.start_job(&uuid, "cube.bgcode", 600, &["A", "B"]);
     sub.wait_for(&format!("{p}/job"), WAIT, |m| {
         m.json()["cancelable_objects"]
@@ -130,7 +140,12 @@ async fn the_readme_topic_reference_matches_what_is_published() {
         })
         .collect();
     // Inputs are never published by the gateway; everything else must have been seen.
-    let inputs = ["B/P/command", "B/P/job/reason", "B/P/print_file"];
+    let inputs = [
+        "B/P/command",
+        "B/P/job/reason",
+        "B/P/print_file",
+        "B/P/spool",
+    ];
     for pattern in &patterns {
         if !inputs.contains(&pattern.as_str()) {
             assert!(

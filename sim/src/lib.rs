@@ -16,7 +16,8 @@
 //! HTTP edges; `live.rs` is the live channel (MQTT over a websocket at `/mqtt`); `jpeg.rs`
 //! draws camera snapshots and file previews. `account/` is the simulated Prusa Account
 //! (OAuth2 login and tokens), served by the same HTTP server so that the gateway's `auth_url`
-//! can point at the simulator too.
+//! can point at the simulator too. `spoolman.rs` is a stand-in for Spoolman (the filament
+//! inventory), served apart.
 
 // Functions stay under 80 lines (clippy.toml); tests may be longer.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]

@@ -43,7 +43,8 @@ fn the_options_and_the_supervisors_broker_make_the_config() {
         "printers": ["MK4", " ", "Core One"],
         "commands_allow": ["PAUSE_PRINT", "START_PRINT"],
         "live": true,
-        "log_level": "debug"
+        "log_level": "debug",
+        "spoolman_url": " http://homeassistant.local:7912 "
     });
     let config = config_from(&options, &broker()).unwrap();
     assert_eq!(config.mqtt.base_topic, "printers");
@@ -54,6 +55,10 @@ fn the_options_and_the_supervisors_broker_make_the_config() {
     assert_eq!(config.commands.allow, ["PAUSE_PRINT", "START_PRINT"]);
     assert!(config.connect.live);
     assert_eq!(config.log.level, "debug");
+    assert_eq!(
+        config.spoolman.url.as_deref(),
+        Some("http://homeassistant.local:7912")
+    );
     // Fixed by add-on mode.
     assert_eq!(config.state.dir, Path::new("/data"));
     assert_eq!(config.mqtt.url, "mqtt://core-mosquitto:1883");
@@ -254,11 +259,16 @@ fn config_yaml_declares_the_options_the_mapping_reads_with_the_binarys_defaults(
     assert_eq!(config.commands.allow, defaults.commands.allow);
     assert_eq!(config.connect.live, defaults.connect.live);
     assert_eq!(config.log.level, defaults.log.level);
+    assert_eq!(config.spoolman.url, defaults.spoolman.url);
 
     // Every value the schema lets the Configuration tab save is one the mapping takes.
     for (option, rule) in addon["schema"].as_object().unwrap() {
         let samples: Vec<Value> = match rule {
             Value::String(r) if r == "str" => vec![json!("farm")],
+            // Spoolman's address: off when empty.
+            Value::String(r) if r == "str?" => {
+                vec![json!(""), json!("http://a0d7b954-spoolman:7912")]
+            }
             Value::String(r) if r == "bool" => vec![json!(true), json!(false)],
             Value::String(r) if r.starts_with("list(") => r[5..r.len() - 1]
                 .split('|')

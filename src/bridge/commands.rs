@@ -29,6 +29,10 @@ pub enum Inbound {
     PrintFile {
         printer_id: String,
     },
+    /// The printer's Spoolman spool.
+    Spool {
+        printer_id: String,
+    },
     /// Not for the bridge (another subscription's echo).
     Other,
 }
@@ -119,6 +123,8 @@ pub fn classify(settings: &Settings, topic: &str) -> Inbound {
         Inbound::JobReason { printer_id }
     } else if let Some(printer_id) = topics.parse_print_file(topic) {
         Inbound::PrintFile { printer_id }
+    } else if let Some(printer_id) = topics.parse_spool(topic) {
+        Inbound::Spool { printer_id }
     } else {
         Inbound::Other
     }
@@ -134,7 +140,7 @@ pub fn check_message(
     let (printer_id, is_command) = match classify(settings, &msg.topic) {
         Inbound::Command { printer_id } => (printer_id, true),
         Inbound::JobReason { printer_id } => (printer_id, false),
-        Inbound::PrintFile { .. } | Inbound::Other => return Err(None),
+        Inbound::PrintFile { .. } | Inbound::Spool { .. } | Inbound::Other => return Err(None),
     };
     if msg.retain {
         // A broker restart must never pause a print: retained commands are not replayed.
@@ -197,7 +203,7 @@ pub fn refusal(settings: &Settings, msg: &Incoming, code: ErrorCode, why: &str) 
     let inbound = classify(settings, &msg.topic);
     let printer_id = match &inbound {
         Inbound::Command { printer_id } | Inbound::JobReason { printer_id } => printer_id,
-        Inbound::PrintFile { .. } | Inbound::Other => return None,
+        Inbound::PrintFile { .. } | Inbound::Spool { .. } | Inbound::Other => return None,
     };
     if msg.retain || msg.payload.is_empty() {
         return None;

@@ -17,6 +17,8 @@ pub struct Effects {
     /// `supported-commands` list, the printer types) changes a farm's discoveries by the
     /// thousand, 20 MB rendered in one go.
     pub renders: Vec<String>,
+    /// Ended jobs' filament for Spoolman (`spoolman.url`).
+    pub spool_uses: Vec<crate::spoolman::Use>,
 }
 
 impl Effects {

@@ -122,6 +122,9 @@ pub struct Info<'a> {
     notifications_unseen: Option<u64>,
     printers: Bridged<'a>,
     rejected_printers: Vec<String>,
+    /// With `spoolman.url`: the spools listed and how the reports stand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spoolman: Option<Value>,
     /// `since`: when the earliest of the printers' totals (`P/stats`) began.
     stats: Value,
     unavailable: Value,
@@ -195,6 +198,11 @@ pub fn info_payload<'a>(p: InfoParts<'a>, auth: &AuthStatus) -> Info<'a> {
         notifications_unseen: p.account.unseen,
         printers: Bridged(p.registry),
         rejected_printers: p.poll.rejected.iter().map(|r| r.to_string()).collect(),
+        spoolman: p
+            .settings
+            .spoolman
+            .as_deref()
+            .map(|url| p.account.spools.info(url)),
         stats: json!({ "since": stats_since(p.registry) }),
         unavailable: p.account.unavailable.info(),
         version: env!("CARGO_PKG_VERSION"),

@@ -51,6 +51,9 @@ pub fn subscriptions(config: &Config) -> Vec<String> {
         topics.job_reason_filter(),
         topics.print_file_filter(),
     ];
+    if config.spoolman.url.is_some() {
+        subs.push(topics.spool_filter());
+    }
     if config.homeassistant.enabled {
         subs.push(config.homeassistant.status_topic.clone());
     }

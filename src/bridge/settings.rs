@@ -36,6 +36,8 @@ pub struct Settings {
     /// The least time between two polls for each page the printer list takes, so that the
     /// list uses at most [`LIST_SHARE`] of `connect.max_requests_per_second` (zero: no limit).
     pub list_page_gap: Duration,
+    /// `spoolman.url`: each printer gets a spool, and its jobs' filament is reported.
+    pub spoolman: Option<String>,
 }
 
 /// The share of the request budget the printer list may use. A farm of 2,000 printers lists
@@ -80,6 +82,7 @@ impl Settings {
             live: config.connect.live,
             shard: config.connect.shard,
             list_page_gap: list_page_gap(config.connect.max_requests_per_second),
+            spoolman: config.spoolman.url.clone(),
         })
     }
 }

@@ -93,6 +93,19 @@ fn bad_values_are_explained() {
             "[web]\nlisten = \"127.0.0.1:8099\"\npassword = \" \"\n",
             "web.password must not be empty",
         ),
+        (
+            "[spoolman]\nurl = \"spoolman:7912\"\n",
+            "spoolman.url = \"spoolman:7912\" must be http://host:port",
+        ),
+        (
+            "[spoolman]\nurl = \"http//x\"\n",
+            "spoolman.url = \"http//x\" is not a URL",
+        ),
+        (
+            "[spoolman]\nurl = \"http://s:7912\"\ninterval = \"0s\"\n",
+            "spoolman.interval must be longer than 0s",
+        ),
+        ("[spoolman]\nuri = \"http://s:7912\"\n", "uri"),
     ] {
         let err = Config::from_toml(toml).unwrap_err();
         assert!(format!("{err:#}").contains(needle), "{toml}: {err:#}");

@@ -32,7 +32,21 @@ impl Config {
             bail!("mqtt.client_id must not be empty");
         }
         self.validate_web()?;
+        self.validate_spoolman()?;
         self.validate_log_level()
+    }
+
+    fn validate_spoolman(&self) -> Result<()> {
+        let Some(url) = &self.spoolman.url else {
+            return Ok(());
+        };
+        let parsed = reqwest::Url::parse(url).with_context(|| {
+            format!("spoolman.url = {url:?} is not a URL (like \"http://127.0.0.1:7912\")")
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            bail!("spoolman.url = {url:?} must be http://host:port (or https://)");
+        }
+        check_duration("spoolman.interval", self.spoolman.interval)
     }
 
     /// Connect's API and account server over HTTP(S), its live broker over websocket.

@@ -324,6 +324,7 @@ fn load_filament(at: &Printer, allowed: &[String]) -> Entity {
                 state_list(MATERIALS)
             ),
         }),
+        retain: false,
     };
     Entity::new("load_filament", select).available_when(at.in_states(allowed))
 }
@@ -352,6 +353,7 @@ fn dialog_response(at: &Printer, allowed: &[String], buttons: &[String]) -> Enti
             topic: at.state.clone(),
             template: "{{ 'None' }}".into(),
         }),
+        retain: false,
     };
     Entity::new("dialog_response", select).available_when(shown)
 }
@@ -379,6 +381,7 @@ fn start_print(at: &Printer, allowed: &[String], files: &[String]) -> Vec<Entity
                 "{{{{ {chosen} if value_json is defined and {chosen} else 'None' }}}}"
             ),
         }),
+        retain: false,
     };
     let button = at.button("Start print", "mdi:printer-3d", at.command(), "START_PRINT");
     vec![

@@ -44,6 +44,8 @@ pub struct PrinterDevice {
     pub cameras: Vec<(String, String)>,
     pub controls: Controls,
     pub features: Features,
+    /// With Spoolman (`spoolman.url`): the spools' labels, the "Spool" select's options.
+    pub spools: Option<Vec<String>>,
 }
 
 /// Data only some printers send; their sensors exist only where it is sent.
@@ -89,6 +91,7 @@ impl PrinterDevice {
             cameras: Vec::new(),
             controls: Controls::default(),
             features: Features::default(),
+            spools: None,
         }
     }
 }
@@ -197,6 +200,7 @@ impl Discovery {
                     cameras: cameras.to_vec(),
                     controls: Controls::all(),
                     features: Features::all(),
+                    spools: Some(Vec::new()),
                     ..PrinterDevice::bare(uuid, "_", "_")
                 })
                 .iter()

@@ -233,6 +233,9 @@ pub(super) struct Select {
     /// Without one, Home Assistant shows the last choice (optimistic).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub state: Option<SelectState>,
+    /// The choice is retained on `command_topic` (an input the gateway reads back).
+    #[serde(rename = "ret", skip_serializing_if = "std::ops::Not::not")]
+    pub retain: bool,
 }
 
 /// Where a select reads its current option.

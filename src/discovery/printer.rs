@@ -5,11 +5,13 @@
 
 use super::platform::{
     Availability, BinarySensor, BinarySensorClass, Button, Camera, DeviceTrigger, Entity, Event,
-    Image, Select, Sensor, SensorClass, Shown, StateClass, TriggerKind, Update, UpdateClass,
+    Image, Select, SelectState, Sensor, SensorClass, Shown, StateClass, TriggerKind, Update,
+    UpdateClass,
 };
 use super::{Features, NO_OBJECTS, PrinterDevice};
 use crate::connect::model::{JobState, PrinterState};
 use crate::payloads::StatePayload;
+use crate::spoolman::NO_SPOOL;
 use crate::topics::Topics;
 
 /// The device triggers of a printer: `(object, type, payload on P/trigger)`. Home Assistant's
@@ -33,6 +35,9 @@ pub(super) fn entities(topics: &Topics, p: &PrinterDevice) -> Vec<Entity> {
     entities.extend(at.print_buttons());
     entities.extend(at.job_objects_and_end(&p.objects));
     entities.extend(super::stats::sensors(&at.topics.stats(at.id)));
+    if let Some(spools) = &p.spools {
+        entities.extend(at.spool(spools));
+    }
     entities.extend(at.features(&p.features));
     entities.extend(at.preview_and_firmware());
     entities.extend(p.controls.entities(&at));
@@ -333,6 +338,7 @@ impl<'a> Printer<'a> {
             ),
             options,
             state: None,
+            retain: false,
         };
         let cancelable = Availability::templated(
             self.topics.job(self.id),
@@ -349,6 +355,48 @@ impl<'a> Printer<'a> {
         vec![
             Entity::new("cancel_object", cancel).available_when(cancelable),
             Entity::new("print_finished", finished),
+        ]
+    }
+
+    /// With Spoolman: "Spool" (the select of its spools, setting the retained `P/spool`), and
+    /// "Spool remaining" (grams).
+    fn spool(&self, labels: &[String]) -> Vec<Entity> {
+        let label = StatePayload::template_field("spool");
+        let id = StatePayload::template_field("spool_id");
+        let mut options = vec![NO_SPOOL.to_string()];
+        options.extend(labels.iter().cloned());
+        let select = Select {
+            shown: Shown::new("Spool", Some("mdi:printer-3d-nozzle-outline")),
+            command_topic: self.topics.spool(self.id),
+            // "#12 Polymaker PLA" sends 12; "No spool" an empty payload (no spool).
+            command_template: Some(format!(
+                "{{{{ '' if value == '{NO_SPOOL}' else value.split(' ')[0][1:] }}}}"
+            )),
+            options,
+            // A spool Spoolman does not list (archived) is "unknown", not "No spool".
+            state: Some(SelectState {
+                topic: self.state.clone(),
+                template: format!(
+                    "{{{{ {label} if value_json is defined and {label} else ('{NO_SPOOL}' if \
+                     value_json is defined and {id} is none else 'None') }}}}"
+                ),
+            }),
+            retain: true,
+        };
+        let remaining = Sensor {
+            device_class: Some(SensorClass::Weight),
+            unit: Some("g"),
+            state_class: Some(StateClass::Measurement),
+            precision: Some(0),
+            ..self.field_sensor(
+                "Spool remaining",
+                Some("mdi:weight-gram"),
+                "spool_remaining_g",
+            )
+        };
+        vec![
+            Entity::new("spool", select),
+            Entity::new("spool_remaining", remaining),
         ]
     }
 

@@ -187,6 +187,18 @@ impl Drop for Sim {
     }
 }
 
+/// A Spoolman stand-in serving on a free loopback port until the test ends; its URL.
+#[allow(dead_code)]
+pub async fn spoolman() -> (prusa_connect_sim::SpoolmanStandIn, String) {
+    let stand_in = prusa_connect_sim::SpoolmanStandIn::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(stand_in.clone().serve(listener, std::future::pending()));
+    (stand_in, url)
+}
+
 /// A config for tests: fast polls, the given broker and simulator, a private state dir.
 pub fn config(broker: &TestBroker, sim: &Sim, state_dir: &Path, extra: &str) -> Config {
     config_with_credentials(

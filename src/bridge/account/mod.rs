@@ -5,6 +5,7 @@
 
 pub mod catch_up;
 pub mod notifications;
+pub mod spools;
 mod supported;
 pub mod unavailable;
 
@@ -58,6 +59,8 @@ pub struct Account {
     /// `connect.shard`: a shard publishes the notifications of its own printers (shard 1
     /// those of no printer), so each is published once whichever shard reads it.
     pub shard: Option<crate::shard::Shard>,
+    /// Spoolman's spools and reports (`spoolman.url`).
+    pub spools: spools::Spools,
 }
 
 impl Account {

@@ -13,6 +13,7 @@ mod pushed;
 mod queue;
 mod render;
 mod results;
+pub mod spool;
 pub mod stats;
 mod storage;
 
@@ -56,6 +57,9 @@ pub struct PrinterRecord {
     pub cameras: Vec<(String, String)>,
     /// Its totals (`P/stats`), counted with each job announced.
     pub stats: stats::Totals,
+    /// Its Spoolman spool (`P/spool`), whose used weight its jobs add to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<u64>,
 }
 
 /// What the gateway knows of a printer while it runs.
@@ -394,6 +398,7 @@ impl PrinterEntry {
             topics.job_preview(id),
             topics.stats(id),
             topics.job_finished_picture(id),
+            topics.spool(id),
             topics.availability(id),
         ] {
             out.push(Message::Clear { topic });

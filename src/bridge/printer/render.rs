@@ -11,8 +11,8 @@ use crate::message::{Kind, Message};
 use crate::payloads::{self, iso, print_of};
 
 impl PrinterEntry {
-    /// Publishes the printer's retained topics that changed: `P/state`, `P/job`, discovery,
-    /// and `P/availability` last (once it says `online`, the rest is there).
+    /// Publishes the printer's retained topics that changed: discovery, `P/state`, `P/job`,
+    /// `P/stats`, and `P/availability` last (once it says `online`, the rest is there).
     pub fn render(&mut self, cx: &mut Ctx, wall: f64) {
         let id = self.id().unwrap_or_default().to_string();
         let Some(live) = self.runtime.as_mut() else {
@@ -27,6 +27,12 @@ impl PrinterEntry {
             return;
         }
         live.introduced = true;
+        // Discovery first: a select's state (a spool Spoolman just listed) must be one of the
+        // options Home Assistant has, or it logs an error.
+        self.render_discovery(cx, &id);
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
         let printer = &live.printer;
         let online = cx.reachable && printer.effective_state() != PrinterState::Offline;
         let mut state = payloads::state(printer, wall, &live.queue.fields);
@@ -37,6 +43,9 @@ impl PrinterEntry {
         state.print_file = live.files.selected_label();
         state.storage_free = live.storage.free;
         state.storage_total = live.storage.total;
+        if cx.settings.spoolman.is_some() {
+            super::spool::show(&mut state, self.record.spool, &cx.account.spools);
+        }
         let topics = &cx.settings.topics;
         // Written once without its time, to compare; the time is set on those bytes.
         let json = state.to_json();
@@ -68,7 +77,6 @@ impl PrinterEntry {
         }
         let announce = live.shown_online != Some(online);
         live.shown_online = Some(online);
-        self.render_discovery(cx, &id);
         if announce {
             cx.fx.publish(Message::retain(
                 Kind::Data,
@@ -91,7 +99,12 @@ impl PrinterEntry {
         if live.shown_device.is_some() && live.discovery_inputs == Some(inputs) {
             return;
         }
-        let device = device(cx.settings, &self.uuid, id, live, model);
+        let spools = cx
+            .settings
+            .spoolman
+            .as_ref()
+            .map(|_| cx.account.spools.labels());
+        let device = device(cx.settings, &self.uuid, id, live, model, spools);
         let print = hash(&device);
         if live.shown_device == Some(print) {
             if let Some(live) = self.runtime.as_mut() {
@@ -151,6 +164,7 @@ fn device(
     id: &str,
     live: &Runtime,
     model: Option<String>,
+    spools: Option<Vec<String>>,
 ) -> PrinterDevice {
     let printer = &live.printer;
     PrinterDevice {
@@ -197,5 +211,6 @@ fn device(
                 .collect::<Vec<_>>(),
         ),
         features: Features::of(printer),
+        spools,
     }
 }

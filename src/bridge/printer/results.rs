@@ -340,6 +340,11 @@ impl PrinterEntry {
         if self.record.stats.count(&payload) {
             live.shown_stats = false;
         }
+        // Its filament, for the spool (recorded with the announcement: see `spoolman`).
+        let spool = self.record.spool;
+        if let Some(used) = super::spool::use_of(cx.settings, &self.uuid, spool, &payload, job.id) {
+            cx.fx.spool_uses.push(used);
+        }
         // How it ended, as the camera saw it (the first camera; none without one).
         if cx.settings.camera.enabled
             && let Some(camera) = live.cameras.list.iter().flatten().next()

@@ -30,6 +30,7 @@ use crate::connect::model::Printer;
 use crate::message::Incoming;
 use crate::mqtt::{Link, Publisher};
 use crate::payloads::now_unix;
+use crate::spoolman::{SpoolmanEvent, SpoolmanLink};
 use crate::store::Store;
 
 type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
@@ -79,6 +80,8 @@ pub struct Shell {
     poll_now: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// When printers waiting for their first reads are published anyway.
     introduce_at: Option<Instant>,
+    /// The Spoolman worker (`spoolman.url`).
+    spoolman: Option<SpoolmanLink>,
 }
 
 /// Runtime events handled in one go before the loop looks at anything else.
@@ -117,7 +120,14 @@ impl Shell {
             board: None,
             poll_now: None,
             introduce_at: None,
+            spoolman: None,
         }
+    }
+
+    /// Hands ended jobs' filament to Spoolman's worker, and its spool list to the core.
+    pub fn with_spoolman(mut self, link: SpoolmanLink) -> Shell {
+        self.spoolman = Some(link);
+        self
     }
 
     /// Shows every message handed to the broker to `board` too (the web page's status).
@@ -159,6 +169,19 @@ impl Shell {
         self.core.introduced();
         self.flush();
         self.arm_introduce();
+    }
+
+    /// [`Shell::flush`], then the printers the core asked to render again, one by one.
+    async fn flush_and_render(
+        &mut self,
+        incoming: &mut mpsc::UnboundedReceiver<Incoming>,
+        serve: bool,
+    ) {
+        self.flush();
+        let renders = self.core.take_renders();
+        if !renders.is_empty() {
+            self.render_each(renders, incoming, serve).await;
+        }
     }
 
     /// Places the publication of the printers whose first reads are late (they wait for the
@@ -237,17 +260,17 @@ impl Shell {
                     self.introduce_overdue(&mut incoming, held.is_none()).await;
                 }
                 Some(event) = next_live(&mut self.live) => self.on_live(event),
+                Some(event) = next_spoolman(&mut self.spoolman) => {
+                    self.core.on_spoolman(event);
+                    self.flush_and_render(&mut incoming, held.is_none()).await;
+                }
                 _ = sleep_until(live_due.unwrap_or_else(Instant::now)), if live_due.is_some() => {
                     self.core.live_flush(Instant::now(), now_unix());
                     self.flush();
                 }
                 Some(done) = self.reads.next(), if !self.reads.is_idle() => {
                     self.core.on_read(done, Instant::now(), now_unix());
-                    self.flush();
-                    let renders = self.core.take_renders();
-                    if !renders.is_empty() {
-                        self.render_each(renders, &mut incoming, held.is_none()).await;
-                    }
+                    self.flush_and_render(&mut incoming, held.is_none()).await;
                 }
                 _ = async { poll_now.as_ref().expect("guarded").notified().await }, if poll_now.is_some() => {
                     // A poll in flight may predate the change: the next one follows it.
@@ -351,11 +374,15 @@ impl Shell {
             self.serve_between(incoming).await;
         }
         // The cursors saved say which events were made: the journal holding those not yet
-        // delivered must be on disk first.
-        let publisher = &self.publisher;
+        // delivered (and the Spoolman ledger holding their filament) must be on disk first.
+        let (publisher, spoolman) = (&self.publisher, &self.spoolman);
         let saved = self.store.save_soon_after(&self.core.state_file(), || {
             let sync = publisher.sync_journal();
-            move || sync.wait(JOURNAL_SYNC_LIMIT)
+            let ledger = spoolman.as_ref().map(SpoolmanLink::sync);
+            move || {
+                sync.wait(JOURNAL_SYNC_LIMIT)?;
+                ledger.map_or(Ok(()), |l| l.wait(JOURNAL_SYNC_LIMIT))
+            }
         });
         if let Err(e) = saved {
             tracing::warn!("cannot save the state file: {e:#}");
@@ -414,6 +441,12 @@ impl Shell {
         for read in self.core.take_withdrawn() {
             self.reads.withdraw(&read);
         }
+        let uses = self.core.take_spool_uses();
+        if let Some(link) = &self.spoolman {
+            for used in uses {
+                link.report(used);
+            }
+        }
     }
 
     /// A message from the broker: a command waits for its printer's earlier ones.
@@ -427,6 +460,13 @@ impl Shell {
                         .select_file(&printer_id, &msg.payload, crate::payloads::now_unix());
                     self.flush();
                 }
+                return;
+            }
+            Inbound::Spool { printer_id } => {
+                // Empty too: a retained choice removed, no spool.
+                self.core
+                    .select_spool(&printer_id, &msg.payload, crate::payloads::now_unix());
+                self.flush();
                 return;
             }
             Inbound::Other => return,
@@ -524,8 +564,12 @@ impl Shell {
         let memory = self.core.state_file();
         let mut store = self.store;
         let sync = self.publisher.sync_journal();
+        let ledger = self.spoolman.as_ref().map(SpoolmanLink::sync);
         let saved = tokio::task::spawn_blocking(move || {
-            store.save_after(&memory, || sync.wait(JOURNAL_SYNC_LIMIT))
+            store.save_after(&memory, || {
+                sync.wait(JOURNAL_SYNC_LIMIT)?;
+                ledger.map_or(Ok(()), |l| l.wait(JOURNAL_SYNC_LIMIT))
+            })
         })
         .await;
         match saved {
@@ -548,6 +592,17 @@ fn busy() -> String {
 async fn next_live(live: &mut Option<LiveLink>) -> Option<LiveEvent> {
     match live {
         Some(l) => match l.events.recv().await {
+            Some(e) => Some(e),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// What the Spoolman worker says next; never, without Spoolman.
+async fn next_spoolman(spoolman: &mut Option<SpoolmanLink>) -> Option<SpoolmanEvent> {
+    match spoolman {
+        Some(link) => match link.events.recv().await {
             Some(e) => Some(e),
             None => std::future::pending().await,
         },

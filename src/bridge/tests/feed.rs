@@ -31,9 +31,9 @@ fn a_new_printer_is_published_whole_once_its_first_reads_are_back() {
     assert_eq!(
         rest.topics(),
         [
+            "retain homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
             "retain pc/busy_mk4/state",
             "retain pc/busy_mk4/stats",
-            "retain homeassistant/device/prusa_connect_00000000-0000-4000-8000-0000000000aa/config",
             "retain pc/busy_mk4/availability",
             "retain pc/bridge/info",
             "retain pc/bridge/stats",

@@ -65,6 +65,7 @@ fn ids_stay_with_their_printers_when_a_namesake_is_missing() {
             "clear pc/workshop_mk4/job/preview",
             "clear pc/workshop_mk4/stats",
             "clear pc/workshop_mk4/job/finished/picture",
+            "clear pc/workshop_mk4/spool",
             "clear pc/workshop_mk4/availability",
         ]
     );

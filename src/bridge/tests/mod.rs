@@ -368,4 +368,5 @@ mod jobs;
 mod live;
 mod notifications;
 mod shards;
+mod spool;
 mod stats;
