@@ -77,6 +77,35 @@ pub async fn check_with(config: &Config, report: &mut Report) {
         printers(config, &client, report).await;
     }
     broker(config, report).await;
+    spoolman(config, report).await;
+}
+
+/// With `spoolman.url`: reads Spoolman's spool list, as the gateway will.
+async fn spoolman(config: &Config, report: &mut Report) {
+    let Some(url) = &config.spoolman.url else {
+        return;
+    };
+    let shown = crate::config::redact_url(url);
+    let timeout = config.connect.request_timeout.max(Duration::from_secs(5));
+    let listed = match crate::spoolman::SpoolmanClient::new(url, timeout) {
+        Ok(client) => client.spools().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok(spools) if spools.is_empty() => report.ok(format!(
+            "spoolman {shown}: answers, with no spool (add spools in Spoolman for the Spool \
+             select)"
+        )),
+        Ok(spools) => report.ok(format!(
+            "spoolman {shown}: {} spool(s), the first {}",
+            spools.len(),
+            spools[0].label
+        )),
+        Err(e) => report.problem(format!(
+            "spoolman {shown}: {e} (spoolman.url is Spoolman's address, like \
+             http://127.0.0.1:7912)"
+        )),
+    }
 }
 
 fn credentials(config: &Config, report: &mut Report) -> Option<ConnectClient> {
@@ -288,7 +317,10 @@ pub fn entity_ids(config: &Config, name: &str, uuid: &str, id: &str) -> Vec<Stri
         mode: DiscoveryMode::Entity,
         topics: Topics::for_config(config),
     };
-    discovery.entity_ids(&PrinterDevice::bare(uuid, id, name))
+    discovery.entity_ids(&PrinterDevice {
+        spools: config.spoolman.url.as_ref().map(|_| Vec::new()),
+        ..PrinterDevice::bare(uuid, id, name)
+    })
 }
 
 async fn broker(config: &Config, report: &mut Report) {

@@ -98,6 +98,41 @@ async fn a_good_setup_lists_printers_topics_and_entities_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoolman_is_read_and_a_wrong_address_is_a_problem() {
+    let (broker, sim, dir) = setup().await;
+    let (stand_in, url) = common::gateway::spoolman().await;
+    stand_in.add_spool("Polymaker", "PolyTerra Charcoal Black", "PLA", 1000.0);
+    let token = format!("access_token = \"{TOKEN}\"");
+    let with = |url: &str| {
+        let extra = format!("[spoolman]\nurl = \"{url}\"");
+        config(&sim, &broker.url(), dir.path(), &token, &extra)
+    };
+    let out = check(dir.path(), &with(&url)).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    for needle in [
+        "spool(s), the first #1 Polymaker PolyTerra Charcoal Black (PLA)",
+        "select.busy_mk4_spool",
+        "sensor.busy_mk4_spool_remaining",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
+    }
+    let port = reserve_port();
+    let out = check(dir.path(), &with(&format!("http://127.0.0.1:{port}"))).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Spoolman did not answer: connection failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("spoolman.url is Spoolman's address"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_broker_port_says_nothing_listens_there() {
     let (_broker, sim, dir) = setup().await;
     let port = reserve_port();

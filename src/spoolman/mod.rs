@@ -124,8 +124,8 @@ fn label(id: u64, filament: Option<&Value>) -> String {
         label.push_str(part);
     }
     match (&material, &name) {
-        // "PLA Galaxy Black" says its material already.
-        (Some(m), Some(n)) if n.to_lowercase().contains(&m.to_lowercase()) => {}
+        // "PLA Galaxy Black" says its material already ("PETG Black" is no PET).
+        (Some(m), Some(n)) if n.split(' ').any(|word| word.eq_ignore_ascii_case(m)) => {}
         (Some(m), _) => label.push_str(&format!(" ({m})")),
         (None, _) => {}
     }

@@ -18,6 +18,8 @@ fn a_spool_is_labelled_by_id_vendor_name_and_material() {
     let named = json!({"id": 4, "filament": {"name": "PLA Galaxy Black", "material": "pla"}});
     assert_eq!(Spool::parse(&named).unwrap().label, "#4 PLA Galaxy Black");
     assert_eq!(Spool::parse(&json!({"id": 5})).unwrap().label, "#5");
+    let pet = json!({"id": 7, "filament": {"name": "PETG Black", "material": "PET"}});
+    assert_eq!(Spool::parse(&pet).unwrap().label, "#7 PETG Black (PET)");
     let long = json!({"id": 6, "filament": {"name": "x".repeat(500), "vendor": {"name": 7}}});
     let label = Spool::parse(&long).unwrap().label;
     assert_eq!(label.chars().count(), 60);

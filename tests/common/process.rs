@@ -14,8 +14,33 @@ pub fn client_id() -> String {
     format!("process-{}", std::process::id())
 }
 
+/// A gateway process, killed when dropped: a test that fails (panics) leaves none running.
+pub struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The gateway binary with a config for `broker` and `sim`, logging to a file in `dir`.
-pub fn spawn(broker: &TestBroker, sim: &Sim, dir: &Path, env: &[(&str, String)]) -> Child {
+pub fn spawn(broker: &TestBroker, sim: &Sim, dir: &Path, env: &[(&str, String)]) -> Running {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -52,7 +77,7 @@ dir = {:?}
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    Running(cmd.spawn().unwrap())
 }
 
 pub fn signal(child: &Child, sig: &str) {
