@@ -30,7 +30,7 @@ use crate::connect::model::Printer;
 use crate::message::Incoming;
 use crate::mqtt::{Link, Publisher};
 use crate::payloads::now_unix;
-use crate::spoolman::{SpoolmanEvent, SpoolmanLink};
+use crate::spoolman::SpoolmanLink;
 use crate::store::Store;
 
 type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
@@ -259,8 +259,8 @@ impl Shell {
                 _ = sleep_until(introduce_at.unwrap_or_else(Instant::now)), if introduce_at.is_some() => {
                     self.introduce_overdue(&mut incoming, held.is_none()).await;
                 }
-                Some(event) = next_live(&mut self.live) => self.on_live(event),
-                Some(event) = next_spoolman(&mut self.spoolman) => {
+                Some(event) = next_of(self.live.as_mut().map(|l| &mut l.events)) => self.on_live(event),
+                Some(event) = next_of(self.spoolman.as_mut().map(|l| &mut l.events)) => {
                     self.core.on_spoolman(event);
                     self.flush_and_render(&mut incoming, held.is_none()).await;
                 }
@@ -588,21 +588,11 @@ fn busy() -> String {
     )
 }
 
-/// The live channel's next event; never, without the channel (or once it is gone).
-async fn next_live(live: &mut Option<LiveLink>) -> Option<LiveEvent> {
-    match live {
-        Some(l) => match l.events.recv().await {
-            Some(e) => Some(e),
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
-}
-
-/// What the Spoolman worker says next; never, without Spoolman.
-async fn next_spoolman(spoolman: &mut Option<SpoolmanLink>) -> Option<SpoolmanEvent> {
-    match spoolman {
-        Some(link) => match link.events.recv().await {
+/// The next event of `events` (the live channel's, the Spoolman worker's); never, without
+/// them (or once they are gone).
+async fn next_of<T>(events: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match events {
+        Some(events) => match events.recv().await {
             Some(e) => Some(e),
             None => std::future::pending().await,
         },
