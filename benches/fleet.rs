@@ -193,8 +193,11 @@ struct Row {
     max_tick_idle: f64,
     max_tick_print: f64,
     republish: Option<(f64, usize)>,
-    /// From the gateway's start to every printer's start-up reads back (`bridge/info.known`).
+    /// From the gateway's start to every printer's start-up reads back (`bridge/info.known`)
+    /// and its totals seeded (`P/stats.seeded`).
     settled: f64,
+    /// Requests to Connect's statistics that seeded the totals (once, at the first start).
+    seed_requests: usize,
     windows: String,
 }
 
@@ -291,7 +294,10 @@ async fn fleet(n: usize, plan: Plan, live: bool) -> Row {
 
     // The first polls read every printer's start-up data (cameras, queues, supported commands,
     // free space: at most 64 such requests a poll): the measurements start once
-    // `bridge/info.known` says all of it is back, and how long it took is reported.
+    // `bridge/info.known` says all of it is back, and how long it took is reported. Then each
+    // printer's totals are seeded from Connect's statistics, once (3 requests a printer, when
+    // no other read waits; `P/stats.seeded` says when): the idle and printing windows measure
+    // what follows, and the seeding's requests are reported apart.
     wait_until(Duration::from_secs(1200), || {
         seen.update(&sub);
         let listed = sim
@@ -308,11 +314,25 @@ async fn fleet(n: usize, plan: Plan, live: bool) -> Row {
             .last
             .get(&format!("{BASE}/bridge/info"))
             .is_some_and(|m| m.json()["known"] == format!("{n}/{n}"));
-        (listed >= n && queues_known && known).then_some(())
+        let seeded = ids.iter().all(|id| {
+            seen.last
+                .get(&format!("{BASE}/{id}/stats"))
+                .is_some_and(|m| {
+                    m.json()["seeded"]["read"]
+                        .as_array()
+                        .is_some_and(|r| r.len() == 3)
+                })
+        });
+        (listed >= n && queues_known && known && seeded).then_some(())
     })
     .await
     .expect("every printer's start-up reads back within 20 minutes");
     row.settled = gateway_started.elapsed().as_secs_f64();
+    row.seed_requests = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/app/stats/"))
+        .count();
     if live {
         wait_until(Duration::from_secs(120), || {
             seen.update(&sub);
@@ -789,6 +809,26 @@ impl Window {
             .into_iter()
             .partition(|r| r.path.starts_with("/app/cameras/"));
         let (bl, gw): (Vec<_>, Vec<_>) = requests.iter().partition(|r| is_baseline(&r.path));
+        // What the gateway asked in the window, by kind (on stderr, to explain the counts).
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for r in &gw {
+            let kind: Vec<&str> = r
+                .path
+                .split('/')
+                .map(|s| {
+                    if s.len() > 12 || s.parse::<u64>().is_ok() {
+                        "*"
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+            *kinds.entry(kind.join("/")).or_default() += 1;
+        }
+        eprintln!(
+            "  window of {:.0} s, gateway requests by kind: {kinds:?}",
+            hours * 3600.0
+        );
         let tick_starts: Vec<f64> = sim
             .requests()
             .iter()
@@ -1133,9 +1173,9 @@ fn table(rows: &[Row], quick: bool, took: Duration) -> String {
         "no overrun",
     );
     line(
-        "start -> every printer's start-up reads back (bridge/info.known)",
+        "start -> every printer's start-up reads back (bridge/info.known) and totals seeded; seeding requests (once)",
         "gateway",
-        &|r: &Row| format!("{:.1} s", r.settled),
+        &|r: &Row| format!("{:.1} s; {}", r.settled, r.seed_requests),
         "",
     );
     line(

@@ -388,10 +388,14 @@ impl PrinterEntry {
             }
         };
         live.succeeded("statistics");
-        // Published again when a number changed (what was read shows with the next change).
+        // Published again when a number changed, and once the seeding is complete (its
+        // `seeded` says so: a farm's three reads a printer are one message, not three).
         let before = self.record.stats.numbers();
         let understood = self.record.stats.seed_with(kind, body.as_ref());
-        if self.record.stats.numbers() != before {
+        let complete = |seed: Option<&crate::bridge::printer::stats::Seed>| {
+            seed.is_some_and(|s| s.read.len() == StatsKind::ALL.len())
+        };
+        if self.record.stats.numbers() != before || complete(self.record.stats.seeded.as_ref()) {
             live.shown_stats = false;
         }
         if !understood {

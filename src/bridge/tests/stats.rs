@@ -117,3 +117,29 @@ fn a_new_printers_totals_are_seeded_from_connects_statistics_once_across_restart
     let third = b.poll(&[printer(A, "MK4", "IDLE")]);
     assert!(stats_in(&[rest.reads, third.reads].concat()).is_empty());
 }
+
+/// Statistics that add nothing (a printer new to Connect too) still show in `P/stats`'s
+/// `seeded` once all three are read, in one message.
+#[test]
+fn a_seeding_that_adds_nothing_shows_once_it_is_complete() {
+    let mut b = Bridge::new("[stats]\nbackfill = \"90d\"");
+    let first = b.poll(&[printer(A, "MK4", "IDLE")]);
+    b.settle(first.reads);
+    b.advance(10);
+    b.poll(&[printer(A, "MK4", "IDLE")]);
+    let mut published = Vec::new();
+    for (kind, body) in [
+        (StatsKind::Jobs, json!({"series": []})),
+        (StatsKind::Material, json!({"data": []})),
+        (StatsKind::Printing, json!({"data": []})),
+    ] {
+        let out = b.answer(stats_read(kind), ReadResult::Stats(Ok(body)));
+        published.extend(out.payload("pc/mk4/stats"));
+    }
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        published[0]["seeded"]["read"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(published[0]["jobs"], 0);
+}
