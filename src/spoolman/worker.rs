@@ -130,6 +130,7 @@ impl Worker {
         let mut list_at = Instant::now();
         let mut listing: Option<AbortOnDropHandle<Result<Vec<Spool>, SpoolmanError>>> = None;
         let mut attempt: Option<Attempt> = None;
+        let mut listed_before: Option<bool> = None;
         self.tell_pending(None);
         loop {
             let can_report = attempt.is_none() && self.ledger.first().is_some();
@@ -155,6 +156,17 @@ impl Worker {
                 listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
                     listing = None;
                     let listed = joined(listed).map_err(|e| e.to_string());
+                    // Said once each time it changes, not at every read.
+                    match (&listed, listed_before) {
+                        (Err(e), Some(true) | None) => {
+                            tracing::warn!("Spoolman: cannot read the spool list: {e}");
+                        }
+                        (Ok(spools), Some(false) | None) => {
+                            tracing::info!("Spoolman: {} spool(s) listed", spools.len());
+                        }
+                        _ => {}
+                    }
+                    listed_before = Some(listed.is_ok());
                     list_at = Instant::now()
                         + if listed.is_ok() { self.interval } else { self.interval.min(LIST_RETRY) };
                     let _ = self.events.send(SpoolmanEvent::Listed(listed));
