@@ -131,6 +131,8 @@ impl Worker {
         let mut listing: Option<AbortOnDropHandle<Result<Vec<Spool>, SpoolmanError>>> = None;
         let mut attempt: Option<Attempt> = None;
         let mut listed_before: Option<bool> = None;
+        // A use went through while a list was read: read it again at once after.
+        let mut relist = false;
         self.tell_pending(None);
         loop {
             let can_report = attempt.is_none() && self.ledger.first().is_some();
@@ -148,6 +150,7 @@ impl Worker {
                     }
                 },
                 _ = sleep_until(list_at), if listing.is_none() => {
+                    relist = false;
                     let client = self.client.clone();
                     listing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
                         client.spools().await
@@ -168,7 +171,11 @@ impl Worker {
                     }
                     listed_before = Some(listed.is_ok());
                     list_at = Instant::now()
-                        + if listed.is_ok() { self.interval } else { self.interval.min(LIST_RETRY) };
+                        + match (relist, listed.is_ok()) {
+                            (true, _) => Duration::ZERO,
+                            (false, true) => self.interval,
+                            (false, false) => self.interval.min(LIST_RETRY),
+                        };
                     let _ = self.events.send(SpoolmanEvent::Listed(listed));
                 }
                 _ = sleep_until(self.report_at), if can_report => {
@@ -181,6 +188,7 @@ impl Worker {
                             if self.sent(result).await {
                                 // Its remaining weight shows at once.
                                 list_at = Instant::now();
+                                relist = true;
                             }
                             None
                         }
