@@ -32,6 +32,7 @@ pub mod schedule;
 pub mod settings;
 mod shards;
 pub mod shell;
+mod spools;
 
 #[cfg(test)]
 mod tests;
