@@ -14,7 +14,7 @@
 //! - last, when nothing else waits, those that only look back (Connect's statistics seeding
 //!   a printer's totals).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 
 use tokio::task::{Id, JoinSet};
@@ -33,6 +33,9 @@ pub(super) struct ReadRunner {
     tasks: JoinSet<ReadDone>,
     running: HashMap<Id, Read>,
     waiting: BTreeMap<(Turn, u64), Read>,
+    /// Where each waiting job record read is in `waiting`, oldest first: the core withdraws
+    /// them by the hundred at a farm's size, and the line can hold thousands.
+    job_reads: HashMap<(String, i64), VecDeque<(Turn, u64)>>,
     /// Each printer's place among those with reads that make them known waiting (cleared
     /// when nothing waits).
     places: HashMap<String, u64>,
@@ -76,6 +79,7 @@ impl ReadRunner {
             tasks: JoinSet::new(),
             running: HashMap::new(),
             waiting: BTreeMap::new(),
+            job_reads: HashMap::new(),
             places: HashMap::new(),
             seq: 0,
             fresh_in_a_row: 0,
@@ -99,6 +103,7 @@ impl ReadRunner {
 
     pub(super) fn abort(&mut self) {
         self.waiting.clear();
+        self.job_reads.clear();
         self.places.clear();
         self.tasks.abort_all();
     }
@@ -117,21 +122,38 @@ impl ReadRunner {
             Some(_) => Turn::Fresh,
         };
         self.seq += 1;
+        if let Read::Job { uuid, job } = &read {
+            let at = self.job_reads.entry((uuid.clone(), *job)).or_default();
+            at.push_back((turn, self.seq));
+        }
         self.waiting.insert((turn, self.seq), read);
         self.fill();
     }
 
-    /// Drops `read` if it still waits for its turn (the core no longer needs it). The reads
-    /// the core withdraws keep a printer fresh, so only that part of the line is looked at.
+    /// Drops `read` if it still waits for its turn (the core no longer needs it: it withdraws
+    /// only job record reads).
     pub(super) fn withdraw(&mut self, read: &Read) {
-        let fresh = (Turn::Fresh, 0)..(Turn::Printer(0), 0);
-        let found = self.waiting.range(fresh).find(|(_, r)| *r == read);
-        if let Some((&key, _)) = found {
-            self.waiting.remove(&key);
-            if self.waiting.is_empty() {
-                self.places.clear();
-            }
+        let Read::Job { uuid, job } = read else {
+            return;
+        };
+        let Some(key) = self.unindex(uuid, *job) else {
+            return;
+        };
+        self.waiting.remove(&key);
+        if self.waiting.is_empty() {
+            self.places.clear();
         }
+    }
+
+    /// Takes the oldest waiting read of job `job`'s record out of the index, with its place.
+    fn unindex(&mut self, uuid: &str, job: i64) -> Option<(Turn, u64)> {
+        let index = (uuid.to_string(), job);
+        let at = self.job_reads.get_mut(&index)?;
+        let key = at.pop_front();
+        if at.is_empty() {
+            self.job_reads.remove(&index);
+        }
+        key
     }
 
     /// The read whose turn it is.
@@ -148,6 +170,11 @@ impl ReadRunner {
             Turn::Account | Turn::Backfill => {}
         }
         let read = self.waiting.remove(&key);
+        if let Some(Read::Job { uuid, job }) = &read {
+            // Reads of one record are in the line oldest first, and the line takes the
+            // oldest first too.
+            self.unindex(uuid, *job);
+        }
         if self.waiting.is_empty() {
             self.places.clear();
         }
@@ -396,5 +423,13 @@ mod tests {
         reads.withdraw(&record(3));
         let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
         assert_eq!(order, [record(2), cameras]);
+        // A read taken from the line leaves the index too: asked for twice, one withdrawn
+        // after the first went, the second is the one withdrawn.
+        reads.start(record(4), false);
+        reads.start(record(4), false);
+        assert_eq!(reads.next_waiting(), Some(record(4)));
+        reads.withdraw(&record(4));
+        assert_eq!(reads.next_waiting(), None);
+        assert!(reads.job_reads.is_empty());
     }
 }
