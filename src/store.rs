@@ -89,7 +89,7 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
             return Ok(());
         }
         before()?;
-        write_atomically(&self.path, &serde_json::to_vec_pretty(memory)?)?;
+        write_atomically(&self.path, &serde_json::to_vec(memory)?)?;
         self.saved = Some(memory.clone());
         Ok(())
     }
@@ -113,7 +113,7 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
         if self.writing.is_some() || self.saved.as_ref() == Some(memory) {
             return Ok(());
         }
-        let bytes = serde_json::to_vec_pretty(memory)?;
+        let bytes = serde_json::to_vec(memory)?;
         let path = self.path.clone();
         let before = before();
         let writing = std::thread::Builder::new()
