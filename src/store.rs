@@ -1,7 +1,9 @@
 //! `state.dir/state.json`: what must survive a restart (the bridge's registry decides what),
 //! read at start and written atomically, off the event loop.
 
+use std::hash::Hasher;
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,14 +13,29 @@ use serde::de::DeserializeOwned;
 
 pub struct Store<T> {
     path: PathBuf,
-    /// What the file holds (`None` after a failed write: unknown, write again). Compared
-    /// with what is to be saved before anything is serialized: most polls change nothing.
-    saved: Option<T>,
+    /// What the file holds, as the fingerprint of its bytes (`None` after a failed write:
+    /// unknown, write again). Most polls change nothing, so what is to be saved is compared
+    /// with it first. A copy of a farm's state kept to compare with, and the copy made for
+    /// each comparison, were a third of the heap at 1,000 printers.
+    saved: Option<Fingerprint>,
     /// The write running in the background, if any (see [`Store::save_soon`]).
     writing: Option<std::thread::JoinHandle<Result<()>>>,
+    of: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
+/// The length and a hash of a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(usize, u64);
+
+impl Fingerprint {
+    fn of(bytes: &[u8]) -> Fingerprint {
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(bytes);
+        Fingerprint(bytes.len(), hasher.finish())
+    }
+}
+
+impl<T: DeserializeOwned + Default + Serialize> Store<T> {
     /// Opens (creating the directory when needed) and loads the state file. A corrupt file
     /// is moved aside with a warning rather than stopping the service.
     pub fn open(dir: &Path) -> Result<(Store<T>, T)> {
@@ -54,8 +71,9 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
         };
         let store = Store {
             path,
-            saved: Some(memory.clone()),
+            saved: Some(Fingerprint::of(&serde_json::to_vec(&memory)?)),
             writing: None,
+            of: PhantomData,
         };
         store.check_writable()?;
         Ok((store, memory))
@@ -75,45 +93,69 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
 
     /// Writes `memory` when it differs from what is on disk: temp file, fsync, rename. Waits
     /// for a write started by [`Store::save_soon`] first.
-    pub fn save(&mut self, memory: &T) -> Result<()> {
+    /// `memory` may be `T` or a view of the same shape that borrows it.
+    pub fn save(&mut self, memory: &impl Serialize) -> Result<()> {
         self.save_after(memory, || Ok(()))
     }
 
     /// [`Store::save`], once `before` succeeded (what must be on disk no later than this
     /// state: the journal of events it records as made). Blocks while `before` does.
-    pub fn save_after(&mut self, memory: &T, before: impl FnOnce() -> Result<()>) -> Result<()> {
+    pub fn save_after(
+        &mut self,
+        memory: &impl Serialize,
+        before: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.save_bytes_after(serde_json::to_vec(memory)?, before)
+    }
+
+    /// [`Store::save_after`] of what `memory` was serialized to (`serde_json::to_vec`): the
+    /// state can be serialized where it lives and written on another thread.
+    pub fn save_bytes_after(
+        &mut self,
+        bytes: Vec<u8>,
+        before: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         if let Some(writing) = self.writing.take() {
             self.finished(writing.join());
         }
-        if self.saved.as_ref() == Some(memory) {
+        let print = Fingerprint::of(&bytes);
+        if self.saved == Some(print) {
             return Ok(());
         }
         before()?;
-        write_atomically(&self.path, &serde_json::to_vec(memory)?)?;
-        self.saved = Some(memory.clone());
+        write_atomically(&self.path, &bytes)?;
+        self.saved = Some(print);
         Ok(())
     }
 
     /// Like [`Store::save`], but the file is written (and fsynced, which can take
     /// milliseconds) on a thread of its own, so the event loop goes on serving commands.
     /// While a write runs, newer changes wait for the next call.
-    pub fn save_soon(&mut self, memory: &T) -> Result<()> {
+    pub fn save_soon(&mut self, memory: &impl Serialize) -> Result<()> {
         self.save_soon_after(memory, || || Ok(()))
     }
 
     /// [`Store::save_soon`], the write waiting on that thread for what `before` returns to
     /// succeed. `before` itself runs here, only when a write starts.
-    pub fn save_soon_after<B>(&mut self, memory: &T, before: impl FnOnce() -> B) -> Result<()>
+    pub fn save_soon_after<B>(
+        &mut self,
+        memory: &impl Serialize,
+        before: impl FnOnce() -> B,
+    ) -> Result<()>
     where
         B: FnOnce() -> Result<()> + Send + 'static,
     {
         if let Some(writing) = self.writing.take_if(|w| w.is_finished()) {
             self.finished(writing.join());
         }
-        if self.writing.is_some() || self.saved.as_ref() == Some(memory) {
+        if self.writing.is_some() {
             return Ok(());
         }
         let bytes = serde_json::to_vec(memory)?;
+        let print = Fingerprint::of(&bytes);
+        if self.saved == Some(print) {
+            return Ok(());
+        }
         let path = self.path.clone();
         let before = before();
         let writing = std::thread::Builder::new()
@@ -124,7 +166,7 @@ impl<T: DeserializeOwned + Default + Serialize + PartialEq + Clone> Store<T> {
             })
             .context("cannot start writing the state file")?;
         self.writing = Some(writing);
-        self.saved = Some(memory.clone());
+        self.saved = Some(print);
         Ok(())
     }
 
@@ -266,6 +308,44 @@ mod tests {
         let (_, fresh): (Store<_>, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
         assert!(fresh.is_empty());
         assert!(dir.path().join("state.json.corrupt").exists());
+    }
+
+    #[test]
+    fn only_a_change_is_written_and_a_file_loaded_counts_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // A file of an older version, pretty-printed: what it holds is what counts.
+        std::fs::write(&path, b"{\n  \"u\": 1.0\n}").unwrap();
+        let (mut store, mut memory): (Store<_>, BTreeMap<String, f64>) =
+            Store::open(dir.path()).unwrap();
+        let modified = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        fn written(
+            store: &mut Store<BTreeMap<String, f64>>,
+            memory: &BTreeMap<String, f64>,
+        ) -> bool {
+            let before = std::cell::Cell::new(false);
+            store
+                .save_after(memory, || {
+                    before.set(true);
+                    Ok(())
+                })
+                .unwrap();
+            before.get()
+        }
+        assert!(!written(&mut store, &memory), "unchanged: not written");
+        memory.insert("v".into(), 2.0);
+        assert!(written(&mut store, &memory));
+        let at = modified();
+        assert!(!written(&mut store, &memory));
+        assert_eq!(modified(), at);
+        // A write refused (what must be on disk first is not) leaves the file as it was:
+        // the same state is written at the next call.
+        memory.insert("w".into(), 3.0);
+        let refused = store.save_after(&memory, || anyhow::bail!("the journal is not on disk"));
+        assert!(refused.is_err());
+        assert!(written(&mut store, &memory), "not on disk yet");
+        let (_, loaded): (Store<_>, BTreeMap<String, f64>) = Store::open(dir.path()).unwrap();
+        assert_eq!(loaded, memory);
     }
 
     /// The service and `login` (or `check`) can write auth.json at the same moment: a reader

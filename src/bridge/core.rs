@@ -20,7 +20,7 @@ use crate::bridge::migration::Migration;
 use crate::bridge::poll::Poll;
 use crate::bridge::printer::{Ctx, PrinterEntry};
 use crate::bridge::reads::{Read, ReadDone};
-use crate::bridge::registry::{self, Registry, StateFile};
+use crate::bridge::registry::{self, Registry, StateFile, StateFileView};
 use crate::bridge::schedule::NOTIFICATIONS_EVERY_POLLS;
 use crate::bridge::settings::{Settings, is_bridged};
 use crate::bridge::shards;
@@ -133,6 +133,14 @@ impl Core {
             discovery_mode: self.migration.mode_to_save(&self.settings),
             ..self.registry.state_file()
         }
+    }
+
+    /// [`Core::state_file`] as it is written, borrowed (see [`StateFileView`]).
+    pub fn state_view(&self) -> StateFileView<'_> {
+        self.registry.state_view(
+            &self.account.notifications,
+            self.migration.mode_to_save(&self.settings),
+        )
     }
 
     pub fn registry(&self) -> &Registry {

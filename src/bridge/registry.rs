@@ -24,6 +24,24 @@ pub struct StateFile {
     pub discovery_mode: Option<String>,
 }
 
+/// [`StateFile`] as it is written, borrowed: a farm's records are not copied to be saved.
+/// It serializes to what [`StateFile`] reads back.
+#[derive(Serialize)]
+pub struct StateFileView<'a> {
+    printers: Records<'a>,
+    pub notifications: &'a crate::bridge::account::notifications::NotificationCursor,
+    pub discovery_mode: Option<String>,
+}
+
+/// The registry's records, as [`StateFile::printers`].
+struct Records<'a>(&'a BTreeMap<String, PrinterEntry>);
+
+impl Serialize for Records<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(uuid, e)| (uuid, &e.record)))
+    }
+}
+
 /// Every printer the gateway knows, by uuid, and which topic id belongs to which.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -90,6 +108,19 @@ impl Registry {
     }
 
     /// What goes into the state file.
+    /// [`Registry::state_file`] without copying: the account's part is the caller's.
+    pub fn state_view<'a>(
+        &'a self,
+        notifications: &'a crate::bridge::account::notifications::NotificationCursor,
+        discovery_mode: Option<String>,
+    ) -> StateFileView<'a> {
+        StateFileView {
+            printers: Records(&self.entries),
+            notifications,
+            discovery_mode,
+        }
+    }
+
     pub fn state_file(&self) -> StateFile {
         StateFile {
             notifications: Default::default(),

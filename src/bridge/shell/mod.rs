@@ -376,7 +376,7 @@ impl Shell {
         // The cursors saved say which events were made: the journal holding those not yet
         // delivered (and the Spoolman ledger holding their filament) must be on disk first.
         let (publisher, spoolman) = (&self.publisher, &self.spoolman);
-        let saved = self.store.save_soon_after(&self.core.state_file(), || {
+        let saved = self.store.save_soon_after(&self.core.state_view(), || {
             let sync = publisher.sync_journal();
             let ledger = spoolman.as_ref().map(SpoolmanLink::sync);
             move || {
@@ -561,12 +561,12 @@ impl Shell {
         if let Some(offline) = self.core.stop_messages(self.clear_retained_on_exit) {
             self.publisher.publish(offline);
         }
-        let memory = self.core.state_file();
+        let memory = serde_json::to_vec(&self.core.state_view());
         let mut store = self.store;
         let sync = self.publisher.sync_journal();
         let ledger = self.spoolman.as_ref().map(SpoolmanLink::sync);
         let saved = tokio::task::spawn_blocking(move || {
-            store.save_after(&memory, || {
+            store.save_bytes_after(memory?, || {
                 sync.wait(JOURNAL_SYNC_LIMIT)?;
                 ledger.map_or(Ok(()), |l| l.wait(JOURNAL_SYNC_LIMIT))
             })

@@ -143,3 +143,17 @@ fn a_seeding_that_adds_nothing_shows_once_it_is_complete() {
     );
     assert_eq!(published[0]["jobs"], 0);
 }
+
+#[test]
+fn the_state_file_is_written_from_the_registry_as_it_reads_back() {
+    let mut b = Bridge::new("");
+    b.poll_settled(&[printing(A, "MK4", 7)]);
+    b.advance(1000);
+    b.poll_settled(&[printer(A, "MK4", "IDLE")]);
+    let owned = b.core.state_file();
+    assert!(!owned.printers.is_empty());
+    let written = serde_json::to_vec(&b.core.state_view()).unwrap();
+    assert_eq!(written, serde_json::to_vec(&owned).unwrap());
+    let read: StateFile = serde_json::from_slice(&written).unwrap();
+    assert_eq!(read, owned);
+}
