@@ -37,7 +37,6 @@ pub struct JobFile {
     pub size: Option<u64>,
     pub m_time: Option<f64>,
     pub preview_url: Option<String>,
-    pub meta: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
