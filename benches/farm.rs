@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench farm`: 500 and 2,000 printers, 10 minutes each.
 //! `BENCH_FARM_SIZES=2000` picks the sizes, `BENCH_FARM_MINUTES=25` the length of each run,
-//! `BENCH_LIVE=on` turns the live channel on, `BENCH_BUDGET=0` sets
+//! `BENCH_LIVE=on` turns the live channel on, `BENCH_FARM_JOBS=long` gives the printers jobs of
+//! 1 to 3 hours instead of 1 to 5 minutes, `BENCH_BUDGET=0` sets
 //! `connect.max_requests_per_second` (0: no limit), `GW_BIN=path` measures another build.
 //! Prints a markdown table. It stops by itself.
 
@@ -88,7 +89,11 @@ async fn farm(n: usize, minutes: u64, live: bool) -> Row {
     let sim_epoch = Instant::now();
     let sim = Simulator::new(SimOptions {
         token: Some(TOKEN.into()),
-        scenario: Scenario::Farm { printers: n },
+        scenario: if matches!(std::env::var("BENCH_FARM_JOBS").as_deref(), Ok("long")) {
+            Scenario::FarmLongJobs { printers: n }
+        } else {
+            Scenario::Farm { printers: n }
+        },
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

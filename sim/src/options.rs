@@ -17,8 +17,12 @@ pub enum Scenario {
     Empty,
     /// "Busy MK4", "Core One" and "MINI" running a scripted day (one fails, one gets paused).
     Demo,
-    /// `printers` printers named "Farm 001".., idling and printing in turn.
+    /// `printers` printers named "Farm 001".., idling and printing in turn (jobs of 1 to 5
+    /// minutes: a farm's day in an hour).
     Farm { printers: usize },
+    /// [`Scenario::Farm`] with jobs of 1 to 3 hours, as a real farm's: far fewer job starts,
+    /// each calling for its reads.
+    FarmLongJobs { printers: usize },
 }
 
 /// What a new printer looks like. `PrinterSpec::named("X")` gives an MK4 called X.

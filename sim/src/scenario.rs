@@ -18,7 +18,8 @@ pub(crate) fn populate(world: &mut World, scenario: Scenario) {
     match scenario {
         Scenario::Empty => {}
         Scenario::Demo => demo(world),
-        Scenario::Farm { printers } => farm(world, printers),
+        Scenario::Farm { printers } => farm(world, printers, FARM_JOB_S),
+        Scenario::FarmLongJobs { printers } => farm(world, printers, LONG_JOB_S),
     }
 }
 
@@ -52,7 +53,12 @@ fn demo(world: &mut World) {
     }
 }
 
-fn farm(world: &mut World, count: usize) {
+/// How long a farm's jobs take, in simulated seconds: [`Scenario::Farm`]'s and
+/// [`Scenario::FarmLongJobs`]'.
+const FARM_JOB_S: (f64, f64) = (60.0, 300.0);
+const LONG_JOB_S: (f64, f64) = (3600.0, 10_800.0);
+
+fn farm(world: &mut World, count: usize, job_s: (f64, f64)) {
     for i in 0..count {
         let name = format!("Farm {:03}", i + 1);
         let spec = match i % 4 {
@@ -64,7 +70,7 @@ fn farm(world: &mut World, count: usize) {
         let busy = rng.random_bool(0.6);
         let offline = !busy && rng.random_bool(0.08);
         let progress = rng.random_range(0.0..90.0);
-        let mut pilot = Autopilot::new(Script::Farm(Box::new(FarmScript { rng })));
+        let mut pilot = Autopilot::new(Script::Farm(Box::new(FarmScript { rng, job_s })));
         with_new_printer(world, spec, |p, ctx| {
             if busy {
                 pilot.start_next_job(p, ctx);
@@ -161,6 +167,7 @@ impl DemoRole {
 #[derive(Debug)]
 pub(crate) struct FarmScript {
     rng: StdRng,
+    job_s: (f64, f64),
 }
 
 #[derive(Debug)]
@@ -332,7 +339,7 @@ fn farm_job(farm: &mut FarmScript) -> (NewJob, JobPlan) {
     ];
     let rng = &mut farm.rng;
     let (file, material, objects) = FILES[rng.random_range(0..FILES.len())];
-    let mut job = NewJob::new(file, rng.random_range(60.0..300.0), objects);
+    let mut job = NewJob::new(file, rng.random_range(farm.job_s.0..farm.job_s.1), objects);
     job.material = Some(material.to_string());
     let roll = rng.random_range(0.0..1.0);
     let mut plan = JobPlan {

@@ -186,6 +186,38 @@ fn farm_cycles_deterministically() {
     );
 }
 
+#[test]
+fn a_farm_of_long_jobs_prints_for_hours_where_the_farm_prints_for_minutes() {
+    let durations = |scenario| -> Vec<f64> {
+        let sim = Simulator::new(SimOptions {
+            token: None,
+            scenario,
+        });
+        for _ in 0..600 {
+            sim.step(Duration::from_secs(1));
+        }
+        sim.world()
+            .printers
+            .iter()
+            .flat_map(|p| p.jobs.iter().map(|j| j.duration_s))
+            .collect()
+    };
+    let short = durations(Scenario::Farm { printers: 24 });
+    let long = durations(Scenario::FarmLongJobs { printers: 24 });
+    assert!(!short.is_empty() && !long.is_empty());
+    assert!(short.iter().all(|d| (60.0..300.0).contains(d)), "{short:?}");
+    assert!(
+        long.iter().all(|d| (3600.0..10_800.0).contains(d)),
+        "{long:?}"
+    );
+    assert!(
+        short.len() > long.len(),
+        "{} jobs against {}",
+        short.len(),
+        long.len()
+    );
+}
+
 #[tokio::test]
 async fn ticker_steps_until_shutdown() {
     let sim = Simulator::new(SimOptions::default());
