@@ -15,7 +15,8 @@ impl PrinterEntry {
             return;
         };
         live.feed.request(now);
-        fx.read(live.start_feed_read(&self.uuid, self.record.feed.after, now));
+        fx.routine
+            .extend(live.start_feed_read(&self.uuid, self.record.feed.after, now));
     }
 
     /// A feed read is done: the next scheduled one is a whole interval later.

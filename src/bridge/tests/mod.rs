@@ -164,7 +164,11 @@ impl Bridge {
         self.render_each(renders, self.wall);
         Out {
             messages: self.core.take_messages(),
-            reads: self.core.take_reads(),
+            reads: {
+                let mut reads = self.core.take_reads();
+                reads.extend(self.core.take_routine_reads());
+                reads
+            },
         }
     }
 
