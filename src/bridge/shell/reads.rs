@@ -91,13 +91,15 @@ impl ReadRunner {
     }
 
     /// How many of the reads the poll's budget of extra reads pays for (cameras, queues,
-    /// supported commands, storages) wait for their turn. A printer's first job list is not
-    /// one: at a farm's start there are thousands of those, and counting them would hold
-    /// back every other start-up read until they are all done.
+    /// supported commands) wait for their turn. A printer's first job list is not one: at a
+    /// farm's start there are thousands of those, and counting them would hold back every
+    /// other start-up read until they are all done. Nor is its free space: it goes with the
+    /// poll's leftovers, so it waited in line by the hundred for printers whose cameras and
+    /// queues were not asked for yet, and held those back for a quarter of an hour.
     pub(super) fn extras_waiting(&self) -> usize {
         self.waiting
             .range(PRINTERS)
-            .filter(|(_, read)| !matches!(read, Read::Jobs { .. }))
+            .filter(|(_, read)| !matches!(read, Read::Jobs { .. } | Read::Storages { .. }))
             .count()
     }
 
@@ -413,10 +415,12 @@ mod tests {
         reads.start(Read::Cameras { uuid: "c".into() }, false);
         reads.start(feed("d"), true);
         reads.start(Read::Queue { uuid: "c".into() }, false);
+        reads.start(Read::Storages { uuid: "c".into() }, false);
         assert_eq!(
             reads.extras_waiting(),
             2,
-            "the routine feeds are no start-up reads"
+            "the cameras and the queue: the routine feeds are no start-up reads, and the free \
+             space waits without counting against the next poll's allowance"
         );
         let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
         assert_eq!(
@@ -425,6 +429,7 @@ mod tests {
                 feed("d"),
                 Read::Cameras { uuid: "c".into() },
                 Read::Queue { uuid: "c".into() },
+                Read::Storages { uuid: "c".into() },
                 feed("a"),
                 feed("b"),
                 stats
