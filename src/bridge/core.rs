@@ -115,11 +115,6 @@ impl Core {
         std::mem::take(&mut self.fx.reads)
     }
 
-    /// The reads on a schedule decided since the last call (see [`Effects::routine`]).
-    pub fn take_routine_reads(&mut self) -> Vec<Read> {
-        std::mem::take(&mut self.fx.routine)
-    }
-
     /// The reads asked for before that no longer serve, since the last call.
     pub fn take_withdrawn(&mut self) -> Vec<Read> {
         std::mem::take(&mut self.fx.withdrawn)

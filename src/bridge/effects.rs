@@ -9,9 +9,6 @@ use crate::message::Message;
 pub struct Effects {
     pub messages: Vec<Message>,
     pub reads: Vec<Read>,
-    /// Reads on a schedule that no change called for (the feed every `connect.feed_interval`):
-    /// they wait while any printer's start-up reads wait.
-    pub routine: Vec<Read>,
     /// Reads asked for before that no longer serve: the shell drops those still waiting for
     /// their turn (one already running comes back as usual).
     pub withdrawn: Vec<Read>,

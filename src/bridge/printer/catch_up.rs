@@ -15,8 +15,7 @@ impl PrinterEntry {
             return;
         };
         live.feed.request(now);
-        fx.routine
-            .extend(live.start_feed_read(&self.uuid, self.record.feed.after, now));
+        fx.read(live.start_feed_read(&self.uuid, self.record.feed.after, now));
     }
 
     /// A feed read is done: the next scheduled one is a whole interval later.

@@ -438,9 +438,6 @@ impl Shell {
                 .is_some_and(|uuid| registry.is_known(uuid, cameras));
             self.reads.start(read, known);
         }
-        for read in self.core.take_routine_reads() {
-            self.reads.start_routine(read);
-        }
         for read in self.core.take_withdrawn() {
             self.reads.withdraw(&read);
         }

@@ -11,9 +11,6 @@
 //!   by printer, in the order the printers first asked. So printers become fully known one
 //!   after the other (instead of all at the very end), and still do when a busy farm's fresh
 //!   reads alone would fill the budget;
-//! - then the reads on a schedule that no change called for (the feed every
-//!   `connect.feed_interval`): at 2,000 printers they alone ask for more than the budget
-//!   leaves after the printer list, and they would hold every printer back from being known;
 //! - last, when nothing else waits, those that only look back (Connect's statistics seeding
 //!   a printer's totals).
 
@@ -57,12 +54,11 @@ enum Turn {
     Account,
     Fresh,
     Printer(u64),
-    Routine,
     Backfill,
 }
 
 /// The part of the line that makes printers known.
-const PRINTERS: std::ops::Range<(Turn, u64)> = (Turn::Printer(0), 0)..(Turn::Routine, 0);
+const PRINTERS: std::ops::Range<(Turn, u64)> = (Turn::Printer(0), 0)..(Turn::Backfill, 0);
 
 /// Whether `read` is one that makes a printer known rather than keeping it fresh.
 fn makes_known(read: &Read) -> bool {
@@ -91,15 +87,13 @@ impl ReadRunner {
     }
 
     /// How many of the reads the poll's budget of extra reads pays for (cameras, queues,
-    /// supported commands) wait for their turn. A printer's first job list is not one: at a
-    /// farm's start there are thousands of those, and counting them would hold back every
-    /// other start-up read until they are all done. Nor is its free space: it goes with the
-    /// poll's leftovers, so it waited in line by the hundred for printers whose cameras and
-    /// queues were not asked for yet, and held those back for a quarter of an hour.
+    /// supported commands, storages) wait for their turn. A printer's first job list is not
+    /// one: at a farm's start there are thousands of those, and counting them would hold
+    /// back every other start-up read until they are all done.
     pub(super) fn extras_waiting(&self) -> usize {
         self.waiting
             .range(PRINTERS)
-            .filter(|(_, read)| !matches!(read, Read::Jobs { .. } | Read::Storages { .. }))
+            .filter(|(_, read)| !matches!(read, Read::Jobs { .. }))
             .count()
     }
 
@@ -133,15 +127,6 @@ impl ReadRunner {
             at.push_back((turn, self.seq));
         }
         self.waiting.insert((turn, self.seq), read);
-        self.fill();
-    }
-
-    /// Puts `read`, one on a schedule that no change called for, in line after every read
-    /// that makes a printer known: at 2,000 printers the feed read every 10 minutes alone
-    /// asks for more than the request budget leaves after the printer list.
-    pub(super) fn start_routine(&mut self, read: Read) {
-        self.seq += 1;
-        self.waiting.insert((Turn::Routine, self.seq), read);
         self.fill();
     }
 
@@ -182,7 +167,7 @@ impl ReadRunner {
         match key.0 {
             Turn::Fresh => self.fresh_in_a_row += 1,
             Turn::Printer(_) => self.fresh_in_a_row = 0,
-            Turn::Account | Turn::Routine | Turn::Backfill => {}
+            Turn::Account | Turn::Backfill => {}
         }
         let read = self.waiting.remove(&key);
         if let Some(Read::Job { uuid, job }) = &read {
@@ -390,51 +375,6 @@ mod tests {
         // A known printer's later reads of the same kinds keep it fresh: they go first.
         reads.start(queue("d"), true);
         assert_eq!(reads.next_waiting(), Some(queue("d")));
-    }
-
-    #[tokio::test]
-    async fn scheduled_feed_reads_wait_for_the_reads_that_make_printers_known() {
-        let mut reads = runner();
-        for _ in 0..MAX_READS {
-            reads.spawn(Read::Version, std::future::pending());
-        }
-        let feed = |p: &str| Read::Feed {
-            uuid: p.into(),
-            from: Some(1.0),
-            rewound: false,
-        };
-        let stats = Read::Stats {
-            uuid: "a".into(),
-            kind: crate::bridge::reads::StatsKind::Jobs,
-            from: 0,
-            to: 1,
-        };
-        reads.start(stats.clone(), false);
-        reads.start_routine(feed("a"));
-        reads.start_routine(feed("b"));
-        reads.start(Read::Cameras { uuid: "c".into() }, false);
-        reads.start(feed("d"), true);
-        reads.start(Read::Queue { uuid: "c".into() }, false);
-        reads.start(Read::Storages { uuid: "c".into() }, false);
-        assert_eq!(
-            reads.extras_waiting(),
-            2,
-            "the cameras and the queue: the routine feeds are no start-up reads, and the free \
-             space waits without counting against the next poll's allowance"
-        );
-        let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
-        assert_eq!(
-            order,
-            [
-                feed("d"),
-                Read::Cameras { uuid: "c".into() },
-                Read::Queue { uuid: "c".into() },
-                Read::Storages { uuid: "c".into() },
-                feed("a"),
-                feed("b"),
-                stats
-            ]
-        );
     }
 
     #[tokio::test]

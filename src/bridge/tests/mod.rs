@@ -164,11 +164,7 @@ impl Bridge {
         self.render_each(renders, self.wall);
         Out {
             messages: self.core.take_messages(),
-            reads: {
-                let mut reads = self.core.take_reads();
-                reads.extend(self.core.take_routine_reads());
-                reads
-            },
+            reads: self.core.take_reads(),
         }
     }
 
