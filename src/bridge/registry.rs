@@ -107,7 +107,6 @@ impl Registry {
         registry
     }
 
-    /// What goes into the state file.
     /// [`Registry::state_file`] without copying: the account's part is the caller's.
     pub fn state_view<'a>(
         &'a self,
@@ -121,6 +120,7 @@ impl Registry {
         }
     }
 
+    /// What goes into the state file.
     pub fn state_file(&self) -> StateFile {
         StateFile {
             notifications: Default::default(),
