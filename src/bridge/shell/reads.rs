@@ -39,6 +39,9 @@ pub(super) struct ReadRunner {
     /// Each printer's place among those with reads that make them known waiting (cleared
     /// when nothing waits).
     places: HashMap<String, u64>,
+    /// First job lists of printers without a place yet, by printer (their `seq`): they wait
+    /// at [`UNPLACED`] until their printer's first other start-up read gives it a place.
+    parked: HashMap<String, u64>,
     seq: u64,
     /// Turns taken by fresh reads since the last one that makes a printer known.
     fresh_in_a_row: u32,
@@ -56,6 +59,14 @@ enum Turn {
     Printer(u64),
     Backfill,
 }
+
+/// Where a first job list waits while its printer has no place: after every placed printer.
+/// A farm's first poll asks every new printer's first job list at once (they are not paid for
+/// by the poll's allowance), while the cameras and queues are asked a few printers a poll. With
+/// places given in the order asked, the idle printers' job lists took the first 800 places of
+/// 2,000 and every printer asked for later waited behind them: `known` stood still for a
+/// quarter of an hour while they were read.
+const UNPLACED: u64 = u64::MAX;
 
 /// The part of the line that makes printers known.
 const PRINTERS: std::ops::Range<(Turn, u64)> = (Turn::Printer(0), 0)..(Turn::Backfill, 0);
@@ -81,6 +92,7 @@ impl ReadRunner {
             waiting: BTreeMap::new(),
             job_reads: HashMap::new(),
             places: HashMap::new(),
+            parked: HashMap::new(),
             seq: 0,
             fresh_in_a_row: 0,
         }
@@ -105,6 +117,7 @@ impl ReadRunner {
         self.waiting.clear();
         self.job_reads.clear();
         self.places.clear();
+        self.parked.clear();
         self.tasks.abort_all();
     }
 
@@ -112,16 +125,26 @@ impl ReadRunner {
     /// cameras or queue keeps it fresh rather than making it known, and does not go before
     /// other printers' start-up reads).
     pub(super) fn start(&mut self, read: Read, known: bool) {
+        self.seq += 1;
         let turn = match read.uuid() {
             None => Turn::Account,
             Some(_) if matches!(read, Read::Stats { .. }) => Turn::Backfill,
+            Some(uuid)
+                if !known
+                    && matches!(read, Read::Jobs { after: None, .. })
+                    && !self.places.contains_key(uuid) =>
+            {
+                self.parked.insert(uuid.to_string(), self.seq);
+                Turn::Printer(UNPLACED)
+            }
             Some(uuid) if !known && makes_known(&read) => {
                 let next = self.places.len() as u64;
-                Turn::Printer(*self.places.entry(uuid.to_string()).or_insert(next))
+                let place = *self.places.entry(uuid.to_string()).or_insert(next);
+                self.unpark(uuid, place);
+                Turn::Printer(place)
             }
             Some(_) => Turn::Fresh,
         };
-        self.seq += 1;
         if let Read::Job { uuid, job } = &read {
             let at = self.job_reads.entry((uuid.clone(), *job)).or_default();
             at.push_back((turn, self.seq));
@@ -142,6 +165,15 @@ impl ReadRunner {
         self.waiting.remove(&key);
         if self.waiting.is_empty() {
             self.places.clear();
+        }
+    }
+
+    /// Moves printer `uuid`'s parked first job list, if any, to the printer's `place`.
+    fn unpark(&mut self, uuid: &str, place: u64) {
+        if let Some(seq) = self.parked.remove(uuid)
+            && let Some(read) = self.waiting.remove(&(Turn::Printer(UNPLACED), seq))
+        {
+            self.waiting.insert((Turn::Printer(place), seq), read);
         }
     }
 
@@ -170,6 +202,11 @@ impl ReadRunner {
             Turn::Account | Turn::Backfill => {}
         }
         let read = self.waiting.remove(&key);
+        if let (Turn::Printer(UNPLACED), Some(read)) = (key.0, &read)
+            && let Some(uuid) = read.uuid()
+        {
+            self.parked.remove(uuid);
+        }
         if let Some(Read::Job { uuid, job }) = &read {
             // Reads of one record are in the line oldest first, and the line takes the
             // oldest first too.
@@ -177,6 +214,7 @@ impl ReadRunner {
         }
         if self.waiting.is_empty() {
             self.places.clear();
+            self.parked.clear();
         }
         read
     }
@@ -375,6 +413,39 @@ mod tests {
         // A known printer's later reads of the same kinds keep it fresh: they go first.
         reads.start(queue("d"), true);
         assert_eq!(reads.next_waiting(), Some(queue("d")));
+    }
+
+    #[tokio::test]
+    async fn a_first_job_list_waits_behind_placed_printers_until_its_printer_has_a_place() {
+        let mut reads = runner();
+        for _ in 0..MAX_READS {
+            reads.spawn(Read::Version, std::future::pending());
+        }
+        let jobs = |p: &str| Read::Jobs {
+            uuid: p.into(),
+            after: None,
+        };
+        let cameras = |p: &str| Read::Cameras { uuid: p.into() };
+        // Printers a and c only ask their job lists (their cameras wait for the allowance).
+        reads.start(jobs("a"), false);
+        reads.start(cameras("b"), false);
+        reads.start(jobs("b"), false);
+        reads.start(jobs("c"), false);
+        reads.start(cameras("a"), false);
+        let order: Vec<Read> = std::iter::from_fn(|| reads.next_waiting()).collect();
+        assert_eq!(
+            order,
+            [cameras("b"), jobs("b"), jobs("a"), cameras("a"), jobs("c")]
+        );
+        assert!(reads.parked.is_empty() && reads.places.is_empty());
+        // A later job list (not the first) of an unknown printer is a fresh read, not parked.
+        let later = Read::Jobs {
+            uuid: "d".into(),
+            after: Some(3),
+        };
+        reads.start(jobs("e"), false);
+        reads.start(later.clone(), false);
+        assert_eq!(reads.next_waiting(), Some(later));
     }
 
     #[tokio::test]
