@@ -29,8 +29,8 @@ pub struct StateFile {
 #[derive(Serialize)]
 pub struct StateFileView<'a> {
     printers: Records<'a>,
-    pub notifications: &'a crate::bridge::account::notifications::NotificationCursor,
-    pub discovery_mode: Option<String>,
+    notifications: &'a crate::bridge::account::notifications::NotificationCursor,
+    discovery_mode: Option<String>,
 }
 
 /// The registry's records, as [`StateFile::printers`].

@@ -5,6 +5,7 @@
 
 mod reads;
 mod runner;
+mod stop;
 mod systemd;
 mod throttle;
 
@@ -33,6 +34,9 @@ use crate::payloads::now_unix;
 use crate::spoolman::SpoolmanLink;
 use crate::store::Store;
 
+pub use stop::STOP_GRACE;
+use stop::on_disk_first;
+
 type ListResult = Result<(Vec<Printer>, Vec<RejectedPrinter>), ConnectError>;
 
 /// The fleet list request in flight: when it was sent, and its task.
@@ -43,16 +47,6 @@ struct Listing {
 
 /// Command messages waiting (not yet running) at most; more are answered `RATE_LIMITED`.
 pub const MAX_WAITING_COMMANDS: usize = 1024;
-/// On SIGTERM, requests to Connect in progress (a command, a poll) get this long to be
-/// answered; then they are abandoned. The whole stop must fit in 5 seconds.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
-
-const STOPPING: &str = "the gateway is stopping: the command was not sent to the printer; send \
-                        it again once the gateway is back";
-/// How long a state file write waits for the MQTT session to write and hand over the journal
-/// of events owed (it answers in milliseconds unless it is stuck).
-const JOURNAL_SYNC_LIMIT: Duration = Duration::from_secs(1);
-
 pub struct Shell {
     core: Core,
     connect: ConnectClient,
@@ -373,16 +367,9 @@ impl Shell {
         if serve {
             self.serve_between(incoming).await;
         }
-        // The cursors saved say which events were made: the journal holding those not yet
-        // delivered (and the Spoolman ledger holding their filament) must be on disk first.
-        let (publisher, spoolman) = (&self.publisher, &self.spoolman);
+        let (publisher, spoolman) = (&self.publisher, self.spoolman.as_ref());
         let saved = self.store.save_soon_after(&self.core.state_view(), || {
-            let sync = publisher.sync_journal();
-            let ledger = spoolman.as_ref().map(SpoolmanLink::sync);
-            move || {
-                sync.wait(JOURNAL_SYNC_LIMIT)?;
-                ledger.map_or(Ok(()), |l| l.wait(JOURNAL_SYNC_LIMIT))
-            }
+            on_disk_first(publisher, spoolman)
         });
         if let Err(e) = saved {
             tracing::warn!("cannot save the state file: {e:#}");
@@ -528,56 +515,6 @@ impl Shell {
         if let Some(reply) = self.core.refuse(msg, code, why) {
             self.publisher.publish(reply);
         }
-    }
-
-    async fn stop(
-        mut self,
-        mut incoming: mpsc::UnboundedReceiver<Incoming>,
-        held: VecDeque<Incoming>,
-    ) {
-        let started = Instant::now();
-        notify_systemd(&[sd_notify::NotifyState::Stopping]);
-        // No command comes in from now on: each one that did is answered below, and none is
-        // left unanswered behind the last look at `incoming`.
-        let unsubscribed = self.publisher.unsubscribe();
-        self.reads.abort();
-        for msg in self.commands.take_waiting().into_iter().chain(held) {
-            self.refuse(&msg, ErrorCode::Expired, STOPPING);
-        }
-        // Commands already sent get their answer (Connect is abandoned after STOP_GRACE).
-        while let Some(done) = self.commands.next().await {
-            self.core.command_done(done, Instant::now());
-            self.publisher.publish_all(self.core.take_messages());
-        }
-        // Once the broker acknowledged the unsubscribe, whatever it sent before is in
-        // `incoming`. A broker that does not answer gets STOP_GRACE from the stop's start.
-        let _ = tokio::time::timeout_at(started + STOP_GRACE, unsubscribed).await;
-        while let Ok(msg) = incoming.try_recv() {
-            self.refuse(&msg, ErrorCode::Expired, STOPPING);
-        }
-        if self.clear_retained_on_exit {
-            self.publisher.clear_all();
-        }
-        if let Some(offline) = self.core.stop_messages(self.clear_retained_on_exit) {
-            self.publisher.publish(offline);
-        }
-        let memory = serde_json::to_vec(&self.core.state_view());
-        let mut store = self.store;
-        let sync = self.publisher.sync_journal();
-        let ledger = self.spoolman.as_ref().map(SpoolmanLink::sync);
-        let saved = tokio::task::spawn_blocking(move || {
-            store.save_bytes_after(memory?, || {
-                sync.wait(JOURNAL_SYNC_LIMIT)?;
-                ledger.map_or(Ok(()), |l| l.wait(JOURNAL_SYNC_LIMIT))
-            })
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("cannot save the state file: {e:#}"),
-            Err(e) => tracing::warn!("cannot save the state file: {e}"),
-        }
-        self.publisher.stop();
     }
 }
 
