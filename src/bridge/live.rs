@@ -202,8 +202,8 @@ impl Channel {
             if !self.covers(&uuid) {
                 continue;
             }
-            let printer = live.pushed.overlay(live.printer.clone());
-            if printer != live.printer {
+            let mut printer = live.printer.clone();
+            if live.pushed.lay_over(&mut printer) {
                 views.push(printer);
             }
         }

@@ -125,7 +125,7 @@ impl PrinterEntry {
                 live.detail_stale = true;
                 // What the live channel said before the command is older than what
                 // the poll after it shows.
-                live.pushed.received.clear();
+                live.pushed.forget_received();
             }
             Outcome::Refused => {
                 // Read again, for the next command and for the controls.

@@ -17,7 +17,28 @@ pub struct PushedJob {
     pub progress: Option<f64>,
     pub state: Option<JobState>,
     pub time_remaining: Option<f64>,
+    /// When the last of them came.
+    received: Option<Instant>,
 }
+
+/// The printer's own values (a job's are in its [`PushedJob`]), to tell when each came.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    State,
+    Online,
+    CurrentJob,
+    Progress,
+    Material,
+    AxisZ,
+    Nozzle,
+    NozzleTarget,
+    Bed,
+    BedTarget,
+    Chamber,
+    Dialog,
+}
+
+const FIELDS: usize = Field::Dialog as usize + 1;
 
 /// What the channel said of one printer, as far as the gateway shows it. Topics it does not
 /// know, and values it cannot read, are left out.
@@ -38,8 +59,9 @@ pub struct Pushed {
     /// `None`: not said; `Some(None)`: no dialog shown.
     pub dialog: Option<Option<DialogInfo>>,
     pub jobs: BTreeMap<i64, PushedJob>,
-    /// When each value came (by topic; `jobs/<id>` for a job's).
-    pub received: BTreeMap<String, Instant>,
+    /// When each of the printer's values came, by [`Field`]: a value is found without a
+    /// key to build or compare, for every value the channel says.
+    received: [Option<Instant>; FIELDS],
     /// When the list the printer was last seen in was requested: a value that came before
     /// that is in the list already (or was undone since), one that came after is newer than
     /// the list, however long the list took to arrive.
@@ -67,30 +89,52 @@ impl Pushed {
         if let Some(rest) = topic.strip_prefix("jobs/") {
             return self.apply_job(topic, rest, text, now);
         }
-        let changed = match topic {
-            "data/state" => set(&mut self.state, PrinterState::parse(&word(topic, text)?)),
-            "data/online" => set(
-                &mut self.online,
-                match text {
-                    "1" | "true" => true,
-                    "0" | "false" => false,
-                    _ => return Err(bad(topic, "not 1 or 0")),
-                },
+        let (field, changed) = match topic {
+            "data/state" => (
+                Field::State,
+                set(&mut self.state, PrinterState::parse(&word(topic, text)?)),
             ),
-            "data/current-job" => set(&mut self.current_job, int(topic, text)?),
-            "data/job-progress" => set(&mut self.progress, number(topic, text)?),
-            "data/material" => set(&mut self.material, word(topic, text)?),
-            "data/axis-z" => set(&mut self.axis_z, number(topic, text)?),
-            "data/temp/nozzle/current" => set(&mut self.nozzle, number(topic, text)?),
-            "data/temp/nozzle/target" => set(&mut self.nozzle_target, number(topic, text)?),
-            "data/temp/heatbed/current" => set(&mut self.bed, number(topic, text)?),
-            "data/temp/heatbed/target" => set(&mut self.bed_target, number(topic, text)?),
-            "data/temp/chamber/current" => set(&mut self.chamber, number(topic, text)?),
-            "dialog" => set(&mut self.dialog, dialog(topic, text)?),
+            "data/online" => (
+                Field::Online,
+                set(
+                    &mut self.online,
+                    match text {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(bad(topic, "not 1 or 0")),
+                    },
+                ),
+            ),
+            "data/current-job" => (
+                Field::CurrentJob,
+                set(&mut self.current_job, int(topic, text)?),
+            ),
+            "data/job-progress" => (
+                Field::Progress,
+                set(&mut self.progress, number(topic, text)?),
+            ),
+            "data/material" => (Field::Material, set(&mut self.material, word(topic, text)?)),
+            "data/axis-z" => (Field::AxisZ, set(&mut self.axis_z, number(topic, text)?)),
+            "data/temp/nozzle/current" => {
+                (Field::Nozzle, set(&mut self.nozzle, number(topic, text)?))
+            }
+            "data/temp/nozzle/target" => (
+                Field::NozzleTarget,
+                set(&mut self.nozzle_target, number(topic, text)?),
+            ),
+            "data/temp/heatbed/current" => (Field::Bed, set(&mut self.bed, number(topic, text)?)),
+            "data/temp/heatbed/target" => (
+                Field::BedTarget,
+                set(&mut self.bed_target, number(topic, text)?),
+            ),
+            "data/temp/chamber/current" => {
+                (Field::Chamber, set(&mut self.chamber, number(topic, text)?))
+            }
+            "dialog" => (Field::Dialog, set(&mut self.dialog, dialog(topic, text)?)),
             // Per-tool values (the XL) and whatever else the channel carries: not shown.
             _ => return Ok(false),
         };
-        self.received_now(topic, now);
+        self.received[field as usize] = Some(now);
         Ok(changed)
     }
 
@@ -127,89 +171,65 @@ impl Pushed {
         if let Some(t) = remaining {
             changed |= set(&mut job.time_remaining, t);
         }
-        self.received_now(&format!("jobs/{id}"), now);
+        job.received = Some(now);
         // Old jobs stay retained on the broker: keep only the latest few.
-        while let Some((old, _)) = self.jobs.first_key_value()
-            && self.jobs.len() > JOBS_KEPT
-        {
-            let old = *old;
-            self.jobs.remove(&old);
-            self.received.remove(&format!("jobs/{old}"));
+        while self.jobs.len() > JOBS_KEPT {
+            self.jobs.pop_first();
             changed = true;
         }
         Ok(changed)
     }
 
-    /// Value `key` came at `now` (no new key for a value that came before).
-    fn received_now(&mut self, key: &str, now: Instant) {
-        match self.received.get_mut(key) {
-            Some(at) => *at = now,
-            None => {
-                self.received.insert(key.to_string(), now);
-            }
+    /// What came so far is older than what the list shows from now on (a command Connect
+    /// accepted): the values are kept, to tell a change, but laid over nothing.
+    pub fn forget_received(&mut self) {
+        self.received = [None; FIELDS];
+        for job in self.jobs.values_mut() {
+            job.received = None;
         }
     }
 
-    /// The values that came since the last list was requested: those that win over it.
-    fn fresh(&self) -> Pushed {
-        let fresh = |key: &str| {
-            self.received
-                .get(key)
-                .is_some_and(|t| self.list_requested.is_none_or(|asked| *t >= asked))
-        };
-        Pushed {
-            state: self.state.clone().filter(|_| fresh("data/state")),
-            online: self.online.filter(|_| fresh("data/online")),
-            current_job: self.current_job.filter(|_| fresh("data/current-job")),
-            progress: self.progress.filter(|_| fresh("data/job-progress")),
-            material: self.material.clone().filter(|_| fresh("data/material")),
-            axis_z: self.axis_z.filter(|_| fresh("data/axis-z")),
-            nozzle: self.nozzle.filter(|_| fresh("data/temp/nozzle/current")),
-            nozzle_target: self
-                .nozzle_target
-                .filter(|_| fresh("data/temp/nozzle/target")),
-            bed: self.bed.filter(|_| fresh("data/temp/heatbed/current")),
-            bed_target: self
-                .bed_target
-                .filter(|_| fresh("data/temp/heatbed/target")),
-            chamber: self.chamber.filter(|_| fresh("data/temp/chamber/current")),
-            dialog: self.dialog.clone().filter(|_| fresh("dialog")),
-            jobs: self
-                .jobs
-                .iter()
-                .filter(|(id, _)| fresh(&format!("jobs/{id}")))
-                .map(|(id, j)| (*id, j.clone()))
-                .collect(),
-            received: BTreeMap::new(),
-            list_requested: None,
-            looked_at: None,
-            changed_since: None,
-        }
+    /// Whether a value that came at `at` came since the last list was requested: such a
+    /// value wins over the list.
+    fn fresh_at(&self, at: Option<Instant>) -> bool {
+        at.is_some_and(|t| self.list_requested.is_none_or(|asked| t >= asked))
+    }
+
+    /// `value`, when it came since the last list was requested.
+    fn fresh<'a, T>(&self, value: &'a Option<T>, field: Field) -> Option<&'a T> {
+        value
+            .as_ref()
+            .filter(|_| self.fresh_at(self.received[field as usize]))
     }
 
     /// The printer with the values that came since the last list was requested laid over
     /// it: a value the channel stopped updating never hides what a later list shows.
-    pub fn overlay(&self, p: Printer) -> Printer {
-        self.fresh().lay_over(p)
+    pub fn overlay(&self, mut p: Printer) -> Printer {
+        self.lay_over(&mut p);
+        p
     }
 
-    fn lay_over(&self, mut p: Printer) -> Printer {
-        if let Some(state) = &self.state {
-            p.printer_state = Some(state.clone());
+    /// Lays the values that came since the last list was requested over `p` (see
+    /// [`Pushed::overlay`]); whether that changed it.
+    pub fn lay_over(&self, p: &mut Printer) -> bool {
+        let mut changed = false;
+        if let Some(state) = self.fresh(&self.state, Field::State) {
+            changed |= put(&mut p.printer_state, state);
         }
-        match self.online {
-            Some(false) => p.connect_state = Some(PrinterState::Offline),
+        match self.fresh(&self.online, Field::Online) {
+            Some(false) => changed |= put(&mut p.connect_state, &PrinterState::Offline),
             Some(true) if p.connect_state == Some(PrinterState::Offline) => {
                 p.connect_state = p.printer_state.clone();
+                changed |= p.connect_state != Some(PrinterState::Offline);
             }
             _ => {}
         }
         let temps = [
-            self.nozzle,
-            self.nozzle_target,
-            self.bed,
-            self.bed_target,
-            self.chamber,
+            self.fresh(&self.nozzle, Field::Nozzle),
+            self.fresh(&self.nozzle_target, Field::NozzleTarget),
+            self.fresh(&self.bed, Field::Bed),
+            self.fresh(&self.bed_target, Field::BedTarget),
+            self.fresh(&self.chamber, Field::Chamber),
         ];
         if temps.iter().any(Option::is_some) {
             let t = p.temp.get_or_insert_with(Default::default);
@@ -221,35 +241,40 @@ impl Pushed {
                 &mut t.temp_chamber,
             ];
             for (field, value) in fields.into_iter().zip(temps) {
-                if value.is_some() {
-                    *field = value;
+                if let Some(value) = value {
+                    changed |= put(field, value);
                 }
             }
         }
-        if let Some(z) = self.axis_z {
-            p.axis_z = Some(z);
+        if let Some(z) = self.fresh(&self.axis_z, Field::AxisZ) {
+            changed |= put(&mut p.axis_z, z);
         }
-        if let Some(m) = &self.material {
-            p.filament.get_or_insert_with(Default::default).material = Some(m.clone());
+        if let Some(m) = self.fresh(&self.material, Field::Material) {
+            let filament = p.filament.get_or_insert_with(Default::default);
+            changed |= put(&mut filament.material, m);
         }
-        if let Some(dialog) = &self.dialog {
+        if let Some(dialog) = self.fresh(&self.dialog, Field::Dialog)
+            && p.dialog_info != *dialog
+        {
             p.dialog_info = dialog.clone();
+            changed = true;
         }
-        self.overlay_job(&mut p);
-        p
+        self.overlay_job(p) || changed
     }
 
-    /// The current job's values. A job the list does not show yet is taken only while the
-    /// printer is busy with it: after a job ends the channel may go on naming it.
-    fn overlay_job(&self, p: &mut Printer) {
+    /// The current job's values; whether they changed `p`. A job the list does not show
+    /// yet is taken only while the printer is busy with it: after a job ends the channel
+    /// may go on naming it.
+    fn overlay_job(&self, p: &mut Printer) -> bool {
         let listed_id = p.job_info.as_ref().and_then(|j| j.id);
         // Until the channel names the current job, its values are the listed job's.
-        let Some(id) = self.current_job.or(listed_id).filter(|&id| id > 0) else {
-            return;
+        let current = self.fresh(&self.current_job, Field::CurrentJob).copied();
+        let Some(id) = current.or(listed_id).filter(|&id| id > 0) else {
+            return false;
         };
         let listed = listed_id == Some(id);
         if !listed && !p.effective_state().is_active() {
-            return;
+            return false;
         }
         if !listed {
             p.job_info = Some(JobInfo {
@@ -258,19 +283,31 @@ impl Pushed {
             });
         }
         let Some(job) = p.job_info.as_mut() else {
-            return;
+            return !listed;
         };
-        let values = self.jobs.get(&id);
-        if let Some(progress) = values.and_then(|j| j.progress).or(self.progress) {
-            job.progress = Some(progress);
+        let values = self.jobs.get(&id).filter(|j| self.fresh_at(j.received));
+        let mut changed = !listed;
+        let progress = values.and_then(|j| j.progress);
+        if let Some(progress) = progress.or(self.fresh(&self.progress, Field::Progress).copied()) {
+            changed |= put(&mut job.progress, &progress);
         }
-        if let Some(state) = values.and_then(|j| j.state.clone()) {
-            job.state = Some(state);
+        if let Some(state) = values.and_then(|j| j.state.as_ref()) {
+            changed |= put(&mut job.state, state);
         }
         if let Some(t) = values.and_then(|j| j.time_remaining) {
-            job.time_remaining = Some(t);
+            changed |= put(&mut job.time_remaining, &t);
         }
+        changed
     }
+}
+
+/// Sets `field` to a copy of `value` when it differs; whether it did.
+fn put<T: PartialEq + Clone>(field: &mut Option<T>, value: &T) -> bool {
+    if field.as_ref() == Some(value) {
+        return false;
+    }
+    *field = Some(value.clone());
+    true
 }
 
 /// Sets `field` to `value`; whether that changed it.

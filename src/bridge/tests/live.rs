@@ -360,3 +360,71 @@ fn after_an_accepted_command_the_poll_shows_its_effect_over_older_pushed_values(
     let out = b.poll(&[paused]);
     assert_eq!(out.payload(STATE).unwrap()["printer_state"], "PAUSED");
 }
+
+/// Laying the channel's values over a printer says whether that changed it (a look that
+/// changes nothing is not taken), whatever the values: the same as the printer shows, new
+/// ones, a job the list does not show yet, and values older than the list.
+#[test]
+fn laying_pushed_values_over_a_printer_says_whether_it_changed_it() {
+    use crate::bridge::printer::Pushed;
+    let mut listed = printing(A, "Alpha", 7);
+    listed["temp"] = json!({"temp_nozzle": 215.0, "target_nozzle": 215.0, "temp_bed": 60.0});
+    listed["axis_z"] = json!(1.2);
+    listed["filament"] = json!({"material": "PLA"});
+    let listed: Printer = serde_json::from_value(listed).unwrap();
+    let values = [
+        ("data/state", "PRINTING"),
+        ("data/state", "PAUSED"),
+        ("data/online", "1"),
+        ("data/online", "0"),
+        ("data/current-job", "7"),
+        ("data/current-job", "8"),
+        ("data/job-progress", "10"),
+        ("data/job-progress", "11"),
+        ("data/material", "PLA"),
+        ("data/material", "PETG"),
+        ("data/axis-z", "1.2"),
+        ("data/axis-z", "1.4"),
+        ("data/temp/nozzle/current", "215"),
+        ("data/temp/nozzle/current", "214.6"),
+        ("data/temp/heatbed/target", "60"),
+        ("data/temp/chamber/current", "30"),
+        ("dialog", ""),
+        ("jobs/7/data/progress", "10"),
+        ("jobs/7/data/progress", "12"),
+        ("jobs/7/data/state", "PRINTING"),
+        ("jobs/8/data/time-remaining", "600"),
+    ];
+    let now = Instant::now();
+    let (mut changed_cases, mut unchanged_cases) = (0, 0);
+    for (i, first) in values.iter().enumerate() {
+        for second in &values[i..] {
+            let mut pushed = Pushed::default();
+            for (topic, payload) in [first, second] {
+                pushed.apply(topic, payload.as_bytes(), now).unwrap();
+            }
+            let mut p = listed.clone();
+            let changed = pushed.lay_over(&mut p);
+            assert_eq!(changed, p != listed, "{first:?} then {second:?}: {p:?}");
+            if changed {
+                changed_cases += 1;
+            } else {
+                unchanged_cases += 1;
+            }
+            // A list asked for after the values came shows newer ones: nothing is laid over.
+            pushed.list_requested = Some(now + Duration::from_millis(1));
+            let mut p = listed.clone();
+            assert!(!pushed.lay_over(&mut p), "{first:?} then {second:?}");
+            assert_eq!(p, listed);
+            // Nor after a command Connect accepted.
+            pushed.list_requested = None;
+            pushed.forget_received();
+            assert!(!pushed.lay_over(&mut p), "{first:?} then {second:?}");
+            assert_eq!(p, listed);
+        }
+    }
+    assert!(
+        changed_cases > 100 && unchanged_cases > 10,
+        "{changed_cases} changed, {unchanged_cases} not"
+    );
+}
