@@ -22,6 +22,10 @@ pub const LIVE_MIN_GAP: Duration = Duration::from_secs(1);
 /// Values that arrive together (a printer's telemetry) are taken together: the first one
 /// waits this long for the rest.
 pub const LIVE_GATHER: Duration = Duration::from_millis(100);
+/// Turns are due on a grid of this step (from the channel's first event): printers whose
+/// turns are close are looked at in one wake of the loop, not one wake each. A farm's
+/// printers send their values within a few milliseconds of each other.
+pub const LIVE_STEP: Duration = Duration::from_millis(50);
 
 /// The channel as `bridge/info.live` shows it.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +44,8 @@ pub struct Channel {
     turns: BTreeSet<(Instant, String)>,
     /// `bridge/info` is to show the channel's new status (since then).
     info_due: Option<Instant>,
+    /// Where the grid of [`LIVE_STEP`] starts: the channel's first event.
+    origin: Option<Instant>,
 }
 
 impl Channel {
@@ -80,6 +86,7 @@ impl Channel {
         wall: f64,
         event: LiveEvent,
     ) -> Option<()> {
+        self.origin.get_or_insert(now);
         match event {
             LiveEvent::Up => {
                 self.connected = true;
@@ -171,7 +178,11 @@ impl Channel {
     pub fn due(&self) -> Option<Instant> {
         let printers = self.turns.first().map(|(at, _)| *at);
         let info = self.info_due.map(|t| t + LIVE_GATHER);
-        printers.into_iter().chain(info).min()
+        let due = printers.into_iter().chain(info).min()?;
+        Some(match self.origin {
+            Some(origin) => on_grid(origin, due),
+            None => due,
+        })
     }
 
     /// Whether `bridge/info` is to show the channel's new status now.
@@ -269,6 +280,17 @@ fn turn(pushed: &Pushed) -> Option<Instant> {
             .looked_at
             .map_or(gathered, |t| gathered.max(t + LIVE_MIN_GAP)),
     )
+}
+
+/// The first time on the grid of [`LIVE_STEP`] from `origin` that is not before `at`.
+fn on_grid(origin: Instant, at: Instant) -> Instant {
+    let step = LIVE_STEP.as_nanos();
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let steps = since.div_ceil(step);
+    u64::try_from(steps * step)
+        .ok()
+        .and_then(|nanos| origin.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(at)
 }
 
 /// A list requested at `requested` is being processed: of what the channel said, only what

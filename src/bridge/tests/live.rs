@@ -428,3 +428,29 @@ fn laying_pushed_values_over_a_printer_says_whether_it_changed_it() {
         "{changed_cases} changed, {unchanged_cases} not"
     );
 }
+
+/// Printers whose values come a few milliseconds apart are looked at in one wake of the
+/// loop: turns are due on a grid of [`LIVE_STEP`] from the channel's first event.
+#[test]
+fn printers_whose_values_come_close_together_are_looked_at_together() {
+    use super::super::live::{LIVE_GATHER, LIVE_STEP};
+    let mut b = Bridge::with_live();
+    b.poll_settled(&[printing(A, "Alpha", 7), printing(B, "Beta", 8)]);
+    let origin = b.now;
+    b.live(LiveEvent::Up);
+    b.live(LiveEvent::Subscribed { uuid: A.into() });
+    b.live(LiveEvent::Subscribed { uuid: B.into() });
+    b.flush_after(205);
+    b.live(value(A, "data/job-progress", "11"));
+    assert!(b.flush_after(10).messages.is_empty());
+    b.live(value(B, "data/job-progress", "12"));
+    // A's turn is 305 ms after the origin, B's 315 ms: both are due on the grid's next step.
+    let step = origin + LIVE_STEP * 7;
+    assert!(origin + Duration::from_millis(215) + LIVE_GATHER <= step);
+    assert_eq!(b.core.live_due(), Some(step));
+    assert!(b.flush_after(84).messages.is_empty(), "before A's turn");
+    let out = b.flush_after(51);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 11.0);
+    assert_eq!(out.payload("pc/beta/state").unwrap()["progress"], 12.0);
+    assert_eq!(b.core.live_due(), None);
+}
