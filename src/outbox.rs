@@ -113,7 +113,10 @@ pub struct Outbox {
     discovery: BTreeMap<String, Stored>,
     /// Every discovery topic set and not cleared.
     discovery_topics: BTreeSet<String>,
-    data: BTreeMap<String, Stored>,
+    /// Retained data by topic. A hash map: every publish looks its topic up two or three
+    /// times, and a farm's 10,000 topics share long prefixes (a sorted map compared them
+    /// a dozen times a lookup, a cache miss each). Walked in topic order ([`Outbox::data_topics`]).
+    data: HashMap<String, Stored>,
     /// Topics whose clear the broker has not acknowledged, with the clear's sequence number.
     clears: BTreeMap<String, u64>,
     images: BTreeMap<String, Arc<Vec<u8>>>,
@@ -318,12 +321,8 @@ impl Outbox {
         if !self.connected {
             return; // the next connection sends everything anyway
         }
-        let retained: Vec<String> = self
-            .discovery
-            .keys()
-            .chain(self.data.keys())
-            .cloned()
-            .collect();
+        let mut retained: Vec<String> = self.discovery.keys().cloned().collect();
+        retained.extend(self.data_topics());
         for topic in retained {
             self.enqueue_topic(topic, Queued::Retained);
         }
@@ -334,11 +333,16 @@ impl Outbox {
     }
 
     fn retained_topics(&self) -> Vec<String> {
-        self.discovery_topics
-            .iter()
-            .chain(self.data.keys())
-            .cloned()
-            .collect()
+        let mut topics: Vec<String> = self.discovery_topics.iter().cloned().collect();
+        topics.extend(self.data_topics());
+        topics
+    }
+
+    /// The retained data's topics, in order.
+    fn data_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.data.keys().cloned().collect();
+        topics.sort_unstable();
+        topics
     }
 
     /// Clears every retained topic published (`demo` leaves nothing behind).
@@ -373,8 +377,7 @@ impl Outbox {
         for (topic, seq) in clears {
             self.queue.push_back(Queued::Clear { topic, seq });
         }
-        let data: Vec<String> = self.data.keys().cloned().collect();
-        for topic in data {
+        for topic in self.data_topics() {
             self.enqueue_topic(topic, Queued::Retained);
         }
         let images: Vec<String> = self.images.keys().cloned().collect();
@@ -570,8 +573,11 @@ impl Outbox {
 
     /// Bytes the retained values hold: `(discovery not handed over yet, data)`.
     pub fn retained_bytes(&self) -> (usize, usize) {
-        let sum = |map: &BTreeMap<String, Stored>| map.values().map(Stored::held).sum();
-        (sum(&self.discovery), sum(&self.data))
+        let sum = |stored: &mut dyn Iterator<Item = &Stored>| stored.map(Stored::held).sum();
+        (
+            sum(&mut self.discovery.values()),
+            sum(&mut self.data.values()),
+        )
     }
 }
 
