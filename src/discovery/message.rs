@@ -110,7 +110,7 @@ struct Component {
 }
 
 #[derive(Serialize)]
-struct DeviceMessage<'a> {
+pub(super) struct DeviceMessage<'a> {
     #[serde(rename = "dev")]
     device: &'a DeviceInfo,
     #[serde(rename = "o")]
@@ -125,7 +125,7 @@ struct DeviceMessage<'a> {
 }
 
 #[derive(Serialize)]
-struct EntityMessage<'a> {
+pub(super) struct EntityMessage<'a> {
     #[serde(flatten)]
     component: Component,
     #[serde(rename = "dev")]
@@ -135,13 +135,41 @@ struct EntityMessage<'a> {
     qos: u8,
 }
 
-/// The device's discovery messages: `(topic, payload)`.
-pub(super) fn pack(
+/// One discovery message, as it is written.
+pub(super) enum Packed<'a> {
+    Device(DeviceMessage<'a>),
+    Entity(Box<EntityMessage<'a>>),
+}
+
+impl Serialize for Packed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Packed::Device(m) => m.serialize(serializer),
+            Packed::Entity(m) => m.serialize(serializer),
+        }
+    }
+}
+
+impl Packed<'_> {
+    /// The message as a JSON value (tests, and the golden files, read it so).
+    pub(super) fn value(&self) -> Value {
+        serde_json::to_value(self).expect("discovery messages have string keys only")
+    }
+
+    /// The message's JSON, written straight from it: at a farm's start, building a `Value`
+    /// tree of every printer's device message first was a quarter of the gateway's CPU.
+    pub(super) fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("discovery messages have string keys only")
+    }
+}
+
+/// The device's discovery messages: `(topic, message)`.
+pub(super) fn pack<'a>(
     prefix: &str,
     mode: DiscoveryMode,
-    device: &Device,
-    entities: &[Entity],
-) -> Vec<(String, Value)> {
+    device: &'a Device,
+    entities: &'a [Entity],
+) -> Vec<(String, Packed<'a>)> {
     match mode {
         DiscoveryMode::Device => {
             let message = DeviceMessage {
@@ -155,7 +183,7 @@ pub(super) fn pack(
                     .map(|e| (e.object.as_ref(), component(device, e, mode)))
                     .collect(),
             };
-            vec![(device_topic(prefix, &device.node), json(&message))]
+            vec![(device_topic(prefix, &device.node), Packed::Device(message))]
         }
         DiscoveryMode::Entity => entities
             .iter()
@@ -167,14 +195,10 @@ pub(super) fn pack(
                     qos: 1,
                 };
                 let topic = entity_topic(prefix, e.platform(), &device.node, &e.object);
-                (topic, json(&message))
+                (topic, Packed::Entity(Box::new(message)))
             })
             .collect(),
     }
-}
-
-fn json(message: &impl Serialize) -> Value {
-    serde_json::to_value(message).expect("discovery messages have string keys only")
 }
 
 pub(super) fn device_topic(prefix: &str, node: &str) -> String {
@@ -269,10 +293,12 @@ mod tests {
     }
 
     fn written(device: &Device, entity: Entity, mode: DiscoveryMode) -> Value {
-        let messages = pack("ha", mode, device, &[entity]);
+        let entities = [entity];
+        let messages = pack("ha", mode, device, &entities);
+        let message = messages[0].1.value();
         match mode {
-            DiscoveryMode::Device => messages[0].1["cmps"]["e"].clone(),
-            DiscoveryMode::Entity => messages[0].1.clone(),
+            DiscoveryMode::Device => message["cmps"]["e"].clone(),
+            DiscoveryMode::Entity => message,
         }
     }
 

@@ -164,8 +164,25 @@ impl Discovery {
 
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
+        self.printer_as(p, |m| m.value())
+    }
+
+    /// [`Discovery::printer`]'s messages as the JSON they are published as.
+    pub fn printer_json(&self, p: &PrinterDevice) -> Vec<(String, Vec<u8>)> {
+        self.printer_as(p, |m| m.bytes())
+    }
+
+    fn printer_as<T>(
+        &self,
+        p: &PrinterDevice,
+        write: fn(&message::Packed) -> T,
+    ) -> Vec<(String, T)> {
         let entities = self.printer_entities(p);
-        message::pack(&self.prefix, self.mode, &self.printer_device(p), &entities)
+        let device = self.printer_device(p);
+        message::pack(&self.prefix, self.mode, &device, &entities)
+            .into_iter()
+            .map(|(topic, message)| (topic, write(&message)))
+            .collect()
     }
 
     /// The entity ids Home Assistant gives printer `p`'s new entities (`default_entity_id`),
@@ -232,7 +249,11 @@ impl Discovery {
     /// Discovery of the bridge's own device.
     pub fn bridge(&self) -> Vec<(String, Value)> {
         let entities = self.bridge_entities();
-        message::pack(&self.prefix, self.mode, &self.bridge_device(), &entities)
+        let device = self.bridge_device();
+        message::pack(&self.prefix, self.mode, &device, &entities)
+            .into_iter()
+            .map(|(topic, message)| (topic, message.value()))
+            .collect()
     }
 }
 
@@ -267,6 +288,32 @@ mod tests {
                 }
             }
             assert!(checked > 25, "only {checked} templates");
+        }
+    }
+
+    /// What is published (written straight from the messages) is what the golden files and
+    /// every other test read as values, in both modes, for a bare printer and a full one.
+    #[test]
+    fn published_json_is_the_messages_as_values() {
+        let mut full = PrinterDevice::bare("u", "p", "P");
+        full.objects = vec!["Cube \"A\"".into(), "Ünïcode".into()];
+        full.cameras = vec![("c1".into(), "Camera".into())];
+        for mode in [DiscoveryMode::Entity, DiscoveryMode::Device] {
+            let discovery = Discovery {
+                prefix: "homeassistant".into(),
+                mode,
+                topics: Topics::new("pc"),
+            };
+            for device in [PrinterDevice::bare("u", "p", "P"), full.clone()] {
+                let values = discovery.printer(&device);
+                let published: Vec<(String, Value)> = discovery
+                    .printer_json(&device)
+                    .into_iter()
+                    .map(|(topic, json)| (topic, serde_json::from_slice(&json).unwrap()))
+                    .collect();
+                assert!(!values.is_empty());
+                assert_eq!(published, values, "{mode:?}");
+            }
         }
     }
 

@@ -112,7 +112,7 @@ impl PrinterEntry {
             }
             return;
         }
-        let messages = discovery.printer(&device);
+        let messages = discovery.printer_json(&device);
         self.finish_migration(cx.fx);
         // Entities that went (a camera removed): their configs go too. The record keeps the
         // cameras the last discovery had (across restarts too, in the state file).
@@ -123,7 +123,7 @@ impl PrinterEntry {
         }
         for (topic, payload) in messages {
             cx.fx
-                .publish(Message::retain(Kind::Discovery, topic, payload.to_string()));
+                .publish(Message::retain(Kind::Discovery, topic, payload));
         }
         self.record.cameras = device.cameras;
         if let Some(live) = self.runtime.as_mut() {
