@@ -6,7 +6,8 @@
 //! - Discovery is kept only until it is handed over: it is most of what a farm's gateway
 //!   would hold, and the bridge renders it again from the printers' state after a
 //!   (re)connect or a birth message (see [`crate::mqtt::Link`]). Only its topics are kept,
-//!   so that [`Outbox::clear_all`] clears them.
+//!   so that [`Outbox::clear_all`] clears them. While it waits (no connection, a long queue)
+//!   it is kept deflated.
 //! - A cleared topic is owed until the broker acknowledged the clear; a value set after the
 //!   clear replaces it, so a topic cleared and set again while the broker was away ends up set.
 //! - Events (feed events, job ends, command replies) are owed until their PubAck. When the
@@ -193,8 +194,12 @@ impl Outbox {
                 if !self.discovery_topics.contains(&topic) {
                     self.discovery_topics.insert(topic.clone());
                 }
+                // Discovery that waits is kept deflated; one that goes out at once (a short
+                // queue: at most WINDOW of them are kept plain) is kept as it came. Deflated
+                // only to be inflated a moment later, it was a quarter of a farm's start.
+                let waits = !self.connected || self.queue.len() >= WINDOW;
                 self.discovery
-                    .insert(topic.clone(), Stored::new(payload, true));
+                    .insert(topic.clone(), Stored::new(payload, waits));
             }
             Kind::Data => {
                 if self.data.get(&topic).is_some_and(|s| s.is(&payload)) {

@@ -387,6 +387,10 @@ fn discovery_is_held_deflated_until_handed_over_and_its_topic_is_still_cleared()
     let config: String = (0..300)
         .map(|i| format!("{{\"uniq_id\":\"p_{i}\",\"stat_t\":\"pc/p/state\"}},"))
         .collect();
+    // A queue as long as the window: the discovery waits.
+    for i in 0..WINDOW {
+        b.outbox.push(data(&format!("pc/q{i}/state"), "{}"));
+    }
     b.outbox.push(Message::retain(
         Kind::Discovery,
         "ha/p/config".into(),
@@ -395,22 +399,27 @@ fn discovery_is_held_deflated_until_handed_over_and_its_topic_is_still_cleared()
     b.outbox.push(data("pc/p/state", &config));
     let (discovery, data_bytes) = b.outbox.retained_bytes();
     // `P/state` and the `online` of the bridge, as they came.
-    assert_eq!(data_bytes, config.len() + "online".len());
+    assert_eq!(data_bytes, config.len() + "online".len() + 2 * WINDOW);
     assert!(
         discovery * 4 < config.len(),
         "{discovery} of {}",
         config.len()
     );
     let sent = b.deliver();
-    assert_eq!(topics(&sent).len(), 2);
-    assert_eq!(sent[0].payload, config.as_bytes());
+    assert_eq!(topics(&sent).len(), WINDOW + 2);
+    assert_eq!(sent[WINDOW].payload, config.as_bytes());
     // Sent: nothing of it is held, and a reconnect sends the data alone (the bridge renders
     // discovery again).
     assert_eq!(b.outbox.retained_bytes().0, 0);
     assert!(b.outbox.retained("ha/p/config").is_none());
     b.drop_connection();
     b.connect();
-    let again: Vec<String> = b.deliver().into_iter().map(|t| t.topic).collect();
+    let again: Vec<String> = b
+        .deliver()
+        .into_iter()
+        .map(|t| t.topic)
+        .filter(|t| !t.starts_with("pc/q"))
+        .collect();
     assert_eq!(again, ["pc/bridge/state", "pc/p/state"]);
     // Given again, it goes again, whole.
     b.outbox.push(Message::retain(
@@ -448,4 +457,38 @@ fn discovery_rumqttc_could_not_take_is_sent_after_all() {
         .push(Message::retain(Kind::Discovery, "ha/p/config".into(), "d3"));
     b.outbox.unsend(t.topic, t.retain);
     assert_eq!(topics(&b.deliver()), ["ha/p/config=d3"]);
+}
+
+/// Discovery that goes out at once (a short queue) is kept as it came until it is handed
+/// over; pushed while the broker is away, it is kept deflated; either way it goes whole.
+#[test]
+fn discovery_that_goes_out_at_once_is_not_deflated() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    let config: String = (0..300)
+        .map(|i| format!("{{\"uniq_id\":\"p_{i}\",\"stat_t\":\"pc/p/state\"}},"))
+        .collect();
+    b.outbox.push(Message::retain(
+        Kind::Discovery,
+        "ha/p/config".into(),
+        config.clone(),
+    ));
+    assert_eq!(b.outbox.retained_bytes().0, config.len());
+    let sent = b.deliver();
+    assert_eq!(sent[0].payload, config.as_bytes());
+
+    b.drop_connection();
+    b.outbox.push(Message::retain(
+        Kind::Discovery,
+        "ha/p2/config".into(),
+        config.clone(),
+    ));
+    let held = b.outbox.retained_bytes().0;
+    assert!(held * 4 < config.len(), "{held} of {}", config.len());
+    b.connect();
+    let sent = b.deliver();
+    let p2: Vec<&Transmit> = sent.iter().filter(|t| t.topic == "ha/p2/config").collect();
+    assert_eq!(p2.len(), 1);
+    assert_eq!(p2[0].payload, config.as_bytes());
 }
