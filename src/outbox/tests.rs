@@ -379,14 +379,20 @@ fn the_journal_is_told_what_is_owed_and_kept_events_go_first() {
     assert_eq!(owing[MAX_OWED_EVENTS + 1], Owing::Settled { id: 9 });
 }
 
-#[test]
-fn discovery_is_held_deflated_until_handed_over_and_its_topic_is_still_cleared() {
+/// A connected outbox with nothing to send, and a discovery payload long enough to deflate.
+fn connected_with_long_config() -> (Broker, String) {
     let mut b = Broker::new();
     b.connect();
     b.deliver();
-    let config: String = (0..300)
+    let config = (0..300)
         .map(|i| format!("{{\"uniq_id\":\"p_{i}\",\"stat_t\":\"pc/p/state\"}},"))
         .collect();
+    (b, config)
+}
+
+#[test]
+fn discovery_is_held_deflated_until_handed_over_and_its_topic_is_still_cleared() {
+    let (mut b, config) = connected_with_long_config();
     // A queue as long as the window: the discovery waits.
     for i in 0..WINDOW {
         b.outbox.push(data(&format!("pc/q{i}/state"), "{}"));
@@ -463,12 +469,7 @@ fn discovery_rumqttc_could_not_take_is_sent_after_all() {
 /// over; pushed while the broker is away, it is kept deflated; either way it goes whole.
 #[test]
 fn discovery_that_goes_out_at_once_is_not_deflated() {
-    let mut b = Broker::new();
-    b.connect();
-    b.deliver();
-    let config: String = (0..300)
-        .map(|i| format!("{{\"uniq_id\":\"p_{i}\",\"stat_t\":\"pc/p/state\"}},"))
-        .collect();
+    let (mut b, config) = connected_with_long_config();
     b.outbox.push(Message::retain(
         Kind::Discovery,
         "ha/p/config".into(),
