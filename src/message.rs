@@ -43,6 +43,23 @@ pub enum Message {
 }
 
 impl Message {
+    /// Why no broker would take this message, if so.
+    pub fn unpublishable(&self) -> Option<String> {
+        let topic = self.topic();
+        if topic.is_empty() || topic.contains(['+', '#', '\0']) || topic.len() > 65_535 {
+            return Some("not a valid MQTT topic".into());
+        }
+        let size = match self {
+            Message::Retain { payload, .. } | Message::Event { payload, .. } => payload.len(),
+            Message::Image { payload, .. } => payload.len(),
+            Message::Clear { .. } | Message::Forget { .. } => 0,
+        };
+        // The packet also holds the topic and a header.
+        (size + topic.len() + 16 > MAX_PACKET_BYTES).then(|| {
+            format!("{size} bytes is more than an MQTT message may be ({MAX_PACKET_BYTES} bytes)")
+        })
+    }
+
     pub fn retain(kind: Kind, topic: String, payload: impl Into<Vec<u8>>) -> Message {
         Message::Retain {
             kind,

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::message::{Kind, MAX_PACKET_BYTES, Message};
+use crate::message::{Kind, Message};
 use stored::Stored;
 
 mod stored;
@@ -154,7 +154,7 @@ impl Outbox {
     /// wildcard, a packet over [`MAX_PACKET_BYTES`]) is dropped with a warning: handed to
     /// rumqttc it would stop the messages behind it or break the connection, again and again.
     pub fn push(&mut self, message: Message) {
-        if let Some(why) = unpublishable(&message) {
+        if let Some(why) = message.unpublishable() {
             let topic = message.topic().to_string();
             if self.refused.len() < 1024 && self.refused.insert(topic.clone()) {
                 tracing::warn!("not publishing on {topic:?}: {why}");
@@ -259,7 +259,7 @@ impl Outbox {
     /// told back as [`Owing::Added`]: the journal has it.
     pub fn restore(&mut self, id: u64, topic: String, payload: Vec<u8>) {
         let event = Message::Event { topic, payload };
-        if let Some(why) = unpublishable(&event) {
+        if let Some(why) = event.unpublishable() {
             tracing::warn!("not publishing on {:?}: {why}", event.topic());
             self.owing.push(Owing::Settled { id });
             return;
@@ -578,29 +578,9 @@ impl Outbox {
 
     /// Bytes the retained values hold: `(discovery not handed over yet, data)`.
     pub fn retained_bytes(&self) -> (usize, usize) {
-        let sum = |stored: &mut dyn Iterator<Item = &Stored>| stored.map(Stored::held).sum();
-        (
-            sum(&mut self.discovery.values()),
-            sum(&mut self.data.values()),
-        )
+        let discovery = self.discovery.values().map(Stored::held).sum();
+        (discovery, self.data.values().map(Stored::held).sum())
     }
-}
-
-/// Why no broker would take `message`, if so.
-fn unpublishable(message: &Message) -> Option<String> {
-    let topic = message.topic();
-    if topic.is_empty() || topic.contains(['+', '#', '\0']) || topic.len() > 65_535 {
-        return Some("not a valid MQTT topic".into());
-    }
-    let size = match message {
-        Message::Retain { payload, .. } | Message::Event { payload, .. } => payload.len(),
-        Message::Image { payload, .. } => payload.len(),
-        Message::Clear { .. } | Message::Forget { .. } => 0,
-    };
-    // The packet also holds the topic and a header.
-    (size + topic.len() + 16 > MAX_PACKET_BYTES).then(|| {
-        format!("{size} bytes is more than an MQTT message may be ({MAX_PACKET_BYTES} bytes)")
-    })
 }
 
 #[cfg(test)]

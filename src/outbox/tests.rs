@@ -2,6 +2,7 @@
 //! acknowledged, and connections dropped in between.
 
 use super::*;
+use crate::message::MAX_PACKET_BYTES;
 
 const STATUS: &str = "pc/bridge/state";
 
