@@ -201,14 +201,16 @@ impl Outbox {
                 self.discovery
                     .insert(topic.clone(), Stored::new(payload, waits));
             }
-            Kind::Data => {
-                if self.data.get(&topic).is_some_and(|s| s.is(&payload)) {
-                    return;
+            // A topic is data or discovery, never both: one already data is only replaced.
+            Kind::Data => match self.data.get_mut(&topic) {
+                Some(stored) if stored.is(&payload) => return,
+                Some(stored) => *stored = Stored::new(payload, false),
+                None => {
+                    self.discovery.remove(&topic);
+                    self.discovery_topics.remove(&topic);
+                    self.data.insert(topic.clone(), Stored::new(payload, false));
                 }
-                self.discovery.remove(&topic);
-                self.discovery_topics.remove(&topic);
-                self.data.insert(topic.clone(), Stored::new(payload, false));
-            }
+            },
         }
         // The value replaces a clear not yet acknowledged: that clear must not be sent again.
         self.clears.remove(&topic);
