@@ -362,7 +362,6 @@ impl Core {
         let (registry, settings, fx) = (&mut self.registry, &self.settings, &mut self.fx);
         for uuid in fleet::remove_missing(registry, settings, &self.poll, fx, now) {
             self.account.unavailable.forget_printer(&uuid);
-            self.channel.forget(&uuid);
         }
     }
 

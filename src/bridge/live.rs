@@ -4,7 +4,7 @@
 //! second per printer), and a state or job change asks for the job and the feed right away.
 //! While the channel covers every busy printer the fleet is polled at the idle interval.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -37,10 +37,11 @@ pub struct Channel {
     pub last_error: Option<String>,
     /// Printers whose subscription the broker acknowledged on this connection.
     pub subscribed: BTreeSet<String>,
-    /// Printers whose pushed values changed since they were last looked at, each with its
-    /// turn (see [`turn`]): fixed from the first change on, until the printer is looked at.
-    pending: BTreeMap<String, Instant>,
-    /// The same printers by turn, first due first: what is due is found without a scan.
+    /// Printers whose pushed values changed since they were last looked at, by turn (see
+    /// [`turn`]: fixed from the first change on, until the printer is looked at), first due
+    /// first: what is due is found without a scan. A printer whose values were dropped since
+    /// (it was removed, or the channel stopped speaking for it) may still be here: its turn
+    /// is checked when it comes.
     turns: BTreeSet<(Instant, String)>,
     /// `bridge/info` is to show the channel's new status (since then).
     info_due: Option<Instant>,
@@ -106,7 +107,6 @@ impl Channel {
                         live.pushed = Pushed::default();
                     }
                 }
-                self.pending.clear();
                 self.turns.clear();
                 self.info_due.get_or_insert(now);
                 let busy = registry.entries().any(|e| {
@@ -126,7 +126,6 @@ impl Channel {
             }
             LiveEvent::Unsubscribed { uuid } => self.unfollow(registry, &uuid, now),
             LiveEvent::Value {
-                uuid,
                 topic,
                 payload,
                 retained,
@@ -137,30 +136,22 @@ impl Channel {
                     return None;
                 }
                 // Values of a printer not bridged (yet) are not kept.
-                let live = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut())?;
-                match live.pushed.apply(&topic, &payload, now) {
-                    Ok(true) => {
-                        live.pushed.changed_since.get_or_insert(now);
-                        if !self.pending.contains_key(&uuid)
-                            && let Some(at) = turn(&live.pushed)
-                        {
-                            self.turns.insert((at, uuid.clone()));
-                            self.pending.insert(uuid, at);
+                let uuid = topic.uuid();
+                let live = registry.get_mut(uuid).and_then(|e| e.runtime.as_mut())?;
+                match live.pushed.apply(topic.value(), &payload, now) {
+                    // The first change since the printer was looked at gives it its turn.
+                    Ok(true) if live.pushed.changed_since.is_none() => {
+                        live.pushed.changed_since = Some(now);
+                        if let Some(at) = turn(&live.pushed) {
+                            self.turns.insert((at, uuid.to_string()));
                         }
                     }
-                    Ok(false) => {}
+                    Ok(_) => {}
                     Err(e) => tracing::debug!("live value of printer {uuid} ignored: {e}"),
                 }
             }
         }
         None
-    }
-
-    /// Printer `uuid` is removed: nothing of it is left to look at.
-    pub fn forget(&mut self, uuid: &str) {
-        if let Some(at) = self.pending.remove(uuid) {
-            self.turns.remove(&(at, uuid.to_string()));
-        }
     }
 
     /// The channel no longer speaks for the printer: the list's values count again.
@@ -169,7 +160,6 @@ impl Channel {
         if let Some(live) = registry.get_mut(uuid).and_then(|e| e.runtime.as_mut()) {
             live.pushed = Pushed::default();
         }
-        self.forget(uuid);
         self.info_due.get_or_insert(now);
     }
 
@@ -194,31 +184,31 @@ impl Channel {
         ready
     }
 
-    /// The printers whose pushed values changed and whose turn it is, each with its view:
-    /// the values laid over what the list showed (only those whose view changed).
-    pub fn ready(&mut self, registry: &mut Registry, now: Instant) -> Vec<Printer> {
-        let mut views = Vec::new();
+    /// The printers whose pushed values changed and whose turn it is (and that the channel
+    /// still covers): their views are to be looked at ([`PrinterEntry::update_pushed`]).
+    ///
+    /// [`PrinterEntry::update_pushed`]: crate::bridge::printer::PrinterEntry::update_pushed
+    pub fn ready(&mut self, registry: &mut Registry, now: Instant) -> Vec<String> {
+        let mut ready = Vec::new();
         while let Some((at, _)) = self.turns.first()
             && *at <= now
         {
-            let Some((_, uuid)) = self.turns.pop_first() else {
+            let Some((at, uuid)) = self.turns.pop_first() else {
                 break;
             };
-            self.pending.remove(&uuid);
             let Some(live) = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut()) else {
                 continue;
             };
+            if turn(&live.pushed) != Some(at) {
+                continue; // dropped since, or the turn of values dropped since
+            }
             live.pushed.changed_since = None;
             live.pushed.looked_at = Some(now);
-            if !self.covers(&uuid) {
-                continue;
-            }
-            let mut printer = live.printer.clone();
-            if live.pushed.lay_over(&mut printer) {
-                views.push(printer);
+            if self.covers(&uuid) {
+                ready.push(uuid);
             }
         }
-        views
+        ready
     }
 
     /// Whether the channel covers every busy printer, so the poll can go at the idle pace.
@@ -258,9 +248,9 @@ impl Core {
         {
             self.publish_info(auth);
         }
-        for printer in self.channel.ready(&mut self.registry, now) {
-            if let Some((entry, mut cx)) = self.printer(&printer.uuid) {
-                entry.update(&mut cx, now, wall, printer);
+        for uuid in self.channel.ready(&mut self.registry, now) {
+            if let Some((entry, mut cx)) = self.printer(&uuid) {
+                entry.update_pushed(&mut cx, now, wall);
             }
         }
     }

@@ -55,15 +55,49 @@ pub enum LiveEvent {
     Unsubscribed {
         uuid: String,
     },
-    /// One value: `topic` is what follows `v1/devices/printers/<uuid>/`.
+    /// One value, on a printer's topic.
     Value {
-        uuid: String,
-        topic: String,
+        topic: LiveTopic,
         payload: Bytes,
         /// The broker replayed what it kept (a new subscription gets every retained topic):
         /// the value may be from long ago, e.g. a dialog of a printer that went offline.
         retained: bool,
     },
+}
+
+/// A value's topic, `v1/devices/printers/<uuid>/<value>`, kept whole as the broker sent it
+/// (a farm's channel brings thousands a second: no copies of its parts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveTopic {
+    whole: String,
+    /// Where the uuid ends in `whole`.
+    uuid_end: usize,
+}
+
+impl LiveTopic {
+    /// A printer's topic, or `None` for any other.
+    pub fn parse(whole: String) -> Option<LiveTopic> {
+        let (uuid, _) = split_topic(&whole)?;
+        let uuid_end = TOPIC_PREFIX.len() + uuid.len();
+        Some(LiveTopic { whole, uuid_end })
+    }
+
+    /// The topic of printer `uuid`'s `value` (e.g. `data/state`).
+    pub fn new(uuid: &str, value: &str) -> LiveTopic {
+        LiveTopic {
+            whole: format!("{TOPIC_PREFIX}{uuid}/{value}"),
+            uuid_end: TOPIC_PREFIX.len() + uuid.len(),
+        }
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.whole[TOPIC_PREFIX.len()..self.uuid_end]
+    }
+
+    /// What follows `v1/devices/printers/<uuid>/`.
+    pub fn value(&self) -> &str {
+        &self.whole[self.uuid_end + 1..]
+    }
 }
 
 /// Where the channel is and how to log in.
@@ -304,15 +338,13 @@ fn heard(
             Some(Asked::Unsubscribe(uuid)) => Some(LiveEvent::Unsubscribed { uuid }),
             _ => None,
         },
-        Event::Incoming(Packet::Publish(p)) => match split_topic(&p.topic) {
-            Some((uuid, topic)) => Some(LiveEvent::Value {
-                uuid: uuid.to_string(),
-                topic: topic.to_string(),
+        Event::Incoming(Packet::Publish(p)) => {
+            LiveTopic::parse(p.topic).map(|topic| LiveEvent::Value {
+                topic,
                 payload: p.payload,
                 retained: p.retain,
-            }),
-            None => None,
-        },
+            })
+        }
         _ => None,
     }
 }
@@ -480,6 +512,13 @@ mod tests {
             split_topic("v1/devices/printers/u-1/data/temp/nozzle/current"),
             Some(("u-1", "data/temp/nozzle/current"))
         );
+        let topic = LiveTopic::parse("v1/devices/printers/u-1/data/temp/nozzle/current".into())
+            .expect("a printer's topic");
+        assert_eq!(
+            (topic.uuid(), topic.value()),
+            ("u-1", "data/temp/nozzle/current")
+        );
+        assert_eq!(topic, LiveTopic::new("u-1", "data/temp/nozzle/current"));
         for bad in [
             "v1/devices/printers/u-1",
             "v1/devices/printers//data/state",
@@ -487,6 +526,7 @@ mod tests {
             "other/u-1/data/state",
         ] {
             assert_eq!(split_topic(bad), None, "{bad}");
+            assert_eq!(LiveTopic::parse(bad.into()), None, "{bad}");
         }
     }
 

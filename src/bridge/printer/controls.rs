@@ -218,16 +218,16 @@ pub fn trigger(cx: &mut Ctx, id: &str, trigger: Trigger) {
     ));
 }
 
-/// The triggers a printer's move from `before` (`None`: first look in this run) to `now`
-/// fires, apart from a job's end (announced with `job/finished`).
-pub fn state_triggers(before: Option<&Printer>, now: &Printer, started: bool) -> Vec<Trigger> {
+/// The triggers a printer's move from the state `before` (`None`: first look in this run) to
+/// `now` fires, apart from a job's end (announced with `job/finished`).
+pub fn state_triggers(before: Option<&PrinterState>, now: &Printer, started: bool) -> Vec<Trigger> {
     let mut triggers = Vec::new();
     if started {
         triggers.push(Trigger::PrintStarted);
     }
     if let Some(before) = before
         && now.effective_state() == PrinterState::Attention
-        && before.effective_state() != PrinterState::Attention
+        && *before != PrinterState::Attention
     {
         triggers.push(Trigger::AttentionNeeded);
     }

@@ -7,7 +7,7 @@ use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
 use crate::bridge::printer::days;
 use crate::bridge::printer::{Ctx, PrinterEntry, QueueStep, Runtime};
 use crate::bridge::reads::Read;
-use crate::connect::model::Printer;
+use crate::connect::model::{DialogInfo, Printer, PrinterState};
 use crate::message::Message;
 use crate::payloads;
 
@@ -25,20 +25,57 @@ impl PrinterEntry {
             tracing::info!("bridging printer {} as {id}", printer.display_name());
         }
         // The first look in this run: jobs may have ended while the gateway was stopped.
-        let fresh = self.runtime.is_none();
-        if fresh {
-            self.record.stats.begin(payloads::iso(wall));
-        }
-        let live = self
-            .runtime
-            .get_or_insert_with(|| Box::new(Runtime::new(printer.clone(), now)));
-        live.first_seen.get_or_insert(wall);
+        let (before, previous_dialog) = match self.runtime.as_mut() {
+            Some(live) => {
+                let previous_dialog = live.printer.dialog_info.clone();
+                let before = std::mem::replace(&mut live.printer, printer).effective_state();
+                (Some(before), previous_dialog)
+            }
+            None => {
+                self.record.stats.begin(payloads::iso(wall));
+                self.runtime = Some(Box::new(Runtime::new(printer, now)));
+                (None, None)
+            }
+        };
+        self.looked_at(cx, now, wall, &id, before, previous_dialog);
+    }
+
+    /// Lays what the live channel said over the printer's view, in place; when that changed
+    /// it, goes on as [`PrinterEntry::update`] does with a new view.
+    pub fn update_pushed(&mut self, cx: &mut Ctx, now: Instant, wall: f64) {
+        let Some(id) = self.id().map(str::to_string) else {
+            return;
+        };
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        let before = live.printer.effective_state();
         let previous_dialog = live.printer.dialog_info.clone();
-        let before = (!fresh).then(|| std::mem::replace(&mut live.printer, printer));
+        if !live.pushed.lay_over(&mut live.printer) {
+            return;
+        }
+        self.looked_at(cx, now, wall, &id, Some(before), previous_dialog);
+    }
+
+    /// The rest of a look at a new view (the printer's state before it, `None` on the first
+    /// look in this run): what changed is published and the reads it calls for asked for.
+    fn looked_at(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        wall: f64,
+        id: &str,
+        before: Option<PrinterState>,
+        previous_dialog: Option<DialogInfo>,
+    ) {
+        let Some(live) = self.runtime.as_mut() else {
+            return;
+        };
+        live.first_seen.get_or_insert(wall);
         self.track_use(wall);
         self.extras_reads(cx, now);
-        self.announce_dialog(cx, &id, previous_dialog, wall);
-        self.job_reads(cx, now, wall, before.as_ref(), fresh, &id);
+        self.announce_dialog(cx, id, previous_dialog, wall);
+        self.job_reads(cx, now, wall, before, id);
         self.seed_reads(cx, wall);
         self.render(cx, wall);
     }
@@ -93,13 +130,7 @@ impl PrinterEntry {
     }
 
     /// Dialogs: announced once each (across restarts), and their closing.
-    fn announce_dialog(
-        &mut self,
-        cx: &mut Ctx,
-        id: &str,
-        previous: Option<crate::connect::model::DialogInfo>,
-        wall: f64,
-    ) {
+    fn announce_dialog(&mut self, cx: &mut Ctx, id: &str, previous: Option<DialogInfo>, wall: f64) {
         let Some(live) = self.runtime.as_ref() else {
             return;
         };
@@ -119,8 +150,7 @@ impl PrinterEntry {
         cx: &mut Ctx,
         now: Instant,
         wall: f64,
-        before: Option<&Printer>,
-        fresh: bool,
+        before: Option<PrinterState>,
         id: &str,
     ) {
         let uuid = self.uuid.as_str();
@@ -133,7 +163,7 @@ impl PrinterEntry {
         let started = jobs
             .active_job
             .is_some_and(|j| was_active != Some(j) && was_last != Some(j));
-        let triggers = controls::state_triggers(before, &live.printer, started);
+        let triggers = controls::state_triggers(before.as_ref(), &live.printer, started);
         let unavailable = &cx.account.unavailable;
         if !unavailable.resting("supported_commands", uuid, now) {
             cx.fx.read(live.start_supported_read(
@@ -143,18 +173,17 @@ impl PrinterEntry {
                 now,
             ));
         }
-        let state_before = before.map(Printer::effective_state);
         if !unavailable.resting("files", uuid, now) {
             cx.fx.read(live.start_files_read(
                 uuid,
                 &cx.settings.allow,
-                state_before.as_ref(),
+                before.as_ref(),
                 cx.budget,
                 now,
             ));
         }
         cx.fx.read(live.start_preview_read(uuid, cx.budget, now));
-        if jobs_changed || fresh {
+        if jobs_changed || before.is_none() {
             live.job_reads.list.request(now);
         }
         live.start_job_list_read(cx.fx, uuid, jobs.boundary(), now);

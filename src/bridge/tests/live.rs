@@ -2,12 +2,11 @@
 //! once a second, reads at once on a state or job change, and the poll's pace.
 
 use super::*;
-use crate::connect::live::LiveEvent;
+use crate::connect::live::{LiveEvent, LiveTopic};
 
 fn value(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
     LiveEvent::Value {
-        uuid: uuid.into(),
-        topic: topic.into(),
+        topic: LiveTopic::new(uuid, topic),
         payload: payload.as_bytes().to_vec().into(),
         retained: false,
     }
@@ -16,8 +15,7 @@ fn value(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
 /// A value the broker replays from what it kept, on a new subscription.
 fn retained(uuid: &str, topic: &str, payload: &str) -> LiveEvent {
     LiveEvent::Value {
-        uuid: uuid.into(),
-        topic: topic.into(),
+        topic: LiveTopic::new(uuid, topic),
         payload: payload.as_bytes().to_vec().into(),
         retained: true,
     }
@@ -301,8 +299,7 @@ fn old_jobs_and_bad_values_change_nothing_and_never_panic() {
         b.live(value(A, topic, payload));
     }
     b.live(LiveEvent::Value {
-        uuid: A.into(),
-        topic: "data/material".into(),
+        topic: LiveTopic::new(A, "data/material"),
         payload: vec![0xff, 0xfe].into(),
         retained: false,
     });
@@ -452,5 +449,27 @@ fn printers_whose_values_come_close_together_are_looked_at_together() {
     let out = b.flush_after(51);
     assert_eq!(out.payload(STATE).unwrap()["progress"], 11.0);
     assert_eq!(out.payload("pc/beta/state").unwrap()["progress"], 12.0);
+    assert_eq!(b.core.live_due(), None);
+}
+
+/// The turn of values the channel dropped (it stopped speaking for the printer) does not
+/// come back: values that came after are gathered for their own turn, not looked at early.
+#[test]
+fn the_turn_of_dropped_values_does_not_look_at_later_ones_early() {
+    let mut b = Bridge::live_printing();
+    b.live(value(A, "data/job-progress", "11"));
+    // Due in 100 ms; the channel stops following A and takes it up again meanwhile.
+    b.live(LiveEvent::Unsubscribed { uuid: A.into() });
+    b.live(LiveEvent::Subscribed { uuid: A.into() });
+    assert!(b.flush_after(60).payload(STATE).is_none());
+    b.live(value(A, "data/job-progress", "12"));
+    let out = b.flush_after(40);
+    assert!(
+        out.payload(STATE).is_none(),
+        "at the dropped value's turn, 40 ms after 12 came: {:?}",
+        out.topics()
+    );
+    let out = b.flush_after(100);
+    assert_eq!(out.payload(STATE).unwrap()["progress"], 12.0);
     assert_eq!(b.core.live_due(), None);
 }
