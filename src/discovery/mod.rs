@@ -164,22 +164,24 @@ impl Discovery {
 
     /// Discovery messages of one printer.
     pub fn printer(&self, p: &PrinterDevice) -> Vec<(String, Value)> {
-        self.printer_as(p, |m| m.value())
+        let entities = self.printer_entities(p);
+        self.written(&self.printer_device(p), &entities, |m| m.value())
     }
 
     /// [`Discovery::printer`]'s messages as the JSON they are published as.
     pub fn printer_json(&self, p: &PrinterDevice) -> Vec<(String, Vec<u8>)> {
-        self.printer_as(p, |m| m.bytes())
+        let entities = self.printer_entities(p);
+        self.written(&self.printer_device(p), &entities, |m| m.bytes())
     }
 
-    fn printer_as<T>(
+    /// A device's messages, each written by `write`.
+    fn written<T>(
         &self,
-        p: &PrinterDevice,
+        device: &Device,
+        entities: &[Entity],
         write: fn(&message::Packed) -> T,
     ) -> Vec<(String, T)> {
-        let entities = self.printer_entities(p);
-        let device = self.printer_device(p);
-        message::pack(&self.prefix, self.mode, &device, &entities)
+        message::pack(&self.prefix, self.mode, device, entities)
             .into_iter()
             .map(|(topic, message)| (topic, write(&message)))
             .collect()
@@ -249,11 +251,7 @@ impl Discovery {
     /// Discovery of the bridge's own device.
     pub fn bridge(&self) -> Vec<(String, Value)> {
         let entities = self.bridge_entities();
-        let device = self.bridge_device();
-        message::pack(&self.prefix, self.mode, &device, &entities)
-            .into_iter()
-            .map(|(topic, message)| (topic, message.value()))
-            .collect()
+        self.written(&self.bridge_device(), &entities, |m| m.value())
     }
 }
 
