@@ -819,7 +819,8 @@ proptest! {
             prop_assert_eq!(p.printer_state.as_ref(), Some(&state));
             let expected = if offline { PrinterState::Offline } else { state.clone() };
             prop_assert_eq!(p.effective_state(), expected.clone());
-            let shown = payloads::state(&p, NOW, &Default::default());
+            let queue = payloads::QueueFields::default();
+            let shown = payloads::state(&p, NOW, &queue);
             prop_assert_eq!(shown.state.as_str(), expected.as_str());
             if let Some(job) = &p.job_info {
                 prop_assert_eq!(job.state.as_ref(), Some(&JobState::parse(&s)));

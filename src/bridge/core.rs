@@ -48,6 +48,8 @@ pub struct Core {
     pub(super) channel: Channel,
     pub(super) migration: Migration,
     pub(super) fx: Effects,
+    /// [`Ctx::scratch`].
+    scratch: Vec<u8>,
 }
 
 impl Core {
@@ -68,6 +70,7 @@ impl Core {
             poll: Poll::default(),
             migration,
             fx,
+            scratch: Vec::new(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Core {
             fx: &mut self.fx,
             budget: &mut self.poll.budget,
             reachable,
+            scratch: &mut self.scratch,
         };
         Some((entry, cx))
     }

@@ -93,7 +93,7 @@ pub struct Runtime {
     /// `PrinterEntry::seed_reads`).
     pub seed_asked: bool,
     /// What, when it changes, calls for a look at the events feed.
-    pub signature: Option<String>,
+    pub signature: Option<u64>,
     pub feed: Due,
     /// When the feed is read next even if nothing changes (`connect.feed_interval`); placed
     /// after the first read.
@@ -426,4 +426,7 @@ pub struct Ctx<'a> {
     pub budget: &'a mut u32,
     /// Connect answers, and its last list could read this printer.
     pub reachable: bool,
+    /// Where payloads are written to be compared with what was shown: one buffer for every
+    /// printer, so a payload that did not change costs no allocation.
+    pub scratch: &'a mut Vec<u8>,
 }

@@ -39,7 +39,7 @@ impl PrinterEntry {
         state.firmware_latest = cx
             .account
             .printer_type(printer)
-            .and_then(|t| t.stable_firmware.clone());
+            .and_then(|t| t.stable_firmware.as_deref());
         state.print_file = live.files.selected_label();
         state.storage_free = live.storage.free;
         state.storage_total = live.storage.total;
@@ -47,24 +47,28 @@ impl PrinterEntry {
             super::spool::show(&mut state, self.record.spool, &cx.account.spools);
         }
         let topics = &cx.settings.topics;
-        // Written once without its time, to compare; the time is set on those bytes.
-        let json = state.to_json();
-        let print = print_of(&json);
+        // Written once without its time into the shared buffer, to compare; when it changed,
+        // the time is set on a copy of those bytes.
+        state.write_json(cx.scratch);
+        let print = print_of(cx.scratch);
         if live.shown_state != Some(print) {
             live.shown_state = Some(print);
             cx.fx.publish(Message::retain(
                 Kind::Data,
                 topics.state(&id),
-                state.json_updated(json, iso(wall)),
+                state.json_updated(cx.scratch, iso(wall)),
             ));
         }
         if let Some(job) = payloads::job(printer.job_info.as_ref(), live.current_detail()) {
-            let json = job.to_json();
-            let print = print_of(&json);
+            job.write_json(cx.scratch);
+            let print = print_of(cx.scratch);
             if live.shown_job != Some(print) {
                 live.shown_job = Some(print);
-                cx.fx
-                    .publish(Message::retain(Kind::Data, topics.job(&id), json));
+                cx.fx.publish(Message::retain(
+                    Kind::Data,
+                    topics.job(&id),
+                    cx.scratch.as_slice(),
+                ));
             }
         }
         if !live.shown_stats {

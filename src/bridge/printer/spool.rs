@@ -62,10 +62,10 @@ pub fn use_of(
 }
 
 /// `P/state`'s `spool_id`, `spool` (its label in the select) and `spool_remaining_g`.
-pub fn show(state: &mut StatePayload, spool: Option<u64>, spools: &Spools) {
+pub fn show<'a>(state: &mut StatePayload<'a>, spool: Option<u64>, spools: &'a Spools) {
     state.spool_id = spool;
     let known = spool.and_then(|id| spools.find(id));
-    state.spool = known.map(|s| s.label.clone());
+    state.spool = known.map(|s| s.label.as_str());
     state.spool_remaining_g = known
         .and_then(|s| s.remaining_g)
         .map(|g| (g * 10.0).round() / 10.0);
