@@ -44,6 +44,15 @@ impl Topics {
     pub fn printer(&self, p: &str) -> String {
         format!("{}/{p}", self.base)
     }
+    /// `B/P/leaf`, allocated once at its length: a farm's looks make thousands a second,
+    /// and `format!` took about 7 % of rendering a printer.
+    fn of_printer(&self, p: &str, leaf: &str) -> String {
+        let mut topic = String::with_capacity(self.base.len() + p.len() + leaf.len() + 2);
+        for part in [self.base.as_str(), "/", p, "/", leaf] {
+            topic.push_str(part);
+        }
+        topic
+    }
     pub fn bridge_state(&self) -> String {
         format!("{}/state", self.bridge())
     }
@@ -54,27 +63,27 @@ impl Topics {
         format!("{}/notification", self.bridge())
     }
     pub fn availability(&self, p: &str) -> String {
-        format!("{}/{p}/availability", self.base)
+        self.of_printer(p, "availability")
     }
     pub fn state(&self, p: &str) -> String {
-        format!("{}/{p}/state", self.base)
+        self.of_printer(p, "state")
     }
     pub fn job(&self, p: &str) -> String {
-        format!("{}/{p}/job", self.base)
+        self.of_printer(p, "job")
     }
     pub fn event(&self, p: &str) -> String {
-        format!("{}/{p}/event", self.base)
+        self.of_printer(p, "event")
     }
     pub fn job_finished(&self, p: &str) -> String {
-        format!("{}/{p}/job/finished", self.base)
+        self.of_printer(p, "job/finished")
     }
     /// The camera's picture as the last job ended (retained bytes).
     pub fn job_finished_picture(&self, p: &str) -> String {
-        format!("{}/{p}/job/finished/picture", self.base)
+        self.of_printer(p, "job/finished/picture")
     }
     /// The printer's totals (retained JSON).
     pub fn stats(&self, p: &str) -> String {
-        format!("{}/{p}/stats", self.base)
+        self.of_printer(p, "stats")
     }
     /// The bridge's fleet totals (retained JSON).
     pub fn bridge_stats(&self) -> String {
@@ -82,7 +91,7 @@ impl Topics {
     }
     /// Input: the printer's Spoolman spool id (retained).
     pub fn spool(&self, p: &str) -> String {
-        format!("{}/{p}/spool", self.base)
+        self.of_printer(p, "spool")
     }
     /// Subscription filter for every printer's `spool` topic.
     pub fn spool_filter(&self) -> String {
@@ -94,11 +103,11 @@ impl Topics {
     }
     /// The current job's thumbnail (retained bytes).
     pub fn job_preview(&self, p: &str) -> String {
-        format!("{}/{p}/job/preview", self.base)
+        self.of_printer(p, "job/preview")
     }
     /// Input: the file "Start print" prints (a file's name or path).
     pub fn print_file(&self, p: &str) -> String {
-        format!("{}/{p}/print_file", self.base)
+        self.of_printer(p, "print_file")
     }
     /// Subscription filter for every printer's `print_file` topic.
     pub fn print_file_filter(&self) -> String {
@@ -110,19 +119,19 @@ impl Topics {
     }
     /// Device triggers: `print_started`, `print_failed`... (not retained).
     pub fn trigger(&self, p: &str) -> String {
-        format!("{}/{p}/trigger", self.base)
+        self.of_printer(p, "trigger")
     }
     pub fn camera(&self, p: &str, camera_id: &str) -> String {
         format!("{}/{p}/camera/{camera_id}", self.base)
     }
     pub fn command(&self, p: &str) -> String {
-        format!("{}/{p}/command", self.base)
+        self.of_printer(p, "command")
     }
     pub fn command_response(&self, p: &str) -> String {
-        format!("{}/{p}/command/response", self.base)
+        self.of_printer(p, "command/response")
     }
     pub fn job_reason(&self, p: &str) -> String {
-        format!("{}/{p}/job/reason", self.base)
+        self.of_printer(p, "job/reason")
     }
     /// Subscription filter for every printer's job-reason topic.
     pub fn job_reason_filter(&self) -> String {

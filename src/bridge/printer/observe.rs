@@ -1,6 +1,8 @@
 //! A new view of one printer, from the list or from the live channel: what changed is
 //! published, and the reads it calls for are asked for.
 
+use std::hash::{Hash, Hasher};
+
 use tokio::time::Instant;
 
 use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
@@ -90,7 +92,11 @@ impl PrinterEntry {
         let unavailable = &cx.account.unavailable;
         // The queues, when the printer's state, job or queue count moved.
         let signature = feed_signature(printer);
-        let queue_key = format!("{signature}|{:?}", printer.queue_count());
+        let queue_key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (signature, printer.queue_count()).hash(&mut h);
+            h.finish()
+        };
         let empty = printer.queue_count() == Some(0);
         if !unavailable.resting("queue", uuid, now)
             && live.queue.step(queue_key, empty, cx.budget, now) == QueueStep::Read
@@ -266,15 +272,18 @@ impl PrinterEntry {
     }
 }
 
-/// The parts of a printer whose change means the events feed has something new.
-fn feed_signature(p: &Printer) -> String {
+/// The parts of a printer whose change means the events feed has something new, hashed: a
+/// look compares it with the last one, and a farm's looks come by the thousand a second.
+fn feed_signature(p: &Printer) -> u64 {
     let job = p.job_info.as_ref();
-    format!(
-        "{}|{}|{:?}|{:?}|{}",
-        p.effective_state(),
-        p.printer_state.as_ref().map(|s| s.as_str()).unwrap_or(""),
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        p.effective_state().as_str(),
+        p.printer_state.as_ref().map(|s| s.as_str()),
         job.and_then(|j| j.id),
-        job.and_then(|j| j.state.as_ref().map(|s| s.as_str().to_string())),
-        p.dialog_info.is_some()
+        job.and_then(|j| j.state.as_ref().map(|s| s.as_str())),
+        p.dialog_info.is_some(),
     )
+        .hash(&mut h);
+    h.finish()
 }

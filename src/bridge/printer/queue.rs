@@ -11,9 +11,9 @@ use crate::payloads::QueueFields;
 pub struct QueueInfo {
     /// The queue fields of `P/state` (null until first read).
     pub fields: QueueFields,
-    /// What the queues were last read for (feed signature and `job_queue_count`): they are
+    /// What the queues were last read for (feed signature and `job_queue_count`, hashed): they are
     /// read again only when that changes.
-    pub read_for: Option<String>,
+    pub read_for: Option<u64>,
     pub due: Due,
     pub failed_at: Option<Instant>,
 }
@@ -30,11 +30,11 @@ pub enum QueueStep {
 
 impl QueueInfo {
     /// Decides whether the queues must be read for `key`, spending from `budget`.
-    pub fn step(&mut self, key: String, empty: bool, budget: &mut u32, now: Instant) -> QueueStep {
+    pub fn step(&mut self, key: u64, empty: bool, budget: &mut u32, now: Instant) -> QueueStep {
         let retry = self
             .failed_at
             .is_some_and(|t| now.duration_since(t) >= EXTRAS_RETRY);
-        if (self.read_for.as_deref() == Some(key.as_str()) && !retry) || self.due.is_running() {
+        if (self.read_for == Some(key) && !retry) || self.due.is_running() {
             return QueueStep::Nothing;
         }
         if empty {
