@@ -29,6 +29,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::message::{Kind, Message};
 use stored::Stored;
 
@@ -60,7 +62,8 @@ pub enum Owing {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
     pub topic: String,
-    pub payload: Vec<u8>,
+    /// Shared with what the outbox keeps (a retained value, a picture): not a copy.
+    pub payload: Bytes,
     /// QoS 1 when true, else QoS 0.
     pub acknowledged: bool,
     pub retain: bool,
@@ -432,14 +435,14 @@ impl Outbox {
                 Queued::Retained(topic) => {
                     self.queued.remove(&topic);
                     if let Some(stored) = self.discovery.remove(&topic) {
-                        let payload = stored.bytes().into_owned();
+                        let payload = stored.shared();
                         let owed = Owed::Discovery {
                             topic: topic.clone(),
                             payload: stored,
                         };
                         (Self::transmit(topic, payload, true, true), owed)
                     } else if let Some(stored) = self.data.get(&topic) {
-                        let payload = stored.bytes().into_owned();
+                        let payload = stored.shared();
                         (Self::transmit(topic, payload, true, true), Owed::Nothing)
                     } else {
                         continue; // cleared since: its clear is queued behind
@@ -450,7 +453,7 @@ impl Outbox {
                         continue; // set again (or cleared again) since
                     }
                     (
-                        Self::transmit(topic.clone(), Vec::new(), true, true),
+                        Self::transmit(topic.clone(), Bytes::new(), true, true),
                         Owed::Clear { topic, seq },
                     )
                 }
@@ -459,13 +462,18 @@ impl Outbox {
                     let Some(image) = self.images.get(&topic) else {
                         continue;
                     };
-                    let payload = image.as_ref().clone();
+                    let payload = stored::picture(image);
                     (Self::transmit(topic, payload, false, false), Owed::Nothing)
                 }
                 Queued::Event(event) => {
                     self.queued_events -= 1;
                     (
-                        Self::transmit(event.topic.clone(), event.payload.clone(), true, false),
+                        Self::transmit(
+                            event.topic.clone(),
+                            Bytes::from(event.payload.clone()),
+                            true,
+                            false,
+                        ),
                         Owed::Event(event),
                     )
                 }
@@ -479,7 +487,7 @@ impl Outbox {
         None
     }
 
-    fn transmit(topic: String, payload: Vec<u8>, acknowledged: bool, retain: bool) -> Transmit {
+    fn transmit(topic: String, payload: Bytes, acknowledged: bool, retain: bool) -> Transmit {
         Transmit {
             topic,
             payload,

@@ -2,6 +2,8 @@
 //! dropped connection in order with everything else.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 
 use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -259,7 +261,17 @@ impl SessionState {
                 QoS::AtMostOnce
             };
             let (topic, retain) = (t.topic.clone(), t.retain);
-            if let Err(e) = self.client.try_publish(t.topic, qos, t.retain, t.payload) {
+            // rumqttc takes shared bytes only through its async `publish_bytes`; its channel
+            // has room for every publish the outbox lets go, so the send is done at the first
+            // poll. Were it not, the publish is dropped with the future and taken back.
+            let taken = {
+                let publish = self.client.publish_bytes(t.topic, qos, t.retain, t.payload);
+                match std::pin::pin!(publish).poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(result) => result.map_err(|e| e.to_string()),
+                    Poll::Pending => Err("its request channel is full".to_string()),
+                }
+            };
+            if let Err(e) = taken {
                 tracing::debug!("rumqttc did not take a publish on {topic}: {e}");
                 self.outbox.unsend(topic, retain);
                 return;

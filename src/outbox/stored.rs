@@ -1,9 +1,13 @@
 //! A retained payload as the outbox keeps it between (re)connections. Discovery is most of
 //! what a farm's gateway holds (about 25 KB a printer, written once and sent again only after
 //! a reconnect or a Home Assistant restart), and its JSON repeats itself: it is kept deflated,
-//! about a sixth of its size. Everything else, small and changing often, is kept as it is.
+//! about a sixth of its size. Everything else, small and changing often, is kept as it is,
+//! in bytes that the publish handed to rumqttc shares (no copy a publish).
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
@@ -16,7 +20,7 @@ const LEVEL: u8 = 1;
 
 #[derive(Debug)]
 pub(super) enum Stored {
-    Plain(Box<[u8]>),
+    Plain(Bytes),
     Deflated { bytes: Box<[u8]>, len: usize },
 }
 
@@ -32,13 +36,14 @@ impl Stored {
                 };
             }
         }
-        Stored::Plain(payload.into_boxed_slice())
+        // At its length: a `Vec`'s spare capacity would stay allocated as long as the value.
+        Stored::Plain(Bytes::from(payload.into_boxed_slice()))
     }
 
     /// The payload as it was given.
     pub(super) fn bytes(&self) -> Cow<'_, [u8]> {
         match self {
-            Stored::Plain(bytes) => Cow::Borrowed(bytes),
+            Stored::Plain(bytes) => Cow::Borrowed(bytes.as_ref()),
             Stored::Deflated { bytes, len } => match decompress_to_vec_with_limit(bytes, *len) {
                 Ok(plain) => Cow::Owned(plain),
                 // Only this module writes these bytes; a failure is a bug, not bad input.
@@ -47,9 +52,17 @@ impl Stored {
         }
     }
 
+    /// The payload as it was given, to hand over: plain bytes are shared, not copied.
+    pub(super) fn shared(&self) -> Bytes {
+        match self {
+            Stored::Plain(bytes) => bytes.clone(),
+            Stored::Deflated { .. } => Bytes::from(self.bytes().into_owned()),
+        }
+    }
+
     pub(super) fn is(&self, payload: &[u8]) -> bool {
         match self {
-            Stored::Plain(bytes) => **bytes == *payload,
+            Stored::Plain(bytes) => *bytes == *payload,
             Stored::Deflated { len, .. } => *len == payload.len() && *self.bytes() == *payload,
         }
     }
@@ -57,9 +70,21 @@ impl Stored {
     /// Bytes held (for the bench's and tests' accounting).
     pub(super) fn held(&self) -> usize {
         match self {
-            Stored::Plain(bytes) | Stored::Deflated { bytes, .. } => bytes.len(),
+            Stored::Plain(bytes) => bytes.len(),
+            Stored::Deflated { bytes, .. } => bytes.len(),
         }
     }
+}
+
+/// A picture the outbox keeps, to hand over as it is (not a copy).
+pub(super) fn picture(image: &Arc<Vec<u8>>) -> Bytes {
+    struct Picture(Arc<Vec<u8>>);
+    impl AsRef<[u8]> for Picture {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    Bytes::from_owner(Picture(image.clone()))
 }
 
 #[cfg(test)]
@@ -77,6 +102,7 @@ mod tests {
         assert!(matches!(stored, Stored::Deflated { .. }));
         assert!(stored.held() * 4 < discovery.len(), "{}", stored.held());
         assert_eq!(*stored.bytes(), *discovery);
+        assert_eq!(stored.shared(), discovery);
         assert!(stored.is(&discovery));
         let mut changed = discovery.clone();
         changed[500] = b'x';
@@ -95,5 +121,6 @@ mod tests {
         let plain = Stored::new(long.clone(), false);
         assert!(plain.is(&long) && !plain.is(b"a"));
         assert_eq!(*plain.bytes(), *long);
+        assert_eq!(plain.shared(), long);
     }
 }

@@ -257,7 +257,7 @@ fn while_away_the_oldest_events_beyond_the_limit_are_dropped() {
     b.connect();
     let sent = b.deliver();
     assert_eq!(sent.len(), MAX_OWED_EVENTS + 1);
-    assert_eq!(sent[1].payload, b"3");
+    assert_eq!(sent[1].payload, &b"3"[..]);
 }
 
 #[test]
