@@ -76,7 +76,7 @@ impl Channel {
 
 impl Channel {
     /// What the channel said. Values are taken at once; the printers they change are looked
-    /// at when [`Channel::due`] says (see [`Channel::ready`]).
+    /// at when [`Channel::due`] says (see [`Core::live_flush`]).
     ///
     /// Returns `Some(())` when the next poll should come soon: the channel dropped and busy
     /// printers depend on the poll again.
@@ -184,31 +184,14 @@ impl Channel {
         ready
     }
 
-    /// The printers whose pushed values changed and whose turn it is (and that the channel
-    /// still covers): their views are to be looked at ([`PrinterEntry::update_pushed`]).
-    ///
-    /// [`PrinterEntry::update_pushed`]: crate::bridge::printer::PrinterEntry::update_pushed
-    pub fn ready(&mut self, registry: &mut Registry, now: Instant) -> Vec<String> {
-        let mut ready = Vec::new();
-        while let Some((at, _)) = self.turns.first()
-            && *at <= now
-        {
-            let Some((at, uuid)) = self.turns.pop_first() else {
-                break;
-            };
-            let Some(live) = registry.get_mut(&uuid).and_then(|e| e.runtime.as_mut()) else {
-                continue;
-            };
-            if turn(&live.pushed) != Some(at) {
-                continue; // dropped since, or the turn of values dropped since
-            }
-            live.pushed.changed_since = None;
-            live.pushed.looked_at = Some(now);
-            if self.covers(&uuid) {
-                ready.push(uuid);
-            }
+    /// The next printer whose pushed values changed and whose turn has come, with the turn:
+    /// [`Core::live_flush`] checks it is still the printer's ([`is_turn`]).
+    fn next_turn(&mut self, now: Instant) -> Option<(Instant, String)> {
+        if self.turns.first().is_some_and(|(at, _)| *at <= now) {
+            self.turns.pop_first()
+        } else {
+            None
         }
-        ready
     }
 
     /// Whether the channel covers every busy printer, so the poll can go at the idle pace.
@@ -248,8 +231,20 @@ impl Core {
         {
             self.publish_info(auth);
         }
-        for uuid in self.channel.ready(&mut self.registry, now) {
-            if let Some((entry, mut cx)) = self.printer(&uuid) {
+        // One printer at a time, each looked up once: a farm's looks come by the thousand.
+        while let Some((at, uuid)) = self.channel.next_turn(now) {
+            let covered = self.channel.covers(&uuid);
+            let Some((entry, mut cx)) = self.printer(&uuid) else {
+                continue;
+            };
+            let Some(live) = entry.runtime.as_mut() else {
+                continue;
+            };
+            if !is_turn(&mut live.pushed, at, now) {
+                continue; // dropped since, or the turn of values dropped since
+            }
+            // Not covered by the channel any more: the poll's view counts.
+            if covered {
                 entry.update_pushed(&mut cx, now, wall);
             }
         }
@@ -270,6 +265,17 @@ fn turn(pushed: &Pushed) -> Option<Instant> {
             .looked_at
             .map_or(gathered, |t| gathered.max(t + LIVE_MIN_GAP)),
     )
+}
+
+/// Whether `at` is the turn of the printer's pushed values now; if so, they are taken as
+/// looked at.
+fn is_turn(pushed: &mut Pushed, at: Instant, now: Instant) -> bool {
+    if turn(pushed) != Some(at) {
+        return false;
+    }
+    pushed.changed_since = None;
+    pushed.looked_at = Some(now);
+    true
 }
 
 /// The first time on the grid of [`LIVE_STEP`] from `origin` that is not before `at`.
