@@ -185,16 +185,13 @@ impl StatePayload<'_> {
     /// The payload's JSON, written straight from the struct (no `Value` tree in between).
     pub fn to_json(&self) -> Vec<u8> {
         let mut json = Vec::new();
-        self.write_json(&mut json);
+        write_json(self, &mut json);
         json
     }
 
-    /// [`StatePayload::to_json`] into `out` (cleared first): a buffer used again for every
-    /// printer costs no allocation when the payload did not change.
+    /// [`StatePayload::to_json`] into `out` (see [`write_json`]).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.clear();
-        // A struct of plain fields always serializes.
-        serde_json::to_writer(&mut *out, self).unwrap_or_default();
+        write_json(self, out);
     }
 
     /// `json`, this payload's bytes without `updated`, with `updated` set: `updated` is the
@@ -387,15 +384,22 @@ pub struct JobObject<'a> {
 impl JobPayload<'_> {
     pub fn to_json(&self) -> Vec<u8> {
         let mut json = Vec::new();
-        self.write_json(&mut json);
+        write_json(self, &mut json);
         json
     }
 
-    /// [`JobPayload::to_json`] into `out` (cleared first), as [`StatePayload::write_json`].
+    /// [`JobPayload::to_json`] into `out` (see [`write_json`]).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.clear();
-        serde_json::to_writer(&mut *out, self).unwrap_or_default();
+        write_json(self, out);
     }
+}
+
+/// A payload's JSON into `out` (cleared first): a buffer used again for every printer costs
+/// no allocation when the payload did not change.
+fn write_json(payload: &impl Serialize, out: &mut Vec<u8>) {
+    out.clear();
+    // A struct of plain fields always serializes.
+    serde_json::to_writer(&mut *out, payload).unwrap_or_default();
 }
 
 /// The `P/job/finished` payload for a job Connect reports in a final state.

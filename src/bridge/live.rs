@@ -243,7 +243,7 @@ impl Core {
             if !is_turn(&mut live.pushed, at, now) {
                 continue; // dropped since, or the turn of values dropped since
             }
-            // Not covered by the channel any more: the poll's view counts.
+            // A printer the channel no longer covers is not looked at: the poll's view counts.
             if covered {
                 entry.update_pushed(&mut cx, now, wall);
             }

@@ -11,8 +11,8 @@ use crate::payloads::QueueFields;
 pub struct QueueInfo {
     /// The queue fields of `P/state` (null until first read).
     pub fields: QueueFields,
-    /// What the queues were last read for (feed signature and `job_queue_count`, hashed): they are
-    /// read again only when that changes.
+    /// What the queues were last read for (feed signature and `job_queue_count`, hashed):
+    /// they are read again only when that changes.
     pub read_for: Option<u64>,
     pub due: Due,
     pub failed_at: Option<Instant>,
