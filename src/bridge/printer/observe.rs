@@ -1,12 +1,11 @@
 //! A new view of one printer, from the list or from the live channel: what changed is
 //! published, and the reads it calls for are asked for.
 
-use std::hash::{Hash, Hasher};
-
 use tokio::time::Instant;
 
 use crate::bridge::printer::controls::{self, dialog_event, dialog_key};
 use crate::bridge::printer::days;
+use crate::bridge::printer::render::hash;
 use crate::bridge::printer::{Ctx, PrinterEntry, QueueStep, Runtime};
 use crate::bridge::reads::Read;
 use crate::connect::model::{DialogInfo, Printer, PrinterState};
@@ -92,11 +91,7 @@ impl PrinterEntry {
         let unavailable = &cx.account.unavailable;
         // The queues, when the printer's state, job or queue count moved.
         let signature = feed_signature(printer);
-        let queue_key = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (signature, printer.queue_count()).hash(&mut h);
-            h.finish()
-        };
+        let queue_key = hash(&(signature, printer.queue_count()));
         let empty = printer.queue_count() == Some(0);
         if !unavailable.resting("queue", uuid, now)
             && live.queue.step(queue_key, empty, cx.budget, now) == QueueStep::Read
@@ -276,14 +271,11 @@ impl PrinterEntry {
 /// look compares it with the last one, and a farm's looks come by the thousand a second.
 fn feed_signature(p: &Printer) -> u64 {
     let job = p.job_info.as_ref();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
+    hash(&(
         p.effective_state().as_str(),
         p.printer_state.as_ref().map(|s| s.as_str()),
         job.and_then(|j| j.id),
         job.and_then(|j| j.state.as_ref().map(|s| s.as_str())),
         p.dialog_info.is_some(),
-    )
-        .hash(&mut h);
-    h.finish()
+    ))
 }

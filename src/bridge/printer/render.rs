@@ -137,7 +137,8 @@ impl PrinterEntry {
     }
 }
 
-fn hash(value: &impl Hash) -> u64 {
+/// A value hashed, to tell whether it changed since the last look.
+pub(super) fn hash(value: &impl Hash) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut h);
     h.finish()
