@@ -185,13 +185,61 @@ impl StatePayload<'_> {
     /// The payload's JSON, written straight from the struct (no `Value` tree in between).
     pub fn to_json(&self) -> Vec<u8> {
         let mut json = Vec::new();
-        write_json(self, &mut json);
+        self.write_json(&mut json);
         json
     }
 
-    /// [`StatePayload::to_json`] into `out` (see [`write_json`]).
+    /// [`StatePayload::to_json`] into `out` (see [`write_fields`]).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        write_json(self, out);
+        write_fields!(
+            out,
+            self,
+            StatePayload {
+                attention,
+                axis_x,
+                axis_y,
+                axis_z,
+                chamber_led,
+                connect_state,
+                dialog,
+                download_queue_count,
+                download_queue_next,
+                eta,
+                fan_hotend,
+                fan_print,
+                firmware,
+                firmware_latest,
+                flow,
+                job_id,
+                job_name,
+                job_started,
+                job_state,
+                material,
+                nozzle_diameter,
+                print_file,
+                printer_state,
+                printing,
+                progress,
+                queue_count,
+                queue_next,
+                speed,
+                spool,
+                spool_id,
+                spool_remaining_g,
+                state,
+                storage_free,
+                storage_total,
+                target_bed,
+                target_chamber,
+                target_nozzle,
+                temp_bed,
+                temp_chamber,
+                temp_nozzle,
+                time_printing,
+                time_remaining,
+                updated,
+            }
+        );
     }
 
     /// `json`, this payload's bytes without `updated`, with `updated` set: `updated` is the
@@ -384,22 +432,58 @@ pub struct JobObject<'a> {
 impl JobPayload<'_> {
     pub fn to_json(&self) -> Vec<u8> {
         let mut json = Vec::new();
-        write_json(self, &mut json);
+        self.write_json(&mut json);
         json
     }
 
-    /// [`JobPayload::to_json`] into `out` (see [`write_json`]).
+    /// [`JobPayload::to_json`] into `out` (see [`write_fields`]).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        write_json(self, out);
+        write_fields!(
+            out,
+            self,
+            JobPayload {
+                cancelable_objects,
+                ended,
+                file,
+                id,
+                material,
+                path,
+                progress,
+                started,
+                state,
+                time_printing,
+                time_remaining,
+                weight,
+            }
+        );
     }
 }
 
-/// A payload's JSON into `out` (cleared first): a buffer used again for every printer costs
-/// no allocation when the payload did not change.
-fn write_json(payload: &impl Serialize, out: &mut Vec<u8>) {
-    out.clear();
-    // A struct of plain fields always serializes.
-    serde_json::to_writer(&mut *out, payload).unwrap_or_default();
+/// A payload's JSON into `out` (cleared first), as serde writes the struct (a test compares
+/// the two) but with each key written as it is named: serde scans every key for characters
+/// to escape, and field names have none. A buffer used again for every printer costs no
+/// allocation when the payload did not change. The destructuring names every field: one
+/// added to the struct and not here does not compile.
+macro_rules! write_fields {
+    ($out:expr, $payload:expr, $ty:ident { $first:ident $(, $field:ident)* $(,)? }) => {{
+        let $ty { $first, $($field),* } = $payload;
+        let out: &mut Vec<u8> = $out;
+        out.clear();
+        out.extend_from_slice(concat!("{\"", stringify!($first), "\":").as_bytes());
+        write_value(out, $first);
+        $(
+            out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
+            write_value(out, $field);
+        )*
+        out.push(b'}');
+    }};
+}
+use write_fields;
+
+/// One value's JSON onto `out`.
+fn write_value(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Plain values (numbers, strings, options of them, a `Value`) always serialize.
+    serde_json::to_writer(out, value).unwrap_or_default();
 }
 
 /// The `P/job/finished` payload for a job Connect reports in a final state.

@@ -115,6 +115,68 @@ fn job_json_has_its_keys_sorted() {
     assert_eq!(String::from_utf8(job.to_json()).unwrap(), value.to_string());
 }
 
+/// The payloads write their keys themselves: the bytes are serde's for the same struct,
+/// whatever the values (none set, strings to escape, numbers JSON has no form for).
+#[test]
+fn payloads_write_what_serde_writes() {
+    let mut odd = StatePayload {
+        state: "a \"quoted\"\nline\u{1} é ✓".into(),
+        job_name: Some("\\back\tslash"),
+        axis_x: Some(f64::NAN),
+        temp_bed: Some(f64::INFINITY),
+        fan_print: Some(-0.0),
+        speed: Some(1e21),
+        flow: Some(0.1 + 0.2),
+        job_id: Some(i64::MIN),
+        spool_id: Some(u64::MAX),
+        dialog: Some(json!({"b": [1, null], "a": "x"})),
+        ..Default::default()
+    };
+    for s in [StatePayload::default(), odd.clone()] {
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            serde_json::to_string(&s).unwrap()
+        );
+    }
+    odd.updated = Some("2023-11-14T22:23:20Z".into());
+    assert_eq!(
+        String::from_utf8(odd.to_json()).unwrap(),
+        serde_json::to_string(&odd).unwrap()
+    );
+    let objects = vec![
+        JobObject {
+            canceled: false,
+            id: -1,
+            name: None,
+        },
+        JobObject {
+            canceled: true,
+            id: 2,
+            name: Some("\"},{\""),
+        },
+    ];
+    for cancelable_objects in [Vec::new(), objects] {
+        let job = JobPayload {
+            cancelable_objects,
+            ended: None,
+            file: Some("ü\u{7f}"),
+            id: 0,
+            material: None,
+            path: Some("/usb/a b.bgcode"),
+            progress: Some(f64::NEG_INFINITY),
+            started: Some("2023-11-14T22:13:20Z".into()),
+            state: None,
+            time_printing: Some(-3),
+            time_remaining: None,
+            weight: Some(12.5),
+        };
+        assert_eq!(
+            String::from_utf8(job.to_json()).unwrap(),
+            serde_json::to_string(&job).unwrap()
+        );
+    }
+}
+
 #[test]
 fn no_estimate_means_null_and_offline_wins() {
     let mut p = printing();
