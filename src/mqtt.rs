@@ -1,35 +1,31 @@
-//! The rumqttc session: connect, back off, resubscribe on every ConnAck, and deliver what the
-//! [`Outbox`] says the broker is owed; report the connection state and incoming messages to
-//! the bridge.
+//! The broker session: connect, back off, subscribe on every connection, and deliver what
+//! the [`Outbox`] says the broker is owed; report the connection state and incoming messages
+//! to the bridge.
 //!
-//! Two tasks. One only polls rumqttc's event loop (never cancelled, never awaiting a client
-//! call) and forwards what happened. The other owns the outbox and is the only one handing
-//! publishes to rumqttc: it learns of a dropped connection in order with everything else, and
-//! after each ConnAck it subscribes before handing anything, so the `Outgoing::Subscribe`
-//! event marks where the new connection's publishes start (anything rumqttc writes before it
-//! was handed over before the drop and is owed again already).
+//! One task owns the outbox and the connection ([`wire`], our own on rumqttc's packet codec),
+//! so what the bridge publishes in one turn is written to the broker in one write, and a
+//! dropped connection is seen in order with everything else. rumqttc's client and event loop
+//! serve the `check` command, the demo and Connect's live channel.
 
 mod births;
 mod broker;
-mod poller;
 mod publisher;
 mod session;
+mod wire;
 
-use rumqttc::{AsyncClient, MqttOptions};
+use rumqttc::MqttOptions;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_util::task::AbortOnDropHandle;
 
 pub(crate) use broker::SYSTEM_CA_BUNDLE;
 pub use broker::{drain, explain_broker_error, low_latency, options};
-pub use poller::Link;
 pub use publisher::{JournalSync, PublishedMessages, Publisher};
+pub use session::Link;
 
 use crate::journal::Journal;
 use crate::message::Incoming;
-use crate::outbox::{self, Outbox};
-use poller::Poller;
-use session::SessionState;
+use crate::outbox::Outbox;
+use session::{Parts, SessionState};
 
 pub struct Session {
     pub publisher: Publisher,
@@ -52,28 +48,24 @@ pub fn start(
     ha_status: Option<String>,
     mut journal: Option<Journal>,
 ) -> Session {
-    // The outbox hands over at most WINDOW publishes, plus one subscribe: the channel never
-    // fills.
-    let (client, eventloop) = AsyncClient::new(opts, outbox::WINDOW * 2 + 8);
     let (link_tx, link) = watch::channel(Link::default());
     let (in_tx, incoming) = mpsc::unbounded_channel();
     let (req_tx, requests) = mpsc::unbounded_channel();
-    let (polled_tx, polled) = mpsc::unbounded_channel();
-    let poller = Poller::new(polled_tx, in_tx, link_tx.clone(), ha_status, req_tx.clone());
-    let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
     let mut outbox = Outbox::new(status_topic);
     for kept in journal.iter_mut().flat_map(Journal::take_kept) {
         outbox.restore(kept.id, kept.topic, kept.payload);
     }
-    let state = SessionState::new(
-        client,
-        outbox,
+    let parts = Parts {
+        opts,
         journal,
-        link_tx,
-        status_topic,
+        link: link_tx,
+        incoming: in_tx,
+        ha_status,
+        requests: req_tx.downgrade(),
+        status_topic: status_topic.to_string(),
         subscriptions,
-    );
-    let task = tokio::spawn(state.run(polled, requests, poller));
+    };
+    let task = tokio::spawn(SessionState::new(outbox, parts).run(requests));
     Session {
         publisher: Publisher::new(req_tx),
         link,

@@ -12,18 +12,17 @@
 //!   clear replaces it, so a topic cleared and set again while the broker was away ends up set.
 //! - Events (feed events, job ends, command replies) are owed until their PubAck. When the
 //!   connection drops, everything not acknowledged goes back in front of the queue in the order
-//!   it was made, so each reaches the broker at least once and in order, whatever rumqttc did
-//!   with its own queue (with a clean session it forgets unacknowledged messages).
+//!   it was made, so each reaches the broker at least once and in order (with a clean
+//!   session the broker forgets what it had not acknowledged).
 //! - Every change to the events owed is also told as an [`Owing`] record
 //!   ([`Outbox::take_owing`]), for the journal that keeps them across a restart
 //!   ([`crate::journal`]); [`Outbox::restore`] takes them back at the next start.
 //! - Camera pictures are replaceable: QoS 0, only the last one per topic is kept, and it is
 //!   sent again after a reconnect.
 //!
-//! The session hands messages to rumqttc only through [`Outbox::poll_transmit`], at most
-//! [`WINDOW`] at a time, and reports what rumqttc did with them ([`Outbox::on_sent`],
-//! [`Outbox::on_acked`]); rumqttc writes publishes in the order it was given them, which is how
-//! a packet id is tied to a message.
+//! The session takes messages only through [`Outbox::poll_transmit`], at most [`WINDOW`]
+//! unacknowledged at a time, and reports the packet id each was written with and each ack
+//! ([`Outbox::on_sent`], [`Outbox::on_acked`]), in the order it took them.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -36,10 +35,10 @@ use stored::Stored;
 
 mod stored;
 
-/// Messages handed to rumqttc and not yet acknowledged, at most. Below rumqttc's default
-/// in-flight limit (100), so its request channel never fills and, with a broker that acks in
-/// order, its packet ids do not collide.
-pub const WINDOW: usize = 64;
+/// Messages written and not yet acknowledged, at most: what a dropped connection can have
+/// to send again, and far below the 65,535 packet ids, so an id is never reused before its
+/// ack.
+pub const WINDOW: usize = 256;
 /// Events kept while the broker is away (or slower than the gateway); beyond it the oldest
 /// are dropped with a warning.
 pub const MAX_OWED_EVENTS: usize = 10_000;
@@ -58,7 +57,7 @@ pub enum Owing {
     Settled { id: u64 },
 }
 
-/// One publish for rumqttc.
+/// One publish for the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
     pub topic: String,
@@ -90,16 +89,8 @@ struct Event {
 #[derive(Debug)]
 enum Owed {
     Nothing,
-    Clear {
-        topic: String,
-        seq: u64,
-    },
+    Clear { topic: String, seq: u64 },
     Event(Event),
-    /// Discovery handed over: what to take back if rumqttc could not take it.
-    Discovery {
-        topic: String,
-        payload: Stored,
-    },
 }
 
 #[derive(Debug)]
@@ -129,7 +120,7 @@ pub struct Outbox {
     queued: HashSet<String>,
     /// Events in `queue`.
     queued_events: usize,
-    /// Handed to rumqttc, not yet written (rumqttc reports the packet id when it writes).
+    /// Taken by the session, its packet id not yet reported ([`Outbox::on_sent`]).
     handed: VecDeque<Handed>,
     /// Written at QoS 1, waiting for the PubAck, by packet id.
     unacked: HashMap<u16, Handed>,
@@ -155,7 +146,7 @@ impl Outbox {
 
     /// Takes a message from the bridge. One that no broker would take (a topic with a
     /// wildcard, a packet over [`MAX_PACKET_BYTES`]) is dropped with a warning: handed to
-    /// rumqttc it would stop the messages behind it or break the connection, again and again.
+    /// the connection it would stop the messages behind it or break it, again and again.
     pub fn push(&mut self, message: Message) {
         if let Some(why) = message.unpublishable() {
             let topic = message.topic().to_string();
@@ -397,8 +388,7 @@ impl Outbox {
         self.queue.extend(events);
     }
 
-    /// The connection dropped: rumqttc forgets what it was given, so every event handed over
-    /// and not acknowledged is owed again, in its original order, ahead of newer ones.
+    /// The connection dropped: every event handed over and not acknowledged is owed again, in its original order, ahead of newer ones.
     pub fn on_disconnected(&mut self) {
         self.connected = false;
         let mut owed: Vec<Event> = Vec::new();
@@ -425,7 +415,7 @@ impl Outbox {
         }
     }
 
-    /// The next publish to hand to rumqttc, when connected and the window allows.
+    /// The next publish to write, when connected and the window allows.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if !self.connected || self.handed.len() + self.unacked.len() >= WINDOW {
             return None;
@@ -435,12 +425,9 @@ impl Outbox {
                 Queued::Retained(topic) => {
                     self.queued.remove(&topic);
                     if let Some(stored) = self.discovery.remove(&topic) {
+                        // Not kept once sent: the bridge renders it again when it is owed again.
                         let payload = stored.shared();
-                        let owed = Owed::Discovery {
-                            topic: topic.clone(),
-                            payload: stored,
-                        };
-                        (Self::transmit(topic, payload, true, true), owed)
+                        (Self::transmit(topic, payload, true, true), Owed::Nothing)
                     } else if let Some(stored) = self.data.get(&topic) {
                         let payload = stored.shared();
                         (Self::transmit(topic, payload, true, true), Owed::Nothing)
@@ -496,48 +483,15 @@ impl Outbox {
         }
     }
 
-    /// rumqttc could not take the last transmit (its channel is gone or full): take it back.
-    pub fn unsend(&mut self, topic: String, retain: bool) {
-        let Some(handed) = self.handed.pop_back() else {
-            return;
-        };
-        match handed.owed {
-            Owed::Event(e) => {
-                self.queued_events += 1;
-                self.queue.push_front(Queued::Event(e));
-            }
-            Owed::Clear { topic, seq } => self.queue.push_front(Queued::Clear { topic, seq }),
-            // Unless it was set again or cleared since.
-            Owed::Discovery { topic, payload } => {
-                if self.discovery_topics.contains(&topic) && !self.discovery.contains_key(&topic) {
-                    self.discovery.insert(topic.clone(), payload);
-                    if self.queued.insert(topic.clone()) {
-                        self.queue.push_front(Queued::Retained(topic));
-                    }
-                }
-            }
-            Owed::Nothing => {
-                if self.queued.insert(topic.clone()) {
-                    let queued = if retain {
-                        Queued::Retained(topic)
-                    } else {
-                        Queued::Image(topic)
-                    };
-                    self.queue.push_front(queued);
-                }
-            }
-        }
-    }
-
-    /// rumqttc wrote the oldest handed-over publish with packet id `pkid` (0 at QoS 0).
+    /// The oldest publish taken was written with packet id `pkid` (0 at QoS 0).
     pub fn on_sent(&mut self, pkid: u16) {
         let Some(handed) = self.handed.pop_front() else {
-            tracing::debug!("rumqttc wrote a publish the outbox did not hand over (pkid {pkid})");
+            tracing::debug!("a publish the outbox did not hand over was written (pkid {pkid})");
             return;
         };
         if handed.acknowledged {
             if let Some(old) = self.unacked.insert(pkid, handed) {
-                // Only when rumqttc reused an id before its ack (it does not under WINDOW):
+                // Only when an id is reused before its ack (it is not under WINDOW):
                 // keep the older one owed rather than lose it.
                 if let Owed::Event(e) = old.owed {
                     self.queued_events += 1;

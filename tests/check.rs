@@ -5,10 +5,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::broker::{TestBroker, reserve_port};
+use common::broker::{Subscriber, TestBroker, reserve_port};
 use common::gateway::{Sim, TOKEN};
 use prusa_connect_sim::PrinterSpec;
 
@@ -373,6 +374,91 @@ async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects()
         "{}",
         out.stdout
     );
+}
+
+/// The gateway's own session speaks TLS as `check` does: given the broker's CA it connects
+/// over mqtts://, publishes its printers, takes a command and answers it, and says `offline`
+/// when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_runs_over_tls_with_the_brokers_ca() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let sim = Sim::start().await;
+    let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
+    sim.sim.start_job(&uuid, "cube.bgcode", 600, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    if make_certificates(dir.path()).is_none() {
+        eprintln!("skipped: needs openssl");
+        return;
+    }
+    let tls_port = reserve_port();
+    let certs = dir.path().display();
+    let Some(broker) = TestBroker::start_mosquitto_with(&format!(
+        "listener {tls_port} 127.0.0.1\n\
+         cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+    )) else {
+        eprintln!("skipped: needs mosquitto");
+        return;
+    };
+    // The test listens on the broker's plain listener.
+    let sub = Subscriber::connect(&broker, &["tls/#"]).await;
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connect]
+url = "{url}"
+access_token = "{TOKEN}"
+poll_interval = "200ms"
+max_requests_per_second = 0
+[mqtt]
+url = "mqtts://127.0.0.1:{tls_port}"
+ca_file = "{certs}/ca.crt"
+base_topic = "tls"
+client_id = "tls-run-{pid}"
+[state]
+dir = {state:?}
+"#,
+            url = sim.url(),
+            pid = std::process::id(),
+            state = dir.path().join("state"),
+        ),
+    )
+    .unwrap();
+    let mut gateway = common::process::spawn_config(&config, dir.path(), &[]);
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    let online = tokio::time::timeout(
+        WAIT,
+        sub.wait_for("tls/bridge/state", WAIT, |m| m.payload == b"online"),
+    )
+    .await;
+    assert!(
+        online.is_ok(),
+        "no `online` over TLS; gateway log:\n{}",
+        log()
+    );
+    sub.wait_for("tls/busy_mk4/state", WAIT, |m| {
+        m.json()["state"] == "PRINTING"
+    })
+    .await;
+    sub.publish("tls/busy_mk4/command", "pause", false).await;
+    let reply = sub
+        .wait_for("tls/busy_mk4/command/response", WAIT, |_| true)
+        .await
+        .json();
+    assert_eq!(reply["command"], "PAUSE_PRINT", "{reply}");
+    assert!(
+        sim.sim
+            .requests()
+            .iter()
+            .any(|r| r.body.contains("PAUSE_PRINT")),
+        "the pause did not reach Connect"
+    );
+    common::process::signal(&gateway, "-TERM");
+    let status = common::process::exit_within(&mut gateway, WAIT).await;
+    assert!(status.success(), "{status:?}; gateway log:\n{}", log());
+    sub.wait_for("tls/bridge/state", WAIT, |m| m.payload == b"offline")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

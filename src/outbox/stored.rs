@@ -2,7 +2,7 @@
 //! what a farm's gateway holds (about 25 KB a printer, written once and sent again only after
 //! a reconnect or a Home Assistant restart), and its JSON repeats itself: it is kept deflated,
 //! about a sixth of its size. Everything else, small and changing often, is kept as it is,
-//! in bytes that the publish handed to rumqttc shares (no copy a publish).
+//! in bytes that the publish shares (no copy a publish).
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -67,10 +67,15 @@ dir = {:?}
         ),
     )
     .unwrap();
+    spawn_config(&config, dir, env)
+}
+
+/// The gateway binary with the config file `config`, logging to `gateway.log` in `dir`.
+pub fn spawn_config(config: &Path, dir: &Path, env: &[(&str, String)]) -> Running {
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prusa-connect-mqtt"));
     cmd.args(["run", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
