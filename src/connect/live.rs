@@ -10,6 +10,7 @@
 //! broker that is away costs only its own retries, with backoff and jitter.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// Dialog JSON is the largest value; anything much larger is not Connect's.
 const MAX_PACKET: usize = 256 * 1024;
 const TOPIC_PREFIX: &str = "v1/devices/printers/";
+/// How often a connected channel reads its socket, at most (see [`paced`]). The bridge
+/// gathers a printer's values for 100 ms before it looks at them (`LIVE_GATHER`): a value
+/// read up to this much later shows no later.
+const READ_TURN: Duration = Duration::from_millis(20);
 
 /// What the channel tells the bridge.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,8 +270,13 @@ async fn session(
     let mut up_since: Option<tokio::time::Instant> = None;
     let up_for =
         |since: Option<tokio::time::Instant>| since.map(|t| t.elapsed()).unwrap_or_default();
+    let mut turn = tokio::time::Instant::now();
     loop {
-        let event = match eventloop.poll().await {
+        let polled = match up_since {
+            Some(_) => paced(&mut eventloop, &mut turn).await,
+            None => eventloop.poll().await,
+        };
+        let event = match polled {
             Ok(event) => event,
             Err(ConnectionError::ConnectionRefused(code)) => return End::Refused(code),
             Err(e) => {
@@ -301,6 +311,34 @@ async fn session(
             };
         }
     }
+}
+
+/// The next event of a connected channel, the socket read at most once a [`READ_TURN`]:
+/// what is ready is taken at once; when nothing is, it waits for the next turn before it
+/// waits for the socket. A farm's printers push thousands of values a second, each in a
+/// frame of its own; woken for each, the gateway spent a fifth of its CPU going to sleep
+/// and waking up. Read in turns, the frames that came meanwhile are read together.
+///
+/// The first look polls rumqttc's `poll` once and drops it when it is not ready. That is
+/// safe here: while it waits it has taken nothing (the socket, its request channel and its
+/// keep-alive timer all keep what they hold), and what it read before it waited is kept in
+/// its queue of events. The one thing a dropped `poll` could lose is a packet it was writing
+/// into a full socket; the channel writes only its few SUBSCRIBEs, UNSUBSCRIBEs and pings
+/// (its values come at QoS 0, unacknowledged).
+async fn paced(
+    eventloop: &mut EventLoop,
+    turn: &mut tokio::time::Instant,
+) -> Result<Event, ConnectionError> {
+    {
+        let poll = std::pin::pin!(eventloop.poll());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(event) = poll.poll(&mut cx) {
+            return event;
+        }
+    }
+    tokio::time::sleep_until(*turn + READ_TURN).await;
+    *turn = tokio::time::Instant::now();
+    eventloop.poll().await
 }
 
 /// What the bridge is told of an event other than a CONNACK: a subscription settled, or a
