@@ -334,24 +334,34 @@ fn make_certificates(dir: &Path) -> Option<()> {
     Some(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects() {
-    let sim = Sim::start().await;
-    sim.sim.add_printer(PrinterSpec::named("MINI"));
-    let dir = tempfile::tempdir().unwrap();
-    if make_certificates(dir.path()).is_none() {
+/// mosquitto with a TLS listener (its port returned) beside its plain one, the certificates
+/// in `dir`; `None` (the test is skipped) without openssl or mosquitto.
+fn tls_broker(dir: &Path) -> Option<(TestBroker, u16)> {
+    if make_certificates(dir).is_none() {
         eprintln!("skipped: needs openssl");
-        return;
+        return None;
     }
     let tls_port = reserve_port();
-    let certs = dir.path().display();
+    let certs = dir.display();
     let Some(broker) = TestBroker::start_mosquitto_with(&format!(
         "listener {tls_port} 127.0.0.1\n\
          cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
     )) else {
         eprintln!("skipped: needs mosquitto");
+        return None;
+    };
+    Some((broker, tls_port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects() {
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("MINI"));
+    let dir = tempfile::tempdir().unwrap();
+    let Some((broker, tls_port)) = tls_broker(dir.path()) else {
         return;
     };
+    let certs = dir.path().display();
     let token = format!("access_token = \"{TOKEN}\"");
     let url = format!("mqtts://127.0.0.1:{tls_port}");
     let out = check(dir.path(), &config(&sim, &url, dir.path(), &token, "")).await;
@@ -386,19 +396,10 @@ async fn the_gateway_runs_over_tls_with_the_brokers_ca() {
     let uuid = sim.sim.add_printer(PrinterSpec::named("Busy MK4"));
     sim.sim.start_job(&uuid, "cube.bgcode", 600, &[]);
     let dir = tempfile::tempdir().unwrap();
-    if make_certificates(dir.path()).is_none() {
-        eprintln!("skipped: needs openssl");
-        return;
-    }
-    let tls_port = reserve_port();
-    let certs = dir.path().display();
-    let Some(broker) = TestBroker::start_mosquitto_with(&format!(
-        "listener {tls_port} 127.0.0.1\n\
-         cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
-    )) else {
-        eprintln!("skipped: needs mosquitto");
+    let Some((broker, tls_port)) = tls_broker(dir.path()) else {
         return;
     };
+    let certs = dir.path().display();
     // The test listens on the broker's plain listener.
     let sub = Subscriber::connect(&broker, &["tls/#"]).await;
     let config = dir.path().join("run.toml");
