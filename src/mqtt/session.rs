@@ -172,7 +172,8 @@ impl SessionState {
             Phase::Connecting(connecting) => match connecting.await {
                 Ok(mut wire) => {
                     self.on_connected(&mut wire);
-                    let keep_alive = self.opts.keep_alive();
+                    // A zero interval would have nothing to wait for (and `interval` refuses it).
+                    let keep_alive = self.opts.keep_alive().max(Duration::from_secs(1));
                     let mut interval =
                         tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
                     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
