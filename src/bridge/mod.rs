@@ -13,8 +13,8 @@
 //! `P/state`, `P/availability`, `P/job`, discovery and dialog events, and asks for reads (job
 //! record, feed, queues, cameras) → the shell makes the reads concurrently →
 //! [`core::Core::on_read`] hands each result to its printer, which publishes what it shows
-//! (feed events, `P/job/finished`, pictures) → the session hands each message to rumqttc and
-//! keeps what the broker has not acknowledged.
+//! (feed events, `P/job/finished`, pictures) → the session writes each message to the broker
+//! and keeps what the broker has not acknowledged.
 
 pub mod account;
 pub mod commands;
