@@ -337,6 +337,11 @@ fn make_certificates(dir: &Path) -> Option<()> {
 /// mosquitto with a TLS listener (its port returned) beside its plain one, the certificates
 /// in `dir`; `None` (the test is skipped) without openssl or mosquitto.
 fn tls_broker(dir: &Path) -> Option<(TestBroker, u16)> {
+    tls_broker_with(dir, "")
+}
+
+/// [`tls_broker`] with `extra` settings for the TLS listener.
+fn tls_broker_with(dir: &Path, extra: &str) -> Option<(TestBroker, u16)> {
     if make_certificates(dir).is_none() {
         eprintln!("skipped: needs openssl");
         return None;
@@ -345,7 +350,7 @@ fn tls_broker(dir: &Path) -> Option<(TestBroker, u16)> {
     let certs = dir.display();
     let Some(broker) = TestBroker::start_mosquitto_with(&format!(
         "listener {tls_port} 127.0.0.1\n\
-         cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+         cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n{extra}"
     )) else {
         eprintln!("skipped: needs mosquitto");
         return None;
@@ -460,6 +465,113 @@ dir = {state:?}
     assert!(status.success(), "{status:?}; gateway log:\n{}", log());
     sub.wait_for("tls/bridge/state", WAIT, |m| m.payload == b"offline")
         .await;
+}
+
+/// A client certificate signed by the CA of [`make_certificates`] (`client.crt`,
+/// `client.key`); `None` without openssl.
+fn make_client_certificate(dir: &Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| ())
+    };
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=gateway",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ])?;
+    // Extensions make it an X.509 v3 certificate: webpki refuses v1.
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").ok()?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-extfile",
+        "client.cnf",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "client.crt",
+    ])
+}
+
+/// A broker that asks for a client certificate (`mqtt.client_cert_file`,
+/// `mqtt.client_key_file`): the gateway's session shows one and is let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_shows_its_client_certificate_to_a_broker_that_asks() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let sim = Sim::start().await;
+    sim.sim.add_printer(PrinterSpec::named("MINI"));
+    let dir = tempfile::tempdir().unwrap();
+    let Some((broker, tls_port)) = tls_broker_with(dir.path(), "require_certificate true\n") else {
+        return;
+    };
+    assert!(
+        make_client_certificate(dir.path()).is_some(),
+        "openssl made the CA but not a client certificate"
+    );
+    let certs = dir.path().display();
+    let sub = Subscriber::connect(&broker, &["tlscert/#"]).await;
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connect]
+url = "{url}"
+access_token = "{TOKEN}"
+poll_interval = "200ms"
+max_requests_per_second = 0
+[mqtt]
+url = "mqtts://127.0.0.1:{tls_port}"
+ca_file = "{certs}/ca.crt"
+client_cert_file = "{certs}/client.crt"
+client_key_file = "{certs}/client.key"
+base_topic = "tlscert"
+client_id = "tls-cert-{pid}"
+[state]
+dir = {state:?}
+"#,
+            url = sim.url(),
+            pid = std::process::id(),
+            state = dir.path().join("state"),
+        ),
+    )
+    .unwrap();
+    let _gateway = common::process::spawn_config(&config, dir.path(), &[]);
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    let online = tokio::time::timeout(
+        WAIT,
+        sub.wait_for("tlscert/bridge/state", WAIT * 2, |m| m.payload == b"online"),
+    )
+    .await;
+    assert!(
+        online.is_ok(),
+        "no `online` with a client certificate; gateway log:\n{}\nmosquitto: {}",
+        log(),
+        broker.log()
+    );
+    sub.wait_for("tlscert/mini/state", WAIT, |m| {
+        m.json()["state"].is_string()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
