@@ -107,6 +107,11 @@ impl Core {
         std::mem::take(&mut self.fx.messages)
     }
 
+    /// Gives back the vector [`Core::take_messages`] returned (see [`Effects::recycle`]).
+    pub fn recycle_messages(&mut self, spare: Vec<Message>) {
+        self.fx.recycle(spare);
+    }
+
     /// How many extra reads (cameras, queues, supported commands, storages) asked for
     /// earlier still wait for their turn: they count against the next poll's budget of them.
     pub fn reads_waiting(&mut self, extras: usize) {

@@ -21,7 +21,21 @@ pub struct Effects {
     pub spool_uses: Vec<crate::spoolman::Use>,
 }
 
+/// A messages vector larger than this (a start's burst) is not kept for the next batch.
+const KEPT_MESSAGES: usize = 4096;
+
 impl Effects {
+    /// Takes back the vector the messages were taken in, emptied, to collect the next ones
+    /// in: a farm's live channel decides hundreds of messages every 50 ms, and growing a new
+    /// vector for each batch (its reallocations, and the allocator tidying up its free lists
+    /// for the larger ones) was 6 % of the gateway's CPU.
+    pub fn recycle(&mut self, mut spare: Vec<Message>) {
+        spare.clear();
+        if self.messages.is_empty() && spare.capacity() <= KEPT_MESSAGES {
+            self.messages = spare;
+        }
+    }
+
     pub fn publish(&mut self, message: Message) {
         self.messages.push(message);
     }

@@ -412,11 +412,12 @@ impl Shell {
 
     /// Hands the core's messages to the session and starts the reads it asked for.
     fn flush(&mut self) {
-        let messages = self.core.take_messages();
+        let mut messages = self.core.take_messages();
         if let Some(board) = &self.board {
             board.send_if_modified(|b| b.observe(&messages));
         }
-        self.publisher.publish_all(messages);
+        self.publisher.publish_all(messages.drain(..));
+        self.core.recycle_messages(messages);
         let cameras = self.core.settings.camera.enabled;
         for read in self.core.take_reads() {
             let registry = self.core.registry();
