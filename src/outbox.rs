@@ -37,8 +37,14 @@ mod stored;
 
 /// Messages written and not yet acknowledged, at most: what a dropped connection can have
 /// to send again, and far below the 65,535 packet ids, so an id is never reused before its
-/// ack.
-pub const WINDOW: usize = 256;
+/// ack. A farm's live channel decides some 200 messages every 50 ms: they go in one write.
+pub const WINDOW: usize = 1024;
+/// Once the window is full, nothing more is handed over until it is down to this. Refilled
+/// at every ack instead, a full window went out a few messages at a time, as the broker's
+/// acks came in small segments: a write (and a broker wake) per handful.
+pub const REFILL_AT: usize = WINDOW / 2;
+/// Discovery waiting behind a queue this long is kept deflated.
+const PLAIN_QUEUE: usize = 256;
 /// Events kept while the broker is away (or slower than the gateway); beyond it the oldest
 /// are dropped with a warning.
 pub const MAX_OWED_EVENTS: usize = 10_000;
@@ -124,6 +130,8 @@ pub struct Outbox {
     handed: VecDeque<Handed>,
     /// Written at QoS 1, waiting for the PubAck, by packet id.
     unacked: HashMap<u16, Handed>,
+    /// The window filled and is not down to [`REFILL_AT`] yet.
+    window_full: bool,
     seq: u64,
     dropped: u64,
     /// Topics already warned about as unpublishable.
@@ -189,9 +197,10 @@ impl Outbox {
                     self.discovery_topics.insert(topic.clone());
                 }
                 // Discovery that waits is kept deflated; one that goes out at once (a short
-                // queue: at most WINDOW of them are kept plain) is kept as it came. Deflated
-                // only to be inflated a moment later, it was a quarter of a farm's start.
-                let waits = !self.connected || self.queue.len() >= WINDOW;
+                // queue: at most PLAIN_QUEUE of them are kept plain) is kept as it came.
+                // Deflated only to be inflated a moment later, it was a quarter of a farm's
+                // start.
+                let waits = !self.connected || self.queue.len() >= PLAIN_QUEUE;
                 self.discovery
                     .insert(topic.clone(), Stored::new(payload, waits));
             }
@@ -415,9 +424,12 @@ impl Outbox {
         }
     }
 
-    /// The next publish to write, when connected and the window allows.
+    /// The next publish to write, when connected and the window allows: once full, only
+    /// after it is down to [`REFILL_AT`].
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if !self.connected || self.handed.len() + self.unacked.len() >= WINDOW {
+        let in_flight = self.handed.len() + self.unacked.len();
+        self.window_full = in_flight >= WINDOW || (self.window_full && in_flight > REFILL_AT);
+        if !self.connected || self.window_full {
             return None;
         }
         while let Some(queued) = self.queue.pop_front() {

@@ -219,6 +219,44 @@ fn at_most_a_window_is_handed_over_until_acks_come() {
 }
 
 #[test]
+fn a_full_window_is_refilled_once_half_of_it_is_acknowledged_not_at_every_ack() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    for i in 0..(2 * WINDOW) {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), format!("{i}")));
+    }
+    assert_eq!(b.write().len(), WINDOW);
+    let ack_oldest = |b: &mut Broker, n: usize| {
+        for (pkid, _) in b.written.drain(..n).collect::<Vec<_>>() {
+            b.outbox.on_acked(pkid);
+        }
+    };
+    ack_oldest(&mut b, WINDOW - REFILL_AT - 1);
+    assert!(b.write().is_empty(), "one ack short of the refill mark");
+    ack_oldest(&mut b, 1);
+    let refill = b.write();
+    assert_eq!(
+        refill.len(),
+        WINDOW - REFILL_AT,
+        "refilled to the full window at once"
+    );
+    assert_eq!(refill[0].payload.as_ref(), WINDOW.to_string().as_bytes());
+    // Below the mark and not full, it is not held back: what comes goes at once.
+    b.ack_all();
+    b.outbox
+        .push(Message::event("pc/p/event".into(), "late".to_string()));
+    let rest = b.write();
+    assert_eq!(
+        rest.len(),
+        REFILL_AT + 1,
+        "the rest of the queue and the newcomer"
+    );
+    assert_eq!(rest[REFILL_AT].payload.as_ref(), b"late");
+}
+
+#[test]
 fn pictures_go_at_qos_0_only_the_last_is_kept_and_it_is_sent_again_after_a_reconnect() {
     let mut b = Broker::new();
     b.connect();
