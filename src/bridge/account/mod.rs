@@ -88,12 +88,12 @@ impl Account {
     }
 
     /// The model for the device info: Connect's name of the printer's type.
-    pub fn model_name(&self, printer: &Printer) -> Option<String> {
+    pub fn model_name<'a>(&'a self, printer: &'a Printer) -> Option<&'a str> {
         printer
             .printer_type_name
-            .clone()
-            .or_else(|| self.printer_type(printer).and_then(|t| t.name.clone()))
-            .or_else(|| printer.printer_model.clone())
+            .as_deref()
+            .or_else(|| self.printer_type(printer).and_then(|t| t.name.as_deref()))
+            .or(printer.printer_model.as_deref())
     }
 
     /// Whether the printer types are being read: a printer's first publication shows them

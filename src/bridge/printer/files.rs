@@ -32,6 +32,15 @@ pub const FILE_EVENTS: &[&str] = &[
     "TRANSFER_FINISHED",
 ];
 
+/// A file's label: its name, with its path when another file has the same name.
+fn label(list: &[PrintFile], file: &PrintFile) -> String {
+    if list.iter().filter(|o| o.name == file.name).count() > 1 {
+        format!("{} ({})", file.name, file.path)
+    } else {
+        file.name.clone()
+    }
+}
+
 /// The printer's files and the one chosen to print.
 #[derive(Debug, Clone, Default)]
 pub struct PrintFiles {
@@ -46,24 +55,16 @@ impl PrintFiles {
     pub fn labels(&self) -> Vec<(String, String)> {
         let list = self.list.as_deref().unwrap_or_default();
         list.iter()
-            .map(|f| {
-                let repeated = list.iter().filter(|o| o.name == f.name).count() > 1;
-                let label = if repeated {
-                    format!("{} ({})", f.name, f.path)
-                } else {
-                    f.name.clone()
-                };
-                (f.path.clone(), label)
-            })
+            .map(|f| (f.path.clone(), label(list, f)))
             .collect()
     }
 
+    /// The selected file's label (every `P/state` shows it: only that one is made).
     pub fn selected_label(&self) -> Option<String> {
         let selected = self.selected.as_ref()?;
-        self.labels()
-            .into_iter()
-            .find(|(path, _)| path == selected)
-            .map(|(_, label)| label)
+        let list = self.list.as_deref()?;
+        let file = list.iter().find(|f| &f.path == selected)?;
+        Some(label(list, file))
     }
 
     /// The path a file is known by: its path or its label.

@@ -99,7 +99,7 @@ impl PrinterEntry {
             return;
         };
         let model = cx.account.model_name(&live.printer);
-        let inputs = inputs_print(id, live, model.as_deref());
+        let inputs = inputs_print(id, live, model);
         if live.shown_device.is_some() && live.discovery_inputs == Some(inputs) {
             return;
         }
@@ -108,7 +108,14 @@ impl PrinterEntry {
             .spoolman
             .as_ref()
             .map(|_| cx.account.spools.labels());
-        let device = device(cx.settings, &self.uuid, id, live, model, spools);
+        let device = device(
+            cx.settings,
+            &self.uuid,
+            id,
+            live,
+            model.map(str::to_string),
+            spools,
+        );
         let print = hash(&device);
         if live.shown_device == Some(print) {
             if let Some(live) = self.runtime.as_mut() {
