@@ -11,7 +11,7 @@ mod births;
 mod broker;
 mod publisher;
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 use rumqttc::MqttOptions;
 use tokio::sync::{mpsc, watch};

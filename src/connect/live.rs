@@ -1,6 +1,6 @@
 //! Connect's live channel: the MQTT broker the Connect web app listens to over a websocket
-//! (unofficial; what is known of it comes from public clients). A second rumqttc session,
-//! beside the REST client: it reads the account id (`<auth_url>/api/v1/me`), connects with a
+//! (unofficial; what is known of it comes from public clients). A second MQTT connection
+//! ([`crate::mqtt::wire`]), beside the REST client: it reads the account id (`<auth_url>/api/v1/me`), connects with a
 //! fresh access token every time, subscribes to each bridged printer
 //! (`v1/devices/printers/<uuid>/#`, a wildcard over printers is refused) and hands what it
 //! hears to the bridge as [`LiveEvent`]s. It decides nothing: the core lays the values over
@@ -9,23 +9,23 @@
 //! It never blocks the REST side: it runs in a task of its own, and a refused login or a
 //! broker that is away costs only its own retries, with backoff and jitter.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+    ConnectReturnCode, ConnectionError, MqttOptions, Packet, QoS, StateError, SubscribeReasonCode,
+    TlsConfiguration, Transport,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::client::{ConnectClient, ConnectError};
+use crate::mqtt::wire::{self, Wire};
 
 /// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -238,205 +238,153 @@ impl Backoff {
     }
 }
 
-/// Subscriptions handed to rumqttc, in order, until it says which packet id each got.
+/// A subscription asked for and not acknowledged yet.
 #[derive(Debug, Clone)]
 enum Asked {
     Subscribe(String),
     Unsubscribe(String),
 }
 
-/// One connection, from CONNECT until it fails.
+/// One connection, from CONNECT until it fails. One task reads the channel, follows the
+/// printers (subscribing as the list changes) and keeps the connection alive.
 async fn session(
     settings: &LiveSettings,
     account: &str,
     token: &SecretString,
-    printers: watch::Receiver<BTreeSet<String>>,
+    mut printers: watch::Receiver<BTreeSet<String>>,
     events: &mpsc::UnboundedSender<LiveEvent>,
 ) -> End {
-    let (client, mut eventloop) = match client(settings, account, token) {
-        Ok(c) => c,
-        Err(error) => {
-            return End::Failed {
-                error,
-                up_for: Duration::ZERO,
-            };
-        }
+    let failed = |error: String, up_for: Duration| End::Failed { error, up_for };
+    let opts = match options(settings, account, token) {
+        Ok(opts) => opts,
+        Err(error) => return failed(error, Duration::ZERO),
     };
-    let asked: Arc<Mutex<VecDeque<Asked>>> = Arc::default();
-    // rumqttc numbers subscriptions 1 to `max_inflight` over and over without waiting for
-    // their acks: a packet id can stand for several requests in flight, acked in order.
-    let mut by_pkid: HashMap<u16, VecDeque<Asked>> = HashMap::new();
-    let mut follower: Option<AbortOnDropHandle<()>> = None;
-    let mut up_since: Option<tokio::time::Instant> = None;
-    let up_for =
-        |since: Option<tokio::time::Instant>| since.map(|t| t.elapsed()).unwrap_or_default();
-    let mut turn = tokio::time::Instant::now();
-    loop {
-        let polled = match up_since {
-            Some(_) => paced(&mut eventloop, &mut turn).await,
-            None => eventloop.poll().await,
-        };
-        let event = match polled {
-            Ok(event) => event,
-            Err(ConnectionError::ConnectionRefused(code)) => return End::Refused(code),
-            Err(e) => {
-                return End::Failed {
-                    error: format!("the live channel dropped: {e}"),
-                    up_for: up_for(up_since),
-                };
+    let mut wire = match wire::connect(opts).await {
+        Ok(wire) => wire,
+        Err(ConnectionError::ConnectionRefused(code)) => return End::Refused(code),
+        Err(e) => return failed(format!("the live channel dropped: {e}"), Duration::ZERO),
+    };
+    let up_since = Instant::now();
+    tracing::info!("live channel connected ({})", settings.url);
+    let mut follow = Follow::default();
+    let mut keep_alive = tokio::time::interval_at(up_since + KEEP_ALIVE, KEEP_ALIVE);
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pinged = false;
+    let mut turn = up_since;
+    let mut sent = events.send(LiveEvent::Up);
+    printers.mark_changed();
+    while sent.is_ok() {
+        let step: Result<Option<LiveEvent>, ConnectionError> = tokio::select! {
+            changed = printers.changed() => {
+                if changed.is_err() {
+                    break; // the bridge is gone
+                }
+                let wanted = printers.borrow_and_update().clone();
+                follow.to(&mut wire, wanted).map(|()| None).map_err(ConnectionError::from)
             }
-        };
-        let sent = match event {
-            Event::Incoming(Packet::ConnAck(_)) => {
-                up_since = Some(tokio::time::Instant::now());
-                tracing::info!("live channel connected ({})", settings.url);
-                follower = Some(AbortOnDropHandle::new(tokio::spawn(follow(
-                    client.clone(),
-                    printers.clone(),
-                    asked.clone(),
-                ))));
-                events.send(LiveEvent::Up)
-            }
-            other => match heard(other, &asked, &mut by_pkid) {
-                Some(heard) => events.send(heard),
-                None => Ok(()),
+            packet = paced(&mut wire, &mut turn) => packet.map(|p| match p {
+                Packet::PingResp => {
+                    pinged = false;
+                    None
+                }
+                other => follow.heard(other),
+            }),
+            _ = keep_alive.tick() => if std::mem::replace(&mut pinged, true) {
+                Err(StateError::AwaitPingResp.into())
+            } else {
+                wire.ping().map(|()| None).map_err(ConnectionError::from)
             },
         };
-        if sent.is_err() {
-            // The bridge is gone: so is the channel.
-            drop(follower);
-            return End::Failed {
-                error: "the gateway is stopping".into(),
-                up_for: up_for(up_since),
-            };
+        match step {
+            Ok(Some(event)) => sent = events.send(event),
+            Ok(None) => {}
+            Err(e) => {
+                return failed(format!("the live channel dropped: {e}"), up_since.elapsed());
+            }
         }
     }
+    // The bridge is gone: so is the channel.
+    failed("the gateway is stopping".into(), up_since.elapsed())
 }
 
-/// The next event of a connected channel, the socket read at most once a [`READ_TURN`]:
-/// what is ready is taken at once; when nothing is, it waits for the next turn before it
-/// waits for the socket. A farm's printers push thousands of values a second, each in a
-/// frame of its own; woken for each, the gateway spent a fifth of its CPU going to sleep
-/// and waking up. Read in turns, the frames that came meanwhile are read together.
-///
-/// The first look polls rumqttc's `poll` once and drops it when it is not ready. That is
-/// safe here: while it waits it has taken nothing (the socket, its request channel and its
-/// keep-alive timer all keep what they hold), and what it read before it waited is kept in
-/// its queue of events. The one thing a dropped `poll` could lose is a packet it was writing
-/// into a full socket; the channel writes only its few SUBSCRIBEs, UNSUBSCRIBEs and pings
-/// (its values come at QoS 0, unacknowledged).
-async fn paced(
-    eventloop: &mut EventLoop,
-    turn: &mut tokio::time::Instant,
-) -> Result<Event, ConnectionError> {
-    {
-        let poll = std::pin::pin!(eventloop.poll());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(event) = poll.poll(&mut cx) {
-            return event;
+/// The next packet of a connected channel, the socket read at most once a [`READ_TURN`]:
+/// what the socket holds is taken at once; when it holds nothing, it waits for the next
+/// turn before it waits for the socket. A farm's printers push thousands of values a second,
+/// each in a websocket message of its own; woken for each, the gateway spent a fifth of its
+/// CPU going to sleep and waking up. Read in turns, the values that came meanwhile are read
+/// together. Cancel-safe, as [`Wire::read`] is.
+async fn paced(wire: &mut Wire, turn: &mut Instant) -> Result<Packet, ConnectionError> {
+    loop {
+        if let Some(packet) = wire.buffered()? {
+            return Ok(packet);
+        }
+        if !wire.read_ready()? {
+            break;
         }
     }
     tokio::time::sleep_until(*turn + READ_TURN).await;
-    *turn = tokio::time::Instant::now();
-    eventloop.poll().await
+    *turn = Instant::now();
+    wire.read().await
 }
 
-/// What the bridge is told of an event other than a CONNACK: a subscription settled, or a
-/// printer's value. rumqttc's packet ids are matched to what was asked on the way out.
-fn heard(
-    event: Event,
-    asked: &Mutex<VecDeque<Asked>>,
-    by_pkid: &mut HashMap<u16, VecDeque<Asked>>,
-) -> Option<LiveEvent> {
-    match event {
-        Event::Outgoing(Outgoing::Subscribe(pkid) | Outgoing::Unsubscribe(pkid)) => {
-            if let Some(a) = asked.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                by_pkid.entry(pkid).or_default().push_back(a);
-            }
-            None
+/// The printers followed on this connection, and the (un)subscriptions not acknowledged
+/// yet by packet id.
+#[derive(Debug, Default)]
+struct Follow {
+    following: BTreeSet<String>,
+    asked: HashMap<u16, Asked>,
+}
+
+impl Follow {
+    /// Subscribes to the printers to follow and unsubscribes from those that went.
+    fn to(&mut self, wire: &mut Wire, wanted: BTreeSet<String>) -> Result<(), StateError> {
+        for uuid in wanted.difference(&self.following) {
+            let filter = format!("{TOPIC_PREFIX}{uuid}/#");
+            let pkid = wire.subscribe(&[filter], QoS::AtMostOnce)?;
+            self.asked.insert(pkid, Asked::Subscribe(uuid.clone()));
         }
-        Event::Incoming(Packet::SubAck(ack)) => match take(by_pkid, ack.pkid) {
-            Some(Asked::Subscribe(uuid)) => {
-                let ok = ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
-                if !ok {
-                    tracing::warn!("the live channel refused the subscription to printer {uuid}");
+        for uuid in self.following.difference(&wanted) {
+            let pkid = wire.unsubscribe(&format!("{TOPIC_PREFIX}{uuid}/#"))?;
+            self.asked.insert(pkid, Asked::Unsubscribe(uuid.clone()));
+        }
+        self.following = wanted;
+        Ok(())
+    }
+
+    /// What the bridge is told of a packet: a subscription settled, or a printer's value.
+    fn heard(&mut self, packet: Packet) -> Option<LiveEvent> {
+        match packet {
+            Packet::SubAck(ack) => match self.asked.remove(&ack.pkid) {
+                Some(Asked::Subscribe(uuid)) => {
+                    let ok = ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                    if !ok {
+                        tracing::warn!(
+                            "the live channel refused the subscription to printer {uuid}"
+                        );
+                    }
+                    Some(if ok {
+                        LiveEvent::Subscribed { uuid }
+                    } else {
+                        LiveEvent::Refused { uuid }
+                    })
                 }
-                Some(if ok {
-                    LiveEvent::Subscribed { uuid }
-                } else {
-                    LiveEvent::Refused { uuid }
-                })
-            }
-            _ => None,
-        },
-        Event::Incoming(Packet::UnsubAck(ack)) => match take(by_pkid, ack.pkid) {
-            Some(Asked::Unsubscribe(uuid)) => Some(LiveEvent::Unsubscribed { uuid }),
-            _ => None,
-        },
-        Event::Incoming(Packet::Publish(p)) => {
-            LiveTopic::parse(p.topic).map(|topic| LiveEvent::Value {
+                _ => None,
+            },
+            Packet::UnsubAck(ack) => match self.asked.remove(&ack.pkid) {
+                Some(Asked::Unsubscribe(uuid)) => Some(LiveEvent::Unsubscribed { uuid }),
+                _ => None,
+            },
+            Packet::Publish(p) => LiveTopic::parse(p.topic).map(|topic| LiveEvent::Value {
                 topic,
                 payload: p.payload,
                 retained: p.retain,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// Subscribes to the printers to follow and unsubscribes from those that went, as the list
-/// changes. Only this task asks rumqttc for (un)subscriptions, so their order is the order of
-/// `asked`.
-async fn follow(
-    client: AsyncClient,
-    mut printers: watch::Receiver<BTreeSet<String>>,
-    asked: Arc<Mutex<VecDeque<Asked>>>,
-) {
-    let mut following = BTreeSet::new();
-    loop {
-        let wanted = printers.borrow_and_update().clone();
-        for uuid in wanted.difference(&following) {
-            push(&asked, Asked::Subscribe(uuid.clone()));
-            if client
-                .subscribe(format!("{TOPIC_PREFIX}{uuid}/#"), QoS::AtMostOnce)
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        for uuid in following.difference(&wanted) {
-            push(&asked, Asked::Unsubscribe(uuid.clone()));
-            if client
-                .unsubscribe(format!("{TOPIC_PREFIX}{uuid}/#"))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        following = wanted;
-        if printers.changed().await.is_err() {
-            return;
+            }),
+            _ => None,
         }
     }
-}
-
-/// The oldest request in flight under this packet id.
-fn take(by_pkid: &mut HashMap<u16, VecDeque<Asked>>, pkid: u16) -> Option<Asked> {
-    let waiting = by_pkid.get_mut(&pkid)?;
-    let oldest = waiting.pop_front();
-    if waiting.is_empty() {
-        by_pkid.remove(&pkid);
-    }
-    oldest
-}
-
-fn push(asked: &Mutex<VecDeque<Asked>>, a: Asked) {
-    asked.lock().unwrap_or_else(|p| p.into_inner()).push_back(a);
 }
 
 /// `v1/devices/printers/<uuid>/<rest>` -> (uuid, rest).
@@ -445,11 +393,13 @@ pub fn split_topic(topic: &str) -> Option<(&str, &str)> {
     (!uuid.is_empty() && !rest.is_empty()).then_some((uuid, rest))
 }
 
-fn client(
+/// The connection's options: a fresh client id, the account and token as credentials, and
+/// the CA certificates for `wss://`.
+fn options(
     settings: &LiveSettings,
     account: &str,
     token: &SecretString,
-) -> Result<(AsyncClient, EventLoop), String> {
+) -> Result<MqttOptions, String> {
     let url = reqwest::Url::parse(&settings.url)
         .map_err(|e| format!("connect.live_url = {:?}: {e}", settings.url))?;
     let id = format!("prusa-connect-mqtt-{:08x}", rand::rng().random::<u32>());
@@ -478,9 +428,7 @@ fn client(
             }));
         }
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    eventloop.set_network_options(crate::mqtt::low_latency());
-    Ok((client, eventloop))
+    Ok(opts)
 }
 
 /// `check`: connects, logs in, subscribes to one printer and returns the first value it
@@ -500,38 +448,32 @@ pub async fn probe(
             .live_token(None)
             .await
             .map_err(|e| format!("no access token: {e}"))?;
-        let (client, mut eventloop) = client(settings, &account, &token)?;
+        let opts = options(settings, &account, &token)?;
+        let mut wire = match wire::connect(opts).await {
+            Ok(wire) => wire,
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                return Err(format!(
+                    "the login (account {account}) was refused: {code:?}"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut follow = Follow::default();
+        follow
+            .to(&mut wire, BTreeSet::from([uuid.to_string()]))
+            .map_err(|e| e.to_string())?;
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client
-                        .try_subscribe(format!("{TOPIC_PREFIX}{uuid}/#"), QoS::AtMostOnce)
-                        .map_err(|e| e.to_string())?;
+            match follow.heard(wire.read().await.map_err(|e| e.to_string())?) {
+                Some(LiveEvent::Refused { .. }) => {
+                    return Err(format!("the subscription to printer {uuid} was refused"));
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if !ack
-                        .return_codes
-                        .iter()
-                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
-                    {
-                        return Err(format!("the subscription to printer {uuid} was refused"));
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Some((_, topic)) = split_topic(&p.topic) {
-                        return Ok((
-                            topic.to_string(),
-                            String::from_utf8_lossy(&p.payload).into_owned(),
-                        ));
-                    }
-                }
-                Ok(_) => {}
-                Err(ConnectionError::ConnectionRefused(code)) => {
-                    return Err(format!(
-                        "the login (account {account}) was refused: {code:?}"
+                Some(LiveEvent::Value { topic, payload, .. }) => {
+                    return Ok((
+                        topic.value().to_string(),
+                        String::from_utf8_lossy(&payload).into_owned(),
                     ));
                 }
-                Err(e) => return Err(e.to_string()),
+                _ => {}
             }
         }
     };

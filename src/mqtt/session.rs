@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use rand::Rng;
-use rumqttc::{ConnectionError, MqttOptions, Packet, StateError, SubscribeReasonCode};
+use rumqttc::{ConnectionError, MqttOptions, Packet, QoS, StateError, SubscribeReasonCode};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
@@ -218,7 +218,7 @@ impl SessionState {
         });
         self.outbox.on_connected();
         // Before any publish: a command sent right after our `online` is not missed.
-        if let Err(e) = wire.subscribe(&self.subscriptions) {
+        if let Err(e) = wire.subscribe(&self.subscriptions, QoS::AtLeastOnce) {
             tracing::error!("cannot subscribe to the MQTT topics: {e}");
         }
     }
@@ -388,7 +388,7 @@ impl SessionState {
         };
         for filter in filters {
             match wire.unsubscribe(&filter) {
-                Ok(()) => self.unsubscribing += 1,
+                Ok(_) => self.unsubscribing += 1,
                 Err(e) => tracing::debug!("cannot unsubscribe from {filter}: {e}"),
             }
         }

@@ -1,14 +1,21 @@
-//! The session's connection to the broker: MQTT 3.1.1 over TCP or TLS, on rumqttc's own
-//! packet codec (`mqttbytes`). What the session queues in one turn is written in one write
+//! A connection to an MQTT broker: MQTT 3.1.1 over TCP, TLS or a websocket (Connect's live
+//! channel), on rumqttc's own packet codec (`mqttbytes`). What the session queues in one turn is written in one write
 //! and what the broker sent is read as it came. rumqttc's event loop writes and flushes each
 //! packet on its own: a syscall, a loopback segment and a broker wake per message, which at a
 //! farm's thousands of messages a second was most of the gateway's CPU (README, Performance).
 //!
-//! It only reads and writes: what to send, and what an ack means, is the session's.
+//! It only reads and writes: what to send, and what an ack means, is its user's (the
+//! session, the live channel).
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL as SUBPROTOCOL;
 
 use bytes::BytesMut;
 use rumqttc::{
@@ -23,6 +30,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use ws_stream_tungstenite::WsStream;
 
 use crate::outbox::Transmit;
 
@@ -34,7 +42,7 @@ const READ_CHUNK: usize = 16 * 1024;
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-pub(super) struct Wire {
+pub(crate) struct Wire {
     reader: ReadHalf<Box<dyn Stream>>,
     writer: WriteHalf<Box<dyn Stream>>,
     incoming: BytesMut,
@@ -50,20 +58,27 @@ pub(super) struct Wire {
 /// Connects, sends CONNECT with the options' client id, keep-alive, session, last will and
 /// credentials, and waits for a successful ConnAck. The errors are rumqttc's, so that
 /// [`super::explain_broker_error`] reads them as it reads the `check` command's.
-pub(super) async fn connect(opts: MqttOptions) -> Result<Wire, ConnectionError> {
-    let (host, port) = opts.broker_address();
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| ConnectionError::NetworkTimeout)??;
+///
+/// Over a websocket (`Transport::Ws`, `Transport::Wss`) the options' address is the whole
+/// `ws://` or `wss://` URL, as rumqttc takes it.
+pub(crate) async fn connect(opts: MqttOptions) -> Result<Wire, ConnectionError> {
+    let transport = opts.transport();
+    let (address, port) = opts.broker_address();
+    let (host, port) = match transport {
+        Transport::Ws | Transport::Wss(_) => url_host(&address)?,
+        _ => (address.clone(), port),
+    };
+    let tcp = in_time(TcpStream::connect((host.as_str(), port))).await??;
     // Each write is a batch already: nothing gains from waiting for more.
     tcp.set_nodelay(true)?;
-    let stream: Box<dyn Stream> = match opts.transport() {
+    let stream: Box<dyn Stream> = match transport {
         Transport::Tcp => Box::new(tcp),
-        Transport::Tls(config) => Box::new(
-            tokio::time::timeout(CONNECT_TIMEOUT, tls(&config, &host, tcp))
-                .await
-                .map_err(|_| ConnectionError::NetworkTimeout)??,
-        ),
+        Transport::Tls(config) => Box::new(in_time(tls(&config, &host, tcp)).await??),
+        Transport::Ws => Box::new(in_time(websocket(&address, tcp)).await??),
+        Transport::Wss(config) => {
+            let tls = in_time(tls(&config, &host, tcp)).await??;
+            Box::new(in_time(websocket(&address, tls)).await??)
+        }
         _ => {
             return Err(io::Error::other("only mqtt:// and mqtts:// brokers are supported").into());
         }
@@ -84,17 +99,63 @@ pub(super) async fn connect(opts: MqttOptions) -> Result<Wire, ConnectionError> 
     connect.last_will = opts.last_will();
     connect.login = opts.credentials();
     connect.write(&mut wire.outgoing).map_err(deserialization)?;
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
+    let answer = in_time(async {
         wire.write_all().await?;
         wire.read().await
     })
-    .await
-    .map_err(|_| ConnectionError::NetworkTimeout)??;
+    .await??;
     match answer {
         Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => Ok(wire),
         Packet::ConnAck(ack) => Err(ConnectionError::ConnectionRefused(ack.code)),
         other => Err(ConnectionError::NotConnAck(other)),
     }
+}
+
+/// Each step of connecting gets [`CONNECT_TIMEOUT`].
+async fn in_time<T>(step: impl Future<Output = T>) -> Result<T, ConnectionError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, step)
+        .await
+        .map_err(|_| ConnectionError::NetworkTimeout)
+}
+
+/// The host and port of a `ws://` or `wss://` URL.
+fn url_host(url: &str) -> io::Result<(String, u16)> {
+    let invalid = |why: &str| io::Error::other(format!("{url:?}: {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    // An IPv6 address comes in brackets, which are not part of it.
+    let host = parsed
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .ok_or_else(|| invalid("no host"))?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| invalid("no port"))?;
+    Ok((host, port))
+}
+
+/// The websocket handshake, asking for MQTT as the subprotocol (as rumqttc does); the
+/// server must agree to it.
+async fn websocket<S>(url: &str, stream: S) -> Result<impl Stream + use<S>, ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert(SUBPROTOCOL, HeaderValue::from_static("mqtt"));
+    let (socket, response) = async_tungstenite::tokio::client_async(request, stream).await?;
+    let agreed = response
+        .headers()
+        .get(SUBPROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "mqtt");
+    if !agreed {
+        return Err(io::Error::other(
+            "the websocket server did not agree to MQTT (Sec-WebSocket-Protocol)",
+        )
+        .into());
+    }
+    Ok(WsStream::new(socket))
 }
 
 /// TLS as rumqttc sets it up from the same options: the CA certificates given, and the
@@ -199,21 +260,21 @@ impl Wire {
         }
     }
 
-    pub(super) fn subscribe(&mut self, filters: &[String]) -> Result<(), StateError> {
-        let filters = filters
-            .iter()
-            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+    /// Queues a SUBSCRIBE; returns its packet id (its SubAck's).
+    pub(crate) fn subscribe(&mut self, filters: &[String], qos: QoS) -> Result<u16, StateError> {
+        let filters = filters.iter().map(|f| SubscribeFilter::new(f.clone(), qos));
         let mut subscribe = Subscribe::new_many(filters);
         subscribe.pkid = self.next_pkid();
         subscribe.write(&mut self.outgoing).map_err(encoding)?;
-        Ok(())
+        Ok(subscribe.pkid)
     }
 
-    pub(super) fn unsubscribe(&mut self, filter: &str) -> Result<(), StateError> {
+    /// Queues an UNSUBSCRIBE; returns its packet id (its UnsubAck's).
+    pub(crate) fn unsubscribe(&mut self, filter: &str) -> Result<u16, StateError> {
         let mut unsubscribe = Unsubscribe::new(filter);
         unsubscribe.pkid = self.next_pkid();
         unsubscribe.write(&mut self.outgoing).map_err(encoding)?;
-        Ok(())
+        Ok(unsubscribe.pkid)
     }
 
     /// Answers an incoming publish as its QoS asks.
@@ -235,7 +296,7 @@ impl Wire {
             .map_err(encoding)
     }
 
-    pub(super) fn ping(&mut self) -> Result<(), StateError> {
+    pub(crate) fn ping(&mut self) -> Result<(), StateError> {
         PingReq
             .write(&mut self.outgoing)
             .map(drop)
@@ -257,12 +318,10 @@ impl Wire {
     /// The next packet from the broker, writing what is queued meanwhile. Cancel-safe: a
     /// packet is taken out of the buffer only when it is returned, and reads and writes
     /// cancelled midway lose nothing.
-    pub(super) async fn read(&mut self) -> Result<Packet, ConnectionError> {
+    pub(crate) async fn read(&mut self) -> Result<Packet, ConnectionError> {
         loop {
-            match Packet::read(&mut self.incoming, self.max_packet) {
-                Ok(packet) => return Ok(packet),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => return Err(deserialization(e)),
+            if let Some(packet) = self.buffered()? {
+                return Ok(packet);
             }
             // Room for a full read (taken from what earlier packets left, when it can be).
             self.incoming.reserve(READ_CHUNK);
@@ -278,6 +337,32 @@ impl Wire {
                     self.unflushed = sent?;
                 }
             }
+        }
+    }
+
+    /// The next packet among those already read, if a whole one is there.
+    pub(crate) fn buffered(&mut self) -> Result<Option<Packet>, StateError> {
+        match Packet::read(&mut self.incoming, self.max_packet) {
+            Ok(packet) => Ok(Some(packet)),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(encoding(e)),
+        }
+    }
+
+    /// Reads what the socket holds now, without waiting and writing nothing; returns whether
+    /// anything came (then [`Wire::buffered`] may have a packet).
+    pub(crate) fn read_ready(&mut self) -> io::Result<bool> {
+        self.incoming.reserve(READ_CHUNK);
+        let read = std::pin::pin!(self.reader.read_buf(&mut self.incoming));
+        let mut cx = Context::from_waker(Waker::noop());
+        match read.poll(&mut cx) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(0)) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by peer",
+            )),
+            Poll::Ready(Ok(_)) => Ok(true),
+            Poll::Ready(Err(e)) => Err(e),
         }
     }
 
