@@ -37,7 +37,7 @@ pub struct Channel {
     pub last_error: Option<String>,
     /// Printers whose subscription the broker acknowledged on this connection (looked up
     /// for every printer's turn: hashed, not compared a dozen times down a tree).
-    pub subscribed: HashSet<String>,
+    pub subscribed: HashSet<String, std::hash::BuildHasherDefault<ahash::AHasher>>,
     /// Printers whose pushed values changed since they were last looked at, by turn (see
     /// [`turn`]: fixed from the first change on, until the printer is looked at), first due
     /// first: what is due is found without a scan. A printer whose values were dropped since
