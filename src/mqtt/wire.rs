@@ -1,8 +1,9 @@
 //! A connection to an MQTT broker: MQTT 3.1.1 over TCP, TLS or a websocket (Connect's live
-//! channel), on rumqttc's own packet codec (`mqttbytes`). What the session queues in one turn is written in one write
-//! and what the broker sent is read as it came. rumqttc's event loop writes and flushes each
-//! packet on its own: a syscall, a loopback segment and a broker wake per message, which at a
-//! farm's thousands of messages a second was most of the gateway's CPU (README, Performance).
+//! channel), on rumqttc's own packet codec (`mqttbytes`). What the session queues in one
+//! turn is written in one write and what the broker sent is read as it came. rumqttc's event
+//! loop writes and flushes each packet on its own: a syscall, a loopback segment and a broker
+//! wake per message, which at a farm's thousands of messages a second was most of the
+//! gateway's CPU (README, Performance).
 //!
 //! It only reads and writes: what to send, and what an ack means, is its user's (the
 //! session, the live channel).
@@ -16,7 +17,6 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL as SUBPROTOCOL;
-
 use bytes::BytesMut;
 use rumqttc::{
     ConnectReturnCode, ConnectionError, MqttOptions, Packet, QoS, StateError, TlsConfiguration,
