@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -358,6 +358,34 @@ fn tls_broker_with(dir: &Path, extra: &str) -> Option<(TestBroker, u16)> {
     Some((broker, tls_port))
 }
 
+/// Writes `run.toml` in `dir` for a gateway that polls `sim` fast and publishes under `base`
+/// to the TLS listener of [`tls_broker`], trusting its CA; `mqtt_extra` adds `[mqtt]` keys.
+fn tls_run_config(dir: &Path, sim: &Sim, tls_port: u16, base: &str, mqtt_extra: &str) -> PathBuf {
+    let config = dir.join("run.toml");
+    let body = format!(
+        r#"
+[connect]
+url = "{url}"
+access_token = "{TOKEN}"
+poll_interval = "200ms"
+max_requests_per_second = 0
+[mqtt]
+url = "mqtts://127.0.0.1:{tls_port}"
+ca_file = "{certs}/ca.crt"
+{mqtt_extra}base_topic = "{base}"
+client_id = "{base}-run-{pid}"
+[state]
+dir = {state:?}
+"#,
+        url = sim.url(),
+        certs = dir.display(),
+        pid = std::process::id(),
+        state = dir.join("state"),
+    );
+    std::fs::write(&config, body).unwrap();
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_without_the_brokers_ca_says_which_key_to_set_and_with_it_connects() {
     let sim = Sim::start().await;
@@ -404,33 +432,9 @@ async fn the_gateway_runs_over_tls_with_the_brokers_ca() {
     let Some((broker, tls_port)) = tls_broker(dir.path()) else {
         return;
     };
-    let certs = dir.path().display();
     // The test listens on the broker's plain listener.
     let sub = Subscriber::connect(&broker, &["tls/#"]).await;
-    let config = dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[connect]
-url = "{url}"
-access_token = "{TOKEN}"
-poll_interval = "200ms"
-max_requests_per_second = 0
-[mqtt]
-url = "mqtts://127.0.0.1:{tls_port}"
-ca_file = "{certs}/ca.crt"
-base_topic = "tls"
-client_id = "tls-run-{pid}"
-[state]
-dir = {state:?}
-"#,
-            url = sim.url(),
-            pid = std::process::id(),
-            state = dir.path().join("state"),
-        ),
-    )
-    .unwrap();
+    let config = tls_run_config(dir.path(), &sim, tls_port, "tls", "");
     let mut gateway = common::process::spawn_config(&config, dir.path(), &[]);
     let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
     let online = tokio::time::timeout(
@@ -529,32 +533,10 @@ async fn the_gateway_shows_its_client_certificate_to_a_broker_that_asks() {
     );
     let certs = dir.path().display();
     let sub = Subscriber::connect(&broker, &["tlscert/#"]).await;
-    let config = dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[connect]
-url = "{url}"
-access_token = "{TOKEN}"
-poll_interval = "200ms"
-max_requests_per_second = 0
-[mqtt]
-url = "mqtts://127.0.0.1:{tls_port}"
-ca_file = "{certs}/ca.crt"
-client_cert_file = "{certs}/client.crt"
-client_key_file = "{certs}/client.key"
-base_topic = "tlscert"
-client_id = "tls-cert-{pid}"
-[state]
-dir = {state:?}
-"#,
-            url = sim.url(),
-            pid = std::process::id(),
-            state = dir.path().join("state"),
-        ),
-    )
-    .unwrap();
+    let client_keys = format!(
+        "client_cert_file = \"{certs}/client.crt\"\nclient_key_file = \"{certs}/client.key\"\n"
+    );
+    let config = tls_run_config(dir.path(), &sim, tls_port, "tlscert", &client_keys);
     let _gateway = common::process::spawn_config(&config, dir.path(), &[]);
     let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
     let online = tokio::time::timeout(

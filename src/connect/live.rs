@@ -239,7 +239,7 @@ impl Backoff {
 }
 
 /// A subscription asked for and not acknowledged yet.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Asked {
     Subscribe(String),
     Unsubscribe(String),
