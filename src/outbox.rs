@@ -532,6 +532,18 @@ impl Outbox {
         }
     }
 
+    /// How many of the acks owed must come before the outbox has more to hand over (its
+    /// window down to [`REFILL_AT`]), or, when nothing waits for the window, all of them:
+    /// until then an ack changes nothing but the outbox's own books.
+    pub fn acks_awaited(&self) -> usize {
+        if self.window_full {
+            let in_flight = self.handed.len() + self.unacked.len();
+            in_flight.saturating_sub(REFILL_AT).min(self.unacked.len())
+        } else {
+            self.unacked.len()
+        }
+    }
+
     /// Nothing waits and nothing is unacknowledged.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.handed.is_empty() && self.unacked.is_empty()

@@ -141,6 +141,7 @@ impl SessionState {
             }
             if let Phase::Connected { wire, .. } = &mut phase {
                 self.pump(wire);
+                wire.expect_acks(self.outbox.acks_awaited());
             }
             self.write_journal();
             if self.stopping {

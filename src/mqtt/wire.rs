@@ -30,6 +30,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use ws_stream_tungstenite::WsStream;
 
 use crate::outbox::Transmit;
@@ -38,6 +39,11 @@ use crate::outbox::Transmit;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What one read takes at most: a farm's burst of acks and commands.
 const READ_CHUNK: usize = 16 * 1024;
+/// The bytes of a PubAck, the least that an ack owed brings.
+const PUBACK_LEN: usize = 4;
+/// How long a read waits for the acks owed before it takes whatever came (a broker that
+/// stalled, or acks that never come): what else the broker sent waits at most this long.
+const ACK_PATIENCE: Duration = Duration::from_millis(100);
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -53,6 +59,8 @@ pub(crate) struct Wire {
     max_packet: usize,
     /// The last packet id given (1 to 65,535, in turn).
     pkid: u16,
+    /// How many bytes the socket waits for before it wakes the reader: see [`Wire::expect_acks`].
+    low_water: LowWater,
 }
 
 /// Connects, sends CONNECT with the options' client id, keep-alive, session, last will and
@@ -71,6 +79,7 @@ pub(crate) async fn connect(opts: MqttOptions) -> Result<Wire, ConnectionError> 
     let tcp = in_time(TcpStream::connect((host.as_str(), port))).await??;
     // Each write is a batch already: nothing gains from waiting for more.
     tcp.set_nodelay(true)?;
+    let low_water = LowWater::new(&tcp);
     let stream: Box<dyn Stream> = match transport {
         Transport::Tcp => Box::new(tcp),
         Transport::Tls(config) => Box::new(in_time(tls(&config, &host, tcp)).await??),
@@ -92,6 +101,7 @@ pub(crate) async fn connect(opts: MqttOptions) -> Result<Wire, ConnectionError> 
         unflushed: false,
         max_packet: opts.max_packet_size(),
         pkid: 0,
+        low_water,
     };
     let mut connect = Connect::new(opts.client_id());
     connect.keep_alive = u16::try_from(opts.keep_alive().as_secs()).unwrap_or(u16::MAX);
@@ -310,6 +320,16 @@ impl Wire {
             .map_err(encoding)
     }
 
+    /// The broker owes `acks` PubAcks for what was written: the next read waits (up to
+    /// [`ACK_PATIENCE`]) until the socket holds at least their bytes, instead of waking for
+    /// every few acks that arrive. A farm's gateway writes a batch every 50 ms and mosquitto
+    /// acknowledges it a segment of a few acks at a time: hundreds of wakes a second, most of
+    /// the gateway's remaining CPU (README, Performance). Whatever else comes (a command, a
+    /// PingResp) comes behind acks the broker sends first, or waits out the patience.
+    pub(super) fn expect_acks(&mut self, acks: usize) {
+        self.low_water.expected = acks.saturating_mul(PUBACK_LEN);
+    }
+
     fn next_pkid(&mut self) -> u16 {
         self.pkid = self.pkid.checked_add(1).unwrap_or(1);
         self.pkid
@@ -325,11 +345,18 @@ impl Wire {
             }
             // Room for a full read (taken from what earlier packets left, when it can be).
             self.incoming.reserve(READ_CHUNK);
+            let patience = self.low_water.apply(self.incoming.len());
             tokio::select! {
                 read = self.reader.read_buf(&mut self.incoming) => {
                     if read? == 0 {
                         return Err(StateError::ConnectionAborted.into());
                     }
+                    self.low_water.heard();
+                }
+                () = tokio::time::sleep_until(patience.unwrap_or_else(Instant::now)),
+                    if patience.is_some() =>
+                {
+                    self.low_water.lose_patience();
                 }
                 sent = send(&mut self.writer, &mut self.outgoing),
                     if !self.outgoing.is_empty() || self.unflushed =>
@@ -389,3 +416,101 @@ impl Wire {
         .await;
     }
 }
+
+/// The socket's low-water mark for reading (`SO_RCVLOWAT`): epoll reports it readable, and
+/// the reader wakes, only once it holds that many bytes. Linux only; elsewhere every arrival
+/// wakes the reader, as before.
+struct LowWater {
+    /// A handle on the TCP socket (under TLS or a websocket too), to set the option.
+    #[cfg(target_os = "linux")]
+    socket: Option<std::os::fd::OwnedFd>,
+    /// Bytes the user expects (see [`Wire::expect_acks`]).
+    expected: usize,
+    /// What the socket was told last (1: wake at any byte, the kernel's default).
+    told: usize,
+    /// Since when a read waits with a mark above 1.
+    waiting_since: Option<Instant>,
+    /// The patience ran out: reads wake at any byte until something is read.
+    impatient: bool,
+}
+
+impl LowWater {
+    fn new(tcp: &TcpStream) -> LowWater {
+        #[cfg(target_os = "linux")]
+        let socket = {
+            use std::os::fd::AsFd;
+            tcp.as_fd().try_clone_to_owned().ok()
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = tcp;
+        LowWater {
+            #[cfg(target_os = "linux")]
+            socket,
+            expected: 0,
+            told: 1,
+            waiting_since: None,
+            impatient: false,
+        }
+    }
+
+    /// Before a read, with `buffered` bytes of a packet not whole yet (they count toward
+    /// what is expected): tells the socket how much to wait for. Returns when to stop
+    /// waiting for it.
+    fn apply(&mut self, buffered: usize) -> Option<Instant> {
+        let mark = if self.impatient {
+            1
+        } else {
+            self.expected.saturating_sub(buffered).clamp(1, READ_CHUNK)
+        };
+        if mark != self.told && self.tell(mark) {
+            self.told = mark;
+        }
+        if self.told <= 1 {
+            self.waiting_since = None;
+            return None;
+        }
+        Some(*self.waiting_since.get_or_insert_with(Instant::now) + ACK_PATIENCE)
+    }
+
+    /// Something was read.
+    fn heard(&mut self) {
+        self.waiting_since = None;
+        self.impatient = false;
+    }
+
+    /// The patience ran out: lowering the mark makes the socket report what it holds.
+    fn lose_patience(&mut self) {
+        self.impatient = true;
+        self.waiting_since = None;
+    }
+
+    /// Sets the option; returns whether the socket took it.
+    #[cfg(target_os = "linux")]
+    fn tell(&self, bytes: usize) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(socket) = &self.socket else {
+            return false;
+        };
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the descriptor is open (owned here), the value outlives the call and its
+        // size is the one given.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        done == 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn tell(&self, _bytes: usize) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -257,6 +257,38 @@ fn a_full_window_is_refilled_once_half_of_it_is_acknowledged_not_at_every_ack() 
 }
 
 #[test]
+fn the_acks_awaited_are_those_that_refill_the_window_or_all_when_nothing_waits() {
+    let mut b = Broker::new();
+    b.connect();
+    b.deliver();
+    assert_eq!(b.outbox.acks_awaited(), 0, "nothing owed");
+    for i in 0..(WINDOW + 10) {
+        b.outbox
+            .push(Message::event("pc/p/event".into(), format!("{i}")));
+    }
+    assert_eq!(b.write().len(), WINDOW);
+    assert_eq!(
+        b.outbox.acks_awaited(),
+        WINDOW - REFILL_AT,
+        "down to the mark"
+    );
+    for (pkid, _) in b
+        .written
+        .drain(..WINDOW - REFILL_AT - 1)
+        .collect::<Vec<_>>()
+    {
+        b.outbox.on_acked(pkid);
+    }
+    assert!(b.write().is_empty());
+    assert_eq!(b.outbox.acks_awaited(), 1, "one short of the mark");
+    b.ack_all();
+    assert_eq!(b.write().len(), 10, "the rest, the window not full");
+    assert_eq!(b.outbox.acks_awaited(), 10, "all of them: nothing waits");
+    b.ack_all();
+    assert_eq!(b.outbox.acks_awaited(), 0);
+}
+
+#[test]
 fn pictures_go_at_qos_0_only_the_last_is_kept_and_it_is_sent_again_after_a_reconnect() {
     let mut b = Broker::new();
     b.connect();
