@@ -259,7 +259,8 @@ impl Core {
         printers: Vec<Printer>,
         rejected: Vec<RejectedPrinter>,
     ) -> Vec<Printer> {
-        self.poll.begin(printers.len() + rejected.len(), rejected);
+        self.poll
+            .begin(printers.len(), rejected, now, &self.settings);
         let answer = self.health.answered(wall);
         self.account.connect_answered(answer, now);
         let types = self

@@ -7,8 +7,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::bridge::Settings;
 use crate::bridge::schedule::EXTRAS_PER_TICK;
 use crate::connect::client::{PRINTERS_PAGE, RejectedPrinter};
+
+/// A poll's budget of extra reads counts at most this many active poll intervals since the
+/// last (the default idle interval is six).
+pub const MAX_TICKS: u32 = 6;
 
 #[derive(Debug)]
 pub struct Poll {
@@ -28,6 +33,8 @@ pub struct Poll {
     pub pages: u32,
     /// Extra reads asked for earlier and still waiting for their turn (the shell says).
     pub waiting: usize,
+    /// When the last list came (see [`Poll::begin`]).
+    pub began: Option<Instant>,
 }
 
 impl Default for Poll {
@@ -41,14 +48,26 @@ impl Default for Poll {
             other_shards: HashSet::new(),
             pages: 1,
             waiting: 0,
+            began: None,
         }
     }
 }
 
 impl Poll {
-    /// A new list of `count` printers (`rejected` among them) came in: the budget is whole
-    /// again, but for the start-up reads still waiting.
-    pub fn begin(&mut self, count: usize, rejected: Vec<RejectedPrinter>) {
+    /// A new list of `printers` readable printers and `rejected` came in at `now`: the budget
+    /// is whole again, but for the start-up reads still waiting. It is [`EXTRAS_PER_TICK`]
+    /// for each active poll interval since the last list, up to [`MAX_TICKS`] of them: polls
+    /// at the idle pace (an idle farm, or one the live channel covers) make a farm known as
+    /// fast as polls at the active pace would, not six times slower.
+    pub fn begin(
+        &mut self,
+        printers: usize,
+        rejected: Vec<RejectedPrinter>,
+        now: Instant,
+        settings: &Settings,
+    ) {
+        let pace = settings.active_poll_interval;
+        let count = printers + rejected.len();
         self.pages =
             u32::try_from(count.div_ceil(PRINTERS_PAGE as usize).max(1)).unwrap_or(u32::MAX);
         if rejected != self.rejected {
@@ -61,7 +80,14 @@ impl Poll {
         // budget a farm's start would otherwise queue thousands of them (memory, and the
         // order by printer matters less the more there are).
         let waiting = u32::try_from(self.waiting).unwrap_or(u32::MAX);
-        self.budget = EXTRAS_PER_TICK.saturating_sub(waiting);
+        let ticks = match self.began.replace(now) {
+            Some(last) if !pace.is_zero() => {
+                let ticks = now.saturating_duration_since(last).as_secs_f64() / pace.as_secs_f64();
+                ticks.round().clamp(1.0, f64::from(MAX_TICKS)) as u32
+            }
+            _ => 1,
+        };
+        self.budget = (EXTRAS_PER_TICK * ticks).saturating_sub(waiting);
         self.active = false;
     }
 

@@ -417,6 +417,33 @@ fn start_up_reads_still_waiting_count_against_the_polls_budget() {
     assert_eq!(supported, 4);
 }
 
+/// The budget of extra reads counts the active poll intervals since the last list: a poll
+/// at the idle pace (30 s: an idle farm, or the live channel covering one that prints) may
+/// ask six times as many, so a farm becomes known as fast as at the active pace.
+#[test]
+fn a_poll_after_the_idle_interval_may_ask_as_many_start_up_reads_as_six_active_polls() {
+    let mut b = Bridge::new("");
+    let fleet = idle_fleet(1000);
+    let supported = |b: &mut Bridge| {
+        let out = b.poll(&fleet);
+        out.reads
+            .iter()
+            .filter(|r| matches!(r, Read::Supported { .. }))
+            .count()
+    };
+    assert_eq!(supported(&mut b), 64, "the first list");
+    b.advance(5);
+    assert_eq!(supported(&mut b), 64, "one active interval later");
+    b.advance(30);
+    assert_eq!(supported(&mut b), 6 * 64, "the idle interval later");
+    b.advance(3600);
+    assert_eq!(
+        supported(&mut b),
+        6 * 64,
+        "never more than six intervals' worth"
+    );
+}
+
 /// A printer missing from a list (not removed yet) is not asked for its free space; it is
 /// once it is back.
 #[test]
