@@ -8,7 +8,7 @@ use crate::bridge::printer::{Ctx, PrinterEntry, Runtime};
 use crate::connect::model::PrinterState;
 use crate::discovery::{Controls, Features, PrinterDevice};
 use crate::message::{Kind, Message};
-use crate::payloads::{self, iso, print_of};
+use crate::payloads::{self, Fingerprint, iso, print_of};
 
 impl PrinterEntry {
     /// Publishes the printer's retained topics that changed: discovery, `P/state`, `P/job`,
@@ -144,9 +144,10 @@ impl PrinterEntry {
     }
 }
 
-/// A value hashed, to tell whether it changed since the last look.
+/// A value hashed, to tell whether it changed since the last look (with the fingerprints'
+/// hasher: these hashes live only in memory, and every look at a printer makes several).
 pub(super) fn hash(value: &impl Hash) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fingerprint::default();
     value.hash(&mut h);
     h.finish()
 }
@@ -155,7 +156,7 @@ pub(super) fn hash(value: &impl Hash) -> u64 {
 /// [`Runtime::discovery_inputs`]): everything [`device`] reads of `live.printer`.
 fn inputs_print(id: &str, live: &Runtime, model: Option<&str>) -> u64 {
     let p = &live.printer;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fingerprint::default();
     (id, p.display_name(), model, &p.sn, &p.firmware).hash(&mut h);
     (
         p.job_info.as_ref().and_then(|j| j.id),
